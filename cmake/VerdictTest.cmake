@@ -1,0 +1,13 @@
+# verdict_cc_test(NAME SOURCES... [DEPS targets...])
+# One GoogleTest binary per test file, registered with CTest through gtest_discover_tests.
+# Tests find their fixtures through VERDICT_TESTDATA_DIR (tests/data, committed with their
+# sources noted) and the repository through VERDICT_SOURCE_DIR.
+function(verdict_cc_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  target_compile_definitions(${name} PRIVATE
+    VERDICT_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    VERDICT_TESTDATA_DIR="${PROJECT_SOURCE_DIR}/tests/data")
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+endfunction()

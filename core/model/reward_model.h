@@ -1,0 +1,88 @@
+// RewardModel: a transformer with a scalar head that scores token sequences.
+//
+// Two families share this interface:
+//   - encoder, DistilBERT layout (DistilBertForSequenceClassification): pooled at the first
+//     token, `classifier(ReLU(pre_classifier(h0)))`;
+//   - decoder, Llama layout (LlamaForSequenceClassification): `score` applied at the last
+//     non-padding token.
+// Parameters carry Hugging Face state-dict names ("distilbert.embeddings.word_embeddings.weight",
+// "model.layers.0.self_attn.q_proj.weight", "score.weight", ...), so weights load from and
+// save to Hugging Face directories without renaming.
+//
+// Thread safety: Forward() under inference mode may run on several threads at once; training
+// (parameter updates) must not overlap with any other call.
+//
+// Example:
+//   ASSIGN_OR_RETURN(auto model, LoadRewardModel("/models/golden", ModelOptions{}));
+//   at::Tensor rewards = model->Forward(input_ids, attention_mask);  // [batch]
+#ifndef VERDICT_CORE_MODEL_REWARD_MODEL_H_
+#define VERDICT_CORE_MODEL_REWARD_MODEL_H_
+
+#include <memory>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/model/model_config.h"
+#include "core/model/safetensors.h"
+
+namespace torch::nn {
+class Module;
+}  // namespace torch::nn
+
+namespace verdict {
+
+// Where the model lives and in which precision.
+struct ModelOptions {
+  std::string device = "cpu";    // "cpu", "cuda", "cuda:N"
+  std::string dtype = "float32";  // "float32", "bfloat16", "float16"
+  uint64_t seed = 0;              // initialises from-scratch parameters and fresh heads
+};
+
+class RewardModel {
+ public:
+  virtual ~RewardModel() = default;
+
+  // input_ids, attention_mask: [batch, seq] int64, right padded (mask 1 = real token).
+  // Returns [batch] float32 rewards on the model's device.
+  virtual at::Tensor Forward(const at::Tensor& input_ids, const at::Tensor& attention_mask) = 0;
+
+  // The last hidden state [batch, seq, hidden] (after the final norm for decoders), in the
+  // model's dtype. Positions where attention_mask is 0 hold unspecified values.
+  virtual at::Tensor HiddenStates(const at::Tensor& input_ids,
+                                  const at::Tensor& attention_mask) = 0;
+
+  virtual const ModelConfig& config() const = 0;
+
+  // The underlying LibTorch module: parameters for the optimizer, train()/eval().
+  virtual torch::nn::Module& module() = 0;
+
+  // Parameters under their Hugging Face names (shared storage, not copies).
+  virtual TensorMap StateDict() const = 0;
+};
+
+absl::StatusOr<c10::Device> ParseDevice(const std::string& device);
+absl::StatusOr<c10::ScalarType> ParseDtype(const std::string& dtype);
+
+// A freshly initialised model (Hugging Face's init: normal(0, initializer_range) weights, zero
+// biases, unit norms), seeded by options.seed.
+absl::StatusOr<std::unique_ptr<RewardModel>> CreateRewardModel(const ModelConfig& config,
+                                                               const ModelOptions& options);
+
+// Loads a Hugging Face model directory (config.json + model.safetensors or sharded index).
+// A reward checkpoint (…ForSequenceClassification) loads whole. A base checkpoint
+// (LlamaForCausalLM, LlamaModel, DistilBertModel, DistilBertForMaskedLM) loads its backbone,
+// ignores its language-model head, and gets a freshly initialised reward head. Missing or
+// unexpected tensors and shape mismatches fail with the tensor's name.
+absl::StatusOr<std::unique_ptr<RewardModel>> LoadRewardModel(const std::string& dir,
+                                                             const ModelOptions& options);
+
+// Writes config.json and model.safetensors (float32 unless the model is in another dtype) so
+// that AutoModelForSequenceClassification.from_pretrained(dir) loads the model. Creates `dir`.
+absl::Status SaveRewardModel(RewardModel& model, const std::string& dir);
+
+}  // namespace verdict
+
+#endif  // VERDICT_CORE_MODEL_REWARD_MODEL_H_

@@ -1,0 +1,75 @@
+// Tokenizer: text <-> token ids, the way the Hugging Face tokenizer of a model family does it.
+//
+// Two implementations: SentencePieceTokenizer (a `.model` file, loaded or trained) and
+// WordPieceTokenizer (a BERT-family `vocab.txt`). Reward models consume pairs through
+// EncodePair() in pair_encoding.h, which adds the family's special tokens.
+//
+// Thread safety: a constructed Tokenizer is immutable; all const methods may be called from
+// any number of threads at once.
+#ifndef VERDICT_CORE_TOKENIZE_TOKENIZER_H_
+#define VERDICT_CORE_TOKENIZE_TOKENIZER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace verdict {
+
+// Ids of the special tokens; -1 where the vocabulary has no such token.
+struct SpecialTokens {
+  int32_t bos = -1;  // <s>
+  int32_t eos = -1;  // </s>
+  int32_t cls = -1;  // [CLS]
+  int32_t sep = -1;  // [SEP]
+  int32_t pad = -1;  // [PAD] / <pad>
+  int32_t unk = -1;  // [UNK] / <unk>
+  // Whether the model's own tokenizer adds BOS / EOS around a sequence (decoder families read
+  // this from tokenizer_config.json's add_bos_token / add_eos_token).
+  bool add_bos = true;
+  bool add_eos = true;
+};
+
+// The result of encoding `first + second` as one text.
+struct SplitEncoding {
+  std::vector<int32_t> ids;
+  // ids[0, first_length) came from `first`, the rest from `second`. A token that straddles
+  // the boundary counts as part of `first`.
+  size_t first_length = 0;
+};
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+
+  // Plain encoding of `text`, without special tokens. Fails only on invalid UTF-8.
+  virtual absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const = 0;
+
+  // Encodes the concatenation `first + second` and reports which tokens came from which
+  // part. Tokenizers whose pieces can span the join (SentencePiece) encode the joined text;
+  // WordPiece encodes the parts separately, as BERT does for text pairs.
+  virtual absl::StatusOr<SplitEncoding> EncodeConcatenated(absl::string_view first,
+                                                           absl::string_view second) const = 0;
+
+  // Ids back to text; special tokens are skipped.
+  virtual std::string Decode(const std::vector<int32_t>& ids) const = 0;
+
+  virtual const SpecialTokens& special_tokens() const = 0;
+  virtual int64_t vocab_size() const = 0;
+
+  // Writes the files a Hugging Face model directory holds for this tokenizer
+  // (tokenizer.model or vocab.txt, plus tokenizer_config.json and special_tokens_map.json).
+  virtual absl::Status SaveToDirectory(const std::string& dir) const = 0;
+};
+
+// Loads the tokenizer of a Hugging Face model directory: tokenizer.model (SentencePiece) or
+// vocab.txt (WordPiece), honouring tokenizer_config.json where present.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromDirectory(const std::string& dir);
+
+}  // namespace verdict
+
+#endif  // VERDICT_CORE_TOKENIZE_TOKENIZER_H_

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package that verdict needs to build, test and run.
+# Idempotent: safe to run again; packages already present are left as they are.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  # core: tensors (with a fast BLAS), tokenizers, JSON, gzip
+  libtorch-dev libopenblas0-pthread libsentencepiece-dev libutf8proc-dev nlohmann-json3-dev zlib1g-dev
+  # server: RPC, flags/status, metrics, job store, hashing
+  libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libabsl-dev
+  prometheus-cpp-dev libsqlite3-dev libssl-dev
+  # CLI job files
+  libyaml-cpp-dev
+  # tests
+  libgtest-dev libgmock-dev prometheus python3 python3-grpcio python3-grpc-tools
+)
+# kubectl renders deploy/k8s in the tests; some images already ship it from another source,
+# and Debian's package would collide with that binary.
+command -v kubectl >/dev/null || packages+=(kubernetes-client)
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -q
+$sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
