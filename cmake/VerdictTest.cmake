@@ -6,6 +6,7 @@ function(verdict_cc_test name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR})
   target_compile_definitions(${name} PRIVATE
     VERDICT_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     VERDICT_TESTDATA_DIR="${PROJECT_SOURCE_DIR}/tests/data")
