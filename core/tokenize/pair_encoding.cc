@@ -84,11 +84,12 @@ absl::StatusOr<PairEncoding> EncodePair(const Tokenizer& tokenizer, absl::string
     }
     size_t excess = total - budget;
     // The prompt's start matters least: the end of a dialogue is what the response answers.
-    // Keep at least one response token so a pair is never scored on its prompt alone.
+    // Keep at least one response token so a pair is never scored on its prompt alone (an
+    // empty response has none to keep).
     const size_t from_prompt = std::min(excess, prompt_ids.size());
     prompt_ids.erase(prompt_ids.begin(), prompt_ids.begin() + from_prompt);
     excess -= from_prompt;
-    if (excess >= response_ids.size()) {
+    if (excess > 0 && excess >= response_ids.size()) {
       return absl::OutOfRangeError(absl::StrCat("max_length ", options.max_length,
                                                 " cannot hold any of the response"));
     }
