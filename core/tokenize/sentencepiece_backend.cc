@@ -59,8 +59,12 @@ BackendStatus SentencePieceBackend::Train(
       sentencepiece::SentencePieceTrainer::Train(kwargs, &iterator, serialized_model));
 }
 
-BackendStatus SentencePieceBackend::Encode(std::string_view text,
-                                           std::vector<EncodedPiece>* pieces) const {
+BackendStatus SentencePieceBackend::Encode(std::string_view text, std::vector<int>* ids) const {
+  return FromSentencePiece(impl_->processor.Encode(text, ids));
+}
+
+BackendStatus SentencePieceBackend::EncodeWithOffsets(std::string_view text,
+                                                      std::vector<EncodedPiece>* pieces) const {
   sentencepiece::ImmutableSentencePieceText encoded;
   BackendStatus status =
       FromSentencePiece(impl_->processor.Encode(text, encoded.mutable_proto()));

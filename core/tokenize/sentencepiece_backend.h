@@ -56,7 +56,8 @@ class SentencePieceBackend {
                              const std::vector<std::pair<std::string, std::string>>& flags,
                              std::string* serialized_model);
 
-  BackendStatus Encode(std::string_view text, std::vector<EncodedPiece>* pieces) const;
+  BackendStatus Encode(std::string_view text, std::vector<int>* ids) const;
+  BackendStatus EncodeWithOffsets(std::string_view text, std::vector<EncodedPiece>* pieces) const;
   BackendStatus Decode(const std::vector<int>& ids, std::string* text) const;
 
   int piece_count() const;

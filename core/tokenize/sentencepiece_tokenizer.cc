@@ -206,12 +206,9 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
 
 absl::StatusOr<std::vector<int32_t>> SentencePieceTokenizer::Encode(absl::string_view text) const {
   RETURN_IF_ERROR(ValidateUtf8(text));
-  std::vector<EncodedPiece> pieces;
-  RETURN_IF_ERROR(ToAbsl(backend_->Encode(StdView(text), &pieces), "sentencepiece encode"));
-  std::vector<int32_t> ids;
-  ids.reserve(pieces.size());
-  for (const EncodedPiece& piece : pieces) ids.push_back(piece.id);
-  return ids;
+  std::vector<int> ids;
+  RETURN_IF_ERROR(ToAbsl(backend_->Encode(StdView(text), &ids), "sentencepiece encode"));
+  return std::vector<int32_t>(ids.begin(), ids.end());
 }
 
 absl::StatusOr<SplitEncoding> SentencePieceTokenizer::EncodeConcatenated(
@@ -220,7 +217,8 @@ absl::StatusOr<SplitEncoding> SentencePieceTokenizer::EncodeConcatenated(
   RETURN_IF_ERROR(ValidateUtf8(second));
   const std::string joined = absl::StrCat(first, second);
   std::vector<EncodedPiece> pieces;
-  RETURN_IF_ERROR(ToAbsl(backend_->Encode(joined, &pieces), "sentencepiece encode"));
+  RETURN_IF_ERROR(
+      ToAbsl(backend_->EncodeWithOffsets(joined, &pieces), "sentencepiece encode"));
   SplitEncoding out;
   out.ids.reserve(pieces.size());
   for (const EncodedPiece& piece : pieces) {

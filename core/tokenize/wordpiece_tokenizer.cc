@@ -87,19 +87,19 @@ std::u32string LowerCase(const std::u32string& word) {
   for (size_t i = 0; i < word.size(); ++i) {
     char32_t c = word[i];
     if (c == 0x03A3) {
-      bool after_letter = false;
+      bool preceded_by_letter = false;
       for (size_t j = i; j-- > 0;) {
         if (CategoryOf(word[j]) == UTF8PROC_CATEGORY_MN) continue;
-        after_letter = IsLetter(word[j]);
+        preceded_by_letter = IsLetter(word[j]);
         break;
       }
-      bool before_letter = false;
+      bool followed_by_letter = false;
       for (size_t j = i + 1; j < word.size(); ++j) {
         if (CategoryOf(word[j]) == UTF8PROC_CATEGORY_MN) continue;
-        before_letter = IsLetter(word[j]);
+        followed_by_letter = IsLetter(word[j]);
         break;
       }
-      out[i] = after_letter && !before_letter ? 0x03C2 : 0x03C3;
+      out[i] = preceded_by_letter && !followed_by_letter ? 0x03C2 : 0x03C3;
       continue;
     }
     out[i] = static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c)));
@@ -109,6 +109,9 @@ std::u32string LowerCase(const std::u32string& word) {
 
 // BERT's _run_strip_accents: canonical decomposition (NFD), then every Mn mark dropped.
 std::u32string StripAccents(const std::u32string& word) {
+  bool ascii = true;
+  for (char32_t c : word) ascii = ascii && c < 0x80;
+  if (ascii) return word;  // nothing to decompose
   const std::string utf8 = EncodeUtf8(word);
   utf8proc_uint8_t* decomposed = nullptr;
   const utf8proc_ssize_t length =

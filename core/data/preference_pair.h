@@ -1,0 +1,28 @@
+// PreferencePair: one human preference judgement, as every reader in core/data produces it.
+//
+// `chosen` and `rejected` hold the responses only: the prompt they share is in `prompt`, never
+// repeated in front of them. Whatever layout the source used (explicit prompt, full hh-rlhf
+// transcripts, chat messages), a model scores `prompt + chosen` against `prompt + rejected`.
+// A plain value type: thread-compatible.
+#ifndef VERDICT_CORE_DATA_PREFERENCE_PAIR_H_
+#define VERDICT_CORE_DATA_PREFERENCE_PAIR_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace verdict {
+
+struct PreferencePair {
+  std::string prompt;
+  std::string chosen;    // the preferred response, without the prompt
+  std::string rejected;  // the other response, without the prompt
+  // How strongly `chosen` is preferred, when the data says so (TRL's `margin` column); the
+  // trainer subtracts it inside the Bradley–Terry loss.
+  std::optional<double> margin;
+  int64_t line = 0;  // 1-based line in the source it was read from
+};
+
+}  // namespace verdict
+
+#endif  // VERDICT_CORE_DATA_PREFERENCE_PAIR_H_

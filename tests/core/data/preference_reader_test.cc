@@ -1,0 +1,436 @@
+#include "core/data/preference_reader.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/data/line_reader.h"
+#include "core/util/file_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/core/data/gzip_for_test.h"
+#include "tests/testing/test_paths.h"
+
+namespace verdict {
+namespace {
+
+using ::testing::EndsWith;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using ::verdict::testing::Gzip;
+using ::verdict::testing::ScratchDir;
+using ::verdict::testing::TestDataPath;
+using ::verdict::testing::WriteBytes;
+
+constexpr char kHelpful[] = "hh-rlhf/helpful-base/test.jsonl.gz";
+constexpr char kHarmless[] = "hh-rlhf/harmless-base/test.jsonl.gz";
+constexpr char kUltraFeedback[] = "preference/ultrafeedback-binarized-sample/train_clean.jsonl";
+
+PreferenceData ReadOrDie(const std::string& text, const PreferenceReaderOptions& options = {}) {
+  absl::StatusOr<PreferenceData> data = ReadPreferenceString(text, "mem", options);
+  EXPECT_TRUE(data.ok()) << data.status();
+  return data.ok() ? *std::move(data) : PreferenceData{};
+}
+
+PreferencePair OnlyPair(const std::string& line, ChatFormat format = ChatFormat::kHhRlhf) {
+  PreferenceReaderOptions options;
+  options.chat_format = format;
+  PreferenceData data = ReadOrDie(line, options);
+  EXPECT_EQ(data.pairs.size(), 1u) << line;
+  return data.pairs.empty() ? PreferencePair{} : data.pairs[0];
+}
+
+// --- The bundled real data ---------------------------------------------------------------
+
+TEST(PreferenceReaderTest, ReadsHelpfulBaseAndDropsItsTwoIdenticalPairs) {
+  absl::StatusOr<PreferenceData> data = ReadPreferenceFile(TestDataPath(kHelpful));
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->stats.lines, 2354);
+  EXPECT_EQ(data->stats.identical_dropped, 2);
+  EXPECT_EQ(data->stats.invalid_lines, 0);
+  ASSERT_EQ(data->pairs.size(), 2352u);
+  EXPECT_EQ(data->stats.pairs, 2352);
+  EXPECT_EQ(data->stats.Summary(), "2352 pairs from 2354 lines (2 identical dropped)");
+
+  // Lines 722 and 2169 hold chosen == rejected; every other line is a pair, in order.
+  std::vector<int64_t> expected_lines;
+  for (int64_t line = 1; line <= 2354; ++line) {
+    if (line != 722 && line != 2169) expected_lines.push_back(line);
+  }
+  std::vector<int64_t> lines;
+  for (const PreferencePair& pair : data->pairs) {
+    lines.push_back(pair.line);
+    EXPECT_THAT(pair.prompt, StartsWith("\n\nHuman: ")) << pair.line;
+    EXPECT_THAT(pair.prompt, EndsWith("\n\nAssistant:")) << pair.line;
+    EXPECT_NE(pair.chosen, pair.rejected) << pair.line;
+    EXPECT_FALSE(pair.margin.has_value());
+  }
+  EXPECT_EQ(lines, expected_lines);
+
+  const PreferencePair& first = data->pairs[0];
+  EXPECT_EQ(first.prompt,
+            "\n\nHuman: Do you know why turkeys became the official food of thanksgiving?"
+            "\n\nAssistant:");
+  EXPECT_THAT(first.chosen, StartsWith(" To be honest, I don\u2019t know anything about that."));
+  EXPECT_THAT(first.rejected, StartsWith(" I know that the American Indians were the first"));
+}
+
+TEST(PreferenceReaderTest, HhRlhfPromptPlusResponseGivesBackTheTranscript) {
+  absl::StatusOr<PreferenceData> data = ReadPreferenceFile(TestDataPath(kHarmless));
+  ASSERT_TRUE(data.ok()) << data.status();
+  ASSERT_EQ(data->pairs.size(), 2312u);
+  EXPECT_EQ(data->stats.identical_dropped, 0);
+
+  // Compare with the raw transcripts, read independently of the pair reader.
+  auto lines = LineReader::OpenFile(TestDataPath(kHarmless));
+  ASSERT_TRUE(lines.ok()) << lines.status();
+  TextLine line;
+  for (const PreferencePair& pair : data->pairs) {
+    ASSERT_TRUE(*(*lines)->Next(&line));
+    ASSERT_EQ(line.number, pair.line);
+    nlohmann::json raw = nlohmann::json::parse(line.text.begin(), line.text.end());
+    ASSERT_EQ(pair.prompt + pair.chosen, raw["chosen"].get<std::string>()) << pair.line;
+    ASSERT_EQ(pair.prompt + pair.rejected, raw["rejected"].get<std::string>()) << pair.line;
+    // The prompt reaches the last assistant tag the two transcripts share: what the
+    // responses still have in common holds none.
+    const size_t shared =
+        std::mismatch(pair.chosen.begin(),
+                      pair.chosen.begin() + std::min(pair.chosen.size(), pair.rejected.size()),
+                      pair.rejected.begin())
+            .first -
+        pair.chosen.begin();
+    ASSERT_EQ(pair.chosen.substr(0, shared).find("\n\nAssistant:"), std::string::npos) << pair.line;
+  }
+}
+
+TEST(PreferenceReaderTest, ReadsUltraFeedbackWithExplicitPromptsIgnoringExtraKeys) {
+  absl::StatusOr<PreferenceData> data = ReadPreferenceFile(TestDataPath(kUltraFeedback));
+  ASSERT_TRUE(data.ok()) << data.status();
+  EXPECT_EQ(data->stats.lines, 1000);
+  EXPECT_EQ(data->stats.identical_dropped, 4);
+  ASSERT_EQ(data->pairs.size(), 996u);
+  for (const PreferencePair& pair : data->pairs) {
+    EXPECT_NE(pair.line, 307);
+    EXPECT_NE(pair.line, 656);
+    EXPECT_NE(pair.line, 911);
+    EXPECT_NE(pair.line, 998);
+    EXPECT_FALSE(pair.margin.has_value());  // metadata.score_* is not a margin
+  }
+  const PreferencePair& first = data->pairs[0];
+  EXPECT_EQ(first.prompt, "how to cook t-bone in the oven");
+  EXPECT_THAT(first.chosen, StartsWith("To cook a delicious T-bone steak in the oven"));
+  EXPECT_THAT(first.rejected, StartsWith("To cook a T-bone steak in the oven, you will need"));
+}
+
+TEST(PreferenceReaderTest, ReadsUploadedBytesExactlyAsTheFile) {
+  for (const char* name : {kHelpful, kUltraFeedback}) {
+    absl::StatusOr<std::string> bytes = ReadFileToString(TestDataPath(name));
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    absl::StatusOr<PreferenceData> from_file = ReadPreferenceFile(TestDataPath(name));
+    absl::StatusOr<PreferenceData> from_memory = ReadPreferenceString(*bytes, "upload");
+    ASSERT_TRUE(from_file.ok() && from_memory.ok());
+    ASSERT_EQ(from_file->pairs.size(), from_memory->pairs.size());
+    for (size_t i = 0; i < from_file->pairs.size(); ++i) {
+      const PreferencePair& a = from_file->pairs[i];
+      const PreferencePair& b = from_memory->pairs[i];
+      ASSERT_TRUE(a.prompt == b.prompt && a.chosen == b.chosen && a.rejected == b.rejected &&
+                  a.line == b.line)
+          << name << " pair " << i;
+    }
+  }
+}
+
+TEST(PreferenceReaderTest, StreamsPairsOneAtATime) {
+  auto reader = PreferenceReader::OpenFile(TestDataPath(kHelpful));
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  PreferencePair pair;
+  ASSERT_TRUE(*(*reader)->Next(&pair));
+  EXPECT_EQ(pair.line, 1);
+  EXPECT_EQ((*reader)->stats().lines, 1);
+  EXPECT_EQ((*reader)->stats().pairs, 1);
+}
+
+// --- Layouts -----------------------------------------------------------------------------
+
+TEST(PreferenceReaderTest, ImplicitPromptIsCutBackToTheLastSharedAssistantTurn) {
+  // The transcripts part in the second human turn: the prompt stops before the shared answer.
+  PreferencePair pair = OnlyPair(
+      R"({"chosen": "\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Tell a joke\n\nAssistant: No.",)"
+      R"( "rejected": "\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Tell a story\n\nAssistant: Once."})");
+  EXPECT_EQ(pair.prompt, "\n\nHuman: Hi\n\nAssistant:");
+  EXPECT_EQ(pair.chosen, " Hello\n\nHuman: Tell a joke\n\nAssistant: No.");
+  EXPECT_EQ(pair.rejected, " Hello\n\nHuman: Tell a story\n\nAssistant: Once.");
+}
+
+TEST(PreferenceReaderTest, ImplicitPromptIsEmptyWithoutAnAssistantTag) {
+  PreferencePair pair =
+      OnlyPair(R"({"chosen": "The sky is blue", "rejected": "The sky is green"})");
+  EXPECT_EQ(pair.prompt, "");
+  EXPECT_EQ(pair.chosen, "The sky is blue");
+  EXPECT_EQ(pair.rejected, "The sky is green");
+}
+
+TEST(PreferenceReaderTest, ConversationsWithoutAPromptShareTheirLeadingMessages) {
+  const std::string messages =
+      R"({"chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],)"
+      R"( "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Go away."}]})";
+  const std::string transcript =
+      R"({"chosen": "\n\nHuman: Hi\n\nAssistant: Hello!", "rejected": "\n\nHuman: Hi\n\nAssistant: Go away."})";
+  PreferencePair from_messages = OnlyPair(messages);
+  PreferencePair from_transcript = OnlyPair(transcript);
+  EXPECT_EQ(from_messages.prompt, "\n\nHuman: Hi\n\nAssistant:");
+  EXPECT_EQ(from_messages.prompt, from_transcript.prompt);
+  EXPECT_EQ(from_messages.chosen, from_transcript.chosen);
+  EXPECT_EQ(from_messages.rejected, from_transcript.rejected);
+
+  PreferencePair chatml = OnlyPair(messages, ChatFormat::kChatML);
+  EXPECT_EQ(chatml.prompt, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(chatml.chosen, "Hello!<|im_end|>\n");
+  EXPECT_EQ(chatml.rejected, "Go away.<|im_end|>\n");
+
+  PreferencePair llama2 = OnlyPair(messages, ChatFormat::kLlama2);
+  EXPECT_EQ(llama2.prompt, "[INST] Hi [/INST]");
+  EXPECT_EQ(llama2.chosen, " Hello!");
+}
+
+TEST(PreferenceReaderTest, ConversationsWithAPromptRenderItBeforeEachResponse) {
+  PreferencePair pair = OnlyPair(
+      R"({"prompt": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi"}],)"
+      R"( "chosen": [{"role": "assistant", "content": "Hello!"}],)"
+      R"( "rejected": [{"role": "assistant", "content": "What?"}], "margin": 0.5})",
+      ChatFormat::kChatML);
+  EXPECT_EQ(pair.prompt,
+            "<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+            "<|im_start|>assistant\n");
+  EXPECT_EQ(pair.chosen, "Hello!<|im_end|>\n");
+  EXPECT_EQ(pair.rejected, "What?<|im_end|>\n");
+  EXPECT_EQ(pair.margin, 0.5);
+}
+
+TEST(PreferenceReaderTest, ReadsMarginsAsNumbersAndNullAsNone) {
+  PreferenceData data =
+      ReadOrDie(R"({"prompt": "p", "chosen": "a", "rejected": "b", "margin": 1.5})"
+                "\n"
+                R"({"prompt": "p", "chosen": "a", "rejected": "b", "margin": 2})"
+                "\n"
+                R"({"prompt": "p", "chosen": "a", "rejected": "b", "margin": -0.25})"
+                "\n"
+                R"({"prompt": "p", "chosen": "a", "rejected": "b", "margin": null})"
+                "\n"
+                R"({"prompt": null, "chosen": "a", "rejected": "b"})"
+                "\n");
+  ASSERT_EQ(data.pairs.size(), 5u);
+  EXPECT_EQ(data.pairs[0].margin, 1.5);
+  EXPECT_EQ(data.pairs[1].margin, 2.0);
+  EXPECT_EQ(data.pairs[2].margin, -0.25);
+  EXPECT_FALSE(data.pairs[3].margin.has_value());
+  EXPECT_EQ(data.pairs[4].prompt, "");
+}
+
+TEST(PreferenceReaderTest, DropsAndCountsPairsWhoseResponsesAreEqual) {
+  PreferenceData data = ReadOrDie(
+      R"({"prompt": "p", "chosen": "same", "rejected": "same"})"
+      "\n"
+      R"({"chosen": "\n\nHuman: q\n\nAssistant: a", "rejected": "\n\nHuman: q\n\nAssistant: a"})"
+      "\n"
+      R"({"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],)"
+      R"( "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]})"
+      "\n"
+      R"({"prompt": "p", "chosen": "kept", "rejected": "other"})"
+      "\n");
+  EXPECT_EQ(data.stats.identical_dropped, 3);
+  ASSERT_EQ(data.pairs.size(), 1u);
+  EXPECT_EQ(data.pairs[0].line, 4);
+}
+
+TEST(PreferenceReaderTest, SkipsBlankLinesButCountsThemInLineNumbers) {
+  PreferenceData data = ReadOrDie(
+      "\n  \t\n"
+      R"({"prompt": "p", "chosen": "a", "rejected": "b"})"
+      "\r\n"
+      "\r\n"
+      R"({"prompt": "p", "chosen": "c", "rejected": "d"})");
+  ASSERT_EQ(data.pairs.size(), 2u);
+  EXPECT_EQ(data.pairs[0].line, 3);
+  EXPECT_EQ(data.pairs[1].line, 5);
+  EXPECT_EQ(data.pairs[0].rejected, "b");  // no "\r" left over
+  EXPECT_EQ(data.stats.blank_lines, 3);
+  EXPECT_EQ(data.stats.lines, 5);
+}
+
+TEST(PreferenceReaderTest, DoesNotCountBracketsInsideStringsAsNesting) {
+  const std::string brackets(100, '[');
+  PreferencePair pair =
+      OnlyPair(R"({"prompt": "\")" + brackets + R"(", "chosen": "a", "rejected": "b"})");
+  EXPECT_EQ(pair.prompt, "\"" + brackets);
+}
+
+// --- Malformed lines ---------------------------------------------------------------------
+
+struct MalformedCase {
+  const char* name;
+  std::string line;
+  std::string reason;
+};
+
+class MalformedLineTest : public ::testing::TestWithParam<MalformedCase> {
+ protected:
+  // Two good lines, a blank one, the bad one on line 4, then a good one.
+  static std::string Contents() {
+    return std::string(R"({"prompt": "p", "chosen": "a", "rejected": "b"})") + "\n" +
+           R"({"chosen": "\n\nHuman: q\n\nAssistant: x", "rejected": "\n\nHuman: q\n\nAssistant: y"})" +
+           "\n\n" + GetParam().line + "\n" + R"({"prompt": "p", "chosen": "c", "rejected": "d"})" +
+           "\n";
+  }
+};
+
+TEST_P(MalformedLineTest, FailsTheReadNamingFileLineAndReason) {
+  ScratchDir dir;
+  PreferenceReaderOptions options;
+  options.max_line_bytes = 1000;
+  for (bool gzip : {false, true}) {
+    const std::string path = dir.Path(gzip ? "data.jsonl.gz" : "data.jsonl");
+    WriteBytes(path, gzip ? Gzip(Contents()) : Contents());
+    absl::StatusOr<PreferenceData> data = ReadPreferenceFile(path, options);
+    ASSERT_FALSE(data.ok()) << GetParam().name;
+    EXPECT_EQ(data.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(data.status().message()), StartsWith(path + ":4: "));
+    EXPECT_THAT(data.status().message(), HasSubstr(GetParam().reason));
+  }
+}
+
+TEST_P(MalformedLineTest, IsSkippedAndCountedWhenAsked) {
+  PreferenceReaderOptions options;
+  options.max_line_bytes = 1000;
+  options.skip_invalid = true;
+  for (bool gzip : {false, true}) {
+    absl::StatusOr<PreferenceData> data =
+        ReadPreferenceString(gzip ? Gzip(Contents()) : Contents(), "upload", options);
+    ASSERT_TRUE(data.ok()) << data.status();
+    ASSERT_EQ(data->pairs.size(), 3u);
+    EXPECT_EQ(data->pairs[2].line, 5);
+    EXPECT_EQ(data->stats.invalid_lines, 1);
+    ASSERT_EQ(data->stats.first_invalid.size(), 1u);
+    EXPECT_EQ(data->stats.first_invalid[0].line, 4);
+    EXPECT_THAT(data->stats.first_invalid[0].reason, HasSubstr(GetParam().reason));
+    EXPECT_THAT(data->stats.Summary(), HasSubstr("1 invalid skipped"));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryKindOfDamage, MalformedLineTest,
+    ::testing::Values(
+        MalformedCase{"BadJson", R"({"chosen": "a", "rejected": })", "invalid JSON: "},
+        MalformedCase{"TruncatedJson", R"({"chosen": "a", "rejec)", "invalid JSON: "},
+        MalformedCase{"LoneSurrogateEscape", R"({"chosen": "\ud800", "rejected": "b"})",
+                      "invalid JSON: "},
+        MalformedCase{"NotAnObject", R"(["a", "b"])", "expected a JSON object, got array"},
+        MalformedCase{"MissingRejected", R"({"chosen": "a"})", "missing \"rejected\""},
+        MalformedCase{"MissingChosen", R"({"prompt": "p", "rejected": "a"})", "missing \"chosen\""},
+        MalformedCase{"ChosenIsANumber", R"({"chosen": 3, "rejected": "b"})",
+                      "\"chosen\" must be a string or a list of messages, got number"},
+        MalformedCase{"RejectedIsAnObject", R"({"chosen": "a", "rejected": {}})",
+                      "\"rejected\" must be a string or a list of messages, got object"},
+        MalformedCase{"PromptIsANumber", R"({"prompt": 1, "chosen": "a", "rejected": "b"})",
+                      "\"prompt\" must be a string"},
+        MalformedCase{"MarginIsAString", R"({"chosen": "a", "rejected": "b", "margin": "high"})",
+                      "\"margin\" must be a number, got string"},
+        MalformedCase{"MarginOverflows", R"({"chosen": "a", "rejected": "b", "margin": 1e999})",
+                      "invalid JSON: "},
+        MalformedCase{"InvalidUtf8", "{\"chosen\": \"a\xff\", \"rejected\": \"b\"}",
+                      "invalid UTF-8 at byte 14"},
+        MalformedCase{"OverlongUtf8", "{\"chosen\": \"\xc0\xaf\", \"rejected\": \"b\"}",
+                      "invalid UTF-8 at byte 13"},
+        MalformedCase{"EncodedSurrogate", "{\"chosen\": \"\xed\xa0\x80\", \"rejected\": \"b\"}",
+                      "invalid UTF-8 at byte 13"},
+        MalformedCase{"CutUtf8Sequence", "{\"chosen\": \"\xe2\x80\", \"rejected\": \"b\"}",
+                      "invalid UTF-8 at byte 13"},
+        MalformedCase{"MixedLayouts",
+                      R"({"chosen": "a", "rejected": [{"role": "assistant", "content": "b"}]})",
+                      "must both be strings or both be message lists"},
+        MalformedCase{"UnknownRole",
+                      R"({"chosen": [{"role": "bot", "content": "a"}], "rejected": []})",
+                      "\"chosen\"[0].role: unknown role \"bot\""},
+        MalformedCase{
+            "ContentIsAList",
+            R"({"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": ["a"]}], "rejected": []})",
+            "\"chosen\"[1].content must be a string"},
+        MalformedCase{"MessageIsAString", R"({"chosen": ["hi"], "rejected": ["ho"]})",
+                      "\"chosen\"[0] must be an object with \"role\" and \"content\", got string"},
+        MalformedCase{
+            "ConversationsPartAtAUserTurn",
+            R"({"chosen": [{"role": "user", "content": "a"}], "rejected": [{"role": "user", "content": "b"}]})",
+            "must part at an assistant message"},
+        MalformedCase{
+            "ResponseStartsWithTheUser",
+            R"({"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "user", "content": "a"}], "rejected": [{"role": "assistant", "content": "b"}]})",
+            "\"chosen\": the response must start with an assistant message"},
+        MalformedCase{
+            "PromptIsAStringForMessages",
+            R"({"prompt": "q", "chosen": [{"role": "assistant", "content": "a"}], "rejected": [{"role": "assistant", "content": "b"}]})",
+            "\"prompt\" must be a list of messages"},
+        MalformedCase{"NestedTooDeep",
+                      R"({"chosen": "[[[[", "rejected": "b", "x": )" + std::string(40, '[') +
+                          std::string(40, ']') + "}",
+                      "JSON nested deeper than 32 levels"},
+        MalformedCase{
+            "LineTooLong",
+            R"({"prompt": ")" + std::string(2000, 'x') + R"(", "chosen": "a", "rejected": "b"})",
+            "line is longer than 1000 bytes"}),
+    [](const ::testing::TestParamInfo<MalformedCase>& info) { return info.param.name; });
+
+TEST(PreferenceReaderTest, KeepsFailingAfterTheFirstBadLine) {
+  auto reader = PreferenceReader::FromString(
+      "not json\n"
+      R"({"prompt": "p", "chosen": "a", "rejected": "b"})",
+      "upload");
+  PreferencePair pair;
+  absl::StatusOr<bool> first = reader->Next(&pair);
+  ASSERT_FALSE(first.ok());
+  EXPECT_THAT(std::string(first.status().message()), StartsWith("upload:1: invalid JSON: "));
+  EXPECT_EQ(reader->Next(&pair).status(), first.status());
+}
+
+TEST(PreferenceReaderTest, DescribesOnlyTheFirstFewSkippedLines) {
+  std::string text;
+  for (int i = 0; i < 15; ++i) text += "{}\n";
+  text += R"({"prompt": "p", "chosen": "a", "rejected": "b"})";
+  PreferenceReaderOptions options;
+  options.skip_invalid = true;
+  options.max_reported_invalid = 10;
+  PreferenceData data = ReadOrDie(text, options);
+  EXPECT_EQ(data.pairs.size(), 1u);
+  EXPECT_EQ(data.stats.invalid_lines, 15);
+  ASSERT_EQ(data.stats.first_invalid.size(), 10u);
+  EXPECT_EQ(data.stats.first_invalid[9].line, 10);
+  EXPECT_EQ(data.stats.first_invalid[0].reason, "missing \"chosen\"");
+  EXPECT_EQ(data.stats.Summary(),
+            "1 pair from 16 lines (15 invalid skipped); first invalid: line 1: missing \"chosen\"");
+}
+
+TEST(PreferenceReaderTest, FailsOnDamagedGzipEvenWhenSkippingInvalidLines) {
+  ScratchDir dir;
+  std::string text;
+  for (int i = 0; i < 3000; ++i)
+    text += R"({"prompt": "p", "chosen": "a", "rejected": "b"})"
+            "\n";
+  const std::string gzip = Gzip(text);
+  const std::string path = dir.Path("cut.jsonl.gz");
+  WriteBytes(path, gzip.substr(0, gzip.size() / 2));
+  PreferenceReaderOptions options;
+  options.skip_invalid = true;
+  absl::StatusOr<PreferenceData> data = ReadPreferenceFile(path, options);
+  ASSERT_FALSE(data.ok());
+  EXPECT_EQ(data.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(data.status().message()), StartsWith(path + ":"));
+}
+
+TEST(PreferenceReaderTest, ReportsAMissingFile) {
+  ScratchDir dir;
+  EXPECT_EQ(ReadPreferenceFile(dir.Path("none.jsonl")).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace verdict
