@@ -3,24 +3,36 @@
 //
 // Two layouts are understood: DistilBERT ("model_type": "distilbert": dim, n_layers, n_heads,
 // hidden_dim, ...) and Llama ("model_type": "llama": hidden_size, num_hidden_layers,
-// num_attention_heads, num_key_value_heads, intermediate_size, rope_theta, ...). Parsing
-// errors name the offending field. Plain value type; thread-compatible.
+// num_attention_heads, num_key_value_heads, intermediate_size, rope_theta, ...).
+//
+// Parsing follows Hugging Face: the sizes that fix weight shapes (vocab_size, hidden size,
+// layers, heads, intermediate size, max_position_embeddings) are required; other fields take
+// the defaults of HF's DistilBertConfig / LlamaConfig when absent. Errors:
+//   InvalidArgument  malformed JSON, unknown model_type, a missing or mistyped field
+//                    ("config.json: field \"n_heads\" must be an integer, got string"),
+//                    sizes that do not divide or ids outside the vocabulary;
+//   Unimplemented    valid Hugging Face settings this project does not implement
+//                    (sinusoidal_pos_embds, rope_scaling, attention/MLP biases, an
+//                    activation other than silu for Llama).
+// Keys this project has no use for (dropouts, use_cache, torch_dtype, ...) are ignored.
+//
+// Plain value type; thread-compatible.
 #ifndef VERDICT_CORE_MODEL_MODEL_CONFIG_H_
 #define VERDICT_CORE_MODEL_MODEL_CONFIG_H_
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/tokenize/pair_encoding.h"
 
 namespace verdict {
 
 struct ModelConfig {
   ModelFamily family = ModelFamily::kEncoder;
-  std::string model_type;                 // "distilbert" or "llama"
+  std::string model_type;                  // "distilbert" or "llama"
   std::vector<std::string> architectures;  // as found in config.json
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;        // distilbert: dim
@@ -30,10 +42,14 @@ struct ModelConfig {
   int64_t head_dim = 0;           // llama: head_dim (defaults to hidden_size / num_heads)
   int64_t intermediate_size = 0;  // distilbert: hidden_dim
   int64_t max_position_embeddings = 0;
-  double norm_eps = 0;            // distilbert: 1e-12 (fixed); llama: rms_norm_eps
-  double rope_theta = 10000.0;    // llama only
+  double norm_eps = 0;          // distilbert: 1e-12 (fixed); llama: rms_norm_eps
+  double rope_theta = 10000.0;  // llama only
   double initializer_range = 0.02;
-  std::string hidden_act;         // distilbert: activation ("gelu"); llama: "silu"
+  std::string hidden_act;  // distilbert: activation ("gelu"); llama: "silu"
+  // -1 for null. Absent: distilbert pad 0, bos/eos -1; llama pad -1, bos 1, eos 2 (the HF
+  // defaults). A Llama without a pad id pools on the attention mask; HF's
+  // LlamaForSequenceClassification then cannot batch. An eos_token_id list (Llama 3 style)
+  // keeps its first id.
   int64_t pad_token_id = 0;
   int64_t bos_token_id = -1;
   int64_t eos_token_id = -1;
@@ -42,16 +58,30 @@ struct ModelConfig {
 };
 
 // Parses config.json text. Rejects unknown model types, missing or mistyped fields, and
-// sizes that do not divide (hidden_size % num_heads, num_heads % num_kv_heads).
+// sizes that do not divide (hidden_size % num_heads, num_heads % num_kv_heads). Messages
+// start with "config.json: ".
 absl::StatusOr<ModelConfig> ParseModelConfig(absl::string_view json_text);
+// Reads and parses the file; messages start with `path`. NotFound when it does not exist.
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path);
 
 // config.json text for the sequence-classification (num_labels = 1) form of `config`, as
-// AutoModelForSequenceClassification.from_pretrained expects it.
+// AutoModelForSequenceClassification.from_pretrained expects it: HF field names of the
+// family, "architectures" DistilBertForSequenceClassification / LlamaForSequenceClassification
+// (regardless of `config.architectures`), id2label {"0": "LABEL_0"}, float32, HF's default
+// dropouts. ParseModelConfig of the result gives `config` back, architectures aside.
 std::string SerializeModelConfig(const ModelConfig& config);
 
 // Architectures for from-scratch training: "encoder-tiny", "encoder-small", "encoder-base",
-// "decoder-tiny", "decoder-small". `vocab_size` comes from the tokenizer.
+// "decoder-tiny", "decoder-small". `vocab_size` and `pad_token_id` come from the tokenizer
+// (decoders accept -1: no pad id); set bos/eos ids from it too (they stay -1 here). An
+// unknown name is InvalidArgument listing the presets.
+//
+//   preset          hidden  layers  heads (kv)  ffn   positions
+//   encoder-tiny        64       2   4          256   512
+//   encoder-small      256       4   4         1024   512
+//   encoder-base       768       6  12         3072   512   (distilbert-base)
+//   decoder-tiny        64       2   4 (2)      172  1024
+//   decoder-small      256       4   8 (4)      688  1024
 absl::StatusOr<ModelConfig> PresetModelConfig(absl::string_view preset, int64_t vocab_size,
                                               int64_t pad_token_id);
 std::vector<std::string> PresetNames();
