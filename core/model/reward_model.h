@@ -79,7 +79,7 @@ absl::StatusOr<std::unique_ptr<RewardModel>> CreateRewardModel(const ModelConfig
 absl::StatusOr<std::unique_ptr<RewardModel>> LoadRewardModel(const std::string& dir,
                                                              const ModelOptions& options);
 
-// Writes config.json and model.safetensors (float32 unless the model is in another dtype) so
+// Writes config.json and model.safetensors (always float32, whatever the model trains in) so
 // that AutoModelForSequenceClassification.from_pretrained(dir) loads the model. Creates `dir`.
 absl::Status SaveRewardModel(RewardModel& model, const std::string& dir);
 

@@ -1,0 +1,172 @@
+// DistilBERT reward model, laid out exactly as Hugging Face's
+// DistilBertForSequenceClassification so that parameter names match its state dict.
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "core/model/transformer_modules.h"
+
+namespace verdict {
+namespace {
+
+// Hugging Face fixes DistilBERT's LayerNorm epsilon in the architecture, not in config.json.
+constexpr double kLayerNormEps = 1e-12;
+
+torch::nn::LayerNorm MakeLayerNorm(int64_t dim) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({dim}).eps(kLayerNormEps));
+}
+
+struct EmbeddingsImpl : torch::nn::Module {
+  explicit EmbeddingsImpl(const ModelConfig& c) {
+    auto word_options = torch::nn::EmbeddingOptions(c.vocab_size, c.hidden_size);
+    if (c.pad_token_id >= 0 && c.pad_token_id < c.vocab_size) {
+      word_options.padding_idx(c.pad_token_id);
+    }
+    word_embeddings = register_module("word_embeddings", torch::nn::Embedding(word_options));
+    position_embeddings = register_module(
+        "position_embeddings", torch::nn::Embedding(c.max_position_embeddings, c.hidden_size));
+    LayerNorm = register_module("LayerNorm", MakeLayerNorm(c.hidden_size));
+  }
+
+  torch::Tensor forward(const torch::Tensor& input_ids) {
+    auto positions = torch::arange(input_ids.size(1), input_ids.options());
+    return LayerNorm(word_embeddings(input_ids) + position_embeddings(positions).unsqueeze(0));
+  }
+
+  torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr};
+  torch::nn::LayerNorm LayerNorm{nullptr};
+};
+TORCH_MODULE(Embeddings);
+
+struct MultiHeadSelfAttentionImpl : torch::nn::Module {
+  explicit MultiHeadSelfAttentionImpl(const ModelConfig& c)
+      : num_heads(c.num_heads), head_dim(c.hidden_size / c.num_heads) {
+    q_lin = register_module("q_lin", torch::nn::Linear(c.hidden_size, c.hidden_size));
+    k_lin = register_module("k_lin", torch::nn::Linear(c.hidden_size, c.hidden_size));
+    v_lin = register_module("v_lin", torch::nn::Linear(c.hidden_size, c.hidden_size));
+    out_lin = register_module("out_lin", torch::nn::Linear(c.hidden_size, c.hidden_size));
+  }
+
+  // key_mask: [batch, 1, 1, seq], true where the key is padding.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_mask) {
+    const int64_t batch = x.size(0), seq = x.size(1);
+    auto split_heads = [&](const torch::Tensor& t) {
+      return t.view({batch, seq, num_heads, head_dim}).transpose(1, 2);
+    };
+    auto q = split_heads(q_lin(x)) / std::sqrt(static_cast<double>(head_dim));
+    auto k = split_heads(k_lin(x));
+    auto v = split_heads(v_lin(x));
+    auto scores = torch::matmul(q, k.transpose(-1, -2));
+    scores = scores.masked_fill(key_mask, -std::numeric_limits<float>::infinity());
+    auto weights = torch::softmax(scores, -1);
+    auto context = torch::matmul(weights, v).transpose(1, 2).reshape({batch, seq, -1});
+    return out_lin(context);
+  }
+
+  int64_t num_heads, head_dim;
+  torch::nn::Linear q_lin{nullptr}, k_lin{nullptr}, v_lin{nullptr}, out_lin{nullptr};
+};
+TORCH_MODULE(MultiHeadSelfAttention);
+
+struct FeedForwardImpl : torch::nn::Module {
+  explicit FeedForwardImpl(const ModelConfig& c) {
+    lin1 = register_module("lin1", torch::nn::Linear(c.hidden_size, c.intermediate_size));
+    lin2 = register_module("lin2", torch::nn::Linear(c.intermediate_size, c.hidden_size));
+  }
+  torch::Tensor forward(const torch::Tensor& x) { return lin2(torch::gelu(lin1(x))); }
+  torch::nn::Linear lin1{nullptr}, lin2{nullptr};
+};
+TORCH_MODULE(FeedForward);
+
+struct TransformerBlockImpl : torch::nn::Module {
+  explicit TransformerBlockImpl(const ModelConfig& c) {
+    attention = register_module("attention", MultiHeadSelfAttention(c));
+    sa_layer_norm = register_module("sa_layer_norm", MakeLayerNorm(c.hidden_size));
+    ffn = register_module("ffn", FeedForward(c));
+    output_layer_norm = register_module("output_layer_norm", MakeLayerNorm(c.hidden_size));
+  }
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_mask) {
+    auto h = sa_layer_norm(x + attention(x, key_mask));
+    return output_layer_norm(h + ffn(h));
+  }
+  MultiHeadSelfAttention attention{nullptr};
+  torch::nn::LayerNorm sa_layer_norm{nullptr}, output_layer_norm{nullptr};
+  FeedForward ffn{nullptr};
+};
+TORCH_MODULE(TransformerBlock);
+
+struct TransformerImpl : torch::nn::Module {
+  explicit TransformerImpl(const ModelConfig& c) {
+    layer = register_module("layer", torch::nn::ModuleList());
+    for (int64_t i = 0; i < c.num_layers; ++i) layer->push_back(TransformerBlock(c));
+  }
+  torch::Tensor forward(torch::Tensor x, const torch::Tensor& key_mask) {
+    for (const auto& block : *layer) x = block->as<TransformerBlock>()->forward(x, key_mask);
+    return x;
+  }
+  torch::nn::ModuleList layer{nullptr};
+};
+TORCH_MODULE(Transformer);
+
+struct DistilBertImpl : torch::nn::Module {
+  explicit DistilBertImpl(const ModelConfig& c) {
+    embeddings = register_module("embeddings", Embeddings(c));
+    transformer = register_module("transformer", Transformer(c));
+  }
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
+    auto key_mask = (attention_mask == 0).view({attention_mask.size(0), 1, 1, -1});
+    return transformer(embeddings(input_ids), key_mask);
+  }
+  Embeddings embeddings{nullptr};
+  Transformer transformer{nullptr};
+};
+TORCH_MODULE(DistilBert);
+
+// The root module: its children's names are the state-dict prefixes.
+struct DistilBertRewardImpl : torch::nn::Module {
+  explicit DistilBertRewardImpl(const ModelConfig& c) {
+    distilbert = register_module("distilbert", DistilBert(c));
+    pre_classifier = register_module("pre_classifier", torch::nn::Linear(c.hidden_size, c.hidden_size));
+    classifier = register_module("classifier", torch::nn::Linear(c.hidden_size, 1));
+  }
+  DistilBert distilbert{nullptr};
+  torch::nn::Linear pre_classifier{nullptr}, classifier{nullptr};
+};
+TORCH_MODULE(DistilBertReward);
+
+class DistilBertRewardModel : public RewardModel {
+ public:
+  explicit DistilBertRewardModel(const ModelConfig& config)
+      : config_(config), net_(DistilBertReward(config)) {}
+
+  at::Tensor HiddenStates(const at::Tensor& input_ids, const at::Tensor& attention_mask) override {
+    const auto device = net_->pre_classifier->weight.device();
+    return net_->distilbert(input_ids.to(device), attention_mask.to(device));
+  }
+
+  at::Tensor Forward(const at::Tensor& input_ids, const at::Tensor& attention_mask) override {
+    auto first_token = HiddenStates(input_ids, attention_mask).select(1, 0);
+    auto reward = net_->classifier(torch::relu(net_->pre_classifier(first_token)));
+    return reward.squeeze(-1).to(torch::kFloat32);
+  }
+
+  const ModelConfig& config() const override { return config_; }
+  torch::nn::Module& module() override { return *net_; }
+  TensorMap StateDict() const override {
+    TensorMap out;
+    for (const auto& item : net_->named_parameters()) out.emplace(item.key(), item.value());
+    return out;
+  }
+
+ private:
+  ModelConfig config_;
+  DistilBertReward net_;
+};
+
+}  // namespace
+
+std::unique_ptr<RewardModel> NewDistilBertRewardModel(const ModelConfig& config) {
+  return std::make_unique<DistilBertRewardModel>(config);
+}
+
+}  // namespace verdict
