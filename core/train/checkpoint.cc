@@ -1,0 +1,135 @@
+#include "core/train/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/model/reward_model.h"
+#include "core/model/safetensors.h"
+#include "core/util/file_util.h"
+#include "core/util/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace verdict {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kPrefix[] = "checkpoint-";
+constexpr char kTmpSuffix[] = ".tmp";
+
+std::string CheckpointName(int64_t step) { return absl::StrFormat("%s%08d", kPrefix, step); }
+
+void SyncDirectory(const fs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+std::vector<int64_t> ListCheckpoints(const std::string& run_dir) {
+  std::vector<int64_t> steps;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(run_dir, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(kPrefix, 0) != 0 || !entry.is_directory()) continue;
+    int64_t step = 0;
+    if (absl::SimpleAtoi(name.substr(sizeof(kPrefix) - 1), &step)) steps.push_back(step);
+  }
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+absl::StatusOr<std::string> WriteCheckpoint(const std::string& run_dir, int64_t step,
+                                            const CheckpointContents& contents) {
+  const fs::path final_path = fs::path(run_dir) / CheckpointName(step);
+  const fs::path tmp = final_path.string() + kTmpSuffix;
+  std::error_code error;
+  fs::remove_all(tmp, error);
+  RETURN_IF_ERROR(SaveRewardModel(*contents.model, tmp.string()));
+  RETURN_IF_ERROR(WriteFileAtomically((tmp / "optimizer.pt").string(), contents.optimizer_state));
+  nlohmann::json state = {{"step", contents.position.step},
+                          {"epoch", contents.position.epoch},
+                          {"batch", contents.position.batch}};
+  RETURN_IF_ERROR(WriteFileAtomically((tmp / "trainer_state.json").string(), state.dump(2)));
+  SyncDirectory(tmp);
+  fs::remove_all(final_path, error);
+  fs::rename(tmp, final_path, error);
+  if (error) {
+    return absl::InternalError(absl::StrCat("cannot move checkpoint into ", final_path.string(),
+                                            ": ", error.message()));
+  }
+  SyncDirectory(run_dir);
+  return final_path.string();
+}
+
+absl::Status PruneCheckpoints(const std::string& run_dir, int64_t keep) {
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(run_dir, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(kPrefix, 0) == 0 && name.size() > 4 &&
+        name.compare(name.size() - 4, 4, kTmpSuffix) == 0) {
+      fs::remove_all(entry.path(), error);
+    }
+  }
+  std::vector<int64_t> steps = ListCheckpoints(run_dir);
+  const size_t keep_count = static_cast<size_t>(std::max<int64_t>(1, keep));
+  for (size_t i = 0; i + keep_count < steps.size(); ++i) {
+    fs::remove_all(fs::path(run_dir) / CheckpointName(steps[i]), error);
+    if (error) {
+      return absl::InternalError(absl::StrCat("cannot remove old checkpoint ", steps[i], ": ",
+                                              error.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<LoadedCheckpoint>> LoadLatestCheckpoint(const std::string& run_dir,
+                                                                     RewardModel& model) {
+  std::vector<int64_t> steps = ListCheckpoints(run_dir);
+  if (steps.empty()) return std::optional<LoadedCheckpoint>();
+  const fs::path dir = fs::path(run_dir) / CheckpointName(steps.back());
+  LoadedCheckpoint loaded;
+  loaded.path = dir.string();
+  ASSIGN_OR_RETURN(TensorMap weights, ReadSafetensors((dir / "model.safetensors").string()));
+  TensorMap params = model.StateDict();
+  if (weights.size() != params.size()) {
+    return absl::DataLossError(absl::StrCat(dir.string(), ": checkpoint holds ", weights.size(),
+                                            " tensors, the model has ", params.size()));
+  }
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [name, param] : params) {
+      auto it = weights.find(name);
+      if (it == weights.end() || it->second.sizes() != param.sizes()) {
+        return absl::DataLossError(absl::StrCat(dir.string(), ": tensor \"", name,
+                                                "\" is missing or has another shape"));
+      }
+      param.copy_(it->second);
+    }
+  }
+  ASSIGN_OR_RETURN(loaded.optimizer_state, ReadFileToString((dir / "optimizer.pt").string()));
+  ASSIGN_OR_RETURN(std::string state_text, ReadFileToString((dir / "trainer_state.json").string()));
+  auto state = nlohmann::json::parse(state_text, nullptr, /*allow_exceptions=*/false);
+  if (!state.is_object() || !state["step"].is_number_integer() ||
+      !state["epoch"].is_number_integer() || !state["batch"].is_number_integer()) {
+    return absl::DataLossError(absl::StrCat(dir.string(), "/trainer_state.json is malformed"));
+  }
+  loaded.position.step = state["step"].get<int64_t>();
+  loaded.position.epoch = state["epoch"].get<int64_t>();
+  loaded.position.batch = state["batch"].get<int64_t>();
+  return std::optional<LoadedCheckpoint>(std::move(loaded));
+}
+
+}  // namespace verdict

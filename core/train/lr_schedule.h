@@ -1,0 +1,30 @@
+// Learning-rate schedules as Hugging Face's get_scheduler builds them: linear warmup from 0 to
+// the peak over `warmup_steps`, then constant, linear decay to 0, or cosine decay to 0 at
+// `total_steps`. A pure function of the step, so a resumed run needs no scheduler state.
+#ifndef VERDICT_CORE_TRAIN_LR_SCHEDULE_H_
+#define VERDICT_CORE_TRAIN_LR_SCHEDULE_H_
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace verdict {
+
+enum class LrScheduleKind { kConstant, kLinear, kCosine };
+
+absl::StatusOr<LrScheduleKind> ParseLrScheduleKind(absl::string_view name);
+
+struct LrSchedule {
+  LrScheduleKind kind = LrScheduleKind::kLinear;
+  double peak = 1e-4;
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 1;
+
+  // The rate for optimizer step `step` (0-based: the first update uses step 0).
+  double At(int64_t step) const;
+};
+
+}  // namespace verdict
+
+#endif  // VERDICT_CORE_TRAIN_LR_SCHEDULE_H_

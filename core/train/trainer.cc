@@ -1,0 +1,545 @@
+#include "core/train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "core/data/chat_format.h"
+#include "core/data/dataset_split.h"
+#include "core/model/reward_model.h"
+#include "core/tokenize/pair_encoding.h"
+#include "core/tokenize/sentencepiece_tokenizer.h"
+#include "core/train/batching.h"
+#include "core/train/checkpoint.h"
+#include "core/train/lr_schedule.h"
+#include "core/util/file_util.h"
+#include "core/util/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace verdict {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// Pairs scored to estimate reward statistics when there is no eval set.
+constexpr size_t kStatsSamplePairs = 512;
+
+struct StepPlan {
+  // The micro-batches of every epoch, cut once: batching is a pure function of the epoch.
+  std::vector<std::vector<std::vector<int64_t>>> epochs;
+  int64_t total_steps = 0;
+};
+
+struct BatchTensors {
+  torch::Tensor ids, mask, margin;
+  int64_t pairs = 0;
+  PaddingStats padding;
+};
+
+BatchTensors Collate(const std::vector<EncodedPair>& pairs, const std::vector<int64_t>& batch,
+                     int32_t pad_id, const torch::Device& device) {
+  BatchTensors out;
+  out.pairs = static_cast<int64_t>(batch.size());
+  out.padding = MeasurePadding(pairs, batch);
+  const int64_t rows = 2 * out.pairs;
+  const int64_t width = out.padding.padded_tokens / std::max<int64_t>(1, rows);
+  auto ids = torch::full({rows, width}, pad_id, torch::kLong);
+  auto mask = torch::zeros({rows, width}, torch::kLong);
+  auto margin = torch::zeros({out.pairs}, torch::kFloat32);
+  auto ids_a = ids.accessor<int64_t, 2>();
+  auto mask_a = mask.accessor<int64_t, 2>();
+  auto margin_a = margin.accessor<float, 1>();
+  for (int64_t i = 0; i < out.pairs; ++i) {
+    const EncodedPair& pair = pairs[batch[i]];
+    // Chosen rows first, then rejected: one stacked forward pass scores both.
+    for (int side = 0; side < 2; ++side) {
+      const std::vector<int32_t>& seq = side == 0 ? pair.chosen : pair.rejected;
+      const int64_t row = i + side * out.pairs;
+      for (size_t t = 0; t < seq.size(); ++t) {
+        ids_a[row][t] = seq[t];
+        mask_a[row][t] = 1;
+      }
+    }
+    margin_a[i] = pair.margin;
+  }
+  out.ids = ids.to(device);
+  out.mask = mask.to(device);
+  out.margin = margin.to(device);
+  return out;
+}
+
+// Sums over the pairs of a logging window or an evaluation.
+struct PairStats {
+  double loss_sum = 0;
+  int64_t correct = 0;
+  double margin_sum = 0;
+  double reward_sum = 0;
+  double reward_sq_sum = 0;
+  double reward_min = std::numeric_limits<double>::infinity();
+  double reward_max = -std::numeric_limits<double>::infinity();
+  int64_t pairs = 0;
+  int64_t real_tokens = 0;
+  int64_t padded_tokens = 0;
+
+  void Add(const torch::Tensor& chosen, const torch::Tensor& rejected, double loss_sum_in,
+           const PaddingStats& padding) {
+    auto rewards = torch::cat({chosen, rejected}).to(torch::kDouble).cpu();
+    loss_sum += loss_sum_in;
+    correct += (chosen > rejected).sum().item<int64_t>();
+    margin_sum += (chosen - rejected).sum().item<double>();
+    reward_sum += rewards.sum().item<double>();
+    reward_sq_sum += rewards.pow(2).sum().item<double>();
+    reward_min = std::min(reward_min, rewards.min().item<double>());
+    reward_max = std::max(reward_max, rewards.max().item<double>());
+    pairs += chosen.size(0);
+    real_tokens += padding.real_tokens;
+    padded_tokens += padding.padded_tokens;
+  }
+  double RewardMean() const { return pairs ? reward_sum / (2.0 * pairs) : 0; }
+  double RewardStd() const {
+    if (pairs == 0) return 0;
+    const double mean = RewardMean();
+    return std::sqrt(std::max(0.0, reward_sq_sum / (2.0 * pairs) - mean * mean));
+  }
+};
+
+class TrainerImpl : public Trainer {
+ public:
+  TrainerImpl(const TrainingConfig& config, TrainerCallbacks callbacks)
+      : config_(config), callbacks_(std::move(callbacks)) {}
+
+  absl::StatusOr<TrainingResult> Run() override {
+    try {
+      return RunUnchecked();
+    } catch (const c10::Error& e) {
+      return absl::InternalError(absl::StrCat("training failed: ", e.what_without_backtrace()));
+    }
+  }
+
+ private:
+  absl::StatusOr<TrainingResult> RunUnchecked();
+  absl::Status PrepareTokenizer(const std::vector<PreferencePair>& train);
+  absl::Status PrepareModel();
+  absl::Status EncodePairs(const std::vector<PreferencePair>& pairs, std::vector<EncodedPair>& out);
+  StepPlan PlanSteps() const;
+  absl::StatusOr<EvalMetrics> Evaluate(int64_t step, const std::vector<EncodedPair>& pairs);
+  absl::Status SaveCheckpoint(int64_t step, const TrainerPosition& position);
+  absl::StatusOr<TrainingResult> WriteOutput(int64_t steps, const EvalMetrics& final_eval,
+                                             double reward_mean, double reward_std);
+  void Log(const std::string& line) {
+    if (callbacks_.on_log) callbacks_.on_log(line);
+  }
+
+  TrainingConfig config_;
+  TrainerCallbacks callbacks_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<RewardModel> model_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  torch::Device device_{torch::kCPU};
+  PairEncodingOptions encoding_;
+  std::vector<EncodedPair> train_, eval_;
+  DataSummary summary_;
+};
+
+absl::Status TrainerImpl::PrepareTokenizer(const std::vector<PreferencePair>& train) {
+  if (!config_.tokenizer_path.empty()) {
+    if (fs::is_directory(config_.tokenizer_path)) {
+      ASSIGN_OR_RETURN(tokenizer_, LoadTokenizerFromDirectory(config_.tokenizer_path));
+    } else {
+      ASSIGN_OR_RETURN(tokenizer_, SentencePieceTokenizer::Load(config_.tokenizer_path));
+    }
+    return absl::OkStatus();
+  }
+  if (!config_.base_model_dir.empty()) {
+    ASSIGN_OR_RETURN(tokenizer_, LoadTokenizerFromDirectory(config_.base_model_dir));
+    return absl::OkStatus();
+  }
+  // Trained on the job's own text, once: a resumed run reloads the same tokenizer.
+  const std::string saved = (fs::path(config_.run_dir) / "tokenizer").string();
+  if (fs::exists(fs::path(saved) / "tokenizer.model")) {
+    ASSIGN_OR_RETURN(tokenizer_, LoadTokenizerFromDirectory(saved));
+    return absl::OkStatus();
+  }
+  std::vector<std::string> texts;
+  texts.reserve(train.size() * 3);
+  for (const PreferencePair& pair : train) {
+    texts.push_back(pair.prompt);
+    texts.push_back(pair.chosen);
+    texts.push_back(pair.rejected);
+  }
+  SentencePieceTokenizer::TrainOptions options;
+  options.vocab_size = static_cast<int32_t>(config_.vocab_size);
+  options.hard_vocab_limit = false;
+  options.tokenizer.add_bos = true;
+  options.tokenizer.add_eos = true;
+  ASSIGN_OR_RETURN(auto trained, SentencePieceTokenizer::Train(texts, options));
+  RETURN_IF_ERROR(trained->SaveToDirectory(saved));
+  Log(absl::StrCat("trained a sentencepiece tokenizer: ", trained->vocab_size(), " pieces"));
+  tokenizer_ = std::move(trained);
+  return absl::OkStatus();
+}
+
+absl::Status TrainerImpl::PrepareModel() {
+  ModelOptions options;
+  options.device = config_.device;
+  options.dtype = config_.dtype;
+  options.seed = config_.seed;
+  if (!config_.base_model_dir.empty()) {
+    ASSIGN_OR_RETURN(model_, LoadRewardModel(config_.base_model_dir, options));
+  } else {
+    const int32_t pad = tokenizer_->special_tokens().pad;
+    ASSIGN_OR_RETURN(ModelConfig model_config,
+                     PresetModelConfig(config_.preset, tokenizer_->vocab_size(), pad >= 0 ? pad : 0));
+    ASSIGN_OR_RETURN(model_, CreateRewardModel(model_config, options));
+  }
+  if (tokenizer_->vocab_size() > model_->config().vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tokenizer has ", tokenizer_->vocab_size(), " tokens but the model's vocab_size is ",
+        model_->config().vocab_size));
+  }
+  ASSIGN_OR_RETURN(device_, ParseDevice(config_.device));
+  encoding_.family = model_->config().family;
+  ASSIGN_OR_RETURN(encoding_.policy, ParseTruncationPolicy(config_.truncation));
+  encoding_.max_length = config_.max_length;
+  if (encoding_.family == ModelFamily::kEncoder) {
+    // Learned positions end at max_position_embeddings.
+    encoding_.max_length = std::min(encoding_.max_length, model_->config().max_position_embeddings);
+  }
+  for (const auto& p : model_->module().parameters()) summary_.parameters += p.numel();
+  return absl::OkStatus();
+}
+
+absl::Status TrainerImpl::EncodePairs(const std::vector<PreferencePair>& pairs,
+                                      std::vector<EncodedPair>& out) {
+  out.reserve(pairs.size());
+  for (const PreferencePair& pair : pairs) {
+    auto chosen = EncodePair(*tokenizer_, pair.prompt, pair.chosen, encoding_);
+    auto rejected = EncodePair(*tokenizer_, pair.prompt, pair.rejected, encoding_);
+    if (!chosen.ok() || !rejected.ok()) {
+      const absl::Status& status = chosen.ok() ? rejected.status() : chosen.status();
+      if (status.code() == absl::StatusCode::kOutOfRange &&
+          encoding_.policy == TruncationPolicy::kDrop) {
+        ++summary_.too_long_dropped;
+        continue;
+      }
+      return absl::InvalidArgumentError(absl::StrCat("line ", pair.line, ": ", status.message()));
+    }
+    if (chosen->truncated || rejected->truncated) ++summary_.truncated;
+    EncodedPair encoded;
+    encoded.chosen = std::move(chosen->ids);
+    encoded.rejected = std::move(rejected->ids);
+    encoded.margin = static_cast<float>(pair.margin.value_or(0.0));
+    out.push_back(std::move(encoded));
+  }
+  return absl::OkStatus();
+}
+
+StepPlan TrainerImpl::PlanSteps() const {
+  BatchingOptions options;
+  options.batch_size = config_.batch_size;
+  options.max_batch_tokens = config_.max_batch_tokens;
+  options.group_by_length = config_.group_by_length;
+  options.seed = config_.seed;
+  StepPlan plan;
+  const int64_t accumulation = config_.gradient_accumulation_steps;
+  for (int64_t epoch = 0;; ++epoch) {
+    const bool enough_epochs = config_.max_steps <= 0 && epoch >= config_.num_epochs;
+    const bool enough_steps = config_.max_steps > 0 && plan.total_steps >= config_.max_steps;
+    if (enough_epochs || enough_steps) break;
+    plan.epochs.push_back(MakeBatches(train_, options, epoch));
+    plan.total_steps += (static_cast<int64_t>(plan.epochs.back().size()) + accumulation - 1) /
+                        accumulation;
+  }
+  if (config_.max_steps > 0) plan.total_steps = config_.max_steps;
+  return plan;
+}
+
+absl::StatusOr<EvalMetrics> TrainerImpl::Evaluate(int64_t step,
+                                                   const std::vector<EncodedPair>& pairs) {
+  torch::InferenceMode inference;
+  model_->module().eval();
+  BatchingOptions options;
+  options.batch_size = config_.batch_size;
+  options.max_batch_tokens = config_.max_batch_tokens;
+  options.shuffle = false;
+  PairStats stats;
+  const int32_t pad = std::max<int32_t>(0, tokenizer_->special_tokens().pad);
+  for (const auto& batch : MakeBatches(pairs, options, 0)) {
+    BatchTensors t = Collate(pairs, batch, pad, device_);
+    auto rewards = model_->Forward(t.ids, t.mask);
+    auto chosen = rewards.slice(0, 0, t.pairs), rejected = rewards.slice(0, t.pairs);
+    auto losses = -torch::log_sigmoid(chosen - rejected - t.margin);
+    stats.Add(chosen, rejected, losses.sum().item<double>(), t.padding);
+  }
+  model_->module().train();
+  EvalMetrics metrics;
+  metrics.step = step;
+  metrics.pairs = stats.pairs;
+  if (stats.pairs > 0) {
+    metrics.loss = stats.loss_sum / stats.pairs;
+    metrics.accuracy = static_cast<double>(stats.correct) / stats.pairs;
+  }
+  metrics.reward_mean = stats.RewardMean();
+  metrics.reward_std = stats.RewardStd();
+  return metrics;
+}
+
+absl::Status TrainerImpl::SaveCheckpoint(int64_t step, const TrainerPosition& position) {
+  const auto start = Clock::now();
+  std::ostringstream optimizer_bytes;
+  torch::save(*optimizer_, optimizer_bytes);
+  CheckpointContents contents;
+  contents.model = model_.get();
+  contents.optimizer_state = optimizer_bytes.str();
+  contents.position = position;
+  ASSIGN_OR_RETURN(std::string path, WriteCheckpoint(config_.run_dir, step, contents));
+  RETURN_IF_ERROR(PruneCheckpoints(config_.run_dir, config_.save_total_limit));
+  Log(absl::StrCat("checkpoint ", path, " written in ",
+                   std::chrono::duration<double>(Clock::now() - start).count(), " s"));
+  if (callbacks_.on_checkpoint) callbacks_.on_checkpoint(step, path);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TrainingResult> TrainerImpl::WriteOutput(int64_t steps, const EvalMetrics& final_eval,
+                                                        double reward_mean, double reward_std) {
+  // Built beside the destination and renamed into place: the directory is complete or absent.
+  const fs::path output(config_.output_dir);
+  const fs::path staging = output.string() + ".tmp";
+  std::error_code ignored;
+  fs::remove_all(staging, ignored);
+  RETURN_IF_ERROR(SaveRewardModel(*model_, staging.string()));
+  RETURN_IF_ERROR(tokenizer_->SaveToDirectory(staging.string()));
+  nlohmann::json stats = {{"mean", reward_mean}, {"std", reward_std}, {"pairs", final_eval.pairs},
+                          {"eval_accuracy", final_eval.accuracy}, {"eval_loss", final_eval.loss}};
+  RETURN_IF_ERROR(WriteFileAtomically((staging / kRewardStatsFile).string(), stats.dump(2)));
+  RETURN_IF_ERROR(WriteFileAtomically((staging / "training_args.json").string(),
+                                      TrainingConfigToJson(config_)));
+  fs::remove_all(output, ignored);
+  std::error_code error;
+  fs::rename(staging, output, error);
+  if (error) {
+    return absl::InternalError(absl::StrCat("cannot move the model into ", output.string(), ": ",
+                                            error.message()));
+  }
+  TrainingResult result;
+  result.output_dir = output.string();
+  result.steps = steps;
+  result.final_eval = final_eval;
+  result.reward_mean = reward_mean;
+  result.reward_std = reward_std;
+  return result;
+}
+
+absl::StatusOr<TrainingResult> TrainerImpl::RunUnchecked() {
+  RETURN_IF_ERROR(ValidateTrainingConfig(config_));
+  std::error_code error;
+  fs::create_directories(config_.run_dir, error);
+  if (error) return absl::InternalError(absl::StrCat("cannot create ", config_.run_dir, ": ", error.message()));
+
+  // --- data
+  PreferenceDataSpec data;
+  data.train_path = config_.train_path;
+  data.eval_path = config_.eval_path;
+  data.eval_fraction = config_.eval_path.empty() ? config_.eval_fraction : 0.0;
+  data.seed = config_.seed;
+  data.reader.skip_invalid = config_.skip_invalid;
+  ASSIGN_OR_RETURN(data.reader.chat_format, ParseChatFormat(config_.chat_format));
+  ASSIGN_OR_RETURN(TrainEvalData train_data, LoadTrainEvalData(data));
+  summary_.invalid_lines = train_data.train_stats.invalid_lines + train_data.eval_stats.invalid_lines;
+  summary_.identical_dropped =
+      train_data.train_stats.identical_dropped + train_data.eval_stats.identical_dropped;
+  if (train_data.train.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(config_.train_path, ": no training pairs"));
+  }
+  Log(absl::StrCat(config_.train_path, ": ", train_data.train_stats.Summary()));
+
+  RETURN_IF_ERROR(PrepareTokenizer(train_data.train));
+  RETURN_IF_ERROR(PrepareModel());
+  RETURN_IF_ERROR(EncodePairs(train_data.train, train_));
+  RETURN_IF_ERROR(EncodePairs(train_data.eval, eval_));
+  if (train_.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "every training pair is longer than max_length ", encoding_.max_length));
+  }
+  summary_.train_pairs = static_cast<int64_t>(train_.size());
+  summary_.eval_pairs = static_cast<int64_t>(eval_.size());
+  summary_.vocab_size = tokenizer_->vocab_size();
+
+  // --- optimisation
+  StepPlan plan = PlanSteps();
+  summary_.total_steps = plan.total_steps;
+  LrSchedule schedule;
+  ASSIGN_OR_RETURN(schedule.kind, ParseLrScheduleKind(config_.lr_scheduler));
+  schedule.peak = config_.learning_rate;
+  schedule.total_steps = plan.total_steps;
+  schedule.warmup_steps = config_.warmup_steps > 0
+                              ? config_.warmup_steps
+                              : static_cast<int64_t>(std::ceil(config_.warmup_ratio * plan.total_steps));
+  std::vector<torch::Tensor> parameters = model_->module().parameters();
+  optimizer_ = std::make_unique<torch::optim::AdamW>(
+      parameters, torch::optim::AdamWOptions(config_.learning_rate)
+                      .betas({config_.adam_beta1, config_.adam_beta2})
+                      .eps(config_.adam_epsilon)
+                      .weight_decay(config_.weight_decay));
+
+  TrainerPosition position;
+  ASSIGN_OR_RETURN(std::optional<LoadedCheckpoint> resumed, LoadLatestCheckpoint(config_.run_dir, *model_));
+  if (resumed.has_value()) {
+    std::istringstream optimizer_bytes(resumed->optimizer_state);
+    torch::load(*optimizer_, optimizer_bytes);
+    position = resumed->position;
+    summary_.resumed_from_step = position.step;
+    Log(absl::StrCat("resumed from ", resumed->path, " at step ", position.step));
+  }
+  if (callbacks_.on_start) callbacks_.on_start(summary_);
+
+  // --- the loop
+  model_->module().train();
+  const int32_t pad = std::max<int32_t>(0, tokenizer_->special_tokens().pad);
+  const int64_t batches_total = [&] {
+    int64_t n = 0;
+    for (const auto& e : plan.epochs) n += static_cast<int64_t>(e.size());
+    return n;
+  }();
+  PairStats window;
+  double window_grad_norm = 0;
+  int64_t window_steps = 0;
+  auto window_start = Clock::now();
+  int64_t batches_done_before_epoch = 0;
+  for (int64_t e = 0; e < position.epoch && e < static_cast<int64_t>(plan.epochs.size()); ++e) {
+    batches_done_before_epoch += static_cast<int64_t>(plan.epochs[e].size());
+  }
+
+  while (position.step < plan.total_steps && position.epoch < static_cast<int64_t>(plan.epochs.size())) {
+    const auto& epoch_batches = plan.epochs[position.epoch];
+    const int64_t group_end = std::min<int64_t>(
+        position.batch + config_.gradient_accumulation_steps, epoch_batches.size());
+    int64_t step_pairs = 0;
+    for (int64_t b = position.batch; b < group_end; ++b) step_pairs += epoch_batches[b].size();
+
+    optimizer_->zero_grad();
+    double step_loss = 0;
+    for (int64_t b = position.batch; b < group_end; ++b) {
+      BatchTensors t = Collate(train_, epoch_batches[b], pad, device_);
+      auto rewards = model_->Forward(t.ids, t.mask);
+      auto chosen = rewards.slice(0, 0, t.pairs), rejected = rewards.slice(0, t.pairs);
+      auto pair_losses = -torch::log_sigmoid(chosen - rejected - t.margin);
+      if (config_.center_rewards_coefficient != 0) {
+        pair_losses = pair_losses + config_.center_rewards_coefficient * (chosen + rejected).pow(2);
+      }
+      // Weighted by pairs, so the step's loss is the mean over all its pairs whatever the
+      // micro-batch sizes.
+      auto loss_sum = pair_losses.sum();
+      (loss_sum / static_cast<double>(step_pairs)).backward();
+      const double loss_value = loss_sum.item<double>();
+      step_loss += loss_value;
+      window.Add(chosen.detach(), rejected.detach(), loss_value, t.padding);
+    }
+    const double max_norm = config_.max_grad_norm > 0 ? config_.max_grad_norm
+                                                      : std::numeric_limits<double>::infinity();
+    const double grad_norm = torch::nn::utils::clip_grad_norm_(parameters, max_norm);
+    if (!std::isfinite(step_loss) || !std::isfinite(grad_norm)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "non-finite ", std::isfinite(step_loss) ? "gradient norm" : "loss", " at step ",
+          position.step + 1, " (loss ", step_loss / step_pairs, ", grad norm ", grad_norm,
+          "); the update was not applied and the last checkpoint is intact"));
+    }
+    const double lr = schedule.At(position.step);
+    for (auto& group : optimizer_->param_groups()) {
+      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    }
+    optimizer_->step();
+
+    ++position.step;
+    position.batch = group_end;
+    if (position.batch >= static_cast<int64_t>(epoch_batches.size())) {
+      batches_done_before_epoch += static_cast<int64_t>(epoch_batches.size());
+      ++position.epoch;
+      position.batch = 0;
+    }
+    window_grad_norm += grad_norm;
+    ++window_steps;
+
+    const bool last_step = position.step >= plan.total_steps ||
+                           position.epoch >= static_cast<int64_t>(plan.epochs.size());
+    if (position.step % config_.logging_steps == 0 || last_step) {
+      const double seconds = std::max(1e-9, std::chrono::duration<double>(Clock::now() - window_start).count());
+      TrainStepMetrics m;
+      m.step = position.step;
+      m.total_steps = plan.total_steps;
+      m.epoch = static_cast<double>(batches_done_before_epoch + position.batch) /
+                static_cast<double>(std::max<int64_t>(1, batches_total)) * plan.epochs.size();
+      m.loss = window.loss_sum / std::max<int64_t>(1, window.pairs);
+      m.accuracy = static_cast<double>(window.correct) / std::max<int64_t>(1, window.pairs);
+      m.margin = window.margin_sum / std::max<int64_t>(1, window.pairs);
+      m.reward_mean = window.RewardMean();
+      m.reward_min = window.reward_min;
+      m.reward_max = window.reward_max;
+      m.learning_rate = lr;
+      m.grad_norm = window_grad_norm / window_steps;
+      m.tokens = window.real_tokens;
+      m.pairs = window.pairs;
+      m.pairs_per_second = window.pairs / seconds;
+      m.tokens_per_second = window.real_tokens / seconds;
+      m.padding_fraction = window.padded_tokens
+                               ? 1.0 - static_cast<double>(window.real_tokens) / window.padded_tokens
+                               : 0.0;
+      if (callbacks_.on_step) callbacks_.on_step(m);
+      window = PairStats();
+      window_grad_norm = 0;
+      window_steps = 0;
+      window_start = Clock::now();
+    }
+    if (config_.eval_steps > 0 && position.step % config_.eval_steps == 0 && !last_step && !eval_.empty()) {
+      ASSIGN_OR_RETURN(EvalMetrics eval, Evaluate(position.step, eval_));
+      if (callbacks_.on_eval) callbacks_.on_eval(eval);
+      window_start = Clock::now();
+    }
+    if (last_step) break;
+    if (config_.save_steps > 0 && position.step % config_.save_steps == 0) {
+      RETURN_IF_ERROR(SaveCheckpoint(position.step, position));
+      window_start = Clock::now();
+    }
+    if (cancelled()) {
+      RETURN_IF_ERROR(SaveCheckpoint(position.step, position));
+      return absl::CancelledError(absl::StrCat("cancelled at step ", position.step));
+    }
+  }
+
+  RETURN_IF_ERROR(SaveCheckpoint(position.step, position));
+  EvalMetrics final_eval;
+  final_eval.step = position.step;
+  if (!eval_.empty()) {
+    ASSIGN_OR_RETURN(final_eval, Evaluate(position.step, eval_));
+    if (callbacks_.on_eval) callbacks_.on_eval(final_eval);
+  }
+  // Normalisation statistics come from held-out pairs, or a sample of the training pairs.
+  double reward_mean = final_eval.reward_mean, reward_std = final_eval.reward_std;
+  if (eval_.empty()) {
+    std::vector<EncodedPair> sample(train_.begin(),
+                                    train_.begin() + std::min(train_.size(), kStatsSamplePairs));
+    ASSIGN_OR_RETURN(EvalMetrics on_train, Evaluate(position.step, sample));
+    reward_mean = on_train.reward_mean;
+    reward_std = on_train.reward_std;
+  }
+  if (!(reward_std > 1e-12)) reward_std = 1.0;
+  return WriteOutput(position.step, final_eval, reward_mean, reward_std);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainingConfig& config,
+                                                         TrainerCallbacks callbacks) {
+  RETURN_IF_ERROR(ValidateTrainingConfig(config));
+  return std::unique_ptr<Trainer>(new TrainerImpl(config, std::move(callbacks)));
+}
+
+}  // namespace verdict

@@ -1,0 +1,125 @@
+// Trainer: pairwise (Bradley–Terry) reward-model training, as TRL's RewardTrainer does it,
+// run as one resumable job.
+//
+// Loss per pair: -logsigmoid(r_chosen - r_rejected - margin), plus
+// center_rewards_coefficient * mean((r_chosen + r_rejected)^2). Chosen and rejected go
+// through one stacked forward pass. Accuracy counts ties as wrong.
+//
+// The run directory holds checkpoints (checkpoint-<step>/: model, optimizer, trainer state,
+// each written to a temporary directory and renamed into place) and the tokenizer. Run()
+// resumes from the newest complete checkpoint there, reproducing the uninterrupted run's
+// later steps exactly on the CPU. A NaN or infinite loss or gradient stops the run with an
+// error before the bad update lands; earlier checkpoints stay intact. Cancellation is
+// checked between optimizer steps.
+//
+// Thread safety: Run() is called once, from one thread; the callbacks run on that thread.
+// Cancel() may be called from any thread.
+//
+// Example:
+//   TrainingConfig config;
+//   config.train_path = "data/pairs.jsonl";
+//   config.run_dir = "/tmp/run";
+//   config.output_dir = "/tmp/model";
+//   TrainerCallbacks callbacks;
+//   callbacks.on_step = [](const TrainStepMetrics& m) { std::cout << m.loss << "\n"; };
+//   ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config, callbacks));
+//   ASSIGN_OR_RETURN(TrainingResult result, trainer->Run());
+#ifndef VERDICT_CORE_TRAIN_TRAINER_H_
+#define VERDICT_CORE_TRAIN_TRAINER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/train/training_config.h"
+
+namespace verdict {
+
+struct TrainStepMetrics {
+  int64_t step = 0;  // optimizer steps done, 1-based
+  int64_t total_steps = 0;
+  double epoch = 0;  // fractional epochs done
+  double loss = 0;
+  double accuracy = 0;       // fraction of pairs with r_chosen > r_rejected
+  double margin = 0;         // mean r_chosen - r_rejected
+  double reward_mean = 0;    // over chosen and rejected
+  double reward_min = 0;
+  double reward_max = 0;
+  double learning_rate = 0;
+  double grad_norm = 0;      // before clipping
+  int64_t tokens = 0;        // real (non-padding) tokens in this logging window
+  int64_t pairs = 0;         // pairs in this logging window
+  double pairs_per_second = 0;
+  double tokens_per_second = 0;
+  double padding_fraction = 0;
+};
+
+struct EvalMetrics {
+  int64_t step = 0;
+  double loss = 0;
+  double accuracy = 0;
+  double reward_mean = 0;  // over chosen and rejected rewards
+  double reward_std = 0;
+  int64_t pairs = 0;
+};
+
+// What the data preparation found; reported once before the first step.
+struct DataSummary {
+  int64_t train_pairs = 0;
+  int64_t eval_pairs = 0;
+  int64_t invalid_lines = 0;
+  int64_t identical_dropped = 0;
+  int64_t too_long_dropped = 0;  // truncation "drop"
+  int64_t truncated = 0;         // truncation "truncate"
+  int64_t vocab_size = 0;
+  int64_t parameters = 0;
+  int64_t total_steps = 0;
+  int64_t resumed_from_step = 0;  // 0 for a fresh run
+};
+
+struct TrainerCallbacks {
+  std::function<void(const DataSummary&)> on_start;
+  std::function<void(const TrainStepMetrics&)> on_step;  // every logging_steps
+  std::function<void(const EvalMetrics&)> on_eval;
+  std::function<void(int64_t step, const std::string& path)> on_checkpoint;
+  std::function<void(const std::string& line)> on_log;
+};
+
+struct TrainingResult {
+  std::string output_dir;
+  int64_t steps = 0;
+  EvalMetrics final_eval;
+  double reward_mean = 0;  // normalisation statistics saved with the model
+  double reward_std = 1;
+};
+
+class Trainer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainingConfig& config,
+                                                         TrainerCallbacks callbacks);
+  virtual ~Trainer() = default;
+
+  // Trains to the end (or to cancellation: a Cancelled status, after writing a checkpoint
+  // so the run can resume).
+  virtual absl::StatusOr<TrainingResult> Run() = 0;
+
+  // Asks a running Run() to stop after the current optimizer step.
+  void Cancel() { cancelled_.store(true); }
+
+ protected:
+  bool cancelled() const { return cancelled_.load(); }
+
+ private:
+  std::atomic<bool> cancelled_{false};
+};
+
+// The file in a model directory that holds the reward normalisation statistics.
+inline constexpr char kRewardStatsFile[] = "reward_stats.json";
+
+}  // namespace verdict
+
+#endif  // VERDICT_CORE_TRAIN_TRAINER_H_

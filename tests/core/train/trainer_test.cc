@@ -1,0 +1,175 @@
+// End-to-end tests of the Trainer on real files: learning, exact resume, the NaN guard,
+// malformed data, and the model directory it writes.
+#include "core/train/trainer.h"
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "core/model/reward_model.h"
+#include "core/tokenize/pair_encoding.h"
+#include "core/train/checkpoint.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/test_paths.h"
+
+namespace verdict {
+namespace {
+
+using ::testing::HasSubstr;
+using ::verdict::testing::ScratchDir;
+using ::verdict::testing::TestDataPath;
+
+TrainingConfig SmallSyntheticRun(const ScratchDir& scratch) {
+  TrainingConfig config;
+  config.train_path = TestDataPath("synthetic/helpful-concise.jsonl");
+  config.preset = "encoder-tiny";
+  config.vocab_size = 400;
+  config.eval_fraction = 0.1;
+  config.batch_size = 16;
+  config.learning_rate = 1e-3;
+  config.warmup_ratio = 0.05;
+  config.max_length = 128;
+  config.logging_steps = 1;
+  config.run_dir = scratch.Path("run");
+  config.output_dir = scratch.Path("model");
+  return config;
+}
+
+TEST(TrainerTest, LearnsTheSyntheticPreferenceToHighHeldOutAccuracy) {
+  ScratchDir scratch;
+  TrainingConfig config = SmallSyntheticRun(scratch);
+  config.num_epochs = 1;
+  DataSummary summary;
+  std::vector<TrainStepMetrics> steps;
+  TrainerCallbacks callbacks;
+  callbacks.on_start = [&](const DataSummary& s) { summary = s; };
+  callbacks.on_step = [&](const TrainStepMetrics& m) { steps.push_back(m); };
+  auto trainer = Trainer::Create(config, callbacks);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  auto result = (*trainer)->Run();
+  ASSERT_TRUE(result.ok()) << result.status();
+
+  EXPECT_EQ(summary.train_pairs + summary.eval_pairs, 2000);
+  EXPECT_GE(summary.eval_pairs, 150);
+  EXPECT_GE(result->final_eval.accuracy, 0.95) << "eval loss " << result->final_eval.loss;
+  ASSERT_FALSE(steps.empty());
+  EXPECT_EQ(steps.back().step, summary.total_steps);
+  EXPECT_LT(steps.back().loss, steps.front().loss);
+  EXPECT_GT(steps.back().pairs_per_second, 0);
+  EXPECT_GT(steps.back().tokens_per_second, 0);
+
+  // The output is a model directory that loads and scores like the trainer's eval.
+  auto model = LoadRewardModel(result->output_dir, {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  for (const char* file : {"config.json", "model.safetensors", "tokenizer.model",
+                           "tokenizer_config.json", kRewardStatsFile, "training_args.json"}) {
+    EXPECT_TRUE(std::filesystem::exists(std::filesystem::path(result->output_dir) / file)) << file;
+  }
+  EXPECT_GT(result->reward_std, 0);
+}
+
+std::map<int64_t, double> LossesByStep(TrainingConfig config, int64_t cancel_after_step = 0) {
+  std::map<int64_t, double> losses;
+  std::unique_ptr<Trainer> trainer;
+  TrainerCallbacks callbacks;
+  callbacks.on_step = [&](const TrainStepMetrics& m) {
+    losses[m.step] = m.loss;
+    if (m.step == cancel_after_step) trainer->Cancel();
+  };
+  auto created = Trainer::Create(config, callbacks);
+  EXPECT_TRUE(created.ok()) << created.status();
+  trainer = std::move(created).value();
+  auto result = trainer->Run();
+  if (cancel_after_step > 0) {
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled) << result.status();
+  } else {
+    EXPECT_TRUE(result.ok()) << result.status();
+  }
+  return losses;
+}
+
+TEST(TrainerTest, ResumingFromACheckpointReproducesTheUninterruptedRun) {
+  ScratchDir scratch;
+  TrainingConfig config = SmallSyntheticRun(scratch);
+  config.max_steps = 14;
+  config.save_steps = 4;
+  config.gradient_accumulation_steps = 2;
+  config.lr_scheduler = "cosine";
+  config.weight_decay = 0.01;
+
+  TrainingConfig uninterrupted = config;
+  uninterrupted.run_dir = scratch.Path("run-a");
+  uninterrupted.output_dir = scratch.Path("model-a");
+  const auto expected = LossesByStep(uninterrupted);
+  ASSERT_EQ(expected.size(), 14u);
+
+  TrainingConfig interrupted = config;
+  interrupted.run_dir = scratch.Path("run-b");
+  interrupted.output_dir = scratch.Path("model-b");
+  const auto first_part = LossesByStep(interrupted, /*cancel_after_step=*/6);
+  EXPECT_EQ(first_part.rbegin()->first, 6);
+  EXPECT_EQ(ListCheckpoints(interrupted.run_dir).back(), 6);
+  const auto second_part = LossesByStep(interrupted);
+  ASSERT_EQ(second_part.begin()->first, 7) << "resumed at the wrong step";
+  ASSERT_EQ(second_part.rbegin()->first, 14);
+  for (const auto& [step, loss] : second_part) {
+    EXPECT_NEAR(loss, expected.at(step), 1e-6) << "step " << step;
+  }
+  // Only save_total_limit (2) checkpoints are kept.
+  EXPECT_EQ(ListCheckpoints(interrupted.run_dir).size(), 2u);
+}
+
+TEST(TrainerTest, NonFiniteLossStopsTheRunAndKeepsTheLastCheckpoint) {
+  ScratchDir scratch;
+  TrainingConfig config = SmallSyntheticRun(scratch);
+  config.learning_rate = 1e30;  // the first update sends the weights to infinity
+  config.max_grad_norm = 0;
+  config.warmup_ratio = 0;
+  config.lr_scheduler = "constant";
+  config.max_steps = 20;
+  config.save_steps = 1;
+  auto trainer = Trainer::Create(config, {});
+  ASSERT_TRUE(trainer.ok());
+  auto result = (*trainer)->Run();
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(result.status().message(), HasSubstr("non-finite"));
+  EXPECT_THAT(result.status().message(), HasSubstr("last checkpoint is intact"));
+  const auto checkpoints = ListCheckpoints(config.run_dir);
+  ASSERT_FALSE(checkpoints.empty());
+  EXPECT_FALSE(std::filesystem::exists(config.output_dir));
+}
+
+TEST(TrainerTest, MalformedLineFailsTheRunWithItsLineNumber) {
+  ScratchDir scratch;
+  const std::string path = scratch.Path("bad.jsonl");
+  {
+    std::ofstream out(path);
+    out << R"({"prompt": "p", "chosen": "a", "rejected": "b"})" << "\n";
+    out << R"({"prompt": "p", "chosen": 3, "rejected": "b"})" << "\n";
+  }
+  TrainingConfig config = SmallSyntheticRun(scratch);
+  config.train_path = path;
+  auto trainer = Trainer::Create(config, {});
+  ASSERT_TRUE(trainer.ok());
+  auto result = (*trainer)->Run();
+  ASSERT_FALSE(result.ok());
+  EXPECT_THAT(result.status().message(), HasSubstr("bad.jsonl:2"));
+}
+
+TEST(TrainerTest, InvalidConfigNamesTheField) {
+  ScratchDir scratch;
+  TrainingConfig config = SmallSyntheticRun(scratch);
+  config.learning_rate = -1;
+  EXPECT_THAT(std::string(Trainer::Create(config, {}).status().message()), HasSubstr("learning_rate"));
+  config = SmallSyntheticRun(scratch);
+  config.truncation = "chop";
+  EXPECT_THAT(std::string(Trainer::Create(config, {}).status().message()), HasSubstr("chop"));
+  config = SmallSyntheticRun(scratch);
+  config.preset = "encoder-huge";
+  EXPECT_THAT(std::string(Trainer::Create(config, {}).status().message()), HasSubstr("preset"));
+}
+
+}  // namespace
+}  // namespace verdict
