@@ -1,13 +1,21 @@
+// libverdict_sentencepiece.so: SentencePieceBackend on sentencepiece's SentencePieceProcessor.
+// Built with hidden visibility; verdict_sentencepiece_module is the only exported symbol.
 #include "core/tokenize/sentencepiece_backend.h"
 
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <exception>
+#include <iostream>
+#include <mutex>
+#include <new>
 #include <unordered_map>
 
 namespace verdict {
 namespace sentencepiece_backend {
 namespace {
+
+constexpr int kInternal = 13;  // absl::StatusCode::kInternal
 
 BackendStatus FromSentencePiece(const sentencepiece::util::Status& status) {
   if (status.ok()) return {};
@@ -29,89 +37,125 @@ class VectorSentenceIterator : public sentencepiece::SentenceIterator {
   size_t next_ = 0;
 };
 
-}  // namespace
+class ProcessorBackend final : public SentencePieceBackend {
+ public:
+  BackendStatus Load(std::string_view serialized_model) {
+    return FromSentencePiece(processor_.LoadFromSerializedProto(serialized_model));
+  }
 
-struct SentencePieceBackend::Impl {
-  sentencepiece::SentencePieceProcessor processor;
+  BackendStatus Encode(std::string_view text, std::vector<int>* ids) const override {
+    return FromSentencePiece(processor_.Encode(text, ids));
+  }
+
+  BackendStatus EncodeWithOffsets(std::string_view text,
+                                  std::vector<EncodedPiece>* pieces) const override {
+    sentencepiece::ImmutableSentencePieceText encoded;
+    BackendStatus status = FromSentencePiece(processor_.Encode(text, encoded.mutable_proto()));
+    if (!status.ok()) return status;
+    pieces->clear();
+    pieces->reserve(encoded.pieces_size());
+    for (size_t i = 0; i < encoded.pieces_size(); ++i) {
+      const auto piece = encoded.pieces(static_cast<int>(i));
+      pieces->push_back({static_cast<int>(piece.id()), piece.begin(), piece.end()});
+    }
+    return {};
+  }
+
+  BackendStatus Decode(const std::vector<int>& ids, std::string* text) const override {
+    return FromSentencePiece(processor_.Decode(ids, text));
+  }
+
+  int piece_count() const override { return processor_.GetPieceSize(); }
+
+  int FindPiece(std::string_view piece) const override {
+    const int id = processor_.PieceToId(piece);
+    if (id < 0 || id >= piece_count() || processor_.IdToPiece(id) != piece) return -1;
+    return id;
+  }
+
+  std::string IdToPiece(int id) const override {
+    // The processor indexes its proto without a bounds check.
+    if (id < 0 || id >= piece_count()) return "";
+    return processor_.IdToPiece(id);
+  }
+
+  bool IsControl(int id) const override {
+    return id >= 0 && id < piece_count() && processor_.IsControl(id);
+  }
+
+  bool IsUnknown(int id) const override {
+    return id >= 0 && id < piece_count() && processor_.IsUnknown(id);
+  }
+
+  int unk_id() const override { return processor_.unk_id(); }
+  int bos_id() const override { return processor_.bos_id(); }
+  int eos_id() const override { return processor_.eos_id(); }
+  int pad_id() const override { return processor_.pad_id(); }
+
+  std::string SerializedModel() const override { return processor_.serialized_model_proto(); }
+
+ private:
+  sentencepiece::SentencePieceProcessor processor_;
 };
 
-SentencePieceBackend::SentencePieceBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-
-SentencePieceBackend::~SentencePieceBackend() = default;
-
-BackendStatus SentencePieceBackend::Load(std::string_view serialized_model,
-                                         std::unique_ptr<SentencePieceBackend>* backend) {
-  auto impl = std::make_unique<Impl>();
-  BackendStatus status =
-      FromSentencePiece(impl->processor.LoadFromSerializedProto(serialized_model));
-  if (!status.ok()) return status;
-  backend->reset(new SentencePieceBackend(std::move(impl)));
-  return {};
-}
-
-BackendStatus SentencePieceBackend::Train(
-    const std::vector<std::string>& sentences,
-    const std::vector<std::pair<std::string, std::string>>& flags,
-    std::string* serialized_model) {
-  std::unordered_map<std::string, std::string> kwargs(flags.begin(), flags.end());
-  VectorSentenceIterator iterator(&sentences);
-  return FromSentencePiece(
-      sentencepiece::SentencePieceTrainer::Train(kwargs, &iterator, serialized_model));
-}
-
-BackendStatus SentencePieceBackend::Encode(std::string_view text, std::vector<int>* ids) const {
-  return FromSentencePiece(impl_->processor.Encode(text, ids));
-}
-
-BackendStatus SentencePieceBackend::EncodeWithOffsets(std::string_view text,
-                                                      std::vector<EncodedPiece>* pieces) const {
-  sentencepiece::ImmutableSentencePieceText encoded;
-  BackendStatus status =
-      FromSentencePiece(impl_->processor.Encode(text, encoded.mutable_proto()));
-  if (!status.ok()) return status;
-  pieces->clear();
-  pieces->reserve(encoded.pieces_size());
-  for (size_t i = 0; i < encoded.pieces_size(); ++i) {
-    const auto piece = encoded.pieces(static_cast<int>(i));
-    pieces->push_back({static_cast<int>(piece.id()), piece.begin(), piece.end()});
+// Exceptions must not unwind into the host: a parse of a hostile file or an allocation can
+// throw inside sentencepiece.
+BackendStatus Load(std::string_view serialized_model,
+                   std::unique_ptr<SentencePieceBackend>* backend) {
+  try {
+    auto loaded = std::make_unique<ProcessorBackend>();
+    BackendStatus status = loaded->Load(serialized_model);
+    if (!status.ok()) return status;
+    *backend = std::move(loaded);
+    return {};
+  } catch (const std::exception& e) {
+    return {kInternal, std::string("sentencepiece threw while loading: ") + e.what()};
   }
-  return {};
 }
 
-BackendStatus SentencePieceBackend::Decode(const std::vector<int>& ids, std::string* text) const {
-  return FromSentencePiece(impl_->processor.Decode(ids, text));
+BackendStatus Train(const std::vector<std::string>& sentences,
+                    const std::vector<std::pair<std::string, std::string>>& flags,
+                    std::string* serialized_model) {
+  try {
+    std::unordered_map<std::string, std::string> kwargs(flags.begin(), flags.end());
+    VectorSentenceIterator iterator(&sentences);
+    return FromSentencePiece(
+        sentencepiece::SentencePieceTrainer::Train(kwargs, &iterator, serialized_model));
+  } catch (const std::exception& e) {
+    return {kInternal, std::string("sentencepiece threw while training: ") + e.what()};
+  }
 }
 
-int SentencePieceBackend::piece_count() const { return impl_->processor.GetPieceSize(); }
-
-int SentencePieceBackend::FindPiece(std::string_view piece) const {
-  const int id = impl_->processor.PieceToId(piece);
-  if (id < 0 || id >= piece_count() || impl_->processor.IdToPiece(id) != piece) return -1;
-  return id;
+// Where this module's std::cout / std::cerr / std::clog is not the host's (see
+// SentencePieceHost), constructs it over the host's stream buffer. That storage belongs to
+// libstdc++, which constructs the host's copy instead and never touches this one.
+void AdoptHostStream(std::ostream& mine, std::ostream* host) {
+  if (host == nullptr || host == &mine) return;
+  auto* adopted = new (&mine) std::ostream(host->rdbuf());
+  adopted->flags(host->flags());
+  adopted->tie(host->tie());
 }
 
-std::string SentencePieceBackend::IdToPiece(int id) const {
-  // The processor indexes its proto without a bounds check.
-  if (id < 0 || id >= piece_count()) return "";
-  return impl_->processor.IdToPiece(id);
+const SentencePieceModule kModule = {kModuleAbiVersion, &Load, &Train};
+
+const SentencePieceModule* ModuleFor(const SentencePieceHost* host) {
+  if (host == nullptr || host->abi_version != kModuleAbiVersion) return nullptr;
+  static std::once_flag streams_adopted;
+  std::call_once(streams_adopted, [host] {
+    AdoptHostStream(std::cout, host->out);
+    AdoptHostStream(std::cerr, host->err);
+    AdoptHostStream(std::clog, host->log);
+  });
+  return &kModule;
 }
 
-bool SentencePieceBackend::IsControl(int id) const {
-  return id >= 0 && id < piece_count() && impl_->processor.IsControl(id);
-}
-
-bool SentencePieceBackend::IsUnknown(int id) const {
-  return id >= 0 && id < piece_count() && impl_->processor.IsUnknown(id);
-}
-
-int SentencePieceBackend::unk_id() const { return impl_->processor.unk_id(); }
-int SentencePieceBackend::bos_id() const { return impl_->processor.bos_id(); }
-int SentencePieceBackend::eos_id() const { return impl_->processor.eos_id(); }
-int SentencePieceBackend::pad_id() const { return impl_->processor.pad_id(); }
-
-std::string SentencePieceBackend::SerializedModel() const {
-  return impl_->processor.serialized_model_proto();
-}
-
+}  // namespace
 }  // namespace sentencepiece_backend
 }  // namespace verdict
+
+// The name is kModuleEntryPoint; the type is ModuleEntryPoint.
+extern "C" __attribute__((visibility("default")))
+const verdict::sentencepiece_backend::SentencePieceModule* verdict_sentencepiece_module(
+    const verdict::sentencepiece_backend::SentencePieceHost* host) {
+  return verdict::sentencepiece_backend::ModuleFor(host);
+}

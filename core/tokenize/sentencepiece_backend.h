@@ -1,21 +1,33 @@
-// SentencePieceBackend: the one place that includes sentencepiece's headers.
+// SentencePieceBackend: the interface between SentencePieceTokenizer and the sentencepiece
+// library, which lives in a module of its own (libverdict_sentencepiece.so) loaded at run time.
 //
-// sentencepiece_processor.h declares `namespace absl { using std::string_view; }`, which is
-// ambiguous next to Debian's Abseil (built with ABSL_OPTION_USE_STD_STRING_VIEW=0, so
-// absl::string_view is a class of its own). A translation unit cannot include both, so this
-// header speaks only standard types and sentencepiece_backend.cc is the only file that sees
-// sentencepiece. SentencePieceTokenizer turns BackendStatus into absl::Status.
+// Why a module: Debian's libsentencepiece.so bundles its own protobuf-lite (3.14) and exports
+// those symbols, while LibTorch and gRPC need the system libprotobuf (3.21). In one symbol scope
+// whichever loads first takes over the other's protobuf symbols, and the process crashes in
+// protobuf's static initialisation or refuses sentencepiece's models. So sentencepiece_backend.cc
+// is built as a MODULE that alone links sentencepiece, exports one symbol (kModuleEntryPoint)
+// and is dlopen()ed with RTLD_LOCAL | RTLD_DEEPBIND by sentencepiece_module.cc: LOCAL keeps
+// sentencepiece's protobuf out of the process's global scope, DEEPBIND makes sentencepiece
+// resolve its own protobuf before the process's.
+//
+// Why std types only: sentencepiece_processor.h declares `namespace absl { using
+// std::string_view; }`, which is ambiguous next to Debian's Abseil (absl::string_view is a class
+// of its own there), so no translation unit can include both. Both sides use the same compiler
+// and libstdc++, so std::string, std::vector and std::unique_ptr cross the boundary as they are;
+// a SentencePieceBackend made by the module is destroyed through its virtual destructor, i.e. by
+// the module's code.
 //
 // Internal to core/tokenize; use SentencePieceTokenizer instead.
 //
 // Thread safety: a loaded SentencePieceBackend is immutable; its const methods may be called
 // from any number of threads at once (SentencePieceProcessor's encode/decode are const and
-// keep no per-call state in the object). Train() changes sentencepiece's process-wide log
-// level and must not run concurrently with another Train().
+// keep no per-call state in the object). SentencePieceModule::train changes sentencepiece's
+// process-wide log level and must not run concurrently with another training.
 #ifndef VERDICT_CORE_TOKENIZE_SENTENCEPIECE_BACKEND_H_
 #define VERDICT_CORE_TOKENIZE_SENTENCEPIECE_BACKEND_H_
 
 #include <cstddef>
+#include <iosfwd>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -25,7 +37,7 @@
 namespace verdict {
 namespace sentencepiece_backend {
 
-// A sentencepiece util::Status carried across the header boundary. `code` uses the canonical
+// A sentencepiece util::Status carried across the module boundary. `code` uses the canonical
 // numbering that sentencepiece's StatusCode shares with absl::StatusCode.
 struct BackendStatus {
   int code = 0;
@@ -42,43 +54,69 @@ struct EncodedPiece {
   size_t end = 0;
 };
 
+// A loaded sentencepiece model.
 class SentencePieceBackend {
  public:
-  ~SentencePieceBackend();
+  virtual ~SentencePieceBackend() = default;
 
-  // Loads a serialized ModelProto (the bytes of a `.model` file).
-  static BackendStatus Load(std::string_view serialized_model,
-                            std::unique_ptr<SentencePieceBackend>* backend);
+  virtual BackendStatus Encode(std::string_view text, std::vector<int>* ids) const = 0;
+  virtual BackendStatus EncodeWithOffsets(std::string_view text,
+                                          std::vector<EncodedPiece>* pieces) const = 0;
+  virtual BackendStatus Decode(const std::vector<int>& ids, std::string* text) const = 0;
+
+  virtual int piece_count() const = 0;
+  // -1 when `piece` is not in the vocabulary (sentencepiece itself answers with unk's id).
+  virtual int FindPiece(std::string_view piece) const = 0;
+  // Empty for an id outside the vocabulary.
+  virtual std::string IdToPiece(int id) const = 0;
+  virtual bool IsControl(int id) const = 0;
+  virtual bool IsUnknown(int id) const = 0;
+  // -1 where the model defines no such token.
+  virtual int unk_id() const = 0;
+  virtual int bos_id() const = 0;
+  virtual int eos_id() const = 0;
+  virtual int pad_id() const = 0;
+  virtual std::string SerializedModel() const = 0;
+};
+
+// Raised whenever the layout of anything in this header changes, so that a stale module left
+// next to a newer binary is refused instead of misread.
+inline constexpr int kModuleAbiVersion = 1;
+
+// What the module offers: its static entry points.
+struct SentencePieceModule {
+  int abi_version = kModuleAbiVersion;
+
+  // Loads a serialized ModelProto (the bytes of a `.model` file) into `*backend`.
+  BackendStatus (*load)(std::string_view serialized_model,
+                        std::unique_ptr<SentencePieceBackend>* backend) = nullptr;
 
   // Trains a model in memory on `sentences` with sentencepiece's trainer flags `flags`
-  // (name, value) and returns the serialized ModelProto.
-  static BackendStatus Train(const std::vector<std::string>& sentences,
-                             const std::vector<std::pair<std::string, std::string>>& flags,
-                             std::string* serialized_model);
-
-  BackendStatus Encode(std::string_view text, std::vector<int>* ids) const;
-  BackendStatus EncodeWithOffsets(std::string_view text, std::vector<EncodedPiece>* pieces) const;
-  BackendStatus Decode(const std::vector<int>& ids, std::string* text) const;
-
-  int piece_count() const;
-  // -1 when `piece` is not in the vocabulary (sentencepiece itself answers with unk's id).
-  int FindPiece(std::string_view piece) const;
-  std::string IdToPiece(int id) const;
-  bool IsControl(int id) const;
-  bool IsUnknown(int id) const;
-  // -1 where the model defines no such token.
-  int unk_id() const;
-  int bos_id() const;
-  int eos_id() const;
-  int pad_id() const;
-  std::string SerializedModel() const;
-
- private:
-  struct Impl;
-  explicit SentencePieceBackend(std::unique_ptr<Impl> impl);
-
-  std::unique_ptr<Impl> impl_;
+  // (name, value) and returns the serialized ModelProto in `*serialized_model`.
+  BackendStatus (*train)(const std::vector<std::string>& sentences,
+                         const std::vector<std::pair<std::string, std::string>>& flags,
+                         std::string* serialized_model) = nullptr;
 };
+
+// What the host tells the module when it first asks for the module's table.
+//
+// The standard streams are here because of DEEPBIND: an executable that uses std::cerr
+// usually holds its own copy of the object (a copy relocation), and that copy is the one
+// libstdc++ constructs. A DEEPBIND module (and sentencepiece's logging inside it) would bind
+// to libstdc++'s never-constructed original and crash on its first log line, so the module
+// builds its view of each stream on the host's stream buffer.
+struct SentencePieceHost {
+  int abi_version = kModuleAbiVersion;
+  std::ostream* out = nullptr;  // The host's std::cout.
+  std::ostream* err = nullptr;  // The host's std::cerr.
+  std::ostream* log = nullptr;  // The host's std::clog.
+};
+
+// The one symbol the module exports:
+//   extern "C" const SentencePieceModule* verdict_sentencepiece_module(const SentencePieceHost*);
+// It returns nullptr when `host->abi_version` is not the module's kModuleAbiVersion.
+inline constexpr char kModuleEntryPoint[] = "verdict_sentencepiece_module";
+using ModuleEntryPoint = const SentencePieceModule* (*)(const SentencePieceHost* host);
 
 }  // namespace sentencepiece_backend
 }  // namespace verdict

@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "core/tokenize/json_files.h"
 #include "core/tokenize/sentencepiece_backend.h"
+#include "core/tokenize/sentencepiece_module.h"
 #include "core/tokenize/utf8.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
@@ -21,6 +22,7 @@ namespace {
 using sentencepiece_backend::BackendStatus;
 using sentencepiece_backend::EncodedPiece;
 using sentencepiece_backend::SentencePieceBackend;
+using sentencepiece_backend::SentencePieceModule;
 
 std::string_view StdView(absl::string_view text) { return {text.data(), text.size()}; }
 
@@ -157,8 +159,9 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
 absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>>
 SentencePieceTokenizer::FromSerializedProto(absl::string_view serialized_model,
                                             const Options& options) {
+  ASSIGN_OR_RETURN(const SentencePieceModule* module, LoadSentencePieceModule());
   std::unique_ptr<SentencePieceBackend> backend;
-  BackendStatus loaded = SentencePieceBackend::Load(StdView(serialized_model), &backend);
+  BackendStatus loaded = module->load(StdView(serialized_model), &backend);
   if (!loaded.ok()) {
     // A broken file is bad input, whatever code sentencepiece picks for it.
     return absl::InvalidArgumentError(
@@ -198,8 +201,9 @@ absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::
       {"add_dummy_prefix", "true"},
       {"minloglevel", options.verbose ? "0" : "1"},
   };
+  ASSIGN_OR_RETURN(const SentencePieceModule* module, LoadSentencePieceModule());
   std::string serialized;
-  BackendStatus trained = SentencePieceBackend::Train(sentences, flags, &serialized);
+  BackendStatus trained = module->train(sentences, flags, &serialized);
   if (!trained.ok()) return TrainingError(trained, options.vocab_size);
   return FromSerializedProto(serialized, options.tokenizer);
 }

@@ -13,6 +13,10 @@
 // whitespace kept as written) because transformers' fast Llama tokenizer, converted from the
 // slow one, ignores a model's normaliser: with none, both agree on every text.
 //
+// sentencepiece itself runs in the module libverdict_sentencepiece.so, loaded on first use
+// (sentencepiece_module.h says why and where it is looked for). Load(), FromSerializedProto()
+// and Train() fail with FailedPrecondition when it cannot be loaded.
+//
 // Example:
 //   SentencePieceTokenizer::TrainOptions options;
 //   options.vocab_size = 4000;
