@@ -16,6 +16,7 @@
 #include "core/model/reward_model.h"
 #include "core/tokenize/pair_encoding.h"
 #include "core/tokenize/sentencepiece_tokenizer.h"
+#include "core/tokenize/wordpiece_tokenizer.h"
 #include "core/train/batching.h"
 #include "core/train/checkpoint.h"
 #include "core/train/lr_schedule.h"
@@ -81,6 +82,7 @@ struct PairStats {
   double loss_sum = 0;
   int64_t correct = 0;
   double margin_sum = 0;
+  double chosen_sum = 0;
   double reward_sum = 0;
   double reward_sq_sum = 0;
   double reward_min = std::numeric_limits<double>::infinity();
@@ -95,6 +97,7 @@ struct PairStats {
     loss_sum += loss_sum_in;
     correct += (chosen > rejected).sum().item<int64_t>();
     margin_sum += (chosen - rejected).sum().item<double>();
+    chosen_sum += chosen.sum().item<double>();
     reward_sum += rewards.sum().item<double>();
     reward_sq_sum += rewards.pow(2).sum().item<double>();
     reward_min = std::min(reward_min, rewards.min().item<double>());
@@ -104,6 +107,8 @@ struct PairStats {
     padded_tokens += padding.padded_tokens;
   }
   double RewardMean() const { return pairs ? reward_sum / (2.0 * pairs) : 0; }
+  double ChosenMean() const { return pairs ? chosen_sum / pairs : 0; }
+  double RejectedMean() const { return pairs ? (reward_sum - chosen_sum) / pairs : 0; }
   double RewardStd() const {
     if (pairs == 0) return 0;
     const double mean = RewardMean();
@@ -153,6 +158,8 @@ absl::Status TrainerImpl::PrepareTokenizer(const std::vector<PreferencePair>& tr
   if (!config_.tokenizer_path.empty()) {
     if (fs::is_directory(config_.tokenizer_path)) {
       ASSIGN_OR_RETURN(tokenizer_, LoadTokenizerFromDirectory(config_.tokenizer_path));
+    } else if (fs::path(config_.tokenizer_path).filename() == "vocab.txt") {
+      ASSIGN_OR_RETURN(tokenizer_, WordPieceTokenizer::Load(config_.tokenizer_path));
     } else {
       ASSIGN_OR_RETURN(tokenizer_, SentencePieceTokenizer::Load(config_.tokenizer_path));
     }
@@ -178,6 +185,8 @@ absl::Status TrainerImpl::PrepareTokenizer(const std::vector<PreferencePair>& tr
   SentencePieceTokenizer::TrainOptions options;
   options.vocab_size = static_cast<int32_t>(config_.vocab_size);
   options.hard_vocab_limit = false;
+  options.model_type = config_.tokenizer_type == "bpe" ? SentencePieceTokenizer::ModelType::kBpe
+                                                       : SentencePieceTokenizer::ModelType::kUnigram;
   options.tokenizer.add_bos = true;
   options.tokenizer.add_eos = true;
   ASSIGN_OR_RETURN(auto trained, SentencePieceTokenizer::Train(texts, options));
@@ -251,23 +260,31 @@ StepPlan TrainerImpl::PlanSteps() const {
   StepPlan plan;
   const int64_t accumulation = config_.gradient_accumulation_steps;
   for (int64_t epoch = 0;; ++epoch) {
-    const bool enough_epochs = config_.max_steps <= 0 && epoch >= config_.num_epochs;
+    const bool enough_epochs = config_.max_steps <= 0 && epoch >= std::ceil(config_.num_epochs);
     const bool enough_steps = config_.max_steps > 0 && plan.total_steps >= config_.max_steps;
     if (enough_epochs || enough_steps) break;
     plan.epochs.push_back(MakeBatches(train_, options, epoch));
     plan.total_steps += (static_cast<int64_t>(plan.epochs.back().size()) + accumulation - 1) /
                         accumulation;
   }
-  if (config_.max_steps > 0) plan.total_steps = config_.max_steps;
+  if (config_.max_steps > 0) {
+    plan.total_steps = config_.max_steps;
+  } else if (config_.num_epochs != std::floor(config_.num_epochs)) {
+    // A fractional last epoch: stop partway through it.
+    const int64_t last = (static_cast<int64_t>(plan.epochs.back().size()) + accumulation - 1) / accumulation;
+    const double fraction = config_.num_epochs - std::floor(config_.num_epochs);
+    plan.total_steps -= last - static_cast<int64_t>(std::ceil(fraction * last));
+  }
   return plan;
 }
 
 absl::StatusOr<EvalMetrics> TrainerImpl::Evaluate(int64_t step,
                                                    const std::vector<EncodedPair>& pairs) {
+  const auto start = Clock::now();
   torch::InferenceMode inference;
   model_->module().eval();
   BatchingOptions options;
-  options.batch_size = config_.batch_size;
+  options.batch_size = config_.eval_batch_size > 0 ? config_.eval_batch_size : config_.batch_size;
   options.max_batch_tokens = config_.max_batch_tokens;
   options.shuffle = false;
   PairStats stats;
@@ -286,7 +303,9 @@ absl::StatusOr<EvalMetrics> TrainerImpl::Evaluate(int64_t step,
   if (stats.pairs > 0) {
     metrics.loss = stats.loss_sum / stats.pairs;
     metrics.accuracy = static_cast<double>(stats.correct) / stats.pairs;
+    metrics.margin = stats.margin_sum / stats.pairs;
   }
+  metrics.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   metrics.reward_mean = stats.RewardMean();
   metrics.reward_std = stats.RewardStd();
   return metrics;
@@ -349,7 +368,7 @@ absl::StatusOr<TrainingResult> TrainerImpl::RunUnchecked() {
   data.train_path = config_.train_path;
   data.eval_path = config_.eval_path;
   data.eval_fraction = config_.eval_path.empty() ? config_.eval_fraction : 0.0;
-  data.seed = config_.seed;
+  data.seed = config_.split_seed;
   data.reader.skip_invalid = config_.skip_invalid;
   ASSIGN_OR_RETURN(data.reader.chat_format, ParseChatFormat(config_.chat_format));
   ASSIGN_OR_RETURN(TrainEvalData train_data, LoadTrainEvalData(data));
@@ -360,6 +379,12 @@ absl::StatusOr<TrainingResult> TrainerImpl::RunUnchecked() {
     return absl::InvalidArgumentError(absl::StrCat(config_.train_path, ": no training pairs"));
   }
   Log(absl::StrCat(config_.train_path, ": ", train_data.train_stats.Summary()));
+  if (config_.max_train_pairs > 0 && train_data.train.size() > static_cast<size_t>(config_.max_train_pairs)) {
+    train_data.train.resize(config_.max_train_pairs);
+  }
+  if (config_.max_eval_pairs > 0 && train_data.eval.size() > static_cast<size_t>(config_.max_eval_pairs)) {
+    train_data.eval.resize(config_.max_eval_pairs);
+  }
 
   RETURN_IF_ERROR(PrepareTokenizer(train_data.train));
   RETURN_IF_ERROR(PrepareModel());
@@ -460,10 +485,12 @@ absl::StatusOr<TrainingResult> TrainerImpl::RunUnchecked() {
 
     ++position.step;
     position.batch = group_end;
+    bool epoch_ended = false;
     if (position.batch >= static_cast<int64_t>(epoch_batches.size())) {
       batches_done_before_epoch += static_cast<int64_t>(epoch_batches.size());
       ++position.epoch;
       position.batch = 0;
+      epoch_ended = true;
     }
     window_grad_norm += grad_norm;
     ++window_steps;
@@ -481,6 +508,8 @@ absl::StatusOr<TrainingResult> TrainerImpl::RunUnchecked() {
       m.accuracy = static_cast<double>(window.correct) / std::max<int64_t>(1, window.pairs);
       m.margin = window.margin_sum / std::max<int64_t>(1, window.pairs);
       m.reward_mean = window.RewardMean();
+      m.chosen_reward_mean = window.ChosenMean();
+      m.rejected_reward_mean = window.RejectedMean();
       m.reward_min = window.reward_min;
       m.reward_max = window.reward_max;
       m.learning_rate = lr;
@@ -498,7 +527,9 @@ absl::StatusOr<TrainingResult> TrainerImpl::RunUnchecked() {
       window_steps = 0;
       window_start = Clock::now();
     }
-    if (config_.eval_steps > 0 && position.step % config_.eval_steps == 0 && !last_step && !eval_.empty()) {
+    // Without eval_steps, evaluation happens at the end of each epoch (and of the run).
+    const bool eval_due = config_.eval_steps > 0 ? position.step % config_.eval_steps == 0 : epoch_ended;
+    if (eval_due && !last_step && !eval_.empty()) {
       ASSIGN_OR_RETURN(EvalMetrics eval, Evaluate(position.step, eval_));
       if (callbacks_.on_eval) callbacks_.on_eval(eval);
       window_start = Clock::now();

@@ -47,6 +47,8 @@ struct TrainStepMetrics {
   double accuracy = 0;       // fraction of pairs with r_chosen > r_rejected
   double margin = 0;         // mean r_chosen - r_rejected
   double reward_mean = 0;    // over chosen and rejected
+  double chosen_reward_mean = 0;
+  double rejected_reward_mean = 0;
   double reward_min = 0;
   double reward_max = 0;
   double learning_rate = 0;
@@ -62,9 +64,11 @@ struct EvalMetrics {
   int64_t step = 0;
   double loss = 0;
   double accuracy = 0;
+  double margin = 0;       // mean r_chosen - r_rejected
   double reward_mean = 0;  // over chosen and rejected rewards
   double reward_std = 0;
   int64_t pairs = 0;
+  double seconds = 0;      // how long the evaluation took
 };
 
 // What the data preparation found; reported once before the first step.

@@ -71,9 +71,17 @@ absl::Status ValidateTrainingConfig(const TrainingConfig& c) {
                       static_cast<double>(c.gradient_accumulation_steps));
   }
   RETURN_IF_ERROR(CheckNonNegative("max_grad_norm", c.max_grad_norm));
-  if (c.max_steps <= 0 && (c.num_epochs < 1 || c.num_epochs > 10000)) {
-    return FieldError("num_epochs", "in [1, 10000] when max_steps is 0",
-                      static_cast<double>(c.num_epochs));
+  if (c.max_steps <= 0 && !(c.num_epochs > 0 && c.num_epochs <= 10000)) {
+    return FieldError("num_epochs", "in (0, 10000] when max_steps is 0", c.num_epochs);
+  }
+  if (c.tokenizer_type != "unigram" && c.tokenizer_type != "bpe") {
+    return absl::InvalidArgumentError(absl::StrCat("tokenizer_type must be unigram or bpe, got \"",
+                                                   c.tokenizer_type, "\""));
+  }
+  RETURN_IF_ERROR(CheckNonNegative("max_train_pairs", static_cast<double>(c.max_train_pairs)));
+  RETURN_IF_ERROR(CheckNonNegative("max_eval_pairs", static_cast<double>(c.max_eval_pairs)));
+  if (c.eval_batch_size < 0 || c.eval_batch_size > 65536) {
+    return FieldError("eval_batch_size", "in [0, 65536]", static_cast<double>(c.eval_batch_size));
   }
   RETURN_IF_ERROR(CheckNonNegative("max_steps", static_cast<double>(c.max_steps)));
   if (c.max_length < 8 || c.max_length > 1 << 20) {
@@ -103,9 +111,13 @@ std::string TrainingConfigToJson(const TrainingConfig& c) {
       {"dtype", c.dtype},
       {"tokenizer_path", c.tokenizer_path},
       {"vocab_size", c.vocab_size},
+      {"tokenizer_type", c.tokenizer_type},
       {"train_path", c.train_path},
       {"eval_path", c.eval_path},
       {"eval_fraction", c.eval_fraction},
+      {"split_seed", c.split_seed},
+      {"max_train_pairs", c.max_train_pairs},
+      {"max_eval_pairs", c.max_eval_pairs},
       {"chat_format", c.chat_format},
       {"skip_invalid", c.skip_invalid},
       {"learning_rate", c.learning_rate},
@@ -117,6 +129,7 @@ std::string TrainingConfigToJson(const TrainingConfig& c) {
       {"warmup_steps", c.warmup_steps},
       {"warmup_ratio", c.warmup_ratio},
       {"batch_size", c.batch_size},
+      {"eval_batch_size", c.eval_batch_size},
       {"gradient_accumulation_steps", c.gradient_accumulation_steps},
       {"max_grad_norm", c.max_grad_norm},
       {"num_epochs", c.num_epochs},

@@ -20,13 +20,17 @@ struct TrainingConfig {
   std::string dtype = "float32";
 
   // --- tokenizer: the base model's, a .model file, or trained on the training data
-  std::string tokenizer_path;   // a SentencePiece .model file (overrides the base model's)
+  std::string tokenizer_path;   // a SentencePiece .model file, a vocab.txt or a model directory
   int64_t vocab_size = 4000;    // when training a tokenizer on the data
+  std::string tokenizer_type = "unigram";  // unigram | bpe, when training one
 
   // --- data
   std::string train_path;       // .jsonl or .jsonl.gz
   std::string eval_path;        // optional separate eval file
   double eval_fraction = 0.05;  // held out of train_path when eval_path is empty
+  uint64_t split_seed = 42;     // seed of the eval_fraction draw
+  int64_t max_train_pairs = 0;  // use at most this many training pairs (after the split); 0 = all
+  int64_t max_eval_pairs = 0;   // evaluate on at most this many pairs; 0 = all
   std::string chat_format = "hh-rlhf";  // hh-rlhf | chatml | llama2, for conversational rows
   bool skip_invalid = false;    // skip and count malformed lines instead of failing
 
@@ -40,9 +44,10 @@ struct TrainingConfig {
   int64_t warmup_steps = 0;
   double warmup_ratio = 0.0;            // used when warmup_steps is 0
   int64_t batch_size = 16;              // pairs per micro-batch
+  int64_t eval_batch_size = 0;          // pairs per evaluation batch; 0 = batch_size
   int64_t gradient_accumulation_steps = 1;
   double max_grad_norm = 1.0;           // 0 disables clipping
-  int64_t num_epochs = 1;
+  double num_epochs = 1;                // may be fractional
   int64_t max_steps = 0;                // > 0 overrides num_epochs
   uint64_t seed = 42;
   int64_t max_length = 512;

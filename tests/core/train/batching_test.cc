@@ -13,8 +13,10 @@ std::vector<EncodedPair> PairsOfRandomLengths(int n, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<EncodedPair> pairs(n);
   for (auto& pair : pairs) {
-    pair.chosen.assign(5 + rng() % 200, 1);
-    pair.rejected.assign(5 + rng() % 200, 1);
+    // Both sequences share the prompt, so their lengths are close, as in real data.
+    const size_t prompt = 5 + rng() % 180;
+    pair.chosen.assign(prompt + rng() % 20, 1);
+    pair.rejected.assign(prompt + rng() % 20, 1);
   }
   return pairs;
 }

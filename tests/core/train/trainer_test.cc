@@ -29,7 +29,8 @@ TrainingConfig SmallSyntheticRun(const ScratchDir& scratch) {
   config.batch_size = 16;
   config.learning_rate = 1e-3;
   config.warmup_ratio = 0.05;
-  config.max_length = 128;
+  config.max_length = 256;
+  config.truncation = "truncate";
   config.logging_steps = 1;
   config.run_dir = scratch.Path("run");
   config.output_dir = scratch.Path("model");
