@@ -1,0 +1,255 @@
+#include "core/score/scoring_model.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/train/trainer.h"
+#include "core/util/file_util.h"
+#include "core/util/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace verdict {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kTrainingArgsFile[] = "training_args.json";
+
+absl::StatusOr<nlohmann::json> ReadJsonObject(const fs::path& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path.string()));
+  nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": not a JSON object"));
+  }
+  return json;
+}
+
+absl::Status ReadTrainingArgs(const fs::path& path, ScoringSettings& settings) {
+  ASSIGN_OR_RETURN(nlohmann::json args, ReadJsonObject(path));
+  auto field_error = [&](absl::string_view key, absl::string_view want) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.string(), ": \"", key, "\" must be ", want));
+  };
+  if (auto it = args.find("max_length"); it != args.end()) {
+    if (!it->is_number_integer() || it->get<int64_t>() < 0) {
+      return field_error("max_length", "an integer >= 0");
+    }
+    settings.max_length = it->get<int64_t>();
+  }
+  if (auto it = args.find("truncation"); it != args.end()) {
+    if (!it->is_string()) return field_error("truncation", "a string");
+    absl::StatusOr<TruncationPolicy> policy = ParseTruncationPolicy(it->get<std::string>());
+    if (!policy.ok()) return field_error("truncation", policy.status().message());
+    settings.truncation = *policy;
+  }
+  if (auto it = args.find("chat_format"); it != args.end()) {
+    if (!it->is_string()) return field_error("chat_format", "a string");
+    absl::StatusOr<ChatFormat> format = ParseChatFormat(it->get<std::string>());
+    if (!format.ok()) return field_error("chat_format", format.status().message());
+    settings.chat_format = *format;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadRewardStats(const fs::path& path, ScoringSettings& settings) {
+  ASSIGN_OR_RETURN(nlohmann::json stats, ReadJsonObject(path));
+  auto mean = stats.find("mean");
+  auto std = stats.find("std");
+  if (mean == stats.end() || std == stats.end() || !mean->is_number() || !std->is_number()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path.string(), ": \"mean\" and \"std\" must be numbers"));
+  }
+  const double m = mean->get<double>(), s = std->get<double>();
+  // A model whose rewards did not spread (std 0) still serves raw scores.
+  if (std::isfinite(m) && std::isfinite(s) && s > 0) settings.reward_stats = RewardStats{m, s};
+  return absl::OkStatus();
+}
+
+absl::Status TorchErrorToStatus(const c10::Error& e) {
+  if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("scoring forward: ", e.what_without_backtrace()));
+  }
+  return absl::InternalError(absl::StrCat("scoring forward: ", e.what_without_backtrace()));
+}
+
+}  // namespace
+
+absl::StatusOr<ScoringSettings> ReadScoringSettings(const std::string& dir) {
+  ScoringSettings settings;
+  const fs::path root(dir);
+  if (fs::exists(root / kTrainingArgsFile)) {
+    RETURN_IF_ERROR(ReadTrainingArgs(root / kTrainingArgsFile, settings));
+  }
+  if (fs::exists(root / kRewardStatsFile)) {
+    RETURN_IF_ERROR(ReadRewardStats(root / kRewardStatsFile, settings));
+  }
+  return settings;
+}
+
+absl::StatusOr<std::shared_ptr<ScoringModel>> ScoringModel::Load(const std::string& dir,
+                                                                 const ModelOptions& options) {
+  ASSIGN_OR_RETURN(ScoringSettings settings, ReadScoringSettings(dir));
+  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, LoadTokenizerFromDirectory(dir));
+  ASSIGN_OR_RETURN(std::unique_ptr<RewardModel> model, LoadRewardModel(dir, options));
+  return Create(std::move(model), std::move(tokenizer), settings);
+}
+
+absl::StatusOr<std::shared_ptr<ScoringModel>> ScoringModel::Create(
+    std::unique_ptr<RewardModel> model, std::unique_ptr<Tokenizer> tokenizer,
+    const ScoringSettings& settings) {
+  if (model == nullptr) return absl::InvalidArgumentError("ScoringModel needs a model");
+  if (settings.max_length < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_length must be >= 0, got ", settings.max_length));
+  }
+  if (tokenizer != nullptr && tokenizer->vocab_size() > model->config().vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat("tokenizer has ", tokenizer->vocab_size(),
+                                                   " tokens but the model's vocab_size is ",
+                                                   model->config().vocab_size));
+  }
+  if (settings.reward_stats &&
+      !(std::isfinite(settings.reward_stats->mean) && settings.reward_stats->std > 0 &&
+        std::isfinite(settings.reward_stats->std))) {
+    return absl::InvalidArgumentError("reward_stats need a finite mean and a std > 0");
+  }
+  return std::shared_ptr<ScoringModel>(
+      new ScoringModel(std::move(model), std::move(tokenizer), settings));
+}
+
+ScoringModel::ScoringModel(std::unique_ptr<RewardModel> model, std::unique_ptr<Tokenizer> tokenizer,
+                           const ScoringSettings& settings)
+    : model_(std::move(model)), tokenizer_(std::move(tokenizer)), settings_(settings) {
+  const ModelConfig& config = model_->config();
+  encoding_.family = config.family;
+  encoding_.policy = settings_.truncation;
+  encoding_.max_length = settings_.max_length;
+  if (config.family == ModelFamily::kEncoder) {
+    // As the trainer does: learned positions end at max_position_embeddings.
+    encoding_.max_length = encoding_.max_length > 0
+                               ? std::min(encoding_.max_length, config.max_position_embeddings)
+                               : config.max_position_embeddings;
+  }
+  // The trainer pads with the tokenizer's pad id, or 0 without one; the mask hides it anyway.
+  if (tokenizer_ != nullptr) {
+    pad_id_ = std::max<int32_t>(0, tokenizer_->special_tokens().pad);
+  } else {
+    pad_id_ = static_cast<int32_t>(std::max<int64_t>(0, config.pad_token_id));
+  }
+  for (const auto& parameter : model_->module().parameters()) {
+    parameter_count_ += parameter.numel();
+    device_ = parameter.device();
+  }
+}
+
+int64_t ScoringModel::max_sequence_length() const {
+  return family() == ModelFamily::kEncoder ? config().max_position_embeddings : 0;
+}
+
+absl::StatusOr<std::vector<int32_t>> ScoringModel::Encode(absl::string_view prompt,
+                                                          absl::string_view response) const {
+  if (tokenizer_ == nullptr) {
+    return absl::FailedPreconditionError("this model has no tokenizer; send token ids");
+  }
+  absl::StatusOr<PairEncoding> encoded = EncodePair(*tokenizer_, prompt, response, encoding_);
+  if (!encoded.ok()) {
+    // OutOfRange means "this text is too long for the model": the caller's input is at fault.
+    if (encoded.status().code() == absl::StatusCode::kOutOfRange) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("text too long to score: ", encoded.status().message()));
+    }
+    return encoded.status();
+  }
+  return std::move(encoded->ids);
+}
+
+absl::StatusOr<std::vector<int32_t>> ScoringModel::EncodeConversation(
+    absl::Span<const ChatMessage> messages) const {
+  if (messages.empty() || messages.back().role != ChatRole::kAssistant) {
+    return absl::InvalidArgumentError(
+        "a conversation to score must end with an assistant message (the response)");
+  }
+  return EncodeConversation(messages.subspan(0, messages.size() - 1),
+                            messages.subspan(messages.size() - 1));
+}
+
+absl::StatusOr<std::vector<int32_t>> ScoringModel::EncodeConversation(
+    absl::Span<const ChatMessage> prompt, absl::Span<const ChatMessage> response) const {
+  ASSIGN_OR_RETURN(PromptAndResponse text,
+                   RenderPromptAndResponse(prompt, response, settings_.chat_format));
+  return Encode(text.prompt, text.response);
+}
+
+absl::Status ScoringModel::ValidateSequence(absl::Span<const int32_t> ids) const {
+  if (ids.empty()) return absl::InvalidArgumentError("empty token sequence");
+  const int64_t limit = max_sequence_length();
+  if (limit > 0 && static_cast<int64_t>(ids.size()) > limit) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "sequence of ", ids.size(), " tokens is longer than the model's ", limit, " positions"));
+  }
+  const int64_t vocab = config().vocab_size;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "token id ", ids[i], " at position ", i, " is outside the vocabulary [0, ", vocab, ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> ScoringModel::ScoreEncodedSpans(
+    absl::Span<const absl::Span<const int32_t>> sequences) const {
+  if (sequences.empty()) return std::vector<float>();
+  size_t width = 0;
+  for (const auto& sequence : sequences) width = std::max(width, sequence.size());
+  try {
+    c10::InferenceMode inference;
+    const int64_t rows = static_cast<int64_t>(sequences.size());
+    auto ids = torch::full({rows, static_cast<int64_t>(width)}, pad_id_, torch::kLong);
+    auto mask = torch::zeros({rows, static_cast<int64_t>(width)}, torch::kLong);
+    int64_t* ids_data = ids.data_ptr<int64_t>();
+    int64_t* mask_data = mask.data_ptr<int64_t>();
+    for (int64_t row = 0; row < rows; ++row) {
+      const auto& sequence = sequences[row];
+      std::copy(sequence.begin(), sequence.end(), ids_data + row * width);
+      std::fill_n(mask_data + row * width, sequence.size(), int64_t{1});
+    }
+    at::Tensor device_ids = ids, device_mask = mask;
+    if (!device_.is_cpu()) {
+      device_ids = ids.to(device_);
+      device_mask = mask.to(device_);
+    }
+    at::Tensor rewards =
+        model_->Forward(device_ids, device_mask).to(torch::kCPU, torch::kFloat32).contiguous();
+    const float* data = rewards.data_ptr<float>();
+    return std::vector<float>(data, data + rows);
+  } catch (const c10::Error& e) {
+    return TorchErrorToStatus(e);
+  }
+}
+
+absl::StatusOr<std::vector<float>> ScoringModel::ScoreEncoded(
+    const std::vector<std::vector<int32_t>>& sequences) const {
+  std::vector<absl::Span<const int32_t>> spans(sequences.begin(), sequences.end());
+  return ScoreEncodedSpans(spans);
+}
+
+absl::StatusOr<std::vector<float>> ScoringModel::Normalize(absl::Span<const float> raw) const {
+  if (!settings_.reward_stats) {
+    return absl::FailedPreconditionError(
+        "this model has no reward statistics (reward_stats.json): ask for raw scores");
+  }
+  const double mean = settings_.reward_stats->mean, std = settings_.reward_stats->std;
+  std::vector<float> normalised(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) {
+    normalised[i] = static_cast<float>((raw[i] - mean) / std);
+  }
+  return normalised;
+}
+
+}  // namespace verdict

@@ -1,0 +1,148 @@
+// ScoringModel: one loaded reward model ready to serve scores — the network, its tokenizer and
+// the encoding settings it was trained with, bundled so that text scored here is tokenized
+// exactly as the trainer tokenized its eval pairs.
+//
+// A ScoringModel is immutable once built and is shared (std::shared_ptr) between the model
+// registry, the DynamicBatcher that runs its forwards and the requests in flight; the last
+// holder frees it, so a replaced version stays alive until its last request is done.
+//
+// Encoding: Encode(prompt, response) is EncodePair() with the model's family, max_length and
+// truncation policy (training_args.json of a trained model directory), so the reward of a text
+// scored here equals the trainer's eval reward for it. EncodeConversation() renders messages
+// with the model's chat format first. Scoring: ScoreEncoded() runs one right-padded forward
+// under inference mode; sequences must pass ValidateSequence() (the DynamicBatcher checks at
+// Submit, so that one bad request never fails a batch shared with others).
+//
+// Thread safety: every method is const and may be called from any number of threads at once.
+//
+// Example:
+//   ASSIGN_OR_RETURN(std::shared_ptr<ScoringModel> model,
+//                    ScoringModel::Load("/models/helpful/3", ModelOptions{}));
+//   ASSIGN_OR_RETURN(std::vector<int32_t> ids, model->Encode("\n\nHuman: Hi\n\nAssistant:",
+//                                                           " Hello!"));
+//   ASSIGN_OR_RETURN(std::vector<float> rewards, model->ScoreEncoded({ids}));
+//   ASSIGN_OR_RETURN(std::vector<float> normalised, model->Normalize(rewards));
+#ifndef VERDICT_CORE_SCORE_SCORING_MODEL_H_
+#define VERDICT_CORE_SCORE_SCORING_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "core/data/chat_format.h"
+#include "core/model/model_config.h"
+#include "core/model/reward_model.h"
+#include "core/tokenize/pair_encoding.h"
+#include "core/tokenize/tokenizer.h"
+
+namespace verdict {
+
+// Reward normalisation statistics saved with a trained model (reward_stats.json).
+struct RewardStats {
+  double mean = 0;
+  double std = 1;
+};
+
+// How a model encodes text; Load() reads these from training_args.json.
+struct ScoringSettings {
+  // Tokens per sequence, special tokens included; 0 for no limit. Encoders are further
+  // limited by max_position_embeddings, as in training.
+  int64_t max_length = 512;
+  TruncationPolicy truncation = TruncationPolicy::kTruncate;
+  ChatFormat chat_format = ChatFormat::kHhRlhf;
+  // Absent (or with a std that is not > 0): Normalize() is unavailable.
+  std::optional<RewardStats> reward_stats;
+};
+
+class ScoringModel {
+ public:
+  // Loads a Hugging Face model directory: config.json + weights (LoadRewardModel), the
+  // tokenizer (tokenizer.model or vocab.txt), training_args.json when present (max_length,
+  // truncation, chat_format; otherwise max_length 512, truncate, hh-rlhf) and reward_stats.json
+  // when present. Fails on missing or malformed files, naming the file.
+  static absl::StatusOr<std::shared_ptr<ScoringModel>> Load(const std::string& dir,
+                                                            const ModelOptions& options);
+
+  // Builds one from parts (tests, tools). `tokenizer` may be null: such a model scores token
+  // ids only, and Encode*() fail with FailedPrecondition.
+  static absl::StatusOr<std::shared_ptr<ScoringModel>> Create(std::unique_ptr<RewardModel> model,
+                                                              std::unique_ptr<Tokenizer> tokenizer,
+                                                              const ScoringSettings& settings);
+
+  ScoringModel(const ScoringModel&) = delete;
+  ScoringModel& operator=(const ScoringModel&) = delete;
+
+  // The token ids the model scores for `prompt` followed by `response`. A text longer than
+  // max_length fails with InvalidArgument under the "drop" policy ("... tokens, over
+  // max_length ..."), and is truncated as in training under "truncate".
+  absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view prompt,
+                                              absl::string_view response) const;
+
+  // A conversation ending with an assistant message: that message is the response, everything
+  // before it the prompt, rendered with the model's chat format.
+  absl::StatusOr<std::vector<int32_t>> EncodeConversation(
+      absl::Span<const ChatMessage> messages) const;
+  // An explicit prompt and response (the response must start with an assistant message), as
+  // the trainer renders conversational rows that carry a "prompt".
+  absl::StatusOr<std::vector<int32_t>> EncodeConversation(
+      absl::Span<const ChatMessage> prompt, absl::Span<const ChatMessage> response) const;
+
+  // OK when ScoreEncoded() can score `ids`: not empty, every id inside the model's vocabulary,
+  // no longer than the model's positions (encoders). InvalidArgument otherwise.
+  absl::Status ValidateSequence(absl::Span<const int32_t> ids) const;
+
+  // Rewards for `sequences`, in order, from one right-padded forward pass under inference
+  // mode. Each sequence must pass ValidateSequence(); LibTorch errors (out of memory, ...)
+  // come back as Internal / ResourceExhausted statuses. An empty list gives an empty result.
+  absl::StatusOr<std::vector<float>> ScoreEncoded(
+      const std::vector<std::vector<int32_t>>& sequences) const;
+  // The same over views, for callers (the batcher) whose rows live in different requests.
+  absl::StatusOr<std::vector<float>> ScoreEncodedSpans(
+      absl::Span<const absl::Span<const int32_t>> sequences) const;
+
+  // (r - mean) / std with the saved statistics; FailedPrecondition when there are none.
+  absl::StatusOr<std::vector<float>> Normalize(absl::Span<const float> raw) const;
+  bool can_normalize() const { return settings_.reward_stats.has_value(); }
+
+  ModelFamily family() const { return model_->config().family; }
+  const ModelConfig& config() const { return model_->config(); }
+  const ScoringSettings& settings() const { return settings_; }
+  // The max_length Encode() applies (settings' max_length, clamped for encoders).
+  int64_t max_length() const { return encoding_.max_length; }
+  // Longest sequence a forward accepts: max_position_embeddings for encoders, 0 (none) for
+  // decoders, whose rotary positions have no table.
+  int64_t max_sequence_length() const;
+  int32_t pad_id() const { return pad_id_; }
+  int64_t parameter_count() const { return parameter_count_; }
+  // Null for a model built without a tokenizer.
+  const Tokenizer* tokenizer() const { return tokenizer_.get(); }
+  std::string device() const { return device_.str(); }
+
+ private:
+  ScoringModel(std::unique_ptr<RewardModel> model, std::unique_ptr<Tokenizer> tokenizer,
+               const ScoringSettings& settings);
+
+  // Forward() is called from several threads at once under inference mode, which the
+  // RewardModel contract allows; nothing else touches the model after construction.
+  std::unique_ptr<RewardModel> model_;
+  std::unique_ptr<const Tokenizer> tokenizer_;
+  ScoringSettings settings_;
+  PairEncodingOptions encoding_;
+  int32_t pad_id_ = 0;
+  c10::Device device_ = c10::Device(c10::kCPU);
+  int64_t parameter_count_ = 0;
+};
+
+// Reads the encoding settings and reward statistics a trained model directory holds
+// (training_args.json, reward_stats.json); defaults for the files that are absent.
+absl::StatusOr<ScoringSettings> ReadScoringSettings(const std::string& dir);
+
+}  // namespace verdict
+
+#endif  // VERDICT_CORE_SCORE_SCORING_MODEL_H_
