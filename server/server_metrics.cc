@@ -1,5 +1,9 @@
 #include "server/server_metrics.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
+
+#include <algorithm>
 #include <exception>
 #include <string>
 #include <utility>
@@ -283,3 +287,17 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetricsExposer(
 }
 
 }  // namespace verdict
+
+// prometheus-cpp serves /metrics through civetweb, whose Debian build starts its threads with a
+// fixed 100 KiB stack (pthread_attr_setstacksize(102400)). glibc carves a thread's static TLS
+// out of its stack, and in a process holding LibTorch the static TLS of libopenblas and libglog
+// alone is about 100 KiB: pthread_create then fails with EINVAL and the exposer cannot start
+// ("Cannot create first worker thread"). Every thread's requested stack is raised to at least
+// 1 MiB here; the executable exports this symbol (see server/CMakeLists.txt), so civetweb's
+// call binds to it. Larger requests pass through unchanged.
+extern "C" int pthread_attr_setstacksize(pthread_attr_t* attr, size_t size) {
+  using Setter = int (*)(pthread_attr_t*, size_t);
+  static const Setter real = reinterpret_cast<Setter>(dlsym(RTLD_NEXT, "pthread_attr_setstacksize"));
+  constexpr size_t kMinimumStack = size_t{1} << 20;
+  return real(attr, std::max(size, kMinimumStack));
+}

@@ -1,0 +1,297 @@
+#include "server/dataset_service.h"
+
+#include <openssl/evp.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/data/preference_reader.h"
+#include "server/proto_time.h"
+#include "server/status_conversion.h"
+#include "server/validation.h"
+
+namespace verdict::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kMaxChunkBytes = 2 << 20;
+
+std::string NewDatasetId() {
+  static std::mutex mutex;
+  static std::mt19937_64 rng(std::random_device{}());
+  std::lock_guard<std::mutex> lock(mutex);
+  return absl::StrFormat("ds-%016x", rng());
+}
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+bool IsLowerHex64(const std::string& text) {
+  if (text.size() != 64) return false;
+  for (char c : text) {
+    if (!absl::ascii_isdigit(c) && !(c >= 'a' && c <= 'f')) return false;
+  }
+  return true;
+}
+
+class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
+ public:
+  UploadReactor(const ServerConfig& config, JobStore* store, v1::Dataset* response)
+      : config_(config), store_(store), response_(response), id_(NewDatasetId()),
+        digest_(EVP_MD_CTX_new()) {
+    EVP_DigestInit_ex(digest_, EVP_sha256(), nullptr);
+    StartRead(&request_);
+  }
+
+  ~UploadReactor() override {
+    EVP_MD_CTX_free(digest_);
+    if (!temp_path_.empty()) {
+      std::error_code ignored;
+      fs::remove(temp_path_, ignored);
+    }
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The client half-closed: every byte is here.
+      Complete();
+      return;
+    }
+    grpc::Status status = Consume();
+    if (!status.ok()) {
+      Finish(status);
+      return;
+    }
+    StartRead(&request_);
+  }
+
+  void OnDone() override {
+    if (worker_.joinable()) {
+      // gRPC may run OnDone inline, on the validating thread itself.
+      if (worker_.get_id() == std::this_thread::get_id()) {
+        worker_.detach();
+      } else {
+        worker_.join();
+      }
+    }
+    delete this;
+  }
+
+ private:
+  grpc::Status Consume() {
+    if (request_.has_metadata()) {
+      if (have_metadata_) return Invalid("metadata: sent twice");
+      have_metadata_ = true;
+      metadata_ = request_.metadata();
+      if (metadata_.name().empty() || metadata_.name().size() > 256) {
+        return Invalid("metadata.name: must be 1 to 256 bytes");
+      }
+      if (!metadata_.sha256().empty() && !IsLowerHex64(metadata_.sha256())) {
+        return Invalid("metadata.sha256: must be 64 lowercase hex digits");
+      }
+      if (metadata_.expected_size_bytes() < 0) return Invalid("metadata.expected_size_bytes: must be >= 0");
+      if (metadata_.expected_size_bytes() > config_.max_dataset_bytes) return TooLarge();
+      std::error_code error;
+      fs::create_directories(fs::path(DatasetFilePath(config_, id_)).parent_path(), error);
+      temp_path_ = DatasetFilePath(config_, id_) + ".upload";
+      file_.open(temp_path_, std::ios::binary | std::ios::trunc);
+      if (!file_) return grpc::Status(grpc::StatusCode::INTERNAL, "cannot create the upload file");
+      return grpc::Status::OK;
+    }
+    if (!have_metadata_) return Invalid("the first message must carry metadata");
+    const std::string& chunk = request_.chunk();
+    if (chunk.empty() || chunk.size() > kMaxChunkBytes) return Invalid("chunk: must be 1 byte to 2 MiB");
+    size_ += static_cast<int64_t>(chunk.size());
+    if (size_ > config_.max_dataset_bytes ||
+        (metadata_.expected_size_bytes() > 0 && size_ > metadata_.expected_size_bytes())) {
+      return size_ > config_.max_dataset_bytes
+                 ? TooLarge()
+                 : Invalid(absl::StrCat("more bytes than metadata.expected_size_bytes (",
+                                        metadata_.expected_size_bytes(), ")"));
+    }
+    EVP_DigestUpdate(digest_, chunk.data(), chunk.size());
+    file_.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    if (!file_) return grpc::Status(grpc::StatusCode::INTERNAL, "cannot write the upload file");
+    return grpc::Status::OK;
+  }
+
+  void Complete() {
+    if (!have_metadata_) {
+      Finish(Invalid("no metadata received"));
+      return;
+    }
+    file_.flush();
+    file_.close();
+    if (size_ == 0) {
+      Finish(Invalid("the file is empty"));
+      return;
+    }
+    if (metadata_.expected_size_bytes() > 0 && size_ != metadata_.expected_size_bytes()) {
+      Finish(Invalid(absl::StrCat("received ", size_, " bytes, metadata.expected_size_bytes says ",
+                                  metadata_.expected_size_bytes())));
+      return;
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    EVP_DigestFinal_ex(digest_, digest, &length);
+    const std::string hex = absl::BytesToHexString(
+        absl::string_view(reinterpret_cast<const char*>(digest), length));
+    if (!metadata_.sha256().empty() && hex != metadata_.sha256()) {
+      Finish(grpc::Status(grpc::StatusCode::DATA_LOSS,
+                          absl::StrCat("sha256 of the received bytes is ", hex, ", metadata says ",
+                                       metadata_.sha256())));
+      return;
+    }
+    // Parsing the whole file is real work: keep it off gRPC's threads.
+    worker_ = std::thread([this, hex] { Finish(Validate(hex)); });
+  }
+
+  grpc::Status Validate(const std::string& sha256) {
+    PreferenceReaderOptions options;
+    options.skip_invalid = metadata_.skip_invalid();
+    auto reader = PreferenceReader::OpenFile(temp_path_, options);
+    if (!reader.ok()) return ToGrpcStatus(reader.status());
+    PreferencePair pair;
+    int64_t with_margin = 0;
+    while (true) {
+      auto next = (*reader)->Next(&pair);
+      if (!next.ok()) {
+        // Name the upload, not the temporary file.
+        std::string message(next.status().message());
+        const std::string prefix = temp_path_ + ":";
+        if (message.rfind(prefix, 0) == 0) message = "line " + message.substr(prefix.size());
+        return grpc::Status(static_cast<grpc::StatusCode>(next.status().code()), message);
+      }
+      if (!*next) break;
+      if (pair.margin.has_value()) ++with_margin;
+    }
+    const ReadStats& stats = (*reader)->stats();
+    if (stats.pairs == 0) return Invalid("the file holds no valid preference pair");
+    v1::Dataset dataset;
+    dataset.set_id(id_);
+    dataset.set_name(metadata_.name());
+    dataset.set_size_bytes(size_);
+    dataset.set_sha256(sha256);
+    std::ifstream in(temp_path_, std::ios::binary);
+    char magic[2] = {0, 0};
+    in.read(magic, 2);
+    dataset.set_gzip(static_cast<unsigned char>(magic[0]) == 0x1f && static_cast<unsigned char>(magic[1]) == 0x8b);
+    dataset.set_pairs(stats.pairs);
+    dataset.set_invalid_lines(stats.invalid_lines);
+    dataset.set_identical_pairs_dropped(stats.identical_dropped);
+    dataset.set_pairs_with_margin(with_margin);
+    dataset.set_skip_invalid(metadata_.skip_invalid());
+    SetTimestamp(absl::Now(), dataset.mutable_create_time());
+    std::error_code error;
+    fs::rename(temp_path_, DatasetFilePath(config_, id_), error);
+    if (error) return grpc::Status(grpc::StatusCode::INTERNAL, "cannot store the dataset: " + error.message());
+    temp_path_.clear();
+    absl::Status stored = store_->CreateDataset(dataset);
+    if (!stored.ok()) {
+      fs::remove(DatasetFilePath(config_, id_), error);
+      return ToGrpcStatus(stored);
+    }
+    *response_ = dataset;
+    return grpc::Status::OK;
+  }
+
+  static grpc::Status Invalid(const std::string& message) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
+  }
+  grpc::Status TooLarge() const {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("dataset larger than the server's limit of ",
+                                     config_.max_dataset_bytes, " bytes"));
+  }
+
+  const ServerConfig& config_;
+  JobStore* const store_;
+  v1::Dataset* const response_;
+  const std::string id_;
+  v1::UploadDatasetRequest request_;
+  v1::UploadDatasetMetadata metadata_;
+  bool have_metadata_ = false;
+  int64_t size_ = 0;
+  std::string temp_path_;
+  std::ofstream file_;
+  EVP_MD_CTX* digest_;
+  std::thread worker_;
+};
+
+class RejectedUpload final : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
+ public:
+  explicit RejectedUpload(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+std::string DatasetFilePath(const ServerConfig& config, const std::string& dataset_id) {
+  return (fs::path(config.state_dir) / "datasets" / (dataset_id + ".jsonl")).string();
+}
+
+DatasetService::DatasetService(const ServerConfig& config, JobStore* store, const Authenticator* auth)
+    : config_(config), store_(store), auth_(auth) {}
+
+grpc::ServerReadReactor<v1::UploadDatasetRequest>* DatasetService::UploadDataset(
+    grpc::CallbackServerContext* context, v1::Dataset* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return new RejectedUpload(auth);
+  return new UploadReactor(config_, store_, response);
+}
+
+grpc::ServerUnaryReactor* DatasetService::GetDataset(grpc::CallbackServerContext* context,
+                                                     const v1::GetDatasetRequest* request,
+                                                     v1::Dataset* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (absl::Status valid = ValidateId("dataset_id", request->dataset_id()); !valid.ok()) {
+    return Finish(context, ToGrpcStatus(valid));
+  }
+  auto dataset = store_->GetDataset(request->dataset_id());
+  if (dataset.ok()) *response = std::move(*dataset);
+  return Finish(context, ToGrpcStatus(dataset.status()));
+}
+
+grpc::ServerUnaryReactor* DatasetService::ListDatasets(grpc::CallbackServerContext* context,
+                                                       const v1::ListDatasetsRequest* request,
+                                                       v1::ListDatasetsResponse* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (request->page_size() < 0) {
+    return Finish(context, ToGrpcStatus(absl::InvalidArgumentError(
+                               absl::StrCat("page_size: must be >= 0, got ", request->page_size()))));
+  }
+  PageRequest page;
+  page.page_size = request->page_size();
+  page.page_token = request->page_token();
+  auto listed = store_->ListDatasets(page);
+  if (!listed.ok()) return Finish(context, ToGrpcStatus(listed.status()));
+  for (v1::Dataset& dataset : listed->items) *response->add_datasets() = std::move(dataset);
+  response->set_next_page_token(listed->next_page_token);
+  return Finish(context, grpc::Status::OK);
+}
+
+grpc::ServerUnaryReactor* DatasetService::DeleteDataset(grpc::CallbackServerContext* context,
+                                                        const v1::DeleteDatasetRequest* request,
+                                                        google::protobuf::Empty*) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (absl::Status valid = ValidateId("dataset_id", request->dataset_id()); !valid.ok()) {
+    return Finish(context, ToGrpcStatus(valid));
+  }
+  absl::Status deleted = store_->DeleteDataset(request->dataset_id());
+  if (deleted.ok()) {
+    std::error_code ignored;
+    fs::remove(DatasetFilePath(config_, request->dataset_id()), ignored);
+  }
+  return Finish(context, ToGrpcStatus(deleted));
+}
+
+}  // namespace verdict::server

@@ -1,0 +1,82 @@
+// verdictd: flags -> ServerConfig -> RunServer. With no flags it serves on localhost:50051
+// (metrics on :9464) and keeps everything under ./verdict-data.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "core/util/file_util.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for every interface).");
+ABSL_FLAG(int, port, 50051, "gRPC port (0 picks a free one).");
+ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port; -1 disables it.");
+ABSL_FLAG(std::string, state_dir, "./verdict-data", "Job store, checkpoints, datasets and trained models.");
+ABSL_FLAG(std::string, data_dir, "./verdict-data/data", "Root of dataset paths named in requests.");
+ABSL_FLAG(std::string, model_dir, "./verdict-data/models-in", "Root of model paths named in requests.");
+ABSL_FLAG(int, max_concurrent_jobs, 1, "Training jobs run at once.");
+ABSL_FLAG(int, max_queued_jobs, 64, "Queued training jobs before submits get RESOURCE_EXHAUSTED.");
+ABSL_FLAG(std::string, default_device, "cpu", "Device for jobs and models that name none (cpu, cuda, cuda:N).");
+ABSL_FLAG(int64_t, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent.");
+ABSL_FLAG(int64_t, max_dataset_bytes, int64_t{1} << 30, "Largest dataset upload.");
+ABSL_FLAG(int64_t, max_items_per_request, 1024, "Items per ScoreBatch request.");
+ABSL_FLAG(int64_t, max_item_bytes, 256 << 10, "Text bytes per ScoreBatch item.");
+ABSL_FLAG(int64_t, max_batch_tokens, 16384, "Padded tokens per scoring forward pass.");
+ABSL_FLAG(int64_t, max_batch_items, 256, "Sequences per scoring forward pass.");
+ABSL_FLAG(double, max_queue_delay_ms, 2.0, "How long a scoring request may wait for others to batch with.");
+ABSL_FLAG(int64_t, max_queued_items, 4096, "Sequences waiting per model before RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0: LibTorch's default).");
+ABSL_FLAG(std::vector<std::string>, preload_models, {}, "Models to load at start: name or name:version or name:alias.");
+ABSL_FLAG(double, drain_grace_seconds, 30, "On SIGTERM, how long in-flight RPCs may take.");
+ABSL_FLAG(std::string, token_file, "", "File holding the bearer token clients must send (empty: no auth).");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls_key, serve TLS.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key.");
+ABSL_FLAG(std::string, log_format, "text", "text or json.");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("verdictd: trains reward models and serves their scores over gRPC.");
+  absl::ParseCommandLine(argc, argv);
+  verdict::server::ServerConfig config;
+  config.host = absl::GetFlag(FLAGS_host);
+  config.port = absl::GetFlag(FLAGS_port);
+  config.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  config.state_dir = absl::GetFlag(FLAGS_state_dir);
+  config.data_dir = absl::GetFlag(FLAGS_data_dir);
+  config.model_dir = absl::GetFlag(FLAGS_model_dir);
+  config.max_concurrent_jobs = absl::GetFlag(FLAGS_max_concurrent_jobs);
+  config.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
+  config.default_device = absl::GetFlag(FLAGS_default_device);
+  config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  config.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);
+  config.max_items_per_request = absl::GetFlag(FLAGS_max_items_per_request);
+  config.max_item_bytes = absl::GetFlag(FLAGS_max_item_bytes);
+  config.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  config.max_batch_items = absl::GetFlag(FLAGS_max_batch_items);
+  config.max_queue_delay = absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_ms) * 1000);
+  config.max_queued_items = absl::GetFlag(FLAGS_max_queued_items);
+  config.scoring_threads = absl::GetFlag(FLAGS_threads);
+  config.preload_models = absl::GetFlag(FLAGS_preload_models);
+  config.drain_grace = absl::Seconds(absl::GetFlag(FLAGS_drain_grace_seconds));
+  config.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  config.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  config.log_format = absl::GetFlag(FLAGS_log_format);
+  config.log_level = absl::GetFlag(FLAGS_log_level);
+  if (const std::string token_file = absl::GetFlag(FLAGS_token_file); !token_file.empty()) {
+    auto token = verdict::ReadFileToString(token_file);
+    if (!token.ok()) {
+      std::cerr << "verdictd: --token_file: " << token.status().message() << "\n";
+      return 2;
+    }
+    config.api_token = std::string(absl::StripAsciiWhitespace(*token));
+  }
+  absl::Status status = verdict::server::RunServer(config);
+  if (!status.ok()) {
+    std::cerr << "verdictd: " << status.message() << "\n";
+    return 1;
+  }
+  return 0;
+}

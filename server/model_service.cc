@@ -1,0 +1,152 @@
+#include "server/model_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "core/model/reward_model.h"
+#include "core/util/status_macros.h"
+#include "server/path_resolver.h"
+#include "server/status_conversion.h"
+#include "server/validation.h"
+
+namespace verdict::server {
+namespace {
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* ModelService::ImportModel(grpc::CallbackServerContext* context,
+                                                    const v1::ImportModelRequest* request,
+                                                    v1::Model* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  absl::Status status = [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateModelName("name", request->name()));
+    if (!request->alias().empty()) RETURN_IF_ERROR(ValidateAlias("alias", request->alias(), false));
+    if (!v1::TruncationPolicy_IsValid(request->truncation())) return absl::InvalidArgumentError("truncation: unknown value");
+    if (!v1::ChatFormat_IsValid(request->chat_format())) return absl::InvalidArgumentError("chat_format: unknown value");
+    ASSIGN_OR_RETURN(std::string dir, ResolveUnderRoot(config_.model_dir, request->path(), "path"));
+    ASSIGN_OR_RETURN(v1::Model model, registry_->Import(request->name(), dir, request->path(),
+                                                         request->max_length(), request->truncation(),
+                                                         request->chat_format()));
+    if (!request->alias().empty()) {
+      ASSIGN_OR_RETURN(model, store_->SetAlias(model.name(), request->alias(), model.version()));
+    }
+    registry_->Decorate(model);
+    *response = std::move(model);
+    return absl::OkStatus();
+  }();
+  return Finish(context, status);
+}
+
+grpc::ServerUnaryReactor* ModelService::ListModels(grpc::CallbackServerContext* context,
+                                                   const v1::ListModelsRequest* request,
+                                                   v1::ListModelsResponse* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  absl::Status status = [&]() -> absl::Status {
+    if (!request->name().empty()) RETURN_IF_ERROR(ValidateModelName("name", request->name()));
+    if (request->page_size() < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("page_size: must be >= 0, got ", request->page_size()));
+    }
+    PageRequest page;
+    page.page_size = request->page_size();
+    page.page_token = request->page_token();
+    ASSIGN_OR_RETURN(Page<v1::Model> listed, store_->ListModels(request->name(), page));
+    for (v1::Model& model : listed.items) {
+      registry_->Decorate(model);
+      if (request->loaded_only() && !model.loaded()) continue;
+      *response->add_models() = std::move(model);
+    }
+    response->set_next_page_token(listed.next_page_token);
+    return absl::OkStatus();
+  }();
+  return Finish(context, status);
+}
+
+grpc::ServerUnaryReactor* ModelService::GetModel(grpc::CallbackServerContext* context,
+                                                 const v1::GetModelRequest* request,
+                                                 v1::Model* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  absl::Status status = [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateModelRef("model", request->model()));
+    ASSIGN_OR_RETURN(v1::Model model, store_->GetModel(request->model()));
+    registry_->Decorate(model);
+    *response = std::move(model);
+    return absl::OkStatus();
+  }();
+  return Finish(context, status);
+}
+
+grpc::ServerUnaryReactor* ModelService::SetModelAlias(grpc::CallbackServerContext* context,
+                                                      const v1::SetModelAliasRequest* request,
+                                                      v1::Model* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  absl::Status status = [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateModelName("name", request->name()));
+    if (request->version() < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("version: must be >= 1, got ", request->version()));
+    }
+    RETURN_IF_ERROR(ValidateAlias("alias", request->alias(), /*allow_latest=*/false));
+    ASSIGN_OR_RETURN(v1::Model model, store_->SetAlias(request->name(), request->alias(), request->version()));
+    registry_->Decorate(model);
+    *response = std::move(model);
+    return absl::OkStatus();
+  }();
+  return Finish(context, status);
+}
+
+grpc::ServerUnaryReactor* ModelService::DeleteModelAlias(grpc::CallbackServerContext* context,
+                                                         const v1::DeleteModelAliasRequest* request,
+                                                         v1::Model* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  absl::Status status = [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateModelName("name", request->name()));
+    RETURN_IF_ERROR(ValidateAlias("alias", request->alias(), /*allow_latest=*/false));
+    ASSIGN_OR_RETURN(v1::Model model, store_->DeleteAlias(request->name(), request->alias()));
+    registry_->Decorate(model);
+    *response = std::move(model);
+    return absl::OkStatus();
+  }();
+  return Finish(context, status);
+}
+
+grpc::ServerUnaryReactor* ModelService::LoadModel(grpc::CallbackServerContext* context,
+                                                  const v1::LoadModelRequest* request,
+                                                  v1::Model* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  absl::Status status = [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateModelRef("model", request->model()));
+    if (!request->device().empty()) {
+      if (auto device = ParseDevice(request->device()); !device.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("device: ", device.status().message()));
+      }
+    }
+    ASSIGN_OR_RETURN(auto loaded, registry_->Acquire(request->model(), request->device()));
+    *response = loaded->info;
+    return absl::OkStatus();
+  }();
+  return Finish(context, status);
+}
+
+grpc::ServerUnaryReactor* ModelService::UnloadModel(grpc::CallbackServerContext* context,
+                                                    const v1::UnloadModelRequest* request,
+                                                    v1::Model* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  absl::Status status = [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateModelRef("model", request->model()));
+    ASSIGN_OR_RETURN(v1::Model model, registry_->Unload(request->model()));
+    *response = std::move(model);
+    return absl::OkStatus();
+  }();
+  return Finish(context, status);
+}
+
+}  // namespace verdict::server

@@ -1,0 +1,52 @@
+// ModelService: the model registry over gRPC (ImportModel, ListModels, GetModel,
+// SetModelAlias, DeleteModelAlias, LoadModel, UnloadModel). Versions and aliases are stored in
+// the JobStore; loading goes through the ModelRegistry. Thread safety: as gRPC calls it.
+#ifndef VERDICT_SERVER_MODEL_SERVICE_H_
+#define VERDICT_SERVER_MODEL_SERVICE_H_
+
+#include "server/auth.h"
+#include "server/job_store.h"
+#include "server/model_registry.h"
+#include "server/server_config.h"
+#include "verdict/v1/models.grpc.pb.h"
+
+namespace verdict::server {
+
+class ModelService final : public v1::ModelService::CallbackService {
+ public:
+  ModelService(const ServerConfig& config, JobStore* store, ModelRegistry* registry,
+               const Authenticator* auth)
+      : config_(config), store_(store), registry_(registry), auth_(auth) {}
+
+  grpc::ServerUnaryReactor* ImportModel(grpc::CallbackServerContext* context,
+                                        const v1::ImportModelRequest* request,
+                                        v1::Model* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* GetModel(grpc::CallbackServerContext* context,
+                                     const v1::GetModelRequest* request,
+                                     v1::Model* response) override;
+  grpc::ServerUnaryReactor* SetModelAlias(grpc::CallbackServerContext* context,
+                                          const v1::SetModelAliasRequest* request,
+                                          v1::Model* response) override;
+  grpc::ServerUnaryReactor* DeleteModelAlias(grpc::CallbackServerContext* context,
+                                             const v1::DeleteModelAliasRequest* request,
+                                             v1::Model* response) override;
+  grpc::ServerUnaryReactor* LoadModel(grpc::CallbackServerContext* context,
+                                      const v1::LoadModelRequest* request,
+                                      v1::Model* response) override;
+  grpc::ServerUnaryReactor* UnloadModel(grpc::CallbackServerContext* context,
+                                        const v1::UnloadModelRequest* request,
+                                        v1::Model* response) override;
+
+ private:
+  const ServerConfig config_;
+  JobStore* const store_;
+  ModelRegistry* const registry_;
+  const Authenticator* const auth_;
+};
+
+}  // namespace verdict::server
+
+#endif  // VERDICT_SERVER_MODEL_SERVICE_H_

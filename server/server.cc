@@ -1,0 +1,290 @@
+#include "server/server.h"
+
+#include <signal.h>
+
+#include <ATen/Parallel.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/support/server_interceptor.h>
+
+#include <filesystem>
+#include <iostream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "core/util/file_util.h"
+#include "core/util/status_macros.h"
+#include "server/auth.h"
+#include "server/dataset_service.h"
+#include "server/event_hub.h"
+#include "server/job_manager.h"
+#include "server/logging.h"
+#include "server/model_registry.h"
+#include "server/model_service.h"
+#include "server/scoring_service.h"
+#include "server/server_metrics.h"
+#include "server/sqlite_job_store.h"
+#include "server/training_service.h"
+
+#ifndef VERDICT_VERSION
+#define VERDICT_VERSION "unknown"
+#endif
+#ifndef VERDICT_COMMIT
+#define VERDICT_COMMIT "unknown"
+#endif
+
+namespace verdict::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kScoringService[] = "verdict.v1.ScoringService";
+const char* const kServices[] = {"verdict.v1.TrainingService", "verdict.v1.DatasetService",
+                                 "verdict.v1.ModelService", kScoringService};
+
+// Counts and times every RPC, whatever the service, in one place.
+class MetricsInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  MetricsInterceptor(grpc::experimental::ServerRpcInfo* info, ServerMetrics* metrics)
+      : method_(info->method()), metrics_(metrics), start_(absl::Now()) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+      const grpc::Status status = methods->GetSendStatus();
+      metrics_->RecordRpc(method_, static_cast<absl::StatusCode>(status.error_code()),
+                          absl::Now() - start_);
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::string method_;
+  ServerMetrics* const metrics_;
+  const absl::Time start_;
+};
+
+class MetricsInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  explicit MetricsInterceptorFactory(ServerMetrics* metrics) : metrics_(metrics) {}
+  grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+    return new MetricsInterceptor(info, metrics_);
+  }
+
+ private:
+  ServerMetrics* const metrics_;
+};
+
+absl::StatusOr<LogLevel> ParseLogLevel(const std::string& name) {
+  if (name == "debug") return LogLevel::kDebug;
+  if (name == "info") return LogLevel::kInfo;
+  if (name == "warning") return LogLevel::kWarning;
+  if (name == "error") return LogLevel::kError;
+  return absl::InvalidArgumentError(absl::StrCat("--log_level: unknown level \"", name, "\""));
+}
+
+absl::Status ValidateConfig(const ServerConfig& c) {
+  if (c.port < 0 || c.port > 65535) return absl::InvalidArgumentError("--port: must be in [0, 65535]");
+  if (c.metrics_port < -1 || c.metrics_port > 65535) {
+    return absl::InvalidArgumentError("--metrics_port: must be -1 (off) or in [0, 65535]");
+  }
+  if (c.max_concurrent_jobs < 1) return absl::InvalidArgumentError("--max_concurrent_jobs: must be >= 1");
+  if (c.max_queued_jobs < 1) return absl::InvalidArgumentError("--max_queued_jobs: must be >= 1");
+  if (c.log_format != "text" && c.log_format != "json") {
+    return absl::InvalidArgumentError("--log_format: must be text or json");
+  }
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  return ParseLogLevel(c.log_level).status();
+}
+
+}  // namespace
+
+struct VerdictServer::Parts {
+  ServerConfig config;
+  std::unique_ptr<Logger> logger;
+  std::shared_ptr<prometheus::Registry> registry;
+  std::unique_ptr<ServerMetrics> metrics;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  std::unique_ptr<SqliteJobStore> store;
+  EventHub events;
+  std::unique_ptr<Authenticator> auth;
+  std::unique_ptr<ModelRegistry> models;
+  std::unique_ptr<JobManager> jobs;
+  std::unique_ptr<TrainingService> training_service;
+  std::unique_ptr<DatasetService> dataset_service;
+  std::unique_ptr<ModelService> model_service;
+  std::unique_ptr<ScoringService> scoring_service;
+  std::unique_ptr<grpc::Server> grpc_server;
+  int port = 0;
+  int metrics_port = -1;
+  bool shut_down = false;
+  absl::Mutex health_mutex;
+  bool draining ABSL_GUARDED_BY(health_mutex) = false;
+
+  void SetScoringHealth(int loaded) {
+    absl::MutexLock lock(&health_mutex);
+    if (grpc_server == nullptr || draining) return;
+    grpc_server->GetHealthCheckService()->SetServingStatus(kScoringService, loaded > 0);
+  }
+};
+
+VerdictServer::VerdictServer(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+
+VerdictServer::~VerdictServer() { Shutdown(); }
+
+int VerdictServer::port() const { return parts_->port; }
+int VerdictServer::metrics_port() const { return parts_->metrics_port; }
+
+absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(const ServerConfig& config) {
+  RETURN_IF_ERROR(ValidateConfig(config));
+  auto parts = std::make_unique<Parts>();
+  Parts& p = *parts;
+  p.config = config;
+  LoggerOptions log_options;
+  log_options.format = config.log_format == "json" ? LogFormat::kJson : LogFormat::kText;
+  ASSIGN_OR_RETURN(log_options.min_level, ParseLogLevel(config.log_level));
+  p.logger = std::make_unique<Logger>(log_options);
+  if (config.scoring_threads > 0) at::set_num_threads(config.scoring_threads);
+
+  for (const std::string& dir : {config.state_dir, config.data_dir, config.model_dir}) {
+    std::error_code error;
+    fs::create_directories(dir, error);
+    if (error) return absl::FailedPreconditionError(absl::StrCat("cannot create ", dir, ": ", error.message()));
+  }
+
+  p.registry = std::make_shared<prometheus::Registry>();
+  p.metrics = std::make_unique<ServerMetrics>(
+      *p.registry, ServerMetrics::BuildInfo{VERDICT_VERSION, VERDICT_COMMIT, config.default_device});
+  if (config.metrics_port >= 0) {
+    ASSIGN_OR_RETURN(p.exposer, StartMetricsExposer(config.host, config.metrics_port, p.registry));
+    p.metrics_port = p.exposer->GetListeningPorts().front();
+  }
+
+  ASSIGN_OR_RETURN(p.store, SqliteJobStore::Open((fs::path(config.state_dir) / "verdict.db").string()));
+  std::string token = config.api_token;
+  p.auth = std::make_unique<Authenticator>(token);
+
+  Parts* raw = &p;
+  ModelRegistry::Dependencies model_deps;
+  model_deps.store = p.store.get();
+  model_deps.metrics = p.metrics.get();
+  model_deps.logger = p.logger.get();
+  model_deps.on_loaded_count = [raw](int loaded) { raw->SetScoringHealth(loaded); };
+  p.models = std::make_unique<ModelRegistry>(config, std::move(model_deps));
+
+  JobManager::Dependencies job_deps;
+  job_deps.store = p.store.get();
+  job_deps.events = &p.events;
+  job_deps.logger = p.logger.get();
+  job_deps.metrics = p.metrics.get();
+  job_deps.resolvers.dataset_file = [raw](const std::string& id) -> absl::StatusOr<std::string> {
+    RETURN_IF_ERROR(raw->store->GetDataset(id).status());
+    return DatasetFilePath(raw->config, id);
+  };
+  job_deps.resolvers.registered_model =
+      [raw](const v1::ModelRef& ref) -> absl::StatusOr<std::pair<std::string, int64_t>> {
+    ASSIGN_OR_RETURN(v1::Model model, raw->store->GetModel(ref));
+    return std::make_pair(raw->models->StoragePath(model), model.version());
+  };
+  ASSIGN_OR_RETURN(p.jobs, JobManager::Create(config, std::move(job_deps)));
+
+  p.training_service = std::make_unique<TrainingService>(p.jobs.get(), p.store.get(), &p.events, p.auth.get());
+  p.dataset_service = std::make_unique<DatasetService>(config, p.store.get(), p.auth.get());
+  p.model_service = std::make_unique<ModelService>(config, p.store.get(), p.models.get(), p.auth.get());
+  p.scoring_service = std::make_unique<ScoringService>(config, p.models.get(), p.auth.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  if (!config.tls_cert_file.empty()) {
+    ASSIGN_OR_RETURN(std::string cert, ReadFileToString(config.tls_cert_file));
+    ASSIGN_OR_RETURN(std::string key, ReadFileToString(config.tls_key_file));
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({key, cert});
+    credentials = grpc::SslServerCredentials(ssl);
+  }
+  builder.AddListeningPort(absl::StrCat(config.host, ":", config.port), credentials, &p.port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<MetricsInterceptorFactory>(p.metrics.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  builder.RegisterService(p.training_service.get());
+  builder.RegisterService(p.dataset_service.get());
+  builder.RegisterService(p.model_service.get());
+  builder.RegisterService(p.scoring_service.get());
+  p.grpc_server = builder.BuildAndStart();
+  if (p.grpc_server == nullptr || p.port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", config.host, ":", config.port));
+  }
+  auto* health = p.grpc_server->GetHealthCheckService();
+  health->SetServingStatus(true);
+  for (const char* service : kServices) health->SetServingStatus(service, true);
+  health->SetServingStatus(kScoringService, false);
+
+  for (const std::string& spec : config.preload_models) {
+    std::vector<std::string> parts_of = absl::StrSplit(spec, absl::MaxSplits(':', 1));
+    v1::ModelRef ref;
+    ref.set_name(parts_of[0]);
+    if (parts_of.size() == 2) {
+      int64_t version = 0;
+      if (absl::SimpleAtoi(parts_of[1], &version)) {
+        ref.set_version(version);
+      } else {
+        ref.set_alias(parts_of[1]);
+      }
+    }
+    auto loaded = p.models->Acquire(ref);
+    if (!loaded.ok()) {
+      return absl::Status(loaded.status().code(),
+                          absl::StrCat("--preload_models ", spec, ": ", loaded.status().message()));
+    }
+  }
+  p.logger->Info("server.started").With("address", absl::StrCat(config.host, ":", p.port))
+      .With("metrics_port", p.metrics_port).With("state_dir", config.state_dir);
+  return std::unique_ptr<VerdictServer>(new VerdictServer(std::move(parts)));
+}
+
+void VerdictServer::Shutdown() {
+  Parts& p = *parts_;
+  if (p.shut_down) return;
+  p.shut_down = true;
+  p.logger->Info("server.draining");
+  {
+    absl::MutexLock lock(&p.health_mutex);
+    p.draining = true;
+    // Load balancers stop sending new calls first.
+    p.grpc_server->GetHealthCheckService()->Shutdown();
+  }
+  p.jobs->Drain();          // the running job checkpoints and goes back to QUEUED
+  p.models->DrainAll();     // queued scoring requests complete
+  p.grpc_server->Shutdown(std::chrono::system_clock::now() +
+                          absl::ToChronoSeconds(p.config.drain_grace));
+  p.jobs.reset();
+  p.logger->Info("server.stopped");
+}
+
+absl::Status RunServer(const ServerConfig& config) {
+  // Block the signals in every thread (they inherit the mask) and take them here.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ASSIGN_OR_RETURN(std::unique_ptr<VerdictServer> server, VerdictServer::Start(config));
+  std::cout << "verdictd listening on " << config.host << ":" << server->port();
+  if (server->metrics_port() >= 0) std::cout << ", metrics on :" << server->metrics_port() << "/metrics";
+  std::cout << std::endl;
+  int received = 0;
+  sigwait(&signals, &received);
+  server->Shutdown();
+  return absl::OkStatus();
+}
+
+}  // namespace verdict::server

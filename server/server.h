@@ -1,0 +1,46 @@
+// VerdictServer: verdictd assembled. Start() opens the job store, builds the services on the
+// gRPC callback API (plus grpc.health.v1 and server reflection), starts the job workers and
+// the Prometheus /metrics endpoint, and preloads models. Shutdown() drains: health goes
+// NOT_SERVING, new work is refused, the running job checkpoints and returns to QUEUED, queued
+// scoring requests finish, and in-flight RPCs get up to drain_grace.
+//
+// Health: "" (the whole server) is SERVING while it runs; "verdict.v1.ScoringService" only
+// once a model version is loaded; every service NOT_SERVING while draining.
+//
+// Thread safety: Start() and Shutdown() from one controlling thread; the rest is gRPC's.
+// RunServer() is what main() calls: it starts the server and blocks until SIGTERM or SIGINT.
+#ifndef VERDICT_SERVER_SERVER_H_
+#define VERDICT_SERVER_SERVER_H_
+
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/server_config.h"
+
+namespace verdict::server {
+
+class VerdictServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<VerdictServer>> Start(const ServerConfig& config);
+  ~VerdictServer();
+
+  int port() const;
+  int metrics_port() const;  // -1 when disabled
+
+  void Shutdown();
+
+  struct Parts;
+
+ private:
+  explicit VerdictServer(std::unique_ptr<Parts> parts);
+  std::unique_ptr<Parts> parts_;
+};
+
+// Blocks SIGTERM/SIGINT, starts the server, waits for one of them, shuts down. Returns the
+// start-up error, if any.
+absl::Status RunServer(const ServerConfig& config);
+
+}  // namespace verdict::server
+
+#endif  // VERDICT_SERVER_SERVER_H_

@@ -1,0 +1,54 @@
+// ServerConfig: everything verdictd is configured with. main.cc fills it from flags; tests
+// build one directly. Plain value type.
+#ifndef VERDICT_SERVER_SERVER_CONFIG_H_
+#define VERDICT_SERVER_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace verdict::server {
+
+struct ServerConfig {
+  std::string host = "127.0.0.1";  // loopback unless told otherwise
+  int port = 50051;                // 0 picks a free port (tests)
+  int metrics_port = 9464;         // -1 disables the /metrics endpoint; 0 picks a free port
+  std::string state_dir = "./verdict-data";  // SQLite job store, checkpoints, trained models
+  std::string data_dir = "./verdict-data/data";    // root of dataset paths in requests
+  std::string model_dir = "./verdict-data/models-in";  // root of model paths in requests
+
+  int max_concurrent_jobs = 1;
+  int max_queued_jobs = 64;
+  std::string default_device = "cpu";
+  int64_t max_message_bytes = 64 << 20;
+  int64_t max_dataset_bytes = int64_t{1} << 30;
+  int64_t max_items_per_request = 1024;
+  int64_t max_item_bytes = 256 << 10;
+
+  // Scoring batcher, per loaded model.
+  int64_t max_batch_tokens = 16384;
+  int64_t max_batch_items = 256;
+  absl::Duration max_queue_delay = absl::Milliseconds(2);
+  int64_t max_queued_items = 4096;
+  int scoring_threads = 0;  // intra-op threads for LibTorch; 0 = LibTorch's default
+
+  // Models ("name" or "name:version") loaded at start.
+  std::vector<std::string> preload_models;
+
+  // On SIGTERM: stop accepting, checkpoint the running job, finish in-flight RPCs within this.
+  absl::Duration drain_grace = absl::Seconds(30);
+
+  // Bearer token required in the "authorization" metadata; empty = no authentication.
+  std::string api_token;
+  std::string tls_cert_file;  // both set: serve TLS
+  std::string tls_key_file;
+
+  std::string log_format = "text";  // text | json
+  std::string log_level = "info";
+};
+
+}  // namespace verdict::server
+
+#endif  // VERDICT_SERVER_SERVER_CONFIG_H_

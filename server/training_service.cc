@@ -1,0 +1,272 @@
+#include "server/training_service.h"
+
+#include <map>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/status_conversion.h"
+#include "server/validation.h"
+
+namespace verdict::server {
+namespace {
+
+// Live events a watcher may have queued before it is considered lagging; a lagging watcher
+// drops live events and catches up from the store, so memory stays bounded whatever it does.
+constexpr size_t kMaxQueuedEvents = 4096;
+// Events read from the store per catch-up read.
+constexpr int64_t kReadBatch = 1024;
+
+bool IsTerminalEvent(const v1::MetricsEvent& event) {
+  if (!event.has_state_change()) return false;
+  const v1::JobState to = event.state_change().to_state();
+  return to == v1::JOB_STATE_SUCCEEDED || to == v1::JOB_STATE_FAILED ||
+         to == v1::JOB_STATE_CANCELLED;
+}
+
+grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
+grpc::Status ListJobsInto(JobStore& store, const v1::ListJobsRequest& request,
+                          v1::ListJobsResponse* response) {
+  if (request.page_size() < 0) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be >= 0, got ", request.page_size())));
+  }
+  JobFilter filter;
+  for (int state : request.states()) {
+    if (!v1::JobState_IsValid(state) || state == v1::JOB_STATE_UNSPECIFIED) {
+      return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat("states: unknown state ", state)));
+    }
+    filter.states.push_back(static_cast<v1::JobState>(state));
+  }
+  if (!request.output_model_name().empty()) {
+    absl::Status name = ValidateModelName("output_model_name", request.output_model_name());
+    if (!name.ok()) return ToGrpcStatus(name);
+    filter.output_model_name = request.output_model_name();
+  }
+  PageRequest page;
+  page.page_size = request.page_size();
+  page.page_token = request.page_token();
+  auto listed = store.ListJobs(filter, page);
+  if (!listed.ok()) return ToGrpcStatus(listed.status());
+  for (v1::Job& job : listed->items) *response->add_jobs() = std::move(job);
+  response->set_next_page_token(listed->next_page_token);
+  return grpc::Status::OK;
+}
+
+// Replays a job's stored events, then follows it live until its terminal state change.
+class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEvent>,
+                                   public EventSubscriber {
+ public:
+  MetricsStreamReactor(JobStore* store, EventHub* events, std::string job_id, int64_t after_sequence,
+                       bool follow)
+      : store_(store), events_(events), job_id_(std::move(job_id)), follow_(follow) {
+    absl::MutexLock lock(&mutex_);
+    last_sent_ = after_sequence;
+    // Subscribe before reading the store: an event stored meanwhile arrives both ways and
+    // the sequence numbers de-duplicate it; none can fall between the two.
+    if (follow_) events_->Subscribe(job_id_, this);
+    subscribed_ = follow_;
+    absl::Status read = ReadStoreLocked();
+    if (!read.ok()) {
+      FinishLocked(ToGrpcStatus(read));
+      return;
+    }
+    if (!follow_ && pending_.empty()) {
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    MaybeWriteLocked();
+  }
+
+  void OnEvent(const v1::MetricsEvent& event) override {
+    absl::MutexLock lock(&mutex_);
+    if (finished_ || event.sequence() <= last_sent_) return;
+    if (lagging_ || pending_.size() >= kMaxQueuedEvents) {
+      lagging_ = true;  // caught up from the store once the client reads again
+      return;
+    }
+    pending_.emplace(event.sequence(), event);
+    MaybeWriteLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mutex_);
+    writing_ = false;
+    if (!ok) {
+      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    if (sent_terminal_) {
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    if (lagging_ && pending_.empty()) {
+      lagging_ = false;
+      absl::Status read = ReadStoreLocked();
+      if (!read.ok()) {
+        FinishLocked(ToGrpcStatus(read));
+        return;
+      }
+    }
+    if (!follow_ && pending_.empty()) {
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    MaybeWriteLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mutex_);
+    FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+  }
+
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&mutex_);
+      UnsubscribeLocked();
+    }
+    delete this;
+  }
+
+ private:
+  absl::Status ReadStoreLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    int64_t after = last_sent_;
+    if (!pending_.empty()) after = std::max(after, pending_.rbegin()->first);
+    while (true) {
+      auto events = store_->ReadEvents(job_id_, after, kReadBatch);
+      if (!events.ok()) return events.status();
+      for (v1::MetricsEvent& event : *events) {
+        after = event.sequence();
+        pending_.emplace(event.sequence(), std::move(event));
+      }
+      if (static_cast<int64_t>(events->size()) < kReadBatch) return absl::OkStatus();
+      if (pending_.size() >= kMaxQueuedEvents) {
+        lagging_ = true;  // the rest comes after these are written
+        return absl::OkStatus();
+      }
+    }
+  }
+
+  void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (writing_ || finished_ || pending_.empty()) return;
+    auto first = pending_.begin();
+    current_ = std::move(first->second);
+    pending_.erase(first);
+    last_sent_ = current_.sequence();
+    sent_terminal_ = IsTerminalEvent(current_);
+    writing_ = true;
+    StartWrite(&current_);
+  }
+
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (finished_) return;
+    finished_ = true;
+    // OnEvent runs under the hub's lock; unsubscribing later (OnDone) would be too late for
+    // a hub that outlives nothing, so stop receiving now.
+    Finish(status);
+  }
+
+  void UnsubscribeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (!subscribed_) return;
+    subscribed_ = false;
+    // Unsubscribe takes the hub's lock, which OnEvent holds while waiting for ours: release
+    // ours first to keep the lock order hub -> reactor.
+    mutex_.Unlock();
+    events_->Unsubscribe(job_id_, this);
+    mutex_.Lock();
+  }
+
+  JobStore* const store_;
+  EventHub* const events_;
+  const std::string job_id_;
+  const bool follow_;
+
+  absl::Mutex mutex_;
+  std::map<int64_t, v1::MetricsEvent> pending_ ABSL_GUARDED_BY(mutex_);
+  v1::MetricsEvent current_ ABSL_GUARDED_BY(mutex_);
+  int64_t last_sent_ ABSL_GUARDED_BY(mutex_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool finished_ ABSL_GUARDED_BY(mutex_) = false;
+  bool lagging_ ABSL_GUARDED_BY(mutex_) = false;
+  bool sent_terminal_ ABSL_GUARDED_BY(mutex_) = false;
+  bool subscribed_ ABSL_GUARDED_BY(mutex_) = false;
+};
+
+class FailedStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEvent> {
+ public:
+  explicit FailedStreamReactor(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* TrainingService::SubmitTrainingJob(grpc::CallbackServerContext* context,
+                                                             const v1::SubmitTrainingJobRequest* request,
+                                                             v1::Job* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  auto job = jobs_->Submit(*request);
+  if (job.ok()) *response = std::move(*job);
+  return Finish(context, ToGrpcStatus(job.status()));
+}
+
+grpc::ServerUnaryReactor* TrainingService::GetJob(grpc::CallbackServerContext* context,
+                                                  const v1::GetJobRequest* request, v1::Job* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  auto job = jobs_->GetJob(request->job_id());
+  if (job.ok()) *response = std::move(*job);
+  return Finish(context, ToGrpcStatus(job.status()));
+}
+
+grpc::ServerUnaryReactor* TrainingService::ListJobs(grpc::CallbackServerContext* context,
+                                                    const v1::ListJobsRequest* request,
+                                                    v1::ListJobsResponse* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  return Finish(context, ListJobsInto(*store_, *request, response));
+}
+
+grpc::ServerUnaryReactor* TrainingService::CancelJob(grpc::CallbackServerContext* context,
+                                                     const v1::CancelJobRequest* request,
+                                                     v1::Job* response) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  auto job = jobs_->Cancel(request->job_id(), request->reason());
+  if (job.ok()) *response = std::move(*job);
+  return Finish(context, ToGrpcStatus(job.status()));
+}
+
+grpc::ServerWriteReactor<v1::MetricsEvent>* TrainingService::StreamMetrics(
+    grpc::CallbackServerContext* context, const v1::StreamMetricsRequest* request) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return new FailedStreamReactor(auth);
+  absl::Status valid = ValidateId("job_id", request->job_id());
+  if (!valid.ok()) return new FailedStreamReactor(ToGrpcStatus(valid));
+  auto job = store_->GetJob(request->job_id());
+  if (!job.ok()) return new FailedStreamReactor(ToGrpcStatus(job.status()));
+  int64_t after_sequence = 0;
+  if (request->has_from_step()) {
+    if (request->from_step() < 0) {
+      return new FailedStreamReactor(ToGrpcStatus(absl::InvalidArgumentError(
+          absl::StrCat("from_step: must be >= 0, got ", request->from_step()))));
+    }
+    auto sequence = store_->SequenceBeforeStep(request->job_id(), request->from_step());
+    if (!sequence.ok()) return new FailedStreamReactor(ToGrpcStatus(sequence.status()));
+    after_sequence = *sequence;
+  } else if (request->has_after_sequence()) {
+    if (request->after_sequence() < 0) {
+      return new FailedStreamReactor(ToGrpcStatus(absl::InvalidArgumentError(
+          absl::StrCat("after_sequence: must be >= 0, got ", request->after_sequence()))));
+    }
+    after_sequence = request->after_sequence();
+  }
+  const bool terminal = job->state() == v1::JOB_STATE_SUCCEEDED ||
+                        job->state() == v1::JOB_STATE_FAILED ||
+                        job->state() == v1::JOB_STATE_CANCELLED;
+  // A finished job's log is complete: replay it and end, whatever no_follow says.
+  return new MetricsStreamReactor(store_, events_, request->job_id(), after_sequence,
+                                  !request->no_follow() && !terminal);
+}
+
+}  // namespace verdict::server
