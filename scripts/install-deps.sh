@@ -13,8 +13,9 @@ packages=(
   prometheus-cpp-dev libsqlite3-dev libssl-dev
   # CLI job files
   libyaml-cpp-dev
-  # tests
-  libgtest-dev libgmock-dev prometheus python3 python3-grpcio python3-grpc-tools
+  # tests (tests/deploy: promtool from prometheus, YAML checks, shellcheck on Dockerfile RUN lines)
+  libgtest-dev libgmock-dev prometheus python3 python3-grpcio python3-grpc-tools python3-yaml
+  shellcheck
 )
 # kubectl renders deploy/k8s in the tests; some images already ship it from another source,
 # and Debian's package would collide with that binary.
