@@ -319,14 +319,15 @@ void JobManager::UpdateJobMetric(const v1::Job&) {
 }
 
 absl::StatusOr<v1::Model> JobManager::RegisterModel(const v1::Job& job, const std::string& output_dir,
-                                                    double reward_mean, double reward_std,
-                                                    int64_t eval_pairs) {
+                                                    int64_t parameters, double reward_mean,
+                                                    double reward_std, int64_t eval_pairs) {
   ASSIGN_OR_RETURN(ModelConfig model_config, LoadModelConfig((fs::path(output_dir) / "config.json").string()));
   v1::Model model;
   model.set_name(job.spec().output_model_name());
   model.set_family(model_config.family == ModelFamily::kEncoder ? v1::MODEL_FAMILY_ENCODER
                                                                : v1::MODEL_FAMILY_DECODER);
   model.set_model_type(model_config.model_type);
+  model.set_parameter_count(parameters);
   model.set_vocab_size(model_config.vocab_size);
   model.set_max_position_embeddings(model_config.max_position_embeddings);
   model.set_max_length(job.spec().hyperparameters().max_length());
@@ -404,7 +405,9 @@ void JobManager::RunJob(const std::string& job_id) {
     (void)deps_.store->UpdateJob(current);
   };
   TrainerCallbacks callbacks;
+  int64_t parameters = 0;
   callbacks.on_start = [&](const DataSummary& s) {
+    parameters = s.parameters;
     v1::JobProgress* p = job.mutable_progress();
     p->set_phase(v1::TRAINING_PHASE_TRAINING);
     p->set_total_steps(s.total_steps);
@@ -498,8 +501,8 @@ void JobManager::RunJob(const std::string& job_id) {
   const absl::Duration duration = absl::Now() - FromTimestamp(job.start_time());
   if (result.ok()) {
     job.mutable_progress()->set_phase(v1::TRAINING_PHASE_SAVING);
-    auto model = RegisterModel(job, result->output_dir, result->reward_mean, result->reward_std,
-                               result->final_eval.pairs);
+    auto model = RegisterModel(job, result->output_dir, parameters, result->reward_mean,
+                               result->reward_std, result->final_eval.pairs);
     if (!model.ok()) {
       fail(model.status());
       return;

@@ -94,7 +94,8 @@ class JobManager {
   // Numbers, stores and publishes one event of `job`.
   absl::Status Emit(const std::string& job_id, v1::MetricsEvent event);
   absl::StatusOr<v1::Model> RegisterModel(const v1::Job& job, const std::string& output_dir,
-                                          double reward_mean, double reward_std, int64_t eval_pairs);
+                                          int64_t parameters, double reward_mean, double reward_std,
+                                          int64_t eval_pairs);
   void UpdateJobMetric(const v1::Job& job);
 
   const ServerConfig config_;
