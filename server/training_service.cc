@@ -165,9 +165,7 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
 
   void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (finished_) return;
-    finished_ = true;
-    // OnEvent runs under the hub's lock; unsubscribing later (OnDone) would be too late for
-    // a hub that outlives nothing, so stop receiving now.
+    finished_ = true;  // OnEvent ignores events from now on; OnDone unsubscribes
     Finish(status);
   }
 
