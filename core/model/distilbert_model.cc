@@ -1,9 +1,8 @@
 // DistilBERT reward model, laid out exactly as Hugging Face's
 // DistilBertForSequenceClassification so that parameter names match its state dict.
-#include <torch/torch.h>
-
 #include <cmath>
 
+#include "core/model/module_reward_model.h"
 #include "core/model/transformer_modules.h"
 
 namespace verdict {
@@ -134,10 +133,9 @@ struct DistilBertRewardImpl : torch::nn::Module {
 };
 TORCH_MODULE(DistilBertReward);
 
-class DistilBertRewardModel : public RewardModel {
+class DistilBertRewardModel : public ModuleRewardModel<DistilBertReward> {
  public:
-  explicit DistilBertRewardModel(const ModelConfig& config)
-      : config_(config), net_(DistilBertReward(config)) {}
+  using ModuleRewardModel::ModuleRewardModel;
 
   at::Tensor HiddenStates(const at::Tensor& input_ids, const at::Tensor& attention_mask) override {
     const auto device = net_->pre_classifier->weight.device();
@@ -149,18 +147,6 @@ class DistilBertRewardModel : public RewardModel {
     auto reward = net_->classifier(torch::relu(net_->pre_classifier(first_token)));
     return reward.squeeze(-1).to(torch::kFloat32);
   }
-
-  const ModelConfig& config() const override { return config_; }
-  torch::nn::Module& module() override { return *net_; }
-  TensorMap StateDict() const override {
-    TensorMap out;
-    for (const auto& item : net_->named_parameters()) out.emplace(item.key(), item.value());
-    return out;
-  }
-
- private:
-  ModelConfig config_;
-  DistilBertReward net_;
 };
 
 }  // namespace

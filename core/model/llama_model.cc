@@ -1,9 +1,8 @@
 // Llama reward model, laid out exactly as Hugging Face's LlamaForSequenceClassification so that
 // parameter names match its state dict.
-#include <torch/torch.h>
-
 #include <cmath>
 
+#include "core/model/module_reward_model.h"
 #include "core/model/transformer_modules.h"
 
 namespace verdict {
@@ -155,10 +154,9 @@ struct LlamaRewardImpl : torch::nn::Module {
 };
 TORCH_MODULE(LlamaReward);
 
-class LlamaRewardModel : public RewardModel {
+class LlamaRewardModel : public ModuleRewardModel<LlamaReward> {
  public:
-  explicit LlamaRewardModel(const ModelConfig& config)
-      : config_(config), net_(LlamaReward(config)) {}
+  using ModuleRewardModel::ModuleRewardModel;
 
   at::Tensor HiddenStates(const at::Tensor& input_ids, const at::Tensor& attention_mask) override {
     const auto device = net_->score->weight.device();
@@ -177,18 +175,6 @@ class LlamaRewardModel : public RewardModel {
     auto pooled = hidden.index({batch_index, last});
     return net_->score(pooled).squeeze(-1).to(torch::kFloat32);
   }
-
-  const ModelConfig& config() const override { return config_; }
-  torch::nn::Module& module() override { return *net_; }
-  TensorMap StateDict() const override {
-    TensorMap out;
-    for (const auto& item : net_->named_parameters()) out.emplace(item.key(), item.value());
-    return out;
-  }
-
- private:
-  ModelConfig config_;
-  LlamaReward net_;
 };
 
 }  // namespace
