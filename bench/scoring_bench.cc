@@ -1,0 +1,339 @@
+// scoring_bench: ScoreBatch throughput and latency of a real in-process verdictd over loopback,
+// against the raw forward throughput of the same model in the same process.
+//
+// For each model (--models) and each (clients N, batch size B) of --clients x --batch_sizes,
+// alternating --reps times:
+//   raw     one thread calls ScoringModel::ScoreEncoded on B pre-tokenized items at a time
+//           (the model loaded from the very directory the server serves, the same items);
+//   served  N client threads, each with its own channel and TCP connection, send ScoreBatch
+//           requests of B items back to back (closed loop) for --seconds.
+// It prints items/s of both and their ratio, request latency p50/p95/p99, and the mean batch
+// the server's dynamic batcher formed (from its own /metrics: the change of
+// verdict_scoring_batch_items_sum / _count over the phase) and the share of the phase its
+// forwards were busy (verdict_scoring_compute_seconds_sum / phase time). Served work includes
+// what raw leaves out: protobuf, loopback gRPC, tokenization and queueing; the clients run
+// on the same cores as the server.
+//
+// Models, each trained through the server for --train_steps steps on hh-rlhf (real trained
+// models, if barely trained ones): encoder-tiny / encoder-small from scratch with a tokenizer
+// trained on the data; stories260k from the bundled tiny Llama (its own tokenizer, a fresh
+// reward head: ImportModel refuses a causal-LM checkpoint, which has no reward head).
+// Items are (prompt, chosen response) pairs of hh-rlhf helpful-base.
+//
+//   scoring_bench --models=encoder-tiny,stories260k --clients=1,8 --batch_sizes=8,32 --seconds=2
+#include <atomic>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "bench/bench_server.h"
+#include "bench/bench_util.h"
+#include "core/data/preference_reader.h"
+#include "core/score/scoring_model.h"
+#include "core/util/status_macros.h"
+
+ABSL_FLAG(std::string, data_dir, "", "Server --data_dir; default: the repository's tests/data.");
+ABSL_FLAG(std::string, models, "encoder-tiny,stories260k",
+          "Models to serve: encoder-tiny, encoder-small, stories260k (each trained briefly here).");
+ABSL_FLAG(std::string, clients, "1,8", "Concurrent clients (N), comma-separated.");
+ABSL_FLAG(std::string, batch_sizes, "8,32", "Items per request (B), comma-separated.");
+ABSL_FLAG(double, seconds, 2.0, "Duration of each raw and each served phase.");
+ABSL_FLAG(int, reps, 3, "Raw/served phase pairs per configuration.");
+ABSL_FLAG(int, items, 256, "Distinct items (hh-rlhf prompt + chosen response) cycled through.");
+ABSL_FLAG(int, max_length, 256, "max_length of the models (tokens per item).");
+ABSL_FLAG(int64_t, train_steps, 10, "Training steps of the from-scratch models.");
+
+namespace verdict::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::vector<int>> ParseInts(const std::string& text) {
+  std::vector<int> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    int v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v <= 0) return absl::InvalidArgumentError(absl::StrCat("bad number: ", part));
+    out.push_back(v);
+  }
+  return out;
+}
+
+// Trains the model named `which` through the server, loads it, and returns its registry entry.
+absl::StatusOr<v1::Model> PrepareModel(int port, const std::string& which) {
+  auto channel = NewChannel(port, false);
+  auto models = v1::ModelService::NewStub(channel);
+  v1::Model model;
+  auto training = v1::TrainingService::NewStub(channel);
+  v1::SubmitTrainingJobRequest request;
+  v1::TrainingJobSpec& spec = *request.mutable_spec();
+  spec.set_output_model_name(which);
+  if (which == "stories260k") {
+    // A causal-LM checkpoint has no reward head, so ImportModel refuses it (FAILED_PRECONDITION);
+    // the supported way in is a job that starts from it (fresh head) and trains briefly.
+    spec.set_base_model("stories260K-hf");
+  } else {
+    spec.set_preset(which);
+    spec.mutable_tokenizer()->mutable_train()->set_vocab_size(4000);
+  }
+  spec.mutable_train_data()->set_path("hh-rlhf/helpful-base/test.jsonl.gz");
+  spec.mutable_eval()->set_eval_fraction(0.05);
+  spec.mutable_eval()->set_max_pairs(32);
+  spec.mutable_hyperparameters()->set_per_device_train_batch_size(8);
+  spec.mutable_hyperparameters()->set_max_steps(absl::GetFlag(FLAGS_train_steps));
+  spec.mutable_hyperparameters()->set_max_length(absl::GetFlag(FLAGS_max_length));
+  spec.set_save_steps(0);
+  v1::Job job;
+  {
+    grpc::ClientContext context;
+    RETURN_IF_ERROR(FromGrpc(training->SubmitTrainingJob(&context, request, &job), "SubmitTrainingJob"));
+  }
+  ASSIGN_OR_RETURN(v1::Job done, WaitForJob(*training, job.id(), absl::Minutes(10)));
+  {
+    grpc::ClientContext context;
+    v1::GetModelRequest get;
+    *get.mutable_model() = done.result_model();
+    RETURN_IF_ERROR(FromGrpc(models->GetModel(&context, get, &model), "GetModel"));
+  }
+  grpc::ClientContext load_context;
+  v1::LoadModelRequest load;
+  load.mutable_model()->set_name(model.name());
+  load.mutable_model()->set_version(model.version());
+  RETURN_IF_ERROR(FromGrpc(models->LoadModel(&load_context, load, &model), "LoadModel"));
+  return model;
+}
+
+struct RawResult {
+  double items_per_second = 0;
+};
+
+// One thread, batches of `batch` items in order, for `seconds`.
+absl::StatusOr<RawResult> MeasureRaw(const ScoringModel& model,
+                                     const std::vector<std::vector<int32_t>>& encoded, int batch,
+                                     double seconds) {
+  int64_t items = 0;
+  size_t next = 0;
+  auto next_batch = [&] {
+    std::vector<std::vector<int32_t>> rows;
+    for (int i = 0; i < batch; ++i) {
+      rows.push_back(encoded[next]);
+      next = (next + 1) % encoded.size();
+    }
+    return rows;
+  };
+  RETURN_IF_ERROR(model.ScoreEncoded(next_batch()).status());  // warm-up
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + absl::Seconds(seconds);
+  while (absl::Now() < end) {
+    std::vector<std::vector<int32_t>> rows = next_batch();
+    RETURN_IF_ERROR(model.ScoreEncoded(rows).status());
+    items += batch;
+  }
+  RawResult r;
+  r.items_per_second = items / absl::ToDoubleSeconds(absl::Now() - start);
+  return r;
+}
+
+struct ServedResult {
+  double items_per_second = 0;
+  double p50_ms = 0, p95_ms = 0, p99_ms = 0;
+  double mean_batch_items = 0;
+  double forward_busy = 0;  // share of the phase the batcher's forwards ran
+  int64_t errors = 0;
+  double load = 0;
+};
+
+struct ScrapedCounters {
+  double batch_items_sum = 0, batch_count = 0, compute_seconds = 0;
+};
+
+absl::StatusOr<ScrapedCounters> Scrape(int metrics_port) {
+  ASSIGN_OR_RETURN(std::string text, HttpGet(metrics_port, "/metrics"));
+  ScrapedCounters c;
+  c.batch_items_sum = SumOfSeries(text, "verdict_scoring_batch_items_sum");
+  c.batch_count = SumOfSeries(text, "verdict_scoring_batch_items_count");
+  c.compute_seconds = SumOfSeries(text, "verdict_scoring_compute_seconds_sum");
+  return c;
+}
+
+absl::StatusOr<ServedResult> MeasureServed(int port, int metrics_port, const v1::Model& model,
+                                           const std::vector<PreferencePair>& items, int clients,
+                                           int batch, double seconds) {
+  // Requests are built before the clock starts: what is measured is the server.
+  const int per_client = std::max<int>(1, static_cast<int>(items.size()) / batch);
+  std::vector<std::vector<v1::ScoreBatchRequest>> requests(clients);
+  for (int c = 0; c < clients; ++c) {
+    for (int k = 0; k < per_client; ++k) {
+      v1::ScoreBatchRequest request;
+      request.mutable_model()->set_name(model.name());
+      request.mutable_model()->set_version(model.version());
+      for (int i = 0; i < batch; ++i) {
+        const PreferencePair& pair = items[(static_cast<size_t>(c + k * clients) * batch + i) % items.size()];
+        v1::PromptResponse* pr = request.add_items()->mutable_prompt_response();
+        pr->set_prompt(pair.prompt);
+        pr->set_response(pair.chosen);
+      }
+      requests[c].push_back(std::move(request));
+    }
+  }
+  std::vector<std::unique_ptr<v1::ScoringService::Stub>> stubs;
+  for (int c = 0; c < clients; ++c) {
+    stubs.push_back(v1::ScoringService::NewStub(NewChannel(port, /*own_connection=*/true)));
+    // Connect (and warm) each channel before the clock starts.
+    grpc::ClientContext context;
+    v1::ScoreBatchResponse response;
+    RETURN_IF_ERROR(FromGrpc(stubs[c]->ScoreBatch(&context, requests[c][0], &response), "ScoreBatch"));
+  }
+
+  ServedResult r;
+  r.load = LoadAverage();
+  ASSIGN_OR_RETURN(ScrapedCounters before, Scrape(metrics_port));
+  std::vector<std::vector<double>> latencies(clients);
+  std::vector<int64_t> done(clients, 0), errors(clients, 0);
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + absl::Seconds(seconds);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      size_t k = 0;
+      while (absl::Now() < end) {
+        grpc::ClientContext context;
+        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+        v1::ScoreBatchResponse response;
+        const absl::Time sent = absl::Now();
+        const grpc::Status status = stubs[c]->ScoreBatch(&context, requests[c][k], &response);
+        const absl::Time received = absl::Now();
+        k = (k + 1) % requests[c].size();
+        if (!status.ok() || response.scores_size() != batch) {
+          if (errors[c]++ == 0) std::cerr << "ScoreBatch: " << status.error_message() << "\n";
+          continue;
+        }
+        latencies[c].push_back(absl::ToDoubleMilliseconds(received - sent));
+        done[c] += batch;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
+  ASSIGN_OR_RETURN(ScrapedCounters after, Scrape(metrics_port));
+
+  std::vector<double> all;
+  int64_t items_done = 0;
+  for (int c = 0; c < clients; ++c) {
+    all.insert(all.end(), latencies[c].begin(), latencies[c].end());
+    items_done += done[c];
+    r.errors += errors[c];
+  }
+  r.items_per_second = items_done / elapsed;
+  r.p50_ms = Percentile(all, 50);
+  r.p95_ms = Percentile(all, 95);
+  r.p99_ms = Percentile(all, 99);
+  const double batches = after.batch_count - before.batch_count;
+  r.mean_batch_items = batches > 0 ? (after.batch_items_sum - before.batch_items_sum) / batches : 0;
+  r.forward_busy = (after.compute_seconds - before.compute_seconds) / elapsed;
+  return r;
+}
+
+absl::Status Run() {
+  std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  if (data_dir.empty()) data_dir = DefaultDataDir();
+  ASSIGN_OR_RETURN(std::vector<int> client_counts, ParseInts(absl::GetFlag(FLAGS_clients)));
+  ASSIGN_OR_RETURN(std::vector<int> batch_sizes, ParseInts(absl::GetFlag(FLAGS_batch_sizes)));
+  const double seconds = absl::GetFlag(FLAGS_seconds);
+  std::cout << "scoring_bench: " << DescribeMachine() << "\n";
+
+  ScratchDir scratch("scoring");
+  const std::string state_dir = scratch.Path("state");
+  server::ServerConfig config = BenchServerConfig(state_dir, data_dir, data_dir + "/models", true);
+  ASSIGN_OR_RETURN(auto server, server::VerdictServer::Start(config));
+  std::cout << absl::StrFormat(
+      "server: batcher max_batch_tokens %d, max_batch_items %d, max_queue_delay %s; "
+      "%.1f s phases, %d reps\n",
+      config.max_batch_tokens, config.max_batch_items, absl::FormatDuration(config.max_queue_delay),
+      seconds, absl::GetFlag(FLAGS_reps));
+
+  ASSIGN_OR_RETURN(PreferenceData data,
+                   ReadPreferenceFile(data_dir + "/hh-rlhf/helpful-base/test.jsonl.gz"));
+  std::vector<PreferencePair> items(data.pairs.begin(),
+                                    data.pairs.begin() + std::min<size_t>(data.pairs.size(),
+                                                                          absl::GetFlag(FLAGS_items)));
+
+  for (absl::string_view which : absl::StrSplit(absl::GetFlag(FLAGS_models), ',', absl::SkipEmpty())) {
+    const absl::Time prepare_start = absl::Now();
+    ASSIGN_OR_RETURN(v1::Model model, PrepareModel(server->port(), std::string(which)));
+    ASSIGN_OR_RETURN(std::shared_ptr<ScoringModel> raw_model,
+                     ScoringModel::Load((fs::path(state_dir) / model.storage_path()).string(), ModelOptions{}));
+    std::vector<std::vector<int32_t>> encoded;
+    int64_t tokens = 0;
+    for (const PreferencePair& pair : items) {
+      ASSIGN_OR_RETURN(std::vector<int32_t> ids, raw_model->Encode(pair.prompt, pair.chosen));
+      tokens += static_cast<int64_t>(ids.size());
+      encoded.push_back(std::move(ids));
+    }
+    std::cout << absl::StrFormat(
+        "\n== model %s (%s v%d, %d parameters, vocab %d, max_length %d), prepared in %.1f s; "
+        "%d items, mean %.1f tokens\n",
+        which, model.name(), model.version(), model.parameter_count(), model.vocab_size(),
+        model.max_length(), absl::ToDoubleSeconds(absl::Now() - prepare_start), encoded.size(),
+        static_cast<double>(tokens) / encoded.size());
+    std::cout << "  N   B  rep  raw items/s  served items/s  ratio   p50 ms   p95 ms   p99 ms  "
+                 "mean batch  fwd busy  errors  load\n";
+    for (int clients : client_counts) {
+      for (int batch : batch_sizes) {
+        std::vector<double> raw_v, served_v, ratio_v, p50_v, p95_v, p99_v, mean_batch_v;
+        for (int rep = 0; rep < absl::GetFlag(FLAGS_reps); ++rep) {
+          ASSIGN_OR_RETURN(RawResult raw, MeasureRaw(*raw_model, encoded, batch, seconds));
+          ASSIGN_OR_RETURN(ServedResult served, MeasureServed(server->port(), server->metrics_port(),
+                                                              model, items, clients, batch, seconds));
+          const double ratio = served.items_per_second / raw.items_per_second;
+          std::cout << absl::StrFormat(
+                           "%3d %3d  %3d  %11.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f  %7.0f%%  %6d  %.2f\n",
+                           clients, batch, rep, raw.items_per_second, served.items_per_second, ratio,
+                           served.p50_ms, served.p95_ms, served.p99_ms, served.mean_batch_items,
+                           100 * served.forward_busy, served.errors, served.load)
+                    << std::flush;
+          raw_v.push_back(raw.items_per_second);
+          served_v.push_back(served.items_per_second);
+          ratio_v.push_back(ratio);
+          p50_v.push_back(served.p50_ms);
+          p95_v.push_back(served.p95_ms);
+          p99_v.push_back(served.p99_ms);
+          mean_batch_v.push_back(served.mean_batch_items);
+        }
+        std::cout << absl::StrFormat(
+            "%3d %3d  med  %11.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f\n", clients, batch,
+            Median(raw_v), Median(served_v), Median(ratio_v), Median(p50_v), Median(p95_v),
+            Median(p99_v), Median(mean_batch_v));
+      }
+    }
+  }
+  std::cout << "\nafter: " << DescribeMachine() << "\n";
+  server->Shutdown();
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace verdict::bench
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "scoring_bench: ScoreBatch items/s and latency over loopback vs the raw forward.");
+  absl::ParseCommandLine(argc, argv);
+  const absl::Status status = verdict::bench::Run();
+  if (!status.ok()) {
+    std::cerr << "scoring_bench: " << status << "\n";
+    return 1;
+  }
+  return 0;
+}
