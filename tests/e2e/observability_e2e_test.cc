@@ -18,11 +18,13 @@
 #include <iostream>
 #include <memory>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -124,6 +126,27 @@ absl::StatusOr<Verdictd> StartVerdictd(const fs::path& root) {
     return absl::DataLossError(absl::StrCat("cannot read the ports from \"", *line, "\""));
   }
   return server;
+}
+
+// Puts a scorable reward model into `model_root` (verdictd's --model_dir) as "golden-llama".
+// stories260K-hf is a language model without a reward head, which ImportModel refuses; the
+// golden Llama reward checkpoint (vocabulary 1000) with stories260K's 512-piece tokenizer is a
+// reward model of the same family.
+void PrepareScoringModel(const fs::path& model_root) {
+  const fs::path dir = model_root / "golden-llama";
+  fs::create_directories(dir);
+  fs::copy_file(TestDataPath("golden/llama/config.json"), dir / "config.json");
+  fs::copy_file(TestDataPath("golden/llama/model.safetensors"), dir / "model.safetensors");
+  fs::copy_file(TestDataPath("models/stories260K-hf/tokenizer.model"), dir / "tokenizer.model");
+}
+
+// Registers the model PrepareScoringModel put in place as kScoringModel, version 1.
+grpc::Status ImportScoringModel(v1::ModelService::Stub& models) {
+  v1::ImportModelRequest request;
+  request.set_name(kScoringModel);
+  request.set_path("golden-llama");
+  v1::Model model;
+  return models.ImportModel(Context().get(), request, &model);
 }
 
 // The /metrics page, as a scraper gets it.
@@ -322,15 +345,7 @@ TEST(ObservabilityEndToEndTest, PrometheusScrapesTrainingAndScoringFromARealVerd
   }
   const absl::Time test_start = absl::Now();
   ScratchDir scratch;
-  // stories260K-hf is a language model without a reward head, which ImportModel refuses; the
-  // golden Llama reward checkpoint (vocabulary 1000) with stories260K's 512-piece tokenizer
-  // is a scorable reward model of the same family.
-  const fs::path model_dir = scratch.path() / "models" / "golden-llama";
-  fs::create_directories(model_dir);
-  fs::copy_file(TestDataPath("golden/llama/config.json"), model_dir / "config.json");
-  fs::copy_file(TestDataPath("golden/llama/model.safetensors"), model_dir / "model.safetensors");
-  fs::copy_file(TestDataPath("models/stories260K-hf/tokenizer.model"),
-                model_dir / "tokenizer.model");
+  PrepareScoringModel(scratch.path() / "models");
 
   // --- verdictd, and its /metrics page as promtool sees it -----------------------------------
   absl::StatusOr<Verdictd> verdictd = StartVerdictd(scratch.path());
@@ -358,11 +373,7 @@ TEST(ObservabilityEndToEndTest, PrometheusScrapesTrainingAndScoringFromARealVerd
   auto scoring = v1::ScoringService::NewStub(channel);
   auto training = v1::TrainingService::NewStub(channel);
 
-  v1::ImportModelRequest import;
-  import.set_name(kScoringModel);
-  import.set_path("golden-llama");
-  v1::Model imported;
-  grpc::Status status = models->ImportModel(Context().get(), import, &imported);
+  grpc::Status status = ImportScoringModel(*models);
   ASSERT_TRUE(status.ok()) << "ImportModel: " << status.error_message();
 
   v1::Dataset dataset;
@@ -486,6 +497,57 @@ TEST(ObservabilityEndToEndTest, PrometheusScrapesTrainingAndScoringFromARealVerd
 
   std::cout << "end-to-end run took " << absl::FormatDuration(absl::Now() - test_start) << " ("
             << scoring_loop.ok_calls() << " ScoreBatch calls, p99 " << p99 << " s)\n";
+}
+
+// The distinct values of label `label` on the samples of `metric` (a full sample name, such as
+// "verdict_scoring_batch_items_count") in a text exposition.
+std::set<std::string> LabelValues(const std::string& exposition, const std::string& metric,
+                                  const std::string& label) {
+  std::set<std::string> values;
+  const std::regex value_of_label("[{,]" + label + R"re(="((?:[^"\\]|\\.)*)")re");
+  for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
+    if (!absl::StartsWith(line, metric + "{")) continue;
+    const std::string text(line.substr(0, line.find('}')));
+    std::smatch match;
+    if (std::regex_search(text, match, value_of_label)) values.insert(match[1].str());
+  }
+  return values;
+}
+
+// Disabled until verdictd is fixed; enable it then. The dashboard's $model variable takes its
+// values from verdict_models_loaded{model} (the model name, as server_metrics.h says every
+// scoring series should be labelled), but server/model_registry.cc labels the scoring series
+// with "name:version", so every scoring panel filtered by $model is empty. And nothing calls
+// ServerMetrics::SetScoringQueue / SetScoringQueueCapacity, so the queue panels and the
+// VerdictScoringQueueSaturated alert never see a series.
+TEST(ObservabilityEndToEndTest, DISABLED_ScoringSeriesNameTheModelAsVerdictModelsLoadedDoes) {
+  ScratchDir scratch;
+  PrepareScoringModel(scratch.path() / "models");
+  absl::StatusOr<Verdictd> verdictd = StartVerdictd(scratch.path());
+  ASSERT_TRUE(verdictd.ok()) << verdictd.status();
+  auto channel =
+      grpc::CreateChannel(LoopbackTarget(verdictd->port), grpc::InsecureChannelCredentials());
+  grpc::Status status = ImportScoringModel(*v1::ModelService::NewStub(channel));
+  ASSERT_TRUE(status.ok()) << "ImportModel: " << status.error_message();
+  v1::ScoreBatchResponse response;
+  status = v1::ScoringService::NewStub(channel)->ScoreBatch(Context().get(), ScoringRequest(),
+                                                            &response);
+  ASSERT_TRUE(status.ok()) << "ScoreBatch: " << status.error_message();
+
+  const std::string exposition = Scrape(verdictd->metrics_port);
+  const std::set<std::string> loaded = LabelValues(exposition, "verdict_models_loaded", "model");
+  EXPECT_EQ(loaded, std::set<std::string>{kScoringModel});
+  for (const char* metric :
+       {"verdict_scoring_items_total", "verdict_scoring_batch_items_count",
+        "verdict_scoring_batch_tokens_count", "verdict_scoring_compute_seconds_count",
+        "verdict_scoring_queue_seconds_count", "verdict_scoring_queue_depth",
+        "verdict_scoring_queue_tokens", "verdict_scoring_queue_capacity_tokens"}) {
+    EXPECT_EQ(LabelValues(exposition, metric, "model"), loaded) << metric;
+  }
+
+  absl::StatusOr<int> exit_code = verdictd->process->Stop(SIGTERM, kStopTimeout);
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 0);
 }
 
 }  // namespace
