@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -46,8 +47,9 @@ bool IsLowerHex64(const std::string& text) {
 
 class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
  public:
-  UploadReactor(const ServerConfig& config, JobStore* store, v1::Dataset* response)
-      : config_(config), store_(store), response_(response), id_(NewDatasetId()),
+  UploadReactor(const ServerConfig& config, JobStore* store, grpc::CallbackServerContext* context,
+                v1::Dataset* response)
+      : config_(config), store_(store), context_(context), response_(response), id_(NewDatasetId()),
         digest_(EVP_MD_CTX_new()) {
     EVP_DigestInit_ex(digest_, EVP_sha256(), nullptr);
     StartRead(&request_);
@@ -63,7 +65,11 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequ
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      // The client half-closed: every byte is here.
+      // The client half-closed (every byte is here) or went away (nothing may be kept).
+      if (ClientCancelled()) {
+        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the upload"));
+        return;
+      }
       Complete();
       return;
     }
@@ -74,6 +80,10 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequ
     }
     StartRead(&request_);
   }
+
+  // A failed read does not tell a half-close from a cancellation, and gRPC may report the
+  // cancellation a moment after the read fails: Validate() asks again before storing.
+  void OnCancel() override { cancelled_.store(true); }
 
   void OnDone() override {
     if (worker_.joinable()) {
@@ -177,6 +187,9 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequ
     }
     const ReadStats& stats = (*reader)->stats();
     if (stats.pairs == 0) return Invalid("the file holds no valid preference pair");
+    if (ClientCancelled()) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client cancelled the upload");
+    }
     v1::Dataset dataset;
     dataset.set_id(id_);
     dataset.set_name(metadata_.name());
@@ -205,6 +218,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequ
     return grpc::Status::OK;
   }
 
+  bool ClientCancelled() const { return cancelled_.load() || context_->IsCancelled(); }
+
   static grpc::Status Invalid(const std::string& message) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
   }
@@ -216,6 +231,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequ
 
   const ServerConfig& config_;
   JobStore* const store_;
+  grpc::CallbackServerContext* const context_;
   v1::Dataset* const response_;
   const std::string id_;
   v1::UploadDatasetRequest request_;
@@ -226,6 +242,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequ
   std::ofstream file_;
   EVP_MD_CTX* digest_;
   std::thread worker_;
+  std::atomic<bool> cancelled_{false};
 };
 
 class RejectedUpload final : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
@@ -246,7 +263,7 @@ DatasetService::DatasetService(const ServerConfig& config, JobStore* store, cons
 grpc::ServerReadReactor<v1::UploadDatasetRequest>* DatasetService::UploadDataset(
     grpc::CallbackServerContext* context, v1::Dataset* response) {
   if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return new RejectedUpload(auth);
-  return new UploadReactor(config_, store_, response);
+  return new UploadReactor(config_, store_, context, response);
 }
 
 grpc::ServerUnaryReactor* DatasetService::GetDataset(grpc::CallbackServerContext* context,

@@ -2,9 +2,20 @@
 
 namespace verdict::server {
 
-void EventHub::Subscribe(const std::string& job_id, EventSubscriber* subscriber) {
+bool EventHub::Subscribe(const std::string& job_id, EventSubscriber* subscriber) {
   absl::MutexLock lock(&mutex_);
+  if (closed_) return false;
   subscribers_[job_id].insert(subscriber);
+  return true;
+}
+
+void EventHub::Close() {
+  absl::MutexLock lock(&mutex_);
+  if (closed_) return;
+  closed_ = true;
+  for (auto& [job_id, subscribers] : subscribers_) {
+    for (EventSubscriber* subscriber : subscribers) subscriber->OnClosed();
+  }
 }
 
 void EventHub::Unsubscribe(const std::string& job_id, EventSubscriber* subscriber) {

@@ -117,12 +117,19 @@ absl::Status JobManager::Recover() {
   for (v1::Job& job : jobs) {
     if (job.state() == v1::JOB_STATE_CANCELLING) {
       // Cancelled while the server went down: honour it.
+      RemoveRunDirectory(job.id());
       RETURN_IF_ERROR(ChangeState(job, v1::JOB_STATE_CANCELLED, "cancelled before the server restarted"));
       continue;
     }
     if (job.state() == v1::JOB_STATE_RUNNING) {
+      const std::vector<int64_t> checkpoints = ListCheckpoints(RunDirectory(job.id()));
+      const int64_t resume_step = checkpoints.empty() ? 0 : checkpoints.back();
+      job.mutable_progress()->set_step(resume_step);
+      job.mutable_progress()->set_phase(v1::TRAINING_PHASE_UNSPECIFIED);
       RETURN_IF_ERROR(ChangeState(job, v1::JOB_STATE_QUEUED,
-                                  "the server stopped while the job ran; it resumes from its last checkpoint"));
+                                  absl::StrCat("the server stopped while the job ran; it resumes from ",
+                                               resume_step > 0 ? absl::StrCat("step ", resume_step)
+                                                               : std::string("the start"))));
     }
     RETURN_IF_ERROR(Enqueue(job));
   }
@@ -152,6 +159,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::SubmitTrainingJobRequest& r
     auto existing = deps_.store->FindJobByRequestId(request.request_id());
     if (existing.ok()) {
       if (google::protobuf::util::MessageDifferencer::Equals(existing->spec(), job.spec())) {
+        SetQueuePosition(*existing);
         return existing;
       }
       return absl::AlreadyExistsError(absl::StrCat("request_id \"", request.request_id(),
@@ -171,7 +179,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::SubmitTrainingJobRequest& r
   job.set_request_id(request.request_id());
   job.set_state(v1::JOB_STATE_QUEUED);
   SetTimestamp(absl::Now(), job.mutable_create_time());
-  job.set_attempt(1);
+  job.set_attempt(0);  // counted when a worker starts it
   absl::Status created = deps_.store->CreateJob(job);
   if (absl::IsAlreadyExists(created) && !job.request_id().empty()) {
     // A concurrent submit with the same request_id won the race.
@@ -187,12 +195,32 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::SubmitTrainingJobRequest& r
     deps_.logger->Info("job.submitted").With("job_id", job.id()).With("model", job.spec().output_model_name());
   }
   UpdateJobMetric(job);
-  return deps_.store->GetJob(job.id());
+  ASSIGN_OR_RETURN(v1::Job stored, deps_.store->GetJob(job.id()));
+  SetQueuePositionLocked(stored);
+  return stored;
 }
 
 absl::StatusOr<v1::Job> JobManager::GetJob(const std::string& job_id) {
   RETURN_IF_ERROR(ValidateId("job_id", job_id));
-  return deps_.store->GetJob(job_id);
+  ASSIGN_OR_RETURN(v1::Job job, deps_.store->GetJob(job_id));
+  SetQueuePosition(job);
+  return job;
+}
+
+void JobManager::SetQueuePosition(v1::Job& job) {
+  absl::MutexLock lock(&mutex_);
+  SetQueuePositionLocked(job);
+}
+
+void JobManager::SetQueuePositionLocked(v1::Job& job) {
+  job.set_queue_position(0);
+  if (job.state() != v1::JOB_STATE_QUEUED) return;
+  const auto mine = std::find_if(queue_.begin(), queue_.end(),
+                                 [&](const QueueEntry& e) { return e.job_id == job.id(); });
+  if (mine == queue_.end()) return;  // being picked up by a worker
+  // The heap's order: an entry runs before ours if ours compares less.
+  job.set_queue_position(static_cast<int32_t>(
+      std::count_if(queue_.begin(), queue_.end(), [&](const QueueEntry& e) { return *mine < e; })));
 }
 
 absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id, const std::string& reason) {
@@ -208,6 +236,7 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id, const std:
                    queue_.end());
       std::make_heap(queue_.begin(), queue_.end());
       SetTimestamp(absl::Now(), job.mutable_end_time());
+      RemoveRunDirectory(job_id);
       RETURN_IF_ERROR(ChangeState(job, v1::JOB_STATE_CANCELLED, message));
       break;
     }
@@ -218,13 +247,14 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id, const std:
       break;
     }
     case v1::JOB_STATE_CANCELLING:
+    case v1::JOB_STATE_CANCELLED:
       break;
     default:
       return absl::FailedPreconditionError(
           absl::StrCat("job ", job_id, " is already ", StateName(job.state())));
   }
   UpdateJobMetric(job);
-  return deps_.store->GetJob(job_id);
+  return deps_.store->GetJob(job_id);  // no longer QUEUED: queue_position stays 0
 }
 
 void JobManager::Drain() {
@@ -280,7 +310,11 @@ absl::Status JobManager::Emit(const std::string& job_id, v1::MetricsEvent event)
 absl::Status JobManager::ChangeState(v1::Job& job, v1::JobState to, const std::string& message) {
   const v1::JobState from = job.state();
   job.set_state(to);
-  if (to == v1::JOB_STATE_QUEUED && from != v1::JOB_STATE_UNSPECIFIED) job.set_attempt(job.attempt() + 1);
+  if (to != v1::JOB_STATE_RUNNING && to != v1::JOB_STATE_CANCELLING) {
+    // Not running any more: no phase, no time left to estimate.
+    job.mutable_progress()->set_phase(v1::TRAINING_PHASE_UNSPECIFIED);
+    job.mutable_progress()->clear_estimated_remaining();
+  }
   if (IsTerminal(to) && !job.has_end_time()) SetTimestamp(absl::Now(), job.mutable_end_time());
   RETURN_IF_ERROR(deps_.store->UpdateJob(job));
   v1::MetricsEvent event;
@@ -295,6 +329,18 @@ absl::Status JobManager::ChangeState(v1::Job& job, v1::JobState to, const std::s
         .With("to", StateName(to)).With("message", message);
   }
   return absl::OkStatus();
+}
+
+std::string JobManager::RunDirectory(const std::string& job_id) const {
+  return (fs::path(config_.state_dir) / "runs" / job_id).string();
+}
+
+void JobManager::RemoveRunDirectory(const std::string& job_id) {
+  std::error_code error;
+  fs::remove_all(RunDirectory(job_id), error);
+  if (error && deps_.logger) {
+    deps_.logger->Warning("job.cleanup_failed").With("job_id", job_id).With("error", error.message());
+  }
 }
 
 void JobManager::UpdateJobMetric(const v1::Job&) {
@@ -337,7 +383,7 @@ absl::StatusOr<v1::Model> JobManager::RegisterModel(const v1::Job& job, const st
   SetTimestamp(absl::Now(), model.mutable_create_time());
   model.mutable_reward_stats()->set_mean(reward_mean);
   model.mutable_reward_stats()->set_std(reward_std);
-  model.mutable_reward_stats()->set_count(eval_pairs);
+  model.mutable_reward_stats()->set_count(2 * eval_pairs);  // both responses of each pair
   int64_t size = 0;
   for (const auto& entry : fs::directory_iterator(output_dir)) {
     if (entry.is_regular_file()) size += static_cast<int64_t>(entry.file_size());
@@ -357,10 +403,12 @@ void JobManager::RunJob(const std::string& job_id) {
   }
   v1::Job job = *loaded;
   if (job.state() != v1::JOB_STATE_QUEUED) return;  // cancelled while waiting
-  const fs::path run_dir = fs::path(config_.state_dir) / "runs" / job_id;
+  const fs::path run_dir = RunDirectory(job_id);
   const fs::path output_dir =
       fs::path(config_.state_dir) / "models" / job.spec().output_model_name() / job_id;
+  // Checkpoints go before the terminal state is announced: whoever sees it sees them gone.
   const auto fail = [&](const absl::Status& status) {
+    RemoveRunDirectory(job_id);
     job.set_error_code(static_cast<int>(status.code()));
     job.set_error_message(std::string(status.message()));
     absl::Status stored = ChangeState(job, v1::JOB_STATE_FAILED, std::string(status.message()));
@@ -378,7 +426,9 @@ void JobManager::RunJob(const std::string& job_id) {
     return;
   }
   job.set_resumed_from_step(resume_step);
+  job.set_attempt(job.attempt() + 1);
   job.mutable_progress()->set_step(resume_step);
+  job.mutable_progress()->set_phase(v1::TRAINING_PHASE_PREPARING);
   if (!job.has_start_time()) SetTimestamp(absl::Now(), job.mutable_start_time());
   if (absl::Status s = ChangeState(job, v1::JOB_STATE_RUNNING,
                                    resume_step > 0 ? absl::StrCat("resuming from step ", resume_step)
@@ -509,12 +559,14 @@ void JobManager::RunJob(const std::string& job_id) {
     }
     job.mutable_result_model()->set_name(model->name());
     job.mutable_result_model()->set_version(model->version());
+    RemoveRunDirectory(job_id);
     (void)ChangeState(job, v1::JOB_STATE_SUCCEEDED,
                       absl::StrCat("registered ", model->name(), " version ", model->version()));
     if (deps_.metrics) deps_.metrics->RecordJobFinished("SUCCEEDED", duration);
   } else if (absl::IsCancelled(result.status()) && drained && job.state() != v1::JOB_STATE_CANCELLING) {
     (void)ChangeState(job, v1::JOB_STATE_QUEUED, "interrupted by server shutdown; resumes at next start");
   } else if (absl::IsCancelled(result.status())) {
+    RemoveRunDirectory(job_id);
     (void)ChangeState(job, v1::JOB_STATE_CANCELLED, std::string(result.status().message()));
     if (deps_.metrics) deps_.metrics->RecordJobFinished("CANCELLED", duration);
   } else {

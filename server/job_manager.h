@@ -69,6 +69,10 @@ class JobManager {
 
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
 
+  // Sets job.queue_position (how many queued jobs run before it; 0 unless QUEUED), which the
+  // store does not keep. GetJob, Submit and Cancel return jobs with it set.
+  void SetQueuePosition(v1::Job& job);
+
   // Stops starting jobs and interrupts the running ones, which write a checkpoint and return
   // to QUEUED. Returns when no job runs. Idempotent.
   void Drain();
@@ -89,6 +93,7 @@ class JobManager {
   void WorkerLoop();
   void RunJob(const std::string& job_id);
   absl::Status Enqueue(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void SetQueuePositionLocked(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Stores the new state and emits its StateChange event.
   absl::Status ChangeState(v1::Job& job, v1::JobState to, const std::string& message);
   // Numbers, stores and publishes one event of `job`.
@@ -97,6 +102,10 @@ class JobManager {
                                           int64_t parameters, double reward_mean, double reward_std,
                                           int64_t eval_pairs);
   void UpdateJobMetric(const v1::Job& job);
+  // Where a job's checkpoints live; removed once the job ends (the registered model is what
+  // remains of it).
+  std::string RunDirectory(const std::string& job_id) const;
+  void RemoveRunDirectory(const std::string& job_id);
 
   const ServerConfig config_;
   Dependencies deps_;

@@ -1,8 +1,10 @@
 #include "server/model_registry.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/model/model_config.h"
@@ -118,12 +120,6 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1
   batcher_options.max_queue_delay = config_.max_queue_delay;
   batcher_options.max_queue_items = config_.max_queued_items;
   ASSIGN_OR_RETURN(loaded->batcher, DynamicBatcher::Create(scoring, batcher_options, std::move(observer)));
-  if (deps_.metrics != nullptr) {
-    deps_.metrics->SetModelLoaded(model.name(), absl::StrCat(model.version()), true);
-  }
-  if (deps_.logger != nullptr) {
-    deps_.logger->Info("model.loaded").With("model", loaded->label).With("device", device);
-  }
   return loaded;
 }
 
@@ -149,7 +145,16 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Acquire(const v1::Mo
     }
     result = slot->loaded;
   }
-  if (loaded_now) ReportLoaded();
+  if (loaded_now) {
+    // Here rather than in LoadVersion, which Import also uses to check a directory.
+    if (deps_.metrics != nullptr) {
+      deps_.metrics->SetModelLoaded(model.name(), absl::StrCat(model.version()), true);
+    }
+    if (deps_.logger != nullptr) {
+      deps_.logger->Info("model.loaded").With("model", result->label).With("device", target);
+    }
+    ReportLoaded();
+  }
   return result;
 }
 
@@ -178,6 +183,32 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const std::string& name, const s
                                                 v1::TruncationPolicy truncation,
                                                 v1::ChatFormat chat_format) {
   ASSIGN_OR_RETURN(ModelConfig model_config, LoadModelConfig((fs::path(source_dir) / "config.json").string()));
+  // A language model or bare backbone would load with a freshly initialised head, i.e. score
+  // noise: it must be trained into a reward model first.
+  if (!model_config.architectures.empty() &&
+      std::none_of(model_config.architectures.begin(), model_config.architectures.end(),
+                   [](const std::string& a) { return absl::EndsWith(a, "ForSequenceClassification"); })) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "path: config.json architectures is ", model_config.architectures.front(),
+        ", a checkpoint without a reward head; train it first, naming it as a job's base_model"));
+  }
+  // A directory a verdict job wrote carries the settings it was trained with and its reward
+  // statistics: requests that leave them unset keep them, so that the import scores as the
+  // training job's evaluation did.
+  ASSIGN_OR_RETURN(ScoringSettings saved, ReadScoringSettings(source_dir));
+  const bool has_training_args = fs::exists(fs::path(source_dir) / "training_args.json");
+  if (has_training_args) {
+    if (max_length == 0 && saved.max_length > 0) max_length = static_cast<int32_t>(saved.max_length);
+    if (truncation == v1::TRUNCATION_POLICY_UNSPECIFIED) {
+      truncation = saved.truncation == TruncationPolicy::kDrop ? v1::TRUNCATION_POLICY_DROP
+                                                               : v1::TRUNCATION_POLICY_TRUNCATE;
+    }
+    if (chat_format == v1::CHAT_FORMAT_UNSPECIFIED) {
+      chat_format = saved.chat_format == ChatFormat::kChatML   ? v1::CHAT_FORMAT_CHATML
+                    : saved.chat_format == ChatFormat::kLlama2 ? v1::CHAT_FORMAT_LLAMA2
+                                                               : v1::CHAT_FORMAT_HH;
+    }
+  }
   const int64_t limit = model_config.family == ModelFamily::kEncoder ? model_config.max_position_embeddings
                                                                       : int64_t{1} << 20;
   if (max_length == 0) max_length = static_cast<int32_t>(std::min<int64_t>(1024, limit));
@@ -204,6 +235,10 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const std::string& name, const s
   model.set_truncation(truncation == v1::TRUNCATION_POLICY_UNSPECIFIED ? v1::TRUNCATION_POLICY_TRUNCATE : truncation);
   model.set_chat_format(chat_format == v1::CHAT_FORMAT_UNSPECIFIED ? v1::CHAT_FORMAT_HH : chat_format);
   model.set_import_path(relative_path);
+  if (saved.reward_stats.has_value()) {
+    model.mutable_reward_stats()->set_mean(saved.reward_stats->mean);
+    model.mutable_reward_stats()->set_std(saved.reward_stats->std);
+  }
   model.set_storage_path(storage);
   SetTimestamp(absl::Now(), model.mutable_create_time());
   int64_t size = 0;

@@ -263,6 +263,7 @@ void VerdictServer::Shutdown() {
     p.grpc_server->GetHealthCheckService()->Shutdown();
   }
   p.jobs->Drain();          // the running job checkpoints and goes back to QUEUED
+  p.events.Close();         // metrics streams send that, then end with UNAVAILABLE
   p.models->DrainAll();     // queued scoring requests complete
   p.grpc_server->Shutdown(std::chrono::system_clock::now() +
                           absl::ToChronoSeconds(p.config.drain_grace));

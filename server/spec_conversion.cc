@@ -184,7 +184,7 @@ absl::Status NormalizeTrainingJobSpec(const ServerConfig& server, const SpecReso
   v1::EvalSpec* eval = spec->mutable_eval();
   if (eval->source_case() == v1::EvalSpec::SOURCE_NOT_SET) eval->set_eval_fraction(0.05);
   if (eval->has_eval_fraction()) {
-    RETURN_IF_ERROR(CheckDouble("spec.eval.eval_fraction", eval->eval_fraction(), 0, 1, false, true));
+    RETURN_IF_ERROR(CheckDouble("spec.eval.eval_fraction", eval->eval_fraction(), 0, 0.5, false));
   } else {
     RETURN_IF_ERROR(NormalizeDatasetRef(server, resolvers, "spec.eval.dataset", eval->dataset()));
   }

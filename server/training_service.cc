@@ -30,7 +30,7 @@ grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const grp
   return reactor;
 }
 
-grpc::Status ListJobsInto(JobStore& store, const v1::ListJobsRequest& request,
+grpc::Status ListJobsInto(JobStore& store, JobManager& jobs, const v1::ListJobsRequest& request,
                           v1::ListJobsResponse* response) {
   if (request.page_size() < 0) {
     return ToGrpcStatus(absl::InvalidArgumentError(
@@ -53,7 +53,10 @@ grpc::Status ListJobsInto(JobStore& store, const v1::ListJobsRequest& request,
   page.page_token = request.page_token();
   auto listed = store.ListJobs(filter, page);
   if (!listed.ok()) return ToGrpcStatus(listed.status());
-  for (v1::Job& job : listed->items) *response->add_jobs() = std::move(job);
+  for (v1::Job& job : listed->items) {
+    jobs.SetQueuePosition(job);
+    *response->add_jobs() = std::move(job);
+  }
   response->set_next_page_token(listed->next_page_token);
   return grpc::Status::OK;
 }
@@ -65,13 +68,18 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
   MetricsStreamReactor(JobStore* store, EventHub* events, std::string job_id, int64_t after_sequence,
                        bool follow)
       : store_(store), events_(events), job_id_(std::move(job_id)), follow_(follow) {
+    // Subscribe before reading the store, so that no event can fall between the two, and
+    // without holding our lock: the hub calls OnEvent under its lock, so the only lock order
+    // is hub -> reactor. Events published before the store read below are dropped by
+    // OnEvent (`replayed_` is false): each was stored before it was published, so the read
+    // finds it; later ones are de-duplicated by their sequence numbers.
+    const bool subscribed = follow_ && events_->Subscribe(job_id_, this);
     absl::MutexLock lock(&mutex_);
     last_sent_ = after_sequence;
-    // Subscribe before reading the store: an event stored meanwhile arrives both ways and
-    // the sequence numbers de-duplicate it; none can fall between the two.
-    if (follow_) events_->Subscribe(job_id_, this);
-    subscribed_ = follow_;
+    subscribed_ = subscribed;
+    closing_ = follow_ && !subscribed;  // the server is shutting down: replay, then end
     absl::Status read = ReadStoreLocked();
+    replayed_ = true;
     if (!read.ok()) {
       FinishLocked(ToGrpcStatus(read));
       return;
@@ -81,11 +89,12 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
       return;
     }
     MaybeWriteLocked();
+    MaybeEndForShutdownLocked();
   }
 
   void OnEvent(const v1::MetricsEvent& event) override {
     absl::MutexLock lock(&mutex_);
-    if (finished_ || event.sequence() <= last_sent_) return;
+    if (!replayed_ || finished_ || event.sequence() <= last_sent_) return;
     if (lagging_ || pending_.size() >= kMaxQueuedEvents) {
       lagging_ = true;  // caught up from the store once the client reads again
       return;
@@ -118,6 +127,15 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
       return;
     }
     MaybeWriteLocked();
+    MaybeEndForShutdownLocked();
+  }
+
+  // Server shutdown: send what is queued (the job's return to QUEUED included), then end with
+  // UNAVAILABLE so the client reconnects, with after_sequence, to the next server.
+  void OnClosed() override {
+    absl::MutexLock lock(&mutex_);
+    closing_ = true;
+    MaybeEndForShutdownLocked();
   }
 
   void OnCancel() override {
@@ -150,6 +168,13 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
         return absl::OkStatus();
       }
     }
+  }
+
+  void MaybeEndForShutdownLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (!closing_ || writing_ || lagging_ || !pending_.empty()) return;
+    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              absl::StrCat("the server is shutting down; reconnect with after_sequence ",
+                                           last_sent_)));
   }
 
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
@@ -193,6 +218,10 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
   bool lagging_ ABSL_GUARDED_BY(mutex_) = false;
   bool sent_terminal_ ABSL_GUARDED_BY(mutex_) = false;
   bool subscribed_ ABSL_GUARDED_BY(mutex_) = false;
+  // Whether the constructor has read the store (live events before that are in it anyway).
+  bool replayed_ ABSL_GUARDED_BY(mutex_) = false;
+  // The hub closed (server shutdown): end with UNAVAILABLE once the queue is sent.
+  bool closing_ ABSL_GUARDED_BY(mutex_) = false;
 };
 
 class FailedStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEvent> {
@@ -224,7 +253,7 @@ grpc::ServerUnaryReactor* TrainingService::ListJobs(grpc::CallbackServerContext*
                                                     const v1::ListJobsRequest* request,
                                                     v1::ListJobsResponse* response) {
   if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
-  return Finish(context, ListJobsInto(*store_, *request, response));
+  return Finish(context, ListJobsInto(*store_, *jobs_, *request, response));
 }
 
 grpc::ServerUnaryReactor* TrainingService::CancelJob(grpc::CallbackServerContext* context,
