@@ -1,0 +1,383 @@
+// Restart tests of the real verdictd binary, run as a subprocess on a scratch --state_dir:
+// SIGKILL in the middle of a training job, then a restart that resumes the job from its last
+// checkpoint and leaves a history with every step exactly once; and SIGTERM, which drains
+// (the job checkpoints and goes back to QUEUED, watchers get UNAVAILABLE) and exits 0 well
+// within the grace period, after which a restart finishes the job.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/sqlite_job_store.h"
+#include "tests/server/server_test_util.h"
+#include "tests/testing/test_paths.h"
+
+extern char** environ;
+
+namespace verdict::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+// One verdictd process. Its stdout and stderr go to files beside its state, shown when a test
+// fails; the destructor SIGKILLs a process still running.
+class Verdictd {
+ public:
+  // Starts verdictd with its roots under `root` and waits for "verdictd listening on H:P".
+  static std::unique_ptr<Verdictd> Start(const fs::path& root, const std::vector<std::string>& extra_flags = {}) {
+    static int count = 0;
+    auto process = std::unique_ptr<Verdictd>(new Verdictd);
+    process->stdout_path_ = root / absl::StrCat("verdictd-", count, ".out");
+    process->stderr_path_ = root / absl::StrCat("verdictd-", count, ".err");
+    ++count;
+    std::vector<std::string> args = {VERDICTD_PATH,
+                                     "--port=0",
+                                     "--metrics_port=-1",
+                                     "--state_dir=" + (root / "state").string(),
+                                     "--data_dir=" + (root / "data").string(),
+                                     "--model_dir=" + (root / "models").string(),
+                                     "--log_level=info",
+                                     "--threads=1"};
+    args.insert(args.end(), extra_flags.begin(), extra_flags.end());
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, process->stdout_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&actions, 2, process->stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int spawned = posix_spawn(&process->pid_, VERDICTD_PATH, &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (spawned != 0) {
+      ADD_FAILURE() << "posix_spawn " << VERDICTD_PATH << ": " << strerror(spawned);
+      return nullptr;
+    }
+    const absl::Time give_up = absl::Now() + absl::Seconds(60);
+    while (absl::Now() < give_up) {
+      std::ifstream out(process->stdout_path_);
+      std::string line;
+      if (std::getline(out, line) && absl::StrContains(line, "verdictd listening on ")) {
+        std::string address = line.substr(line.find(" on ") + 4);
+        address = address.substr(0, address.find(','));
+        int port = 0;
+        if (absl::SimpleAtoi(address.substr(address.rfind(':') + 1), &port) && port > 0) {
+          process->port_ = port;
+          return process;
+        }
+      }
+      if (process->Wait(absl::Milliseconds(20)).has_value()) {
+        ADD_FAILURE() << "verdictd exited before listening:\n" << process->Logs();
+        return nullptr;
+      }
+    }
+    ADD_FAILURE() << "verdictd did not report its port in 60 s:\n" << process->Logs();
+    return nullptr;
+  }
+
+  ~Verdictd() {
+    if (!exit_code_.has_value()) {
+      ::kill(pid_, SIGKILL);
+      Wait(absl::Seconds(30));
+    }
+  }
+
+  int port() const { return port_; }
+  std::string address() const { return LoopbackAddress(port_); }
+  void Signal(int signal) { ::kill(pid_, signal); }
+
+  // The exit code, or -N when killed by signal N; nullopt if still running after `timeout`.
+  std::optional<int> Wait(absl::Duration timeout) {
+    if (exit_code_.has_value()) return exit_code_;
+    const absl::Time give_up = absl::Now() + timeout;
+    while (true) {
+      int status = 0;
+      const pid_t done = ::waitpid(pid_, &status, WNOHANG);
+      if (done == pid_) {
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+        return exit_code_;
+      }
+      if (absl::Now() >= give_up) return std::nullopt;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+  }
+
+  std::string Logs() const {
+    std::ifstream err(stderr_path_);
+    std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
+    if (text.size() > 8000) text = "..." + text.substr(text.size() - 8000);
+    return text;
+  }
+
+ private:
+  Verdictd() = default;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  fs::path stdout_path_, stderr_path_;
+  std::optional<int> exit_code_;
+};
+
+class RestartIntegrationTest : public ::testing::Test {
+ protected:
+  std::string UploadPairs(Clients& clients, int lines) {
+    v1::Dataset dataset;
+    grpc::Status status = UploadWithChecks(
+        *clients.datasets, FirstLines(TestDataPath("synthetic/helpful-concise.jsonl"), lines), "pairs", &dataset);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return dataset.id();
+  }
+
+  v1::Job Submit(Clients& clients, const v1::TrainingJobSpec& spec) {
+    v1::SubmitTrainingJobRequest request;
+    *request.mutable_spec() = spec;
+    v1::Job job;
+    auto context = NewContext();
+    grpc::Status status = clients.training->SubmitTrainingJob(context.get(), request, &job);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return job;
+  }
+
+  // Every step 1..steps appears exactly once among the train events; the sequence numbers
+  // increase; the steps never go back.
+  static void ExpectCompleteHistory(const std::vector<v1::MetricsEvent>& events, int64_t steps) {
+    std::map<int64_t, int> seen;
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (events[i].has_train()) ++seen[events[i].step()];
+      if (i > 0) {
+        EXPECT_GT(events[i].sequence(), events[i - 1].sequence());
+        EXPECT_GE(events[i].step(), events[i - 1].step())
+            << events[i - 1].ShortDebugString() << "\n then " << events[i].ShortDebugString();
+      }
+    }
+    for (int64_t step = 1; step <= steps; ++step) {
+      EXPECT_EQ(seen[step], 1) << "step " << step;
+    }
+    EXPECT_EQ(seen.size(), static_cast<size_t>(steps));
+  }
+
+  static std::vector<v1::JobState> States(const std::vector<v1::MetricsEvent>& events) {
+    std::vector<v1::JobState> states;
+    for (const auto& event : events) {
+      if (event.has_state_change()) states.push_back(event.state_change().to_state());
+    }
+    return states;
+  }
+
+  // SIGTERM after the client has closed its channel: verdictd exits 0 promptly.
+  static void ExpectCleanExit(Verdictd& process, std::unique_ptr<Clients> clients) {
+    clients.reset();
+    process.Signal(SIGTERM);
+    EXPECT_EQ(process.Wait(absl::Seconds(30)), 0) << process.Logs();
+  }
+
+  static std::map<int64_t, double> LossByStep(const std::vector<v1::MetricsEvent>& events) {
+    std::map<int64_t, double> losses;
+    for (const auto& event : events) {
+      if (event.has_train()) losses[event.step()] = event.train().loss();
+    }
+    return losses;
+  }
+
+  ScratchDir scratch_;
+};
+
+TEST_F(RestartIntegrationTest, AJobKilledMidTrainingResumesFromItsCheckpointWithEveryStepOnce) {
+  constexpr int64_t kSteps = 40;
+  auto first = Verdictd::Start(scratch_.path());
+  ASSERT_NE(first, nullptr);
+  std::string job_id;
+  int64_t last_seen_sequence = 0;
+  int64_t last_seen_step = 0;
+  {
+    Clients clients(first->address());
+    const std::string dataset_id = UploadPairs(clients, 300);
+    v1::TrainingJobSpec spec = TinyJobSpec(dataset_id, kSteps);
+    spec.set_save_steps(5);
+    spec.set_eval_steps(20);
+    job_id = Submit(clients, spec).id();
+    ASSERT_FALSE(job_id.empty());
+    v1::StreamMetricsRequest request;
+    request.set_job_id(job_id);
+    StreamResult stream = ReadMetrics(*clients.training, request, absl::Seconds(90),
+                                      [&](const v1::MetricsEvent& event) {
+                                        last_seen_sequence = event.sequence();
+                                        if (!event.has_train() || event.step() < 12) return true;
+                                        first->Signal(SIGKILL);
+                                        last_seen_step = event.step();
+                                        return false;
+                                      });
+    ASSERT_GE(last_seen_step, 12) << "the job ended before it could be killed: "
+                                  << stream.status.error_message() << "\n" << first->Logs();
+  }
+  ASSERT_EQ(first->Wait(absl::Seconds(30)), -SIGKILL);
+  const fs::path run_dir = scratch_.path() / "state" / "runs" / job_id;
+  ASSERT_TRUE(fs::exists(run_dir)) << "no checkpoints were written";
+
+  auto second = Verdictd::Start(scratch_.path());
+  ASSERT_NE(second, nullptr);
+  auto clients_owner = std::make_unique<Clients>(second->address());
+  Clients& clients = *clients_owner;
+  // A watcher that saw events up to last_seen_sequence picks up where it left off.
+  v1::StreamMetricsRequest request;
+  request.set_job_id(job_id);
+  request.set_after_sequence(last_seen_sequence);
+  StreamResult resumed = ReadMetrics(*clients.training, request);
+  ASSERT_TRUE(resumed.status.ok()) << resumed.status.error_message() << "\n" << second->Logs();
+  ASSERT_FALSE(resumed.events.empty());
+  EXPECT_GT(resumed.events.front().sequence(), last_seen_sequence);
+  for (size_t i = 1; i < resumed.events.size(); ++i) {
+    EXPECT_GT(resumed.events[i].sequence(), resumed.events[i - 1].sequence());
+  }
+  ASSERT_TRUE(resumed.events.back().has_state_change());
+  EXPECT_EQ(resumed.events.back().state_change().to_state(), v1::JOB_STATE_SUCCEEDED);
+
+  auto job = WaitForTerminal(*clients.training, job_id);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error_message();
+  EXPECT_EQ(job->attempt(), 2);
+  EXPECT_EQ(job->progress().step(), kSteps);
+  // Resumed from a checkpoint written before the kill, not from scratch.
+  EXPECT_GE(job->resumed_from_step(), 10);
+  EXPECT_LE(job->resumed_from_step(), last_seen_step + 5);
+  EXPECT_EQ(job->resumed_from_step() % 5, 0);
+  EXPECT_TRUE(job->has_result_model());
+
+  // The stored history: each step once, eval at 20 and at the end, the restart recorded.
+  const std::vector<v1::MetricsEvent> history = StoredEvents(*clients.training, job_id);
+  ExpectCompleteHistory(history, kSteps);
+  std::vector<int64_t> evals;
+  for (const auto& event : history) {
+    if (event.has_eval()) evals.push_back(event.step());
+  }
+  EXPECT_EQ(evals, std::vector<int64_t>({20, 40}));
+  EXPECT_EQ(States(history),
+            std::vector<v1::JobState>({v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_QUEUED,
+                                       v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED}));
+
+  // The resumed run continued exactly where the checkpoint was: an uninterrupted run of the
+  // same spec logs the same losses at every step.
+  v1::Job reference = Submit(clients, job->spec());
+  auto reference_done = WaitForTerminal(*clients.training, reference.id());
+  ASSERT_TRUE(reference_done.ok());
+  ASSERT_EQ(reference_done->state(), v1::JOB_STATE_SUCCEEDED);
+  const std::map<int64_t, double> expected = LossByStep(StoredEvents(*clients.training, reference.id()));
+  const std::map<int64_t, double> actual = LossByStep(history);
+  ASSERT_EQ(actual.size(), expected.size());
+  for (const auto& [step, loss] : expected) {
+    EXPECT_NEAR(actual.at(step), loss, 1e-5 * std::max(1.0, std::abs(loss))) << "step " << step;
+  }
+
+  ExpectCleanExit(*second, std::move(clients_owner));
+}
+
+TEST_F(RestartIntegrationTest, SigtermDrainsTheRunningJobAndExitsCleanly) {
+  constexpr int64_t kSteps = 40;
+  constexpr int kGraceSeconds = 20;
+  auto first = Verdictd::Start(scratch_.path(), {absl::StrCat("--drain_grace_seconds=", kGraceSeconds)});
+  ASSERT_NE(first, nullptr);
+  std::string job_id;
+  StreamResult watcher;
+  absl::Duration exit_time;
+  absl::Time signalled;
+  {
+    Clients clients(first->address());
+    const std::string dataset_id = UploadPairs(clients, 300);
+    v1::TrainingJobSpec spec = TinyJobSpec(dataset_id, kSteps);
+    spec.set_save_steps(1000);  // the only checkpoint is the one the drain writes
+    job_id = Submit(clients, spec).id();
+    ASSERT_FALSE(job_id.empty());
+    // The watcher stays connected through the shutdown.
+    v1::StreamMetricsRequest request;
+    request.set_job_id(job_id);
+    watcher = ReadMetrics(*clients.training, request, absl::Seconds(90), [&](const v1::MetricsEvent& event) {
+      if (event.has_train() && event.step() == 8) {
+        signalled = absl::Now();
+        first->Signal(SIGTERM);
+      }
+      return true;
+    });
+    ASSERT_NE(signalled, absl::Time()) << "never saw step 8: " << watcher.status.error_message();
+  }
+  // The watcher's stream has ended and its channel is closed (an idle channel would keep the
+  // server waiting until the client noticed the GOAWAY).
+  const std::optional<int> code = first->Wait(absl::Seconds(kGraceSeconds + 10));
+  ASSERT_TRUE(code.has_value()) << "verdictd still running after SIGTERM\n" << first->Logs();
+  EXPECT_EQ(*code, 0) << first->Logs();
+  exit_time = absl::Now() - signalled;
+  // The open stream did not hold the server for the grace period.
+  EXPECT_LT(exit_time, absl::Seconds(kGraceSeconds / 2)) << first->Logs();
+  // The watcher was told to come back (UNAVAILABLE), after the job's return to the queue.
+  EXPECT_EQ(watcher.status.error_code(), grpc::StatusCode::UNAVAILABLE) << watcher.status.error_message();
+  ASSERT_FALSE(watcher.events.empty());
+  ASSERT_TRUE(watcher.events.back().has_state_change()) << watcher.events.back().ShortDebugString();
+  EXPECT_EQ(watcher.events.back().state_change().to_state(), v1::JOB_STATE_QUEUED);
+
+  // On disk: the job is QUEUED again, with a checkpoint at the step it stopped at.
+  int64_t drained_step = 0;
+  {
+    auto store = server::SqliteJobStore::Open((scratch_.path() / "state" / "verdict.db").string());
+    ASSERT_TRUE(store.ok()) << store.status();
+    auto job = (*store)->GetJob(job_id);
+    ASSERT_TRUE(job.ok()) << job.status();
+    EXPECT_EQ(job->state(), v1::JOB_STATE_QUEUED);
+    drained_step = job->progress().step();
+    EXPECT_GE(drained_step, 8);
+    EXPECT_LT(drained_step, kSteps);
+  }
+  std::vector<int64_t> checkpoint_steps;
+  for (const auto& entry : fs::directory_iterator(scratch_.path() / "state" / "runs" / job_id)) {
+    const std::string name = entry.path().filename().string();
+    int64_t step = 0;
+    if (absl::StartsWith(name, "checkpoint-") && absl::SimpleAtoi(name.substr(11), &step)) {
+      checkpoint_steps.push_back(step);
+    }
+  }
+  EXPECT_THAT(checkpoint_steps, ::testing::ElementsAre(drained_step));
+
+  auto second = Verdictd::Start(scratch_.path());
+  ASSERT_NE(second, nullptr);
+  auto clients_owner = std::make_unique<Clients>(second->address());
+  Clients& clients = *clients_owner;
+  v1::StreamMetricsRequest request;
+  request.set_job_id(job_id);
+  request.set_after_sequence(watcher.events.back().sequence());
+  StreamResult rest = ReadMetrics(*clients.training, request);
+  ASSERT_TRUE(rest.status.ok()) << rest.status.error_message() << "\n" << second->Logs();
+  auto job = WaitForTerminal(*clients.training, job_id);
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error_message();
+  EXPECT_EQ(job->resumed_from_step(), drained_step);
+  EXPECT_EQ(job->attempt(), 2);
+  // Nothing was logged twice: the drain checkpoint was at the last logged step, so the
+  // watcher's events and the rest make up the whole history.
+  std::vector<v1::MetricsEvent> combined = watcher.events;
+  combined.insert(combined.end(), rest.events.begin(), rest.events.end());
+  ExpectCompleteHistory(combined, kSteps);
+  ExpectCompleteHistory(StoredEvents(*clients.training, job_id), kSteps);
+  EXPECT_EQ(States(combined),
+            std::vector<v1::JobState>({v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_QUEUED,
+                                       v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED}));
+  ExpectCleanExit(*second, std::move(clients_owner));
+}
+
+}  // namespace
+}  // namespace verdict::testing
