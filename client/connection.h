@@ -1,0 +1,84 @@
+// Connection: the gRPC channel to one verdictd and a stub per service, plus the options every
+// subcommand shares (--server, --tls, --ca, --token, --output, --timeout).
+//
+// A Connection is made once per command from GlobalOptions. Stubs and NewContext() may be used
+// from several threads at once (gRPC stubs are thread-safe; each call gets its own context).
+//
+// Example:
+//   ASSIGN_OR_RETURN(std::unique_ptr<Connection> conn, Connection::Create(options));
+//   std::unique_ptr<grpc::ClientContext> ctx = conn->NewContext();
+//   grpc::Status s = conn->training().GetJob(ctx.get(), request, &job);
+#ifndef VERDICT_CLIENT_CONNECTION_H_
+#define VERDICT_CLIENT_CONNECTION_H_
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "client/flag_parser.h"
+#include "verdict/v1/datasets.grpc.pb.h"
+#include "verdict/v1/models.grpc.pb.h"
+#include "verdict/v1/scoring.grpc.pb.h"
+#include "verdict/v1/training.grpc.pb.h"
+
+namespace verdict::client {
+
+enum class OutputFormat { kText, kJson };
+
+// Options shared by every subcommand. Defaults come from the environment (VERDICT_SERVER,
+// VERDICT_TOKEN) and are overridden by flags.
+struct GlobalOptions {
+  std::string server = "localhost:50051";
+  bool tls = false;
+  std::string ca_file;          // PEM roots for --tls; empty: the system's roots
+  std::string tls_server_name;  // overrides the name checked in the server's certificate
+  std::string token;            // sent as "authorization: Bearer <token>" when not empty
+  std::string output = "text";  // "text" or "json"; see format()
+  double timeout_seconds = 30;  // deadline of each unary RPC; 0: none
+
+  // Reads VERDICT_SERVER and VERDICT_TOKEN.
+  static GlobalOptions FromEnvironment();
+  // Registers --server, --tls, --ca, --tls-server-name, --token, --output, --timeout.
+  void AddFlags(FlagParser& flags);
+  // INVALID_ARGUMENT naming the flag for a bad --output or a negative --timeout.
+  absl::Status Validate() const;
+
+  OutputFormat format() const {
+    return output == "json" ? OutputFormat::kJson : OutputFormat::kText;
+  }
+};
+
+class Connection {
+ public:
+  // Builds the channel (insecure, or TLS with --ca's roots). Does not connect: the first RPC
+  // does. NOT_FOUND / INVALID_ARGUMENT if --ca cannot be read.
+  static absl::StatusOr<std::unique_ptr<Connection>> Create(const GlobalOptions& options);
+
+  // A context carrying the bearer token and, with `deadline`, --timeout as its deadline.
+  // Streams that may run for long (watch, upload) pass deadline = false.
+  std::unique_ptr<grpc::ClientContext> NewContext(bool deadline = true) const;
+
+  verdict::v1::TrainingService::Stub& training() { return *training_; }
+  verdict::v1::DatasetService::Stub& datasets() { return *datasets_; }
+  verdict::v1::ModelService::Stub& models() { return *models_; }
+  verdict::v1::ScoringService::Stub& scoring() { return *scoring_; }
+  const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  const GlobalOptions& options() const { return options_; }
+
+ private:
+  Connection(GlobalOptions options, std::shared_ptr<grpc::Channel> channel);
+
+  GlobalOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<verdict::v1::TrainingService::Stub> training_;
+  std::unique_ptr<verdict::v1::DatasetService::Stub> datasets_;
+  std::unique_ptr<verdict::v1::ModelService::Stub> models_;
+  std::unique_ptr<verdict::v1::ScoringService::Stub> scoring_;
+};
+
+}  // namespace verdict::client
+
+#endif  // VERDICT_CLIENT_CONNECTION_H_

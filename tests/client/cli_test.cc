@@ -1,0 +1,623 @@
+// End-to-end tests of the `verdict` CLI against a real verdictd on a free loopback port: every
+// subcommand, their output in text and JSON, and their error paths with exit codes.
+//
+// One server (and one 10-step model trained through `verdict submit --watch`) is shared by
+// the whole suite, so CMake registers this binary as a single CTest test.
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/client/subprocess.h"
+#include "tests/testing/test_paths.h"
+
+namespace verdict::testing {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using Json = nlohmann::json;
+
+constexpr int kExitOk = 0, kExitError = 1, kExitUsage = 2, kExitUnreachable = 3,
+              kExitJobCancelled = 5;
+
+std::string SyntheticData() { return TestDataPath("synthetic/helpful-concise.jsonl"); }
+
+std::vector<std::string> ReadLines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+// What a command printed, for failure messages.
+std::string Show(const CommandResult& r) {
+  return absl::StrCat("exit ", r.exit_code, "\n--- stdout ---\n", r.out, "--- stderr ---\n", r.err);
+}
+
+// A CLI run must never die of a signal or print a C++ exception or a gRPC log line.
+void ExpectCleanFailure(const CommandResult& r) {
+  EXPECT_LT(r.exit_code, 128) << Show(r);
+  EXPECT_THAT(r.err, AllOf(Not(HasSubstr("terminate called")), Not(HasSubstr("what():")),
+                           Not(HasSubstr("Aborted"))))
+      << Show(r);
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new std::string(
+        (std::filesystem::temp_directory_path() / absl::StrCat("verdict-cli-test-", getpid()))
+            .string());
+    std::filesystem::remove_all(*root_);
+    std::filesystem::create_directories(*root_);
+    server_ = new ServerProcess(*root_ + "/server");
+  }
+
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+    std::filesystem::remove_all(*root_);
+    delete root_;
+    delete trained_;
+    trained_ = nullptr;
+  }
+
+  static const ServerProcess& server() { return *server_; }
+  static std::string Scratch(const std::string& name) { return *root_ + "/" + name; }
+
+  // `verdict --server <suite server> args...`.
+  static CommandResult Verdict(std::vector<std::string> args, const std::string& input = "",
+                               std::vector<std::string> env = {}, double timeout = 180) {
+    args.insert(args.begin(), {VERDICT_CLI_PATH, "--server", server_->address()});
+    return RunCommand(args, input, env, timeout);
+  }
+
+  // The suite's model "tiny", trained once through `submit --train ... --watch`.
+  struct Trained {
+    CommandResult submit;
+    std::string job_id;
+  };
+  static const Trained& TinyModel() {
+    if (trained_ == nullptr) {
+      trained_ = new Trained;
+      trained_->submit = Verdict({"submit", "--train", SyntheticData(), "--preset", "encoder-tiny",
+                                  "--vocab-size", "400", "--max-steps", "10", "--logging-steps",
+                                  "5", "--lr", "1e-3", "--name", "tiny", "--watch"});
+      trained_->job_id = std::string(absl::StripAsciiWhitespace(
+          trained_->submit.out.substr(0, trained_->submit.out.find('\n'))));
+    }
+    return *trained_;
+  }
+
+  // The score `verdict score --response` prints, as a number.
+  static double ScoreOne(const std::string& model, const std::string& prompt,
+                         const std::string& response) {
+    CommandResult r =
+        Verdict({"score", "--model", model, "--prompt", prompt, "--response", response});
+    double score = 0;
+    EXPECT_EQ(r.exit_code, kExitOk) << Show(r);
+    EXPECT_TRUE(absl::SimpleAtod(absl::StripAsciiWhitespace(r.out), &score)) << Show(r);
+    return score;
+  }
+
+ private:
+  static std::string* root_;
+  static ServerProcess* server_;
+  static Trained* trained_;
+};
+
+std::string* CliTest::root_ = nullptr;
+ServerProcess* CliTest::server_ = nullptr;
+CliTest::Trained* CliTest::trained_ = nullptr;
+
+TEST_F(CliTest, HelpListsEveryCommandAndTheExitCodes) {
+  CommandResult r = RunCommand({VERDICT_CLI_PATH, "--help"});
+  ASSERT_EQ(r.exit_code, kExitOk) << Show(r);
+  for (const char* command : {"submit", "watch", "jobs", "get", "cancel", "upload", "datasets",
+                              "score", "models", "import", "alias", "health"}) {
+    EXPECT_THAT(r.out, HasSubstr(absl::StrCat("\n  ", command, " "))) << command;
+  }
+  EXPECT_THAT(r.out, AllOf(HasSubstr("--server HOST:PORT"), HasSubstr("VERDICT_TOKEN"),
+                           HasSubstr("5  the watched job was CANCELLED")));
+  CommandResult submit = RunCommand({VERDICT_CLI_PATH, "submit", "--help"});
+  EXPECT_EQ(submit.exit_code, kExitOk);
+  EXPECT_THAT(submit.out, AllOf(HasSubstr("--max-steps N"), HasSubstr("--file FILE"),
+                                HasSubstr("Global flags:")));
+  EXPECT_EQ(RunCommand({VERDICT_CLI_PATH, "help", "score"}).out,
+            RunCommand({VERDICT_CLI_PATH, "score", "--help"}).out);
+}
+
+TEST_F(CliTest, BadFlagsPrintTheUsageAndExitTwo) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"jobs", "--bogus"}, "unknown flag --bogus"},
+      {{"submit", "--max-steps", "abc"}, "--max-steps: expected an integer, got 'abc'"},
+      {{"submit", "--preset", "encoder-tiny"}, "no training data"},
+      {{"submit", "--data-path", "x", "--dataset", "y"}, "at most one of --train, --dataset"},
+      {{"submit", "--data-path", "x", "--dtype", "float8"}, "--dtype: expected one of"},
+      {{"get"}, "missing arguments"},
+      {{"get", "a", "b"}, "unexpected argument 'b'"},
+      {{"--output", "yaml", "jobs"}, "--output: expected text or json"},
+      {{"jobs", "--state", "sleeping"}, "--state: unknown state 'sleeping'"},
+      {{"score", "--response", "x"}, "--model is required"},
+      {{"score", "--model", "m:0", "--response", "x"}, "versions start at 1"},
+      {{"alias", "m", "one", "prod"}, "expected NAME VERSION ALIAS"},
+      {{"frobnicate"}, "unknown command 'frobnicate'"},
+      {{"watch", "--from-step"}, "--from-step needs a value"},
+  };
+  for (const auto& [args, message] : cases) {
+    CommandResult r = Verdict(args);
+    EXPECT_EQ(r.exit_code, kExitUsage) << Show(r);
+    EXPECT_THAT(r.err, HasSubstr(message)) << Show(r);
+    EXPECT_TRUE(r.out.empty()) << Show(r);
+    ExpectCleanFailure(r);
+  }
+  CommandResult none = RunCommand({VERDICT_CLI_PATH});
+  EXPECT_EQ(none.exit_code, kExitUsage);
+  EXPECT_THAT(none.err, HasSubstr("no command given"));
+}
+
+TEST_F(CliTest, AnUnreachableServerExitsThreeWithAHint) {
+  const std::string nowhere = absl::StrCat("127.0.0.1:", FreeLoopbackPort());
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"jobs"},
+                                               {"get", "job-1"},
+                                               {"health"},
+                                               {"watch", "job-1"},
+                                               {"score", "--model", "m", "--response", "r"},
+                                               {"upload", SyntheticData()}}) {
+    std::vector<std::string> argv = {VERDICT_CLI_PATH, "--server", nowhere};
+    argv.insert(argv.end(), args.begin(), args.end());
+    CommandResult r = RunCommand(argv, "", {}, 30);
+    EXPECT_EQ(r.exit_code, kExitUnreachable) << args[0] << "\n" << Show(r);
+    EXPECT_THAT(r.err, AllOf(HasSubstr("verdict: UNAVAILABLE: "),
+                             HasSubstr(absl::StrCat("is verdictd running at ", nowhere))))
+        << Show(r);
+    ExpectCleanFailure(r);
+  }
+  // VERDICT_SERVER is the default address.
+  CommandResult r = RunCommand({VERDICT_CLI_PATH, "jobs"}, "", {"VERDICT_SERVER=" + nowhere}, 30);
+  EXPECT_EQ(r.exit_code, kExitUnreachable) << Show(r);
+  EXPECT_THAT(r.err, HasSubstr(nowhere));
+}
+
+TEST_F(CliTest, SubmitUploadsTrainsAndWatchesToSuccess) {
+  const Trained& t = TinyModel();
+  const CommandResult& r = t.submit;
+  ASSERT_EQ(r.exit_code, kExitOk) << Show(r) << "\nserver log:\n" << server().log();
+  EXPECT_THAT(t.job_id, ::testing::StartsWith("job-"));
+  EXPECT_THAT(r.err, AllOf(HasSubstr("uploaded " + SyntheticData() + " as dataset ds-"),
+                           HasSubstr("2000 pairs"), HasSubstr("submitted job " + t.job_id)));
+  // Not a terminal: one plain line per event, ending with the outcome.
+  EXPECT_THAT(r.out, AllOf(HasSubstr("QUEUED -> RUNNING"), HasSubstr("step 5/10  loss "),
+                           HasSubstr("step 10/10  loss "), HasSubstr("eval @ step 10: loss "),
+                           HasSubstr("RUNNING -> SUCCEEDED"),
+                           HasSubstr("job " + t.job_id + " SUCCEEDED in "),
+                           HasSubstr("model tiny version 1")));
+}
+
+TEST_F(CliTest, JobsAndGetShowTheJobInTextAndJson) {
+  const Trained& t = TinyModel();
+  ASSERT_EQ(t.submit.exit_code, kExitOk);
+  CommandResult jobs = Verdict({"jobs"});
+  ASSERT_EQ(jobs.exit_code, kExitOk) << Show(jobs);
+  EXPECT_THAT(jobs.out, AllOf(HasSubstr("ID"), HasSubstr(t.job_id), HasSubstr("SUCCEEDED"),
+                              HasSubstr("10/10"), HasSubstr("tiny:1")));
+  EXPECT_THAT(Verdict({"jobs", "--state", "failed,cancelling"}).out, Not(HasSubstr(t.job_id)));
+  EXPECT_THAT(Verdict({"jobs", "--state", "SUCCEEDED", "--model", "tiny"}).out,
+              HasSubstr(t.job_id));
+
+  CommandResult get = Verdict({"get", t.job_id});
+  ASSERT_EQ(get.exit_code, kExitOk) << Show(get);
+  EXPECT_THAT(get.out, AllOf(HasSubstr("state:      SUCCEEDED"), HasSubstr("model:      tiny:1"),
+                             HasSubstr("base:       preset encoder-tiny"),
+                             HasSubstr("progress:   step 10/10"), HasSubstr("eval:       loss ")));
+
+  CommandResult json = Verdict({"--output", "json", "get", t.job_id});
+  ASSERT_EQ(json.exit_code, kExitOk) << Show(json);
+  const Json job = Json::parse(json.out);
+  EXPECT_EQ(job["id"], t.job_id);
+  EXPECT_EQ(job["state"], "JOB_STATE_SUCCEEDED");
+  EXPECT_EQ(job["resultModel"]["name"], "tiny");
+  EXPECT_EQ(job["resultModel"]["version"], "1");  // int64 is a string in proto3 JSON
+  EXPECT_EQ(job["spec"]["hyperparameters"]["maxSteps"], "10");
+  EXPECT_EQ(job["spec"]["tokenizer"]["train"]["vocabSize"], 400);
+
+  CommandResult list = Verdict({"jobs", "--output", "json", "--limit", "1"});
+  ASSERT_EQ(list.exit_code, kExitOk) << Show(list);
+  EXPECT_EQ(Json::parse(list.out)["jobs"].size(), 1u);
+}
+
+TEST_F(CliTest, WatchReplaysAFinishedJobInLinesAndJson) {
+  const Trained& t = TinyModel();
+  ASSERT_EQ(t.submit.exit_code, kExitOk);
+  CommandResult r = Verdict({"watch", t.job_id});
+  ASSERT_EQ(r.exit_code, kExitOk) << Show(r);
+  EXPECT_THAT(r.out, AllOf(HasSubstr("job " + t.job_id + " QUEUED: submitted"),
+                           HasSubstr("step 10/10"), HasSubstr("SUCCEEDED in ")));
+
+  CommandResult from = Verdict({"watch", t.job_id, "--from-step", "6"});
+  ASSERT_EQ(from.exit_code, kExitOk) << Show(from);
+  EXPECT_THAT(from.out, AllOf(Not(HasSubstr("step 5/10")), HasSubstr("step 10/10")));
+
+  CommandResult json = Verdict({"watch", t.job_id, "--output", "json"});
+  ASSERT_EQ(json.exit_code, kExitOk) << Show(json);
+  std::vector<Json> events;
+  for (absl::string_view line : absl::StrSplit(json.out, '\n', absl::SkipEmpty())) {
+    events.push_back(Json::parse(line));
+  }
+  ASSERT_GE(events.size(), 5u);
+  int64_t previous = 0;
+  for (const Json& e : events) {
+    int64_t sequence = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(e["sequence"].get<std::string>(), &sequence));
+    EXPECT_GT(sequence, previous);
+    previous = sequence;
+  }
+  EXPECT_EQ(events.front()["stateChange"]["toState"], "JOB_STATE_QUEUED");
+  EXPECT_EQ(events.back()["stateChange"]["toState"], "JOB_STATE_SUCCEEDED");
+}
+
+TEST_F(CliTest, UnknownJobsAreNotFoundWithTheServersMessage) {
+  for (const char* command : {"get", "watch", "cancel"}) {
+    CommandResult r = Verdict({command, "job-does-not-exist"});
+    EXPECT_EQ(r.exit_code, kExitError) << Show(r);
+    EXPECT_THAT(r.err, AllOf(::testing::StartsWith("verdict: NOT_FOUND: "),
+                             HasSubstr("job-does-not-exist")))
+        << Show(r);
+    ExpectCleanFailure(r);
+  }
+}
+
+TEST_F(CliTest, CancelStopsARunningJobAndWatchExitsFive) {
+  CommandResult upload = Verdict({"upload", SyntheticData(), "--name", "for-cancel"});
+  ASSERT_EQ(upload.exit_code, kExitOk) << Show(upload);
+  const std::string dataset(absl::StripAsciiWhitespace(upload.out));
+  CommandResult submit =
+      Verdict({"submit", "--dataset", dataset, "--preset", "encoder-tiny", "--vocab-size", "400",
+               "--max-steps", "100000", "--name", "never-finished"});
+  ASSERT_EQ(submit.exit_code, kExitOk) << Show(submit);
+  const std::string job(absl::StripAsciiWhitespace(submit.out));
+  CommandResult cancel = Verdict({"cancel", job, "--reason", "test over"});
+  ASSERT_EQ(cancel.exit_code, kExitOk) << Show(cancel);
+  EXPECT_THAT(cancel.out, ::testing::MatchesRegex("job " + job + " CANCELL(ING|ED)\n"));
+
+  CommandResult watch = Verdict({"watch", job}, "", {}, 120);
+  EXPECT_EQ(watch.exit_code, kExitJobCancelled) << Show(watch);
+  EXPECT_THAT(watch.out, AllOf(HasSubstr("test over"), HasSubstr("job " + job + " CANCELLED")));
+
+  // Finished jobs cannot be cancelled.
+  const Trained& t = TinyModel();
+  CommandResult again = Verdict({"cancel", t.job_id});
+  EXPECT_EQ(again.exit_code, kExitError) << Show(again);
+  EXPECT_THAT(again.err, HasSubstr("verdict: FAILED_PRECONDITION: "));
+}
+
+TEST_F(CliTest, UploadChecksTheFileAndDatasetsListsIt) {
+  CommandResult r = Verdict({"upload", SyntheticData(), "--name", "listed-one"});
+  ASSERT_EQ(r.exit_code, kExitOk) << Show(r);
+  const std::string id(absl::StripAsciiWhitespace(r.out));
+  EXPECT_THAT(id, ::testing::StartsWith("ds-"));
+  EXPECT_THAT(r.err, HasSubstr("2000 pairs"));
+
+  // The real hh-rlhf sample, gzip and all.
+  CommandResult gz =
+      Verdict({"--output", "json", "upload", TestDataPath("hh-rlhf/harmless-base/test.jsonl.gz")});
+  ASSERT_EQ(gz.exit_code, kExitOk) << Show(gz);
+  const Json dataset = Json::parse(gz.out);
+  EXPECT_EQ(dataset["gzip"], true);
+  EXPECT_EQ(dataset["name"], "test.jsonl.gz");
+  EXPECT_GT(std::stoll(dataset["pairs"].get<std::string>()), 2000);
+
+  CommandResult list = Verdict({"datasets"});
+  ASSERT_EQ(list.exit_code, kExitOk) << Show(list);
+  EXPECT_THAT(list.out, AllOf(HasSubstr(id), HasSubstr("listed-one"), HasSubstr("2000")));
+
+  const std::string broken = Scratch("broken.jsonl");
+  WriteFile(broken, "{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\nnot json\n");
+  CommandResult bad = Verdict({"upload", broken});
+  EXPECT_EQ(bad.exit_code, kExitError) << Show(bad);
+  EXPECT_THAT(bad.err, AllOf(HasSubstr("INVALID_ARGUMENT"), HasSubstr("line 2")));
+
+  CommandResult skipped = Verdict({"upload", broken, "--skip-invalid"});
+  EXPECT_EQ(skipped.exit_code, kExitOk) << Show(skipped);
+  EXPECT_THAT(skipped.err, HasSubstr("1 invalid lines"));
+
+  CommandResult missing = Verdict({"upload", Scratch("no-such-file.jsonl")});
+  EXPECT_EQ(missing.exit_code, kExitError) << Show(missing);
+  EXPECT_THAT(missing.err, HasSubstr("no-such-file.jsonl: No such file"));
+  ExpectCleanFailure(missing);
+}
+
+TEST_F(CliTest, ScoreOneItemPrintsItsScore) {
+  ASSERT_EQ(TinyModel().submit.exit_code, kExitOk);
+  const double a = ScoreOne("tiny", "\n\nHuman: What is two plus two?\n\nAssistant:", " Four.");
+  const double b = ScoreOne("tiny:1", "\n\nHuman: What is two plus two?\n\nAssistant:", " Four.");
+  EXPECT_NEAR(a, b, 1e-5);
+  CommandResult json =
+      Verdict({"--output", "json", "score", "--model", "tiny:latest", "--response", " Four."});
+  ASSERT_EQ(json.exit_code, kExitOk) << Show(json);
+  const Json response = Json::parse(json.out);
+  EXPECT_EQ(response["scores"].size(), 1u);
+  EXPECT_EQ(response["model"]["version"], "1");
+
+  CommandResult unknown = Verdict({"score", "--model", "no-such-model", "--response", "x"});
+  EXPECT_EQ(unknown.exit_code, kExitError) << Show(unknown);
+  EXPECT_THAT(unknown.err, HasSubstr("verdict: NOT_FOUND: "));
+  CommandResult empty = Verdict({"score", "--model", "tiny", "--response", ""});
+  EXPECT_EQ(empty.exit_code, kExitError) << Show(empty);
+  EXPECT_THAT(empty.err, HasSubstr("verdict: INVALID_ARGUMENT: "));
+}
+
+TEST_F(CliTest, ScoreJsonLinesKeepsOrderAndKeysAcrossParallelBatches) {
+  ASSERT_EQ(TinyModel().submit.exit_code, kExitOk);
+  // 150 lines mixing the layouts, scored 16 items per request, 3 requests in flight.
+  std::string input;
+  for (int i = 0; i < 150; ++i) {
+    const std::string prompt =
+        absl::StrCat("\n\nHuman: Tell me fact number ", i, ".\n\nAssistant:");
+    switch (i % 3) {
+      case 0:
+        absl::StrAppend(
+            &input,
+            Json{{"id", i}, {"prompt", prompt}, {"response", absl::StrCat(" Fact ", i, ".")}}
+                .dump(),
+            "\n");
+        break;
+      case 1:
+        absl::StrAppend(&input,
+                        Json{{"id", i},
+                             {"messages",
+                              {{{"role", "user"}, {"content", "Hi"}},
+                               {{"role", "assistant"}, {"content", absl::StrCat("Hello ", i)}}}}}
+                            .dump(),
+                        "\n");
+        break;
+      default:
+        absl::StrAppend(
+            &input,
+            Json{{"id", i}, {"prompt", prompt}, {"chosen", " Sure."}, {"rejected", " No."}}.dump(),
+            "\n");
+    }
+  }
+  const std::string in_path = Scratch("pairs.jsonl"), out_path = Scratch("scored.jsonl");
+  WriteFile(in_path, input);
+  CommandResult r = Verdict({"score", "--model", "tiny", "--input", in_path, "--output-file",
+                             out_path, "--batch-size", "16", "--parallel", "3"});
+  ASSERT_EQ(r.exit_code, kExitOk) << Show(r);
+  EXPECT_THAT(r.err, AllOf(HasSubstr("scored 150 lines with tiny:1"), HasSubstr("pairs: 50,")));
+  const std::vector<std::string> lines = ReadLines(out_path);
+  ASSERT_EQ(lines.size(), 150u);
+  for (int i = 0; i < 150; ++i) {
+    const Json line = Json::parse(lines[i]);
+    EXPECT_EQ(line["id"], i);
+    if (i % 3 == 2) {
+      EXPECT_TRUE(line["chosen_score"].is_number() && line["rejected_score"].is_number())
+          << lines[i];
+    } else {
+      EXPECT_TRUE(line["score"].is_number()) << lines[i];
+    }
+  }
+  // The same item scores the same in a batch as alone.
+  const Json first = Json::parse(lines[0]);
+  EXPECT_NEAR(
+      first["score"].get<double>(),
+      ScoreOne("tiny", first["prompt"].get<std::string>(), first["response"].get<std::string>()),
+      1e-4);
+  // Keys keep their order; the score comes last.
+  EXPECT_THAT(lines[0], ::testing::StartsWith("{\"id\":0,\"prompt\":"));
+
+  // stdin to stdout gives the same lines.
+  CommandResult piped = Verdict({"score", "--model", "tiny"}, input);
+  ASSERT_EQ(piped.exit_code, kExitOk) << Show(piped);
+  std::vector<std::string> piped_lines = absl::StrSplit(piped.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(piped_lines.size(), 150u);
+  for (int i = 0; i < 150; i += 7) {
+    const Json a = Json::parse(lines[i]), b = Json::parse(piped_lines[i]);
+    for (const char* key : {"score", "chosen_score", "rejected_score"}) {
+      if (a.contains(key)) EXPECT_NEAR(a[key].get<double>(), b[key].get<double>(), 1e-4);
+    }
+  }
+}
+
+TEST_F(CliTest, ScoreSplitsHhRlhfTranscriptsAsTrainingDoes) {
+  ASSERT_EQ(TinyModel().submit.exit_code, kExitOk);
+  const std::string chosen = "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?";
+  const std::string rejected = "\n\nHuman: Hi there\n\nAssistant: Go away.";
+  CommandResult r = Verdict({"score", "--model", "tiny"},
+                            Json{{"chosen", chosen}, {"rejected", rejected}}.dump() + "\n");
+  ASSERT_EQ(r.exit_code, kExitOk) << Show(r);
+  const Json line = Json::parse(r.out);
+  EXPECT_NEAR(line["chosen_score"].get<double>(),
+              ScoreOne("tiny", "\n\nHuman: Hi there\n\nAssistant:", " Hello! How can I help?"),
+              1e-4);
+  EXPECT_NEAR(line["rejected_score"].get<double>(),
+              ScoreOne("tiny", "\n\nHuman: Hi there\n\nAssistant:", " Go away."), 1e-4);
+}
+
+TEST_F(CliTest, ScoreNamesTheBadInputLine) {
+  const std::string path = Scratch("bad-input.jsonl");
+  WriteFile(path, "{\"prompt\": \"p\", \"response\": \"r\"}\n{\"prompt\": \"p\"}\n");
+  CommandResult r = Verdict({"score", "--model", "tiny", "--input", path});
+  EXPECT_EQ(r.exit_code, kExitError) << Show(r);
+  EXPECT_THAT(r.err, HasSubstr(path + ":2: expected \"response\""));
+  ExpectCleanFailure(r);
+}
+
+TEST_F(CliTest, ImportAndAliasRegisterAndMoveVersions) {
+  const Trained& t = TinyModel();
+  ASSERT_EQ(t.submit.exit_code, kExitOk);
+  // Export the trained version's directory into --model_dir and import it under a new name.
+  CommandResult models = Verdict({"--output", "json", "models", "tiny"});
+  ASSERT_EQ(models.exit_code, kExitOk) << Show(models);
+  const std::string storage = Json::parse(models.out)["models"][0]["storagePath"];
+  std::filesystem::copy(server().state_dir() + "/" + storage, server().model_dir() + "/exported",
+                        std::filesystem::copy_options::recursive);
+
+  CommandResult imported = Verdict({"import", "exported", "copied", "--alias", "prod"});
+  ASSERT_EQ(imported.exit_code, kExitOk) << Show(imported);
+  EXPECT_THAT(imported.out, HasSubstr("imported copied version 1 (latest, prod)"));
+  CommandResult list = Verdict({"models"});
+  EXPECT_THAT(list.out, AllOf(HasSubstr("copied"), HasSubstr("import exported"),
+                              HasSubstr("job " + t.job_id)));
+  // The copy scores exactly as the original.
+  EXPECT_NEAR(ScoreOne("copied:prod", "", " Hello."), ScoreOne("tiny:1", "", " Hello."), 1e-5);
+
+  CommandResult second = Verdict({"import", "exported", "copied"});
+  ASSERT_EQ(second.exit_code, kExitOk) << Show(second);
+  CommandResult alias = Verdict({"alias", "copied", "2", "prod"});
+  ASSERT_EQ(alias.exit_code, kExitOk) << Show(alias);
+  EXPECT_EQ(alias.out, "copied version 2 (latest, prod)\n");
+  CommandResult removed = Verdict({"alias", "--delete", "copied", "prod"});
+  ASSERT_EQ(removed.exit_code, kExitOk) << Show(removed);
+  CommandResult gone = Verdict({"score", "--model", "copied:prod", "--response", "x"});
+  EXPECT_EQ(gone.exit_code, kExitError);
+  EXPECT_THAT(gone.err, HasSubstr("verdict: NOT_FOUND: "));
+
+  CommandResult missing = Verdict({"import", "not-there", "copied"});
+  EXPECT_EQ(missing.exit_code, kExitError) << Show(missing);
+  EXPECT_THAT(missing.err, HasSubstr("verdict: NOT_FOUND: "));
+  CommandResult bad_alias = Verdict({"alias", "copied", "1", "latest"});
+  EXPECT_EQ(bad_alias.exit_code, kExitError) << Show(bad_alias);
+  EXPECT_THAT(bad_alias.err, HasSubstr("verdict: INVALID_ARGUMENT: "));
+}
+
+TEST_F(CliTest, HealthReportsEachService) {
+  CommandResult r = Verdict({"health"});
+  ASSERT_EQ(r.exit_code, kExitOk) << Show(r);
+  EXPECT_THAT(r.out, AllOf(::testing::ContainsRegex("\\(server\\) +SERVING"),
+                           ::testing::ContainsRegex("verdict.v1.TrainingService +SERVING")));
+  ASSERT_EQ(TinyModel().submit.exit_code, kExitOk);
+  ScoreOne("tiny", "", "load it");  // the scoring service serves once a model is loaded
+  CommandResult scoring =
+      Verdict({"--output", "json", "health", "--service", "verdict.v1.ScoringService"});
+  EXPECT_EQ(scoring.exit_code, kExitOk) << Show(scoring);
+  EXPECT_EQ(Json::parse(scoring.out)["verdict.v1.ScoringService"], "SERVING");
+  CommandResult unknown = Verdict({"health", "--service", "no.such.Service"});
+  EXPECT_EQ(unknown.exit_code, kExitError) << Show(unknown);
+  EXPECT_THAT(unknown.out, HasSubstr("SERVICE_UNKNOWN"));
+}
+
+TEST_F(CliTest, SubmitReadsYamlAndJsonJobFilesWithFlagsOverriding) {
+  std::filesystem::copy_file(SyntheticData(), server().data_dir() + "/synthetic.jsonl",
+                             std::filesystem::copy_options::overwrite_existing);
+  const std::string yaml = Scratch("job.yaml");
+  WriteFile(yaml,
+            "# a job file\n"
+            "output_model_name: 2024-model   # digits first: must stay a string\n"
+            "preset: encoder-tiny\n"
+            "tokenizer: {train: {vocab_size: 400, model_type: bpe}}\n"
+            "train_data: {path: synthetic.jsonl}\n"
+            "hyperparameters:\n"
+            "  learningRate: 3e-4\n"
+            "  max_steps: 5\n"
+            "  truncation: drop\n"
+            "  group_by_length: no\n"
+            "logging_steps: 1\n");
+  CommandResult r = Verdict({"--output", "json", "submit", "--file", yaml, "--max-steps", "7",
+                             "--seed", "9", "--validate-only"});
+  ASSERT_EQ(r.exit_code, kExitOk) << Show(r);
+  const Json spec = Json::parse(r.out)["spec"];
+  EXPECT_EQ(spec["outputModelName"], "2024-model");
+  EXPECT_EQ(spec["preset"], "encoder-tiny");
+  EXPECT_EQ(spec["tokenizer"]["train"]["modelType"], "SENTENCE_PIECE_MODEL_TYPE_BPE");
+  EXPECT_EQ(spec["hyperparameters"]["learningRate"], 3e-4);
+  EXPECT_EQ(spec["hyperparameters"]["maxSteps"], "7");  // the flag wins
+  EXPECT_EQ(spec["hyperparameters"]["seed"], "9");
+  EXPECT_EQ(spec["hyperparameters"]["truncation"], "TRUNCATION_POLICY_DROP");
+  EXPECT_EQ(spec["hyperparameters"]["groupByLength"], false);
+
+  const std::string json = Scratch("job.json");
+  WriteFile(json, R"({"spec": {"outputModelName": "from-json", "preset": "encoder-tiny",
+                      "trainData": {"path": "synthetic.jsonl"}}, "validateOnly": true})");
+  CommandResult j = Verdict({"--output", "json", "submit", "--file", json});
+  ASSERT_EQ(j.exit_code, kExitOk) << Show(j);
+  EXPECT_EQ(Json::parse(j.out)["spec"]["outputModelName"], "from-json");
+  EXPECT_EQ(Json::parse(j.out)["id"], nullptr);  // validate_only creates nothing
+
+  WriteFile(yaml, "hyperparameters:\n  lerning_rate: 0.1\n");
+  CommandResult typo = Verdict({"submit", "--file", yaml});
+  EXPECT_EQ(typo.exit_code, kExitError) << Show(typo);
+  EXPECT_THAT(typo.err, HasSubstr("job.yaml: hyperparameters.lerning_rate: no such field in "
+                                  "verdict.v1.Hyperparameters"));
+
+  // The server's validation names the field.
+  CommandResult invalid = Verdict({"submit", "--data-path", "synthetic.jsonl", "--lr", "-1"});
+  EXPECT_EQ(invalid.exit_code, kExitError) << Show(invalid);
+  EXPECT_THAT(invalid.err,
+              HasSubstr("verdict: INVALID_ARGUMENT: spec.hyperparameters.learning_rate"));
+}
+
+TEST(CliAuthTest, TheTokenIsSentAsABearerHeader) {
+  ScratchDir dir;
+  WriteFile(dir.Path("token"), "s3cret\n");
+  ServerProcess server(dir.Path("server"), 0, {"--token_file=" + dir.Path("token")});
+  ASSERT_FALSE(server.address().empty());
+  const std::vector<std::string> jobs = {VERDICT_CLI_PATH, "--server", server.address(), "jobs"};
+  CommandResult none = RunCommand(jobs);
+  EXPECT_EQ(none.exit_code, kExitError) << Show(none);
+  EXPECT_THAT(none.err, AllOf(HasSubstr("verdict: UNAUTHENTICATED: "), HasSubstr("--token")));
+  std::vector<std::string> with_flag = jobs;
+  with_flag.insert(with_flag.end(), {"--token", "s3cret"});
+  EXPECT_EQ(RunCommand(with_flag).exit_code, kExitOk);
+  EXPECT_EQ(RunCommand(jobs, "", {"VERDICT_TOKEN=s3cret"}).exit_code, kExitOk);
+  EXPECT_EQ(RunCommand(jobs, "", {"VERDICT_TOKEN=wrong"}).exit_code, kExitError);
+}
+
+TEST(CliWatchTest, WatchSurvivesAServerRestartAndResumes) {
+  ScratchDir dir;
+  auto server = std::make_unique<ServerProcess>(dir.Path("server"));
+  ASSERT_FALSE(server->address().empty());
+  const std::string address = server->address();
+  const int port = server->port();
+  CommandResult submit =
+      RunCommand({VERDICT_CLI_PATH, "--server", address, "submit", "--train", SyntheticData(),
+                  "--preset", "encoder-tiny", "--vocab-size", "400", "--max-steps", "80",
+                  "--save-steps", "20", "--logging-steps", "10", "--name", "restarted"});
+  ASSERT_EQ(submit.exit_code, kExitOk) << Show(submit);
+  const std::string job(absl::StripAsciiWhitespace(submit.out));
+
+  const std::string watch_log = dir.Path("watch.log");
+  BackgroundProcess watch({VERDICT_CLI_PATH, "--server", address, "watch", job}, watch_log);
+  auto watched = [&] {
+    std::ifstream in(watch_log);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  // Restart the server once training is under way; the job resumes from its checkpoint.
+  for (int i = 0; i < 600 && watched().find("step 30/80") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_THAT(watched(), HasSubstr("step 30/80")) << watched() << server->log();
+  EXPECT_EQ(server->Stop(), 0) << server->log();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  server = std::make_unique<ServerProcess>(dir.Path("server"), port);
+  ASSERT_EQ(server->address(), address);
+
+  const int exit_code = watch.Wait(180);
+  const std::string out = watched();
+  EXPECT_EQ(exit_code, kExitOk) << out << server->log();
+  EXPECT_THAT(out, AllOf(HasSubstr("connection lost ("), HasSubstr("reconnecting in"),
+                         HasSubstr("step 80/80"), HasSubstr("job " + job + " SUCCEEDED")));
+}
+
+}  // namespace
+}  // namespace verdict::testing
