@@ -658,27 +658,27 @@ TEST_F(ScoringServerTest, AFullQueueIsResourceExhausted) {
 TEST_F(ScoringServerTest, ARequestWhoseDeadlinePassedIsNeverRun) {
   server::ServerConfig config = TestServerConfig(scratch_.path());
   config.metrics_port = 0;
-  config.max_queue_delay = absl::Milliseconds(1500);  // the request waits in the queue
+  config.max_queue_delay = absl::Milliseconds(1000);  // the request waits in the queue
   ASSERT_NO_FATAL_FAILURE(Start(config));
   ASSERT_NO_FATAL_FAILURE(Load("llama"));
   const std::vector<v1::ScoreItem> items = SampleItems();
   v1::ScoreBatchResponse response;
-  grpc::Status status = Score(*clients_, Ref("llama"), items, &response, false, absl::Milliseconds(200));
+  grpc::Status status = Score(*clients_, Ref("llama"), items, &response, false, absl::Milliseconds(300));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
-  absl::SleepFor(absl::Milliseconds(2000));  // past the queue delay: the batcher has looked at it
+  absl::SleepFor(absl::Milliseconds(1500));  // past the queue delay: the batcher has looked at it
 
   auto metrics = HttpGet(server_->metrics_port(), "/metrics");
   ASSERT_TRUE(metrics.ok()) << metrics.status();
-  EXPECT_EQ(MetricSum(*metrics, "verdict_scoring_items_total", {{"model", "llama:1"}}), 0) << *metrics;
-  EXPECT_GE(MetricSum(*metrics, "verdict_scoring_rejected_total", {{"model", "llama:1"}}), 1) << *metrics;
+  // The server holds one model, so the sums over every model label are that model's.
+  EXPECT_EQ(MetricSum(*metrics, "verdict_scoring_items_total"), 0) << *metrics;
+  EXPECT_GE(MetricSum(*metrics, "verdict_scoring_rejected_total"), 1) << *metrics;
 
   // A request with time to spare is scored, and only its items ever ran.
   status = Score(*clients_, Ref("llama"), items, &response, false, absl::Seconds(30));
   ASSERT_TRUE(status.ok()) << status.error_message();
   metrics = HttpGet(server_->metrics_port(), "/metrics");
   ASSERT_TRUE(metrics.ok());
-  EXPECT_EQ(MetricSum(*metrics, "verdict_scoring_items_total", {{"model", "llama:1"}}),
-            static_cast<double>(items.size()));
+  EXPECT_EQ(MetricSum(*metrics, "verdict_scoring_items_total"), static_cast<double>(items.size()));
 }
 
 TEST_F(ScoringServerTest, EveryServiceRequiresTheBearerToken) {
