@@ -396,16 +396,8 @@ absl::StatusOr<v1::Model> JobManager::RegisterModel(const v1::Job& job, const st
 }
 
 void JobManager::RunJob(const std::string& job_id) {
-  auto loaded = deps_.store->GetJob(job_id);
-  if (!loaded.ok()) {
-    if (deps_.logger) deps_.logger->Error("job.load_failed").With("job_id", job_id).With("error", loaded.status());
-    return;
-  }
-  v1::Job job = *loaded;
-  if (job.state() != v1::JOB_STATE_QUEUED) return;  // cancelled while waiting
+  v1::Job job;
   const fs::path run_dir = RunDirectory(job_id);
-  const fs::path output_dir =
-      fs::path(config_.state_dir) / "models" / job.spec().output_model_name() / job_id;
   // Checkpoints go before the terminal state is announced: whoever sees it sees them gone.
   const auto fail = [&](const absl::Status& status) {
     RemoveRunDirectory(job_id);
@@ -417,26 +409,42 @@ void JobManager::RunJob(const std::string& job_id) {
       deps_.metrics->RecordJobFinished("FAILED", FromTimestamp(job.end_time()) - FromTimestamp(job.start_time()));
     }
   };
+  {
+    // QUEUED -> RUNNING under the queue lock, as Cancel() changes states: a cancel either
+    // finds the job QUEUED (it becomes CANCELLED and is not started here) or RUNNING (it
+    // becomes CANCELLING and the trainer is stopped once it exists, below). Without the lock
+    // a cancel between the check and the change was overwritten and the job ran anyway.
+    absl::MutexLock lock(&mutex_);
+    auto loaded = deps_.store->GetJob(job_id);
+    if (!loaded.ok()) {
+      if (deps_.logger) deps_.logger->Error("job.load_failed").With("job_id", job_id).With("error", loaded.status());
+      return;
+    }
+    job = *loaded;
+    if (job.state() != v1::JOB_STATE_QUEUED) return;  // cancelled while waiting
 
-  // A resumed run replays its steps after the checkpoint: drop their old events first.
-  const std::vector<int64_t> checkpoints = ListCheckpoints(run_dir.string());
-  const int64_t resume_step = checkpoints.empty() ? 0 : checkpoints.back();
-  if (auto deleted = deps_.store->DeleteEventsAfterStep(job_id, resume_step); !deleted.ok()) {
-    fail(deleted.status());
-    return;
+    // A resumed run replays its steps after the checkpoint: drop their old events first.
+    const std::vector<int64_t> checkpoints = ListCheckpoints(run_dir.string());
+    const int64_t resume_step = checkpoints.empty() ? 0 : checkpoints.back();
+    if (auto deleted = deps_.store->DeleteEventsAfterStep(job_id, resume_step); !deleted.ok()) {
+      fail(deleted.status());
+      return;
+    }
+    job.set_resumed_from_step(resume_step);
+    job.set_attempt(job.attempt() + 1);
+    job.mutable_progress()->set_step(resume_step);
+    job.mutable_progress()->set_phase(v1::TRAINING_PHASE_PREPARING);
+    if (!job.has_start_time()) SetTimestamp(absl::Now(), job.mutable_start_time());
+    if (absl::Status s = ChangeState(job, v1::JOB_STATE_RUNNING,
+                                     resume_step > 0 ? absl::StrCat("resuming from step ", resume_step)
+                                                     : "started");
+        !s.ok()) {
+      fail(s);
+      return;
+    }
   }
-  job.set_resumed_from_step(resume_step);
-  job.set_attempt(job.attempt() + 1);
-  job.mutable_progress()->set_step(resume_step);
-  job.mutable_progress()->set_phase(v1::TRAINING_PHASE_PREPARING);
-  if (!job.has_start_time()) SetTimestamp(absl::Now(), job.mutable_start_time());
-  if (absl::Status s = ChangeState(job, v1::JOB_STATE_RUNNING,
-                                   resume_step > 0 ? absl::StrCat("resuming from step ", resume_step)
-                                                   : "started");
-      !s.ok()) {
-    fail(s);
-    return;
-  }
+  const fs::path output_dir =
+      fs::path(config_.state_dir) / "models" / job.spec().output_model_name() / job_id;
 
   auto config = ToTrainingConfig(config_, deps_.resolvers, job.spec(), run_dir.string(), output_dir.string());
   if (!config.ok()) {
