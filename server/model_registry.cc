@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <random>
 
+#include <torch/cuda.h>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -75,13 +77,21 @@ std::string ModelRegistry::StoragePath(const v1::Model& model) const {
 absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1::Model& model,
                                                                          const std::string& device) {
   const std::string dir = StoragePath(model);
+  // A device this server lacks is the caller's problem (FAILED_PRECONDITION); any other
+  // failure to load files the import checked means they were damaged since (DATA_LOSS).
+  ASSIGN_OR_RETURN(const c10::Device parsed, ParseDevice(device));
+  if (parsed.is_cuda()) {
+    const int64_t count = torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
+    if (count == 0 || (parsed.has_index() && parsed.index() >= count)) {
+      return absl::FailedPreconditionError(absl::StrCat("device \"", device, "\": this server has ", count,
+                                                        " CUDA device", count == 1 ? "" : "s"));
+    }
+  }
   ModelOptions options;
   options.device = device;
   auto reward_model = LoadRewardModel(dir, options);
   if (!reward_model.ok()) {
-    if (absl::IsFailedPrecondition(reward_model.status()) || absl::IsInvalidArgument(reward_model.status())) {
-      return reward_model.status();
-    }
+    if (absl::IsFailedPrecondition(reward_model.status())) return reward_model.status();
     return absl::DataLossError(absl::StrCat("model ", model.name(), " version ", model.version(),
                                             " cannot be loaded: ", reward_model.status().message()));
   }

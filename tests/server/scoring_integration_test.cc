@@ -538,6 +538,33 @@ TEST_F(ScoringIntegrationTest, ImportChecksNamesPathsAndTheRewardHead) {
   EXPECT_EQ(listed.models_size(), 0);
 }
 
+TEST_F(ScoringIntegrationTest, ADamagedVersionIsDataLossAndAMissingDeviceAFailedPrecondition) {
+  v1::Model model;
+  ASSERT_TRUE(Import(clients(), "damaged", "golden-llama", &model).ok());
+  // The registry's copy loses its tail after the import checked it.
+  const fs::path weights = fs::path(shared->config.state_dir) / model.storage_path() / "model.safetensors";
+  fs::resize_file(weights, fs::file_size(weights) / 2);
+  v1::ScoreBatchResponse response;
+  grpc::Status status = Score(clients(), Ref("damaged"), SampleItems(), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("damaged"));
+
+  v1::LoadModelRequest load;
+  *load.mutable_model() = Ref("llama");
+  load.set_device("cuda:7");
+  auto context = NewContext();
+  status = clients().models->LoadModel(context.get(), load, &model);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("cuda:7"));
+  load.set_device("gpu");
+  context = NewContext();
+  status = clients().models->LoadModel(context.get(), load, &model);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_THAT(status.error_message(), HasSubstr("device"));
+  // The version still serves on the CPU.
+  ASSERT_TRUE(Score(clients(), Ref("llama"), SampleItems(), &response).ok());
+}
+
 // ---- servers with their own settings ------------------------------------------------------
 
 class ScoringServerTest : public ::testing::Test {
