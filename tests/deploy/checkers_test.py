@@ -147,7 +147,7 @@ class KubernetesCheckerTest(unittest.TestCase):
                 f.write("--no_such_flag=1\n--metrics_port=9090\n")
             os.remove(os.path.join(k8s, "overlays", "gpu", "deployment-gpu.yaml"))
             with open(os.path.join(k8s, "overlays", "gpu", "kustomization.yaml")) as f:
-                overlay = f.read().replace("  - path: deployment-gpu.yaml\n", "")
+                overlay = f.read().replace("  - deployment-gpu.yaml\n", "")
             with open(os.path.join(k8s, "overlays", "gpu", "kustomization.yaml"), "w") as f:
                 f.write(overlay)
             code, output = run("check_k8s.py", k8s)
