@@ -287,6 +287,7 @@ void DynamicBatcher::Worker::RunBatch(const std::vector<Take>& plan) {
   {
     absl::MutexLock lock(&mu_);
     queued_rows_ -= static_cast<int64_t>(rows.size());
+    stats.queued_sequences = queued_rows_;
   }
   absl::StatusOr<std::vector<float>> scores = model_->ScoreEncodedSpans(sequences);
   stats.compute_time = absl::Now() - start;
@@ -374,10 +375,13 @@ void DynamicBatcher::Worker::Complete(std::vector<Completion> completions) {
   active_.erase(std::remove_if(active_.begin(), active_.end(),
                                [](const std::unique_ptr<Pending>& p) { return p->finished; }),
                 active_.end());
+  int64_t still_queued = 0;
   {
     absl::MutexLock lock(&mu_);
     queued_rows_ -= unsent_rows;
+    still_queued = queued_rows_;
   }
+  if (unsent_rows > 0 && observer_.on_rows_dropped) observer_.on_rows_dropped(still_queued);
   for (Completion& completion : completions) {
     completion.done(std::move(completion.result));
     // Release what the callback holds (it may be the last reference to the batcher) now,

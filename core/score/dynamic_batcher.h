@@ -72,6 +72,9 @@ struct BatchStats {
   int64_t padded_tokens = 0;  // rows × longest row: the tokens the forward computes
   int64_t real_tokens = 0;    // tokens that are not padding
   int64_t requests = 0;       // requests with at least one row in it
+  // Sequences still queued once this batch's rows were taken out (what queued_sequences()
+  // said at that moment), so that an observer can keep a queue-depth gauge current.
+  int64_t queued_sequences = 0;
   absl::Duration compute_time;
   bool ok = true;  // false when the forward failed
 };
@@ -82,6 +85,11 @@ struct DynamicBatcherObserver {
   // A request scored in full: how long it waited before its first forward started.
   std::function<void(absl::Duration queue_time)> on_request;
   std::function<void(RejectionReason)> on_rejection;
+  // Rows left the queue without a forward: their request passed its deadline, was cancelled,
+  // was in a failed forward with rows still queued, or was failed at shutdown. Called with
+  // the sequences still queued afterwards; with BatchStats::queued_sequences it keeps a
+  // queue-depth gauge from showing rows that expired as still waiting.
+  std::function<void(int64_t queued_sequences)> on_rows_dropped;
 };
 
 class DynamicBatcher {

@@ -84,6 +84,10 @@ class Recorder {
       absl::MutexLock lock(&mu_);
       ++rejections_[reason];
     };
+    observer.on_rows_dropped = [this](int64_t queued_sequences) {
+      absl::MutexLock lock(&mu_);
+      dropped_.push_back(queued_sequences);
+    };
     return observer;
   }
   std::vector<BatchStats> batches() const {
@@ -99,12 +103,18 @@ class Recorder {
     absl::MutexLock lock(&mu_);
     return requests_;
   }
+  // What on_rows_dropped said, in order.
+  std::vector<int64_t> dropped() const {
+    absl::MutexLock lock(&mu_);
+    return dropped_;
+  }
 
  private:
   mutable absl::Mutex mu_;
   std::vector<BatchStats> batches_ ABSL_GUARDED_BY(mu_);
   std::map<RejectionReason, int> rejections_ ABSL_GUARDED_BY(mu_);
   int requests_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<int64_t> dropped_ ABSL_GUARDED_BY(mu_);
 };
 
 // Collects the results of requests by the number the test gives them; counts every call so
@@ -321,9 +331,14 @@ TEST_F(DynamicBatcherTest, SplitsARequestLargerThanTheBudgetAcrossForwards) {
   for (size_t i = 0; i < sequences.size(); ++i) {
     EXPECT_NEAR(result->scores[i], (*direct)[i], 1e-5) << "item " << i;
   }
+  // Each forward says what it left in the queue: the rows of later forwards.
+  int64_t left = static_cast<int64_t>(sequences.size());
   for (const BatchStats& batch : recorder.batches()) {
     EXPECT_LE(batch.padded_tokens, options.max_batch_tokens);
+    left -= batch.items;
+    EXPECT_EQ(batch.queued_sequences, left);
   }
+  EXPECT_EQ(left, 0);
   EXPECT_GT(result->compute_time, absl::ZeroDuration());
 }
 
@@ -410,6 +425,10 @@ TEST_F(DynamicBatcherTest, DoesNotRunARequestWhoseDeadlinePassed) {
   EXPECT_TRUE(recorder.batches().empty()) << "an expired request ran a forward";
   EXPECT_EQ(recorder.rejections(RejectionReason::kDeadlineExceeded), 2);
   EXPECT_EQ(batcher->queued_sequences(), 0);
+  // No forward ran, so only on_rows_dropped can tell a depth gauge that the queue emptied.
+  std::vector<int64_t> dropped = recorder.dropped();
+  ASSERT_FALSE(dropped.empty());
+  EXPECT_EQ(dropped.back(), 0);
 }
 
 TEST_F(DynamicBatcherTest, DoesNotRunACancelledRequestButRunsItsNeighbours) {
