@@ -65,6 +65,70 @@ std::string NewImportId() {
 
 }  // namespace
 
+// verdict_scoring_queue_depth and verdict_scoring_queue_capacity of one model name, the depth
+// summed over the name's loaded versions (see the header). Every write of the name's two
+// series goes through `mutex_`, which also orders the reports: a Submit's report reads the
+// batcher's count under it, so a later batch's report cannot be overtaken by an older read.
+class ScoringQueueGauges {
+ public:
+  ScoringQueueGauges(ServerMetrics& metrics, std::string name)
+      : metrics_(metrics), name_(std::move(name)) {}
+
+  // A loaded version joins, with its queue's capacity and nothing queued yet.
+  void Add(int64_t id, int64_t capacity) {
+    absl::MutexLock lock(&mutex_);
+    depth_by_version_[id] = 0;
+    metrics_.SetScoringQueueCapacity(name_, capacity);
+    PublishLocked();
+  }
+  // The version's queue holds `queued` sequences. Ignored once the version left.
+  void Set(int64_t id, int64_t queued) {
+    absl::MutexLock lock(&mutex_);
+    auto it = depth_by_version_.find(id);
+    if (it == depth_by_version_.end()) return;
+    it->second = queued;
+    PublishLocked();
+  }
+  // Set() with the batcher's count now, read under the lock.
+  void Refresh(int64_t id, const DynamicBatcher& batcher) {
+    absl::MutexLock lock(&mutex_);
+    auto it = depth_by_version_.find(id);
+    if (it == depth_by_version_.end()) return;
+    it->second = batcher.queued_sequences();
+    PublishLocked();
+  }
+  // The version was unloaded (or replaced): its queue no longer counts, whatever its batcher
+  // still reports while requests in flight finish on it.
+  void Remove(int64_t id) {
+    absl::MutexLock lock(&mutex_);
+    if (depth_by_version_.erase(id) > 0) PublishLocked();
+  }
+
+ private:
+  void PublishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    int64_t total = 0;
+    for (const auto& [id, depth] : depth_by_version_) total += depth;
+    metrics_.SetScoringQueueDepth(name_, total);
+  }
+
+  ServerMetrics& metrics_;
+  const std::string name_;
+  absl::Mutex mutex_;
+  std::map<int64_t, int64_t> depth_by_version_ ABSL_GUARDED_BY(mutex_);
+};
+
+namespace {
+
+void LeaveQueueGauges(const LoadedModel& model) {
+  if (model.queue_gauges != nullptr) model.queue_gauges->Remove(model.queue_gauge_id);
+}
+
+}  // namespace
+
+void LoadedModel::ReportQueueDepth() const {
+  if (queue_gauges != nullptr && batcher != nullptr) queue_gauges->Refresh(queue_gauge_id, *batcher);
+}
+
 ModelRegistry::ModelRegistry(const ServerConfig& config, Dependencies dependencies)
     : config_(config), deps_(std::move(dependencies)) {}
 
@@ -74,8 +138,16 @@ std::string ModelRegistry::StoragePath(const v1::Model& model) const {
   return (fs::path(config_.state_dir) / model.storage_path()).string();
 }
 
-absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1::Model& model,
-                                                                         const std::string& device) {
+std::shared_ptr<ScoringQueueGauges> ModelRegistry::QueueGaugesFor(const std::string& name) {
+  if (deps_.metrics == nullptr) return nullptr;
+  auto& gauges = queue_gauges_[name];
+  if (gauges == nullptr) gauges = std::make_shared<ScoringQueueGauges>(*deps_.metrics, name);
+  return gauges;
+}
+
+absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(
+    const v1::Model& model, const std::string& device,
+    std::shared_ptr<ScoringQueueGauges> queue_gauges) {
   const std::string dir = StoragePath(model);
   // A device this server lacks is the caller's problem (FAILED_PRECONDITION); any other
   // failure to load files the import checked means they were damaged since (DATA_LOSS).
@@ -111,17 +183,23 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1
   loaded->info.set_device(device);
   loaded->label = absl::StrCat(model.name(), ":", model.version());
   DynamicBatcherObserver observer;
-  if (deps_.metrics != nullptr) {
+  const int64_t gauge_id = next_queue_gauge_id_++;
+  if (queue_gauges != nullptr && deps_.metrics != nullptr) {
     ServerMetrics* metrics = deps_.metrics;
-    const std::string label = loaded->label;
-    observer.on_batch = [metrics, label](const BatchStats& stats) {
-      metrics->RecordScoringBatch(label, stats.items, stats.padded_tokens, stats.compute_time);
+    // The name, as verdict_models_loaded has it: versions come and go, the series stay.
+    const std::string name = model.name();
+    observer.on_batch = [metrics, name, queue_gauges, gauge_id](const BatchStats& stats) {
+      metrics->RecordScoringBatch(name, stats.items, stats.padded_tokens, stats.compute_time);
+      queue_gauges->Set(gauge_id, stats.queued_sequences);
     };
-    observer.on_request = [metrics, label](absl::Duration queue_time) {
-      metrics->RecordScoringQueueWait(label, queue_time);
+    observer.on_rows_dropped = [queue_gauges, gauge_id](int64_t queued_sequences) {
+      queue_gauges->Set(gauge_id, queued_sequences);
     };
-    observer.on_rejection = [metrics, label](RejectionReason reason) {
-      metrics->RecordScoringRejected(label, ToMetricReason(reason));
+    observer.on_request = [metrics, name](absl::Duration queue_time) {
+      metrics->RecordScoringQueueWait(name, queue_time);
+    };
+    observer.on_rejection = [metrics, name](RejectionReason reason) {
+      metrics->RecordScoringRejected(name, ToMetricReason(reason));
     };
   }
   DynamicBatcher::Options batcher_options;
@@ -130,6 +208,11 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1
   batcher_options.max_queue_delay = config_.max_queue_delay;
   batcher_options.max_queue_items = config_.max_queued_items;
   ASSIGN_OR_RETURN(loaded->batcher, DynamicBatcher::Create(scoring, batcher_options, std::move(observer)));
+  if (queue_gauges != nullptr) {
+    queue_gauges->Add(gauge_id, batcher_options.max_queue_items);
+    loaded->queue_gauges = std::move(queue_gauges);
+    loaded->queue_gauge_id = gauge_id;
+  }
   return loaded;
 }
 
@@ -138,11 +221,13 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Acquire(const v1::Mo
   ASSIGN_OR_RETURN(v1::Model model, deps_.store->GetModel(ref));
   const std::string target = device.empty() ? config_.default_device : device;
   std::shared_ptr<Slot> slot;
+  std::shared_ptr<ScoringQueueGauges> queue_gauges;
   {
     absl::MutexLock lock(&mutex_);
     auto& entry = slots_[Key(model.name(), model.version())];
     if (entry == nullptr) entry = std::make_shared<Slot>();
     slot = entry;
+    queue_gauges = QueueGaugesFor(model.name());
   }
   bool loaded_now = false;
   std::shared_ptr<LoadedModel> result;
@@ -150,7 +235,9 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Acquire(const v1::Mo
     absl::MutexLock lock(&slot->mutex);
     const bool wrong_device = !device.empty() && slot->loaded && slot->loaded->info.device() != target;
     if (slot->loaded == nullptr || wrong_device) {
-      ASSIGN_OR_RETURN(slot->loaded, LoadVersion(model, target));
+      ASSIGN_OR_RETURN(std::shared_ptr<LoadedModel> fresh, LoadVersion(model, target, queue_gauges));
+      if (slot->loaded != nullptr) LeaveQueueGauges(*slot->loaded);  // the other device's copy
+      slot->loaded = std::move(fresh);
       loaded_now = true;
     }
     result = slot->loaded;
@@ -181,6 +268,7 @@ absl::StatusOr<v1::Model> ModelRegistry::Unload(const v1::ModelRef& ref) {
   }
   if (slot != nullptr) {
     absl::MutexLock lock(&slot->mutex);
+    if (slot->loaded != nullptr) LeaveQueueGauges(*slot->loaded);
     slot->loaded.reset();  // requests in flight still hold it
   }
   if (deps_.metrics != nullptr) deps_.metrics->SetModelLoaded(model.name(), absl::StrCat(model.version()), false);
@@ -256,7 +344,7 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const std::string& name, const s
     if (entry.is_regular_file()) size += static_cast<int64_t>(entry.file_size());
   }
   model.set_size_bytes(size);
-  auto check = LoadVersion(model, "cpu");
+  auto check = LoadVersion(model, "cpu", /*queue_gauges=*/nullptr);
   if (!check.ok()) {
     cleanup();
     return absl::InvalidArgumentError(absl::StrCat("path: not a loadable reward model: ", check.status().message()));

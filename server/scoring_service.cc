@@ -137,7 +137,11 @@ grpc::ServerUnaryReactor* ScoringService::ScoreBatch(grpc::CallbackServerContext
     reactor->Finish(grpc::Status::OK);
   };
   absl::Status submitted = loaded->batcher->Submit(std::move(work));
-  if (!submitted.ok()) reactor->Finish(ToGrpcStatus(submitted));
+  if (!submitted.ok()) {
+    reactor->Finish(ToGrpcStatus(submitted));
+    return reactor;
+  }
+  loaded->ReportQueueDepth();
   return reactor;
 }
 

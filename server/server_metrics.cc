@@ -111,12 +111,10 @@ ServerMetrics::ServerMetrics(Registry& registry, const BuildInfo& build_info, ab
       rpc_duration_(AddHistogram(registry, "verdict_rpc_duration_seconds",
                                  "RPC time from arrival to final status, by method.")),
       scoring_queue_depth_(AddGauge(registry, "verdict_scoring_queue_depth",
-                                    "Items waiting in the model's scoring queue.")),
-      scoring_queue_tokens_(AddGauge(registry, "verdict_scoring_queue_tokens",
-                                     "Tokens waiting in the model's scoring queue.")),
+                                    "Sequences (items) waiting in the model's scoring queue.")),
       scoring_queue_capacity_(
-          AddGauge(registry, "verdict_scoring_queue_capacity_tokens",
-                   "Token budget of the model's scoring queue; beyond it requests are "
+          AddGauge(registry, "verdict_scoring_queue_capacity",
+                   "Sequences the model's scoring queue holds; beyond it requests are "
                    "rejected with RESOURCE_EXHAUSTED.")),
       scoring_queue_seconds_(AddHistogram(registry, "verdict_scoring_queue_seconds",
                                           "Time a scoring request waited for its batch.")),
@@ -183,13 +181,13 @@ void ServerMetrics::RecordRpc(absl::string_view method, absl::StatusCode code,
       .Observe(Seconds(duration));
 }
 
-void ServerMetrics::SetScoringQueue(absl::string_view model, int64_t items, int64_t tokens) {
-  scoring_queue_depth_.Add({{"model", std::string(model)}}).Set(static_cast<double>(items));
-  scoring_queue_tokens_.Add({{"model", std::string(model)}}).Set(static_cast<double>(tokens));
+void ServerMetrics::SetScoringQueueDepth(absl::string_view model, int64_t sequences) {
+  scoring_queue_depth_.Add({{"model", std::string(model)}}).Set(static_cast<double>(sequences));
 }
 
-void ServerMetrics::SetScoringQueueCapacity(absl::string_view model, int64_t tokens) {
-  scoring_queue_capacity_.Add({{"model", std::string(model)}}).Set(static_cast<double>(tokens));
+void ServerMetrics::SetScoringQueueCapacity(absl::string_view model, int64_t sequences) {
+  scoring_queue_capacity_.Add({{"model", std::string(model)}})
+      .Set(static_cast<double>(sequences));
 }
 
 void ServerMetrics::RecordScoringQueueWait(absl::string_view model, absl::Duration wait) {

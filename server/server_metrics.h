@@ -49,7 +49,7 @@ namespace verdict {
 // Why the scoring path turned an item away without scoring it (the `reason` label of
 // verdict_scoring_rejected_total).
 enum class ScoringRejection {
-  kQueueFull,         // RESOURCE_EXHAUSTED: the queue's token budget was used up.
+  kQueueFull,         // RESOURCE_EXHAUSTED: the queue already held its capacity of sequences.
   kDeadlineExceeded,  // the deadline passed while the request was queued.
   kCancelled,         // the client went away while the request was queued.
   kInvalid,           // INVALID_ARGUMENT from validation (too long under DROP, bad item, ...).
@@ -104,12 +104,13 @@ class ServerMetrics {
   void RecordRpc(absl::string_view method, absl::StatusCode code, absl::Duration duration);
 
   // --- Scoring (label `model` is the model name, not the version, to bound cardinality) ----
-  // What waits in the model's queue now: verdict_scoring_queue_depth (items) and
-  // verdict_scoring_queue_tokens. Call whenever the batcher's queue changes size.
-  void SetScoringQueue(absl::string_view model, int64_t items, int64_t tokens);
-  // The queue's token budget (verdict_scoring_queue_capacity_tokens); the saturation alert
-  // divides verdict_scoring_queue_tokens by it. Call when the batcher is created.
-  void SetScoringQueueCapacity(absl::string_view model, int64_t tokens);
+  // Sequences (items) waiting in the model's scoring queue now: verdict_scoring_queue_depth.
+  // Call whenever the batcher's queue changes size.
+  void SetScoringQueueDepth(absl::string_view model, int64_t sequences);
+  // The sequences the queue accepts before Submit refuses with RESOURCE_EXHAUSTED (the
+  // batcher's max_queue_items): verdict_scoring_queue_capacity. The saturation alert divides
+  // verdict_scoring_queue_depth by it. Call when the batcher is created.
+  void SetScoringQueueCapacity(absl::string_view model, int64_t sequences);
   // How long one request waited in the queue before its batch ran
   // (verdict_scoring_queue_seconds). Call once per request when its batch starts.
   void RecordScoringQueueWait(absl::string_view model, absl::Duration wait);
@@ -158,7 +159,6 @@ class ServerMetrics {
   prometheus::Family<prometheus::Histogram>& rpc_duration_;
 
   prometheus::Family<prometheus::Gauge>& scoring_queue_depth_;
-  prometheus::Family<prometheus::Gauge>& scoring_queue_tokens_;
   prometheus::Family<prometheus::Gauge>& scoring_queue_capacity_;
   prometheus::Family<prometheus::Histogram>& scoring_queue_seconds_;
   prometheus::Family<prometheus::Histogram>& scoring_compute_seconds_;

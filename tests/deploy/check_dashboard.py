@@ -35,6 +35,7 @@ REQUIRED = [
     (r"histogram_quantile\([^\n]*verdict_scoring_queue_seconds_bucket", "queue time"),
     (r"histogram_quantile\([^\n]*verdict_scoring_compute_seconds_bucket", "compute time"),
     (r"verdict_scoring_queue_depth", "queue depth"),
+    (r"verdict_scoring_queue_depth\{[^}]*\} / verdict_scoring_queue_capacity\{", "queue fill"),
     (r"verdict_scoring_batch_items", "items per batch"),
     (r"verdict_scoring_batch_tokens", "tokens per batch"),
     (r"verdict_training_loss", "training loss"),

@@ -17,8 +17,8 @@ int main() {
 
   metrics.RecordRpc("/verdict.v1.ScoringService/ScoreBatch", absl::StatusCode::kOk,
                     absl::Milliseconds(3));
-  metrics.SetScoringQueue("model", 1, 64);
-  metrics.SetScoringQueueCapacity("model", 65536);
+  metrics.SetScoringQueueDepth("model", 1);
+  metrics.SetScoringQueueCapacity("model", 4096);
   metrics.RecordScoringQueueWait("model", absl::Milliseconds(1));
   metrics.RecordScoringBatch("model", 1, 64, absl::Milliseconds(5));
   metrics.RecordScoringRejected("model", verdict::ScoringRejection::kQueueFull);

@@ -29,6 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -514,13 +515,22 @@ std::set<std::string> LabelValues(const std::string& exposition, const std::stri
   return values;
 }
 
-// Disabled until verdictd is fixed; enable it then. The dashboard's $model variable takes its
-// values from verdict_models_loaded{model} (the model name, as server_metrics.h says every
-// scoring series should be labelled), but server/model_registry.cc labels the scoring series
-// with "name:version", so every scoring panel filtered by $model is empty. And nothing calls
-// ServerMetrics::SetScoringQueue / SetScoringQueueCapacity, so the queue panels and the
-// VerdictScoringQueueSaturated alert never see a series.
-TEST(ObservabilityEndToEndTest, DISABLED_ScoringSeriesNameTheModelAsVerdictModelsLoadedDoes) {
+// The value of the sample `series` (name and labels as prometheus-cpp writes them) in
+// `exposition`, or NaN when it has none.
+double SampleValue(const std::string& exposition, const std::string& series) {
+  for (absl::string_view line : absl::StrSplit(exposition, '\n')) {
+    double value = 0;
+    if (absl::ConsumePrefix(&line, series + " ") && absl::SimpleAtod(line, &value)) return value;
+  }
+  return std::nan("");
+}
+
+// The dashboard's $model variable takes its values from verdict_models_loaded{model} (the model
+// name, as server_metrics.h says every scoring series is labelled): a scoring series labelled
+// otherwise (it once was "name:version") leaves every scoring panel filtered by $model empty.
+// The queue gauges must be there too, or the queue panels and the VerdictScoringQueueSaturated
+// alert never see a series.
+TEST(ObservabilityEndToEndTest, ScoringSeriesNameTheModelAsVerdictModelsLoadedDoes) {
   ScratchDir scratch;
   PrepareScoringModel(scratch.path() / "models");
   absl::StatusOr<Verdictd> verdictd = StartVerdictd(scratch.path());
@@ -541,9 +551,14 @@ TEST(ObservabilityEndToEndTest, DISABLED_ScoringSeriesNameTheModelAsVerdictModel
        {"verdict_scoring_items_total", "verdict_scoring_batch_items_count",
         "verdict_scoring_batch_tokens_count", "verdict_scoring_compute_seconds_count",
         "verdict_scoring_queue_seconds_count", "verdict_scoring_queue_depth",
-        "verdict_scoring_queue_tokens", "verdict_scoring_queue_capacity_tokens"}) {
+        "verdict_scoring_queue_capacity"}) {
     EXPECT_EQ(LabelValues(exposition, metric, "model"), loaded) << metric;
   }
+  // The batch that scored the request took it out of the queue before the reply was sent;
+  // the capacity is verdictd's default --max_queued_items.
+  const std::string model_label = absl::StrCat("{model=\"", kScoringModel, "\"}");
+  EXPECT_EQ(SampleValue(exposition, "verdict_scoring_queue_depth" + model_label), 0);
+  EXPECT_EQ(SampleValue(exposition, "verdict_scoring_queue_capacity" + model_label), 4096);
 
   absl::StatusOr<int> exit_code = verdictd->process->Stop(SIGTERM, kStopTimeout);
   ASSERT_TRUE(exit_code.ok()) << exit_code.status();

@@ -23,6 +23,7 @@
 
 #include <unistd.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/model/reward_model.h"
@@ -706,6 +707,56 @@ TEST_F(ScoringServerTest, ARequestWhoseDeadlinePassedIsNeverRun) {
   metrics = HttpGet(server_->metrics_port(), "/metrics");
   ASSERT_TRUE(metrics.ok());
   EXPECT_EQ(MetricSum(*metrics, "verdict_scoring_items_total"), static_cast<double>(items.size()));
+}
+
+// The queue gauges carry the model name (as verdict_models_loaded does), appear with a loaded
+// version (not with the import's check that the directory loads), follow what waits in the
+// queue, and read 0 once the version is unloaded, even while a request still finishes on it.
+TEST_F(ScoringServerTest, QueueGaugesFollowTheLoadedVersionByName) {
+  server::ServerConfig config = TestServerConfig(scratch_.path());
+  config.metrics_port = 0;
+  config.max_queued_items = 64;
+  config.max_queue_delay = absl::Milliseconds(1500);  // a lone request waits in the queue
+  ASSERT_NO_FATAL_FAILURE(Start(config));
+  auto scrape = [&] {
+    auto metrics = HttpGet(server_->metrics_port(), "/metrics");
+    EXPECT_TRUE(metrics.ok()) << metrics.status();
+    return metrics.value_or("");
+  };
+  const std::map<std::string, std::string> llama = {{"model", "llama"}};
+  EXPECT_FALSE(absl::StrContains(scrape(), "verdict_scoring_queue_capacity{"))
+      << "the import's check load shows up in the metrics";
+
+  ASSERT_NO_FATAL_FAILURE(Load("llama"));
+  std::string metrics = scrape();
+  EXPECT_EQ(MetricSum(metrics, "verdict_scoring_queue_capacity", llama), 64) << metrics;
+  EXPECT_EQ(MetricSum(metrics, "verdict_scoring_queue_depth", llama), 0) << metrics;
+
+  const std::vector<v1::ScoreItem> items = SampleItems();
+  grpc::Status status;
+  v1::ScoreBatchResponse response;
+  std::thread caller([&] { status = Score(*clients_, Ref("llama"), items, &response); });
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  double depth = 0;
+  while (depth == 0 && absl::Now() < give_up) {
+    depth = MetricSum(scrape(), "verdict_scoring_queue_depth", llama);
+    if (depth == 0) absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(depth, static_cast<double>(items.size())) << "the queued request never showed";
+
+  v1::UnloadModelRequest unload;
+  *unload.mutable_model() = Ref("llama", 1);
+  v1::Model model;
+  auto context = NewContext();
+  ASSERT_TRUE(clients_->models->UnloadModel(context.get(), unload, &model).ok());
+  EXPECT_EQ(MetricSum(scrape(), "verdict_scoring_queue_depth", llama), 0);
+  caller.join();
+  ASSERT_TRUE(status.ok()) << status.error_message();  // finished on the unloaded version
+  metrics = scrape();
+  EXPECT_EQ(MetricSum(metrics, "verdict_scoring_queue_depth", llama), 0) << metrics;
+  // Every scoring series names the model as verdict_models_loaded does, never "llama:1".
+  EXPECT_FALSE(absl::StrContains(metrics, "model=\"llama:")) << metrics;
+  EXPECT_EQ(MetricSum(metrics, "verdict_scoring_items_total", llama), static_cast<double>(items.size()));
 }
 
 TEST_F(ScoringServerTest, EveryServiceRequiresTheBearerToken) {
