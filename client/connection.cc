@@ -25,16 +25,17 @@ GlobalOptions GlobalOptions::FromEnvironment() {
 void GlobalOptions::AddFlags(FlagParser& flags) {
   flags.AddSection("Global flags:");
   flags.AddString("server", &server, "HOST:PORT",
-                  "verdictd address (default localhost:50051, or $VERDICT_SERVER).");
+                  "verdictd's address (default $VERDICT_SERVER, or localhost:50051).");
   flags.AddBool("tls", &tls, "Connect with TLS.");
   flags.AddString("ca", &ca_file, "FILE",
                   "PEM root certificates for --tls (default: system roots).");
   flags.AddString("tls-server-name", &tls_server_name, "NAME",
                   "Name expected in the server's certificate (default: the host).");
-  flags.AddString("token", &token, "TOKEN",
-                  "Bearer token for a server started with --token_file (default $VERDICT_TOKEN).");
+  flags.AddString(
+      "token", &token, "TOKEN",
+      "Bearer token, for a server started with --token_file\n(default $VERDICT_TOKEN).");
   flags.AddString("output", &output, "text|json",
-                  "Output format; json prints the API's messages in the proto JSON mapping.");
+                  "text (default), or json: the API's messages in the proto3\nJSON mapping.");
   flags.AddDouble("timeout", &timeout_seconds, "SECONDS",
                   "Deadline of each request (default 30; 0: none). Watching and\n"
                   "uploading are not limited.");

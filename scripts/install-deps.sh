@@ -16,6 +16,8 @@ packages=(
   # tests (tests/deploy: promtool from prometheus, YAML checks, shellcheck on Dockerfile RUN lines)
   libgtest-dev libgmock-dev prometheus python3 python3-grpcio python3-grpc-tools python3-yaml
   shellcheck
+  # tests/client: a self-signed certificate for the CLI's TLS test
+  openssl
 )
 # kubectl renders deploy/k8s in the tests; some images already ship it from another source,
 # and Debian's package would collide with that binary.

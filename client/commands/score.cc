@@ -1,4 +1,6 @@
 // verdict score: one prompt/response from flags, or JSON lines in and out.
+#include <unistd.h>
+
 #include <chrono>
 #include <fstream>
 #include <istream>
@@ -146,6 +148,9 @@ int RunScore(const std::vector<std::string>& args, CommandEnv& env) {
     if (!input_file) return ReportLocalError(ErrnoToStatus(errno, input), *env.err);
     in = &input_file;
     input_name = input;
+  }
+  if (in == env.in && isatty(STDIN_FILENO)) {
+    *env.err << "reading JSON lines from stdin (end with Ctrl-D; --help for the layouts)\n";
   }
   std::ofstream output_stream;
   std::ostream* out = env.out;

@@ -581,6 +581,38 @@ TEST(CliAuthTest, TheTokenIsSentAsABearerHeader) {
   EXPECT_EQ(RunCommand(jobs, "", {"VERDICT_TOKEN=wrong"}).exit_code, kExitError);
 }
 
+TEST(CliTlsTest, TlsConnectsWithTheGivenRootCertificate) {
+  ScratchDir dir;
+  // A self-signed certificate (Debian's openssl tool) for 127.0.0.1 and "verdict.test".
+  CommandResult cert =
+      RunCommand({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                  "-keyout", dir.Path("key.pem"), "-out", dir.Path("cert.pem"), "-subj",
+                  "/CN=verdict.test", "-addext", "subjectAltName=IP:127.0.0.1,DNS:verdict.test"});
+  ASSERT_EQ(cert.exit_code, 0) << Show(cert);
+  ServerProcess server(dir.Path("server"), 0,
+                       {"--tls_cert=" + dir.Path("cert.pem"), "--tls_key=" + dir.Path("key.pem")});
+  ASSERT_FALSE(server.address().empty());
+  auto jobs = [&](std::vector<std::string> flags) {
+    std::vector<std::string> argv = {VERDICT_CLI_PATH, "--server", server.address(), "jobs"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return RunCommand(argv, "", {}, 30);
+  };
+  CommandResult ok = jobs({"--tls", "--ca", dir.Path("cert.pem")});
+  EXPECT_EQ(ok.exit_code, kExitOk) << Show(ok);
+  EXPECT_EQ(ok.out, "no jobs\n");
+  CommandResult renamed =
+      jobs({"--tls", "--ca", dir.Path("cert.pem"), "--tls-server-name", "verdict.test"});
+  EXPECT_EQ(renamed.exit_code, kExitOk) << Show(renamed);
+  // Plain text to a TLS port, and TLS without the right roots, do not get through.
+  EXPECT_EQ(jobs({}).exit_code, kExitUnreachable);
+  EXPECT_EQ(jobs({"--tls"}).exit_code, kExitUnreachable);
+  CommandResult no_ca = jobs({"--tls", "--ca", dir.Path("missing.pem")});
+  EXPECT_EQ(no_ca.exit_code, kExitError) << Show(no_ca);
+  EXPECT_THAT(no_ca.err, HasSubstr("--ca: "));
+  CommandResult ca_alone = jobs({"--ca", dir.Path("cert.pem")});
+  EXPECT_EQ(ca_alone.exit_code, kExitUsage) << Show(ca_alone);
+}
+
 TEST(CliWatchTest, WatchSurvivesAServerRestartAndResumes) {
   ScratchDir dir;
   auto server = std::make_unique<ServerProcess>(dir.Path("server"));

@@ -200,21 +200,25 @@ ServerProcess::ServerProcess(const std::string& root, int port,
                                    "--model_dir=" + model_dir(),
                                    "--drain_grace_seconds=5"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  // A restarted server appends to the log of the one before it: read only what this one writes.
+  const size_t log_start = log().size();
   process_ = std::make_unique<BackgroundProcess>(argv, log_path_);
   const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
   const auto deadline = Clock::now() + std::chrono::seconds(60);
+  int exit_code = -1;
   while (Clock::now() < deadline) {
     std::smatch match;
-    const std::string text = log();
+    const std::string text = log().substr(log_start);
     if (std::regex_search(text, match, listening)) {
       port_ = std::stoi(match[1]);
       address_ = "127.0.0.1:" + std::to_string(port_);
       return;
     }
-    if (process_->Wait(0) != -1) break;  // exited
+    if ((exit_code = process_->Wait(0)) != -1) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  ADD_FAILURE() << "verdictd did not start; its output:\n" << log();
+  ADD_FAILURE() << "verdictd did not start (exit code " << exit_code << "); its output:\n"
+                << log().substr(log_start);
 }
 
 ServerProcess::~ServerProcess() {
