@@ -62,6 +62,11 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Create(const GlobalOptio
   // Listings carry whole job specs; leave room beyond gRPC's 4 MiB default.
   arguments.SetMaxReceiveMessageSize(64 << 20);
   arguments.SetMaxSendMessageSize(64 << 20);
+  // A watch that outlives a server restart should find the server within seconds, not after
+  // gRPC's default reconnect backoff of up to two minutes.
+  arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
+  arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
+  arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (options.tls) {
     grpc::SslCredentialsOptions ssl;

@@ -151,7 +151,10 @@ void WatchPrinter::OnEvent(const MetricsEvent& event) {
       PrintLine(EvalLine(event));
       break;
     case MetricsEvent::kStateChange:
-      phase_text_ = absl::AsciiStrToLower(JobStateName(event.state_change().to_state()));
+      // A job that starts running first prepares (data, tokenizer) before its first step.
+      phase_text_ = event.state_change().to_state() == verdict::v1::JOB_STATE_RUNNING
+                        ? "preparing"
+                        : absl::AsciiStrToLower(JobStateName(event.state_change().to_state()));
       PrintLine(StateLine(event.state_change()));
       break;
     case MetricsEvent::kLog:

@@ -119,7 +119,7 @@ int WatchJob(Connection& connection, const std::string& job_id, const WatchArgs&
                                                    status.error_message()),
                         backoff_seconds);
     std::this_thread::sleep_for(std::chrono::duration<double>(backoff_seconds));
-    backoff_seconds = std::min(backoff_seconds * 2, 10.0);
+    backoff_seconds = std::min(backoff_seconds * 2, 5.0);
   }
 
   // The terminal event is stored before it is sent, so the job already shows its final state;

@@ -41,7 +41,13 @@ class VerdictClient:
                  timeout: float = 30.0):
         self._stubs = load_stubs()
         options = [("grpc.max_receive_message_length", 64 << 20),
-                   ("grpc.max_send_message_length", 64 << 20)]
+                   ("grpc.max_send_message_length", 64 << 20),
+                   # After a server restart, try the connection again within seconds rather
+                   # than gRPC's default backoff of up to two minutes: callers retrying
+                   # UNAVAILABLE would otherwise keep failing against a server that is back.
+                   ("grpc.initial_reconnect_backoff_ms", 250),
+                   ("grpc.min_reconnect_backoff_ms", 250),
+                   ("grpc.max_reconnect_backoff_ms", 2000)]
         if tls or root_certificates is not None:
             credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
             self._channel = grpc.secure_channel(target, credentials, options=options)
