@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,21 +31,15 @@ import grpc  # noqa: E402
 import verdict_client  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
-    """verdictd on 127.0.0.1:port with its state under root."""
+    """verdictd on 127.0.0.1:port (0: a free one it picks) with its state under root."""
 
-    def __init__(self, root: Path, port: int):
-        self.root, self.port = root, port
-        self.address = f"127.0.0.1:{port}"
+    def __init__(self, root: Path, port: int = 0):
+        self.root = root
         (root / "data").mkdir(parents=True, exist_ok=True)
         (root / "models").mkdir(parents=True, exist_ok=True)
-        self.log = open(root / "verdictd.log", "ab")
+        self.log = open(root / "verdictd.log", "ab")  # noqa: SIM115 (closed in stop())
+        log_start = self.log.tell()
         self.process = subprocess.Popen(
             [VERDICTD, "--host=127.0.0.1", f"--port={port}", "--metrics_port=-1",
              f"--state_dir={root / 'state'}", f"--data_dir={root / 'data'}",
@@ -56,7 +49,12 @@ class Server:
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if re.search(rb"listening on ", (root / "verdictd.log").read_bytes()):
+            # A restarted server appends to its predecessor's log: read only its own lines.
+            log = (root / "verdictd.log").read_bytes()[log_start:]
+            listening = re.search(rb"listening on 127\.0\.0\.1:([0-9]+)", log)
+            if listening:
+                self.port = int(listening.group(1))
+                self.address = f"127.0.0.1:{self.port}"
                 return
             if self.process.poll() is not None:
                 break
@@ -82,8 +80,7 @@ class PythonClientTest(unittest.TestCase):
         # Generated at test time, never committed: exactly what a user's first import does.
         os.environ["VERDICT_STUBS_DIR"] = str(cls.tmp / "stubs")
         verdict_client.load_stubs()
-        cls.port = free_port()
-        cls.server = Server(cls.tmp / "server", cls.port)
+        cls.server = Server(cls.tmp / "server")
         trained = cli(cls.server, "submit", "--train", str(SYNTHETIC), "--preset", "encoder-tiny",
                       "--vocab-size", "400", "--max-steps", "10", "--lr", "1e-3", "--name",
                       "py-rm", "--watch")
@@ -177,7 +174,7 @@ class PythonClientTest(unittest.TestCase):
         caller = threading.Thread(target=call)
         caller.start()
         time.sleep(1.5)  # the first attempts meet a closed port: UNAVAILABLE
-        type(self).server = Server(self.tmp / "server", self.port)
+        type(self).server = Server(self.tmp / "server", self.server.port)
         caller.join(timeout=120)
         self.assertNotIn("error", result)
         self.assertEqual(len(result["rewards"]), 1)
