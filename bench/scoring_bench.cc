@@ -53,7 +53,9 @@ ABSL_FLAG(double, seconds, 2.0, "Duration of each raw and each served phase.");
 ABSL_FLAG(int, reps, 3, "Raw/served phase pairs per configuration.");
 ABSL_FLAG(int, items, 256, "Distinct items (hh-rlhf prompt + chosen response) cycled through.");
 ABSL_FLAG(int, max_length, 256, "max_length of the models (tokens per item).");
-ABSL_FLAG(int64_t, train_steps, 10, "Training steps of the from-scratch models.");
+ABSL_FLAG(int64_t, train_steps, 10, "Training steps of each model.");
+ABSL_FLAG(int64_t, max_batch_tokens, 0, "Server's batcher token budget; 0: verdictd's default.");
+ABSL_FLAG(int64_t, max_queue_delay_us, -1, "Server's batcher max queue delay; -1: verdictd's default.");
 
 namespace verdict::bench {
 namespace {
@@ -256,6 +258,10 @@ absl::Status Run() {
   ScratchDir scratch("scoring");
   const std::string state_dir = scratch.Path("state");
   server::ServerConfig config = BenchServerConfig(state_dir, data_dir, data_dir + "/models", true);
+  if (absl::GetFlag(FLAGS_max_batch_tokens) > 0) config.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
+  if (absl::GetFlag(FLAGS_max_queue_delay_us) >= 0) {
+    config.max_queue_delay = absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));
+  }
   ASSIGN_OR_RETURN(auto server, server::VerdictServer::Start(config));
   std::cout << absl::StrFormat(
       "server: batcher max_batch_tokens %d, max_batch_items %d, max_queue_delay %s; "
