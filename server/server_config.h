@@ -28,7 +28,7 @@ struct ServerConfig {
   int64_t max_item_bytes = 256 << 10;
 
   // Scoring batcher, per loaded model.
-  int64_t max_batch_tokens = 16384;
+  int64_t max_batch_tokens = 2048;  // on CPU larger batches score fewer items/s (bench/RESULTS.md)
   int64_t max_batch_items = 256;
   absl::Duration max_queue_delay = absl::Milliseconds(2);
   int64_t max_queued_items = 4096;

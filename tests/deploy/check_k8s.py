@@ -28,10 +28,14 @@ import yaml
 DRAIN_SECONDS = 30
 STATE_DIR = "/var/lib/verdict"
 # The flags verdictd defines (server/main.cc), as far as deploy/ uses them.
+# The flags server/main.cc defines (plus Abseil's --flagfile).
 KNOWN_FLAGS = {
     "host", "port", "metrics_port", "state_dir", "data_dir", "model_dir",
-    "max_concurrent_jobs", "default_device", "log_format", "log_level", "token_file",
-    "tls_cert", "tls_key", "flagfile",
+    "max_concurrent_jobs", "max_queued_jobs", "default_device", "max_message_bytes",
+    "max_dataset_bytes", "max_items_per_request", "max_item_bytes", "max_batch_tokens",
+    "max_batch_items", "max_queue_delay_ms", "max_queued_items", "threads", "preload_models",
+    "drain_grace_seconds", "log_format", "log_level", "token_file", "tls_cert", "tls_key",
+    "flagfile",
 }
 REQUIRED_FLAGS = {
     "host": "0.0.0.0", "port": "50051", "metrics_port": "9464", "state_dir": STATE_DIR,
