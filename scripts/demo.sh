@@ -79,11 +79,12 @@ if (exec 3<>/dev/tcp/127.0.0.1/50051) 2>/dev/null || (exec 3<>/dev/tcp/127.0.0.1
   echo "ports 50051 or 9464 are busy: using free ones"
   port_args=(--port 0 --metrics_port 0)
 fi
-"$verdictd" "${port_args[@]}" >verdictd.log 2>&1 &
+: >verdictd.log  # exists before the server's first line, for the loop below
+"$verdictd" "${port_args[@]}" >>verdictd.log 2>&1 &
 server_pid=$!
 address=""
 for _ in $(seq 1 300); do
-  address=$(sed -n 's/^verdictd listening on \([^,]*\).*/\1/p' verdictd.log)
+  address=$(sed -n 's/^verdictd listening on \([^,]*\).*/\1/p' verdictd.log || true)
   [ -n "$address" ] && break
   if ! kill -0 "$server_pid" 2>/dev/null; then break; fi
   sleep 0.1

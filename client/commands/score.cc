@@ -91,9 +91,9 @@ int RunScore(const std::vector<std::string>& args, CommandEnv& env) {
       "Scores with a registered model. With --response: one item, the score printed alone.\n"
       "Otherwise JSON lines are read from --input (or stdin) and written to --output-file (or\n"
       "stdout) in the same order, each line keeping its keys and gaining scores:\n"
-      "  {\"prompt\", \"response\"}          -> + \"score\"\n"
-      "  {\"messages\": [{role, content}]}  -> + \"score\" (model's chat format)\n"
-      "  {\"chosen\", \"rejected\"[, \"prompt\"]} -> + \"chosen_score\", \"rejected_score\"\n"
+      "  {\"prompt\", \"response\"}              -> + \"score\"\n"
+      "  {\"messages\": [{role, content}]}     -> + \"score\" (model's chat format)\n"
+      "  {\"chosen\", \"rejected\"[, \"prompt\"]}  -> + \"chosen_score\", \"rejected_score\"\n"
       "Pairs may use any training layout (hh-rlhf transcripts are split as training splits\n"
       "them); a summary with the pairwise accuracy goes to stderr. Requests of --batch-size\n"
       "items run --parallel at a time; RESOURCE_EXHAUSTED and UNAVAILABLE are retried.");

@@ -565,6 +565,26 @@ TEST_F(CliTest, SubmitReadsYamlAndJsonJobFilesWithFlagsOverriding) {
               HasSubstr("verdict: INVALID_ARGUMENT: spec.hyperparameters.learning_rate"));
 }
 
+TEST_F(CliTest, SubmitWithARequestIdIsIdempotent) {
+  std::filesystem::copy_file(SyntheticData(), server().data_dir() + "/idempotent.jsonl",
+                             std::filesystem::copy_options::overwrite_existing);
+  const std::vector<std::string> submit = {
+      "submit",       "--data-path",  "idempotent.jsonl", "--preset", "encoder-tiny",
+      "--vocab-size", "400",          "--max-steps",      "1",        "--name",
+      "idempotent",   "--request-id", "run-2024-11-29.a"};
+  CommandResult first = Verdict(submit);
+  ASSERT_EQ(first.exit_code, kExitOk) << Show(first);
+  CommandResult again = Verdict(submit);
+  ASSERT_EQ(again.exit_code, kExitOk) << Show(again);
+  EXPECT_EQ(again.out, first.out);  // the same job id
+  std::vector<std::string> changed = submit;
+  changed[8] = "2";  // --max-steps
+  CommandResult conflict = Verdict(changed);
+  EXPECT_EQ(conflict.exit_code, kExitError) << Show(conflict);
+  EXPECT_THAT(conflict.err, AllOf(HasSubstr("verdict: ALREADY_EXISTS: "),
+                                  HasSubstr(std::string(absl::StripAsciiWhitespace(first.out)))));
+}
+
 TEST(CliAuthTest, TheTokenIsSentAsABearerHeader) {
   ScratchDir dir;
   WriteFile(dir.Path("token"), "s3cret\n");
