@@ -31,12 +31,6 @@ std::string NewDatasetId() {
   return absl::StrFormat("ds-%016x", rng());
 }
 
-grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const grpc::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(status);
-  return reactor;
-}
-
 bool IsLowerHex64(const std::string& text) {
   if (text.size() != 64) return false;
   for (char c : text) {
@@ -269,46 +263,46 @@ grpc::ServerReadReactor<v1::UploadDatasetRequest>* DatasetService::UploadDataset
 grpc::ServerUnaryReactor* DatasetService::GetDataset(grpc::CallbackServerContext* context,
                                                      const v1::GetDatasetRequest* request,
                                                      v1::Dataset* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   if (absl::Status valid = ValidateId("dataset_id", request->dataset_id()); !valid.ok()) {
-    return Finish(context, ToGrpcStatus(valid));
+    return FinishUnary(context, ToGrpcStatus(valid));
   }
   auto dataset = store_->GetDataset(request->dataset_id());
   if (dataset.ok()) *response = std::move(*dataset);
-  return Finish(context, ToGrpcStatus(dataset.status()));
+  return FinishUnary(context, ToGrpcStatus(dataset.status()));
 }
 
 grpc::ServerUnaryReactor* DatasetService::ListDatasets(grpc::CallbackServerContext* context,
                                                        const v1::ListDatasetsRequest* request,
                                                        v1::ListDatasetsResponse* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   if (request->page_size() < 0) {
-    return Finish(context, ToGrpcStatus(absl::InvalidArgumentError(
+    return FinishUnary(context, ToGrpcStatus(absl::InvalidArgumentError(
                                absl::StrCat("page_size: must be >= 0, got ", request->page_size()))));
   }
   PageRequest page;
   page.page_size = request->page_size();
   page.page_token = request->page_token();
   auto listed = store_->ListDatasets(page);
-  if (!listed.ok()) return Finish(context, ToGrpcStatus(listed.status()));
+  if (!listed.ok()) return FinishUnary(context, ToGrpcStatus(listed.status()));
   for (v1::Dataset& dataset : listed->items) *response->add_datasets() = std::move(dataset);
   response->set_next_page_token(listed->next_page_token);
-  return Finish(context, grpc::Status::OK);
+  return FinishUnary(context, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* DatasetService::DeleteDataset(grpc::CallbackServerContext* context,
                                                         const v1::DeleteDatasetRequest* request,
                                                         google::protobuf::Empty*) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   if (absl::Status valid = ValidateId("dataset_id", request->dataset_id()); !valid.ok()) {
-    return Finish(context, ToGrpcStatus(valid));
+    return FinishUnary(context, ToGrpcStatus(valid));
   }
   absl::Status deleted = store_->DeleteDataset(request->dataset_id());
   if (deleted.ok()) {
     std::error_code ignored;
     fs::remove(DatasetFilePath(config_, request->dataset_id()), ignored);
   }
-  return Finish(context, ToGrpcStatus(deleted));
+  return FinishUnary(context, ToGrpcStatus(deleted));
 }
 
 }  // namespace verdict::server

@@ -133,7 +133,7 @@ absl::Status JobManager::Recover() {
     }
     RETURN_IF_ERROR(Enqueue(job));
   }
-  UpdateJobMetric(v1::Job());
+  CountJobsByState();
   return absl::OkStatus();
 }
 
@@ -186,6 +186,7 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::SubmitTrainingJobRequest& r
     return deps_.store->FindJobByRequestId(job.request_id());
   }
   RETURN_IF_ERROR(created);
+  if (deps_.metrics) deps_.metrics->RecordJobStateChange("", StateName(v1::JOB_STATE_QUEUED));
   v1::MetricsEvent event;
   event.mutable_state_change()->set_to_state(v1::JOB_STATE_QUEUED);
   event.mutable_state_change()->set_message("submitted");
@@ -194,7 +195,6 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::SubmitTrainingJobRequest& r
   if (deps_.logger) {
     deps_.logger->Info("job.submitted").With("job_id", job.id()).With("model", job.spec().output_model_name());
   }
-  UpdateJobMetric(job);
   ASSIGN_OR_RETURN(v1::Job stored, deps_.store->GetJob(job.id()));
   SetQueuePositionLocked(stored);
   return stored;
@@ -253,7 +253,6 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id, const std:
       return absl::FailedPreconditionError(
           absl::StrCat("job ", job_id, " is already ", StateName(job.state())));
   }
-  UpdateJobMetric(job);
   return deps_.store->GetJob(job_id);  // no longer QUEUED: queue_position stays 0
 }
 
@@ -316,14 +315,19 @@ absl::Status JobManager::ChangeState(v1::Job& job, v1::JobState to, const std::s
     job.mutable_progress()->clear_estimated_remaining();
   }
   if (IsTerminal(to) && !job.has_end_time()) SetTimestamp(absl::Now(), job.mutable_end_time());
-  RETURN_IF_ERROR(deps_.store->UpdateJob(job));
+  // The jobs-by-state gauge moves before the new state is visible in the store or the event
+  // log, so a scrape that follows anything a client saw counts the job in its new state.
+  if (deps_.metrics) deps_.metrics->RecordJobStateChange(StateName(from), StateName(to));
+  if (absl::Status stored = deps_.store->UpdateJob(job); !stored.ok()) {
+    if (deps_.metrics) deps_.metrics->RecordJobStateChange(StateName(to), StateName(from));
+    return stored;
+  }
   v1::MetricsEvent event;
   event.set_step(job.progress().step());
   event.mutable_state_change()->set_from_state(from);
   event.mutable_state_change()->set_to_state(to);
   event.mutable_state_change()->set_message(message);
   RETURN_IF_ERROR(Emit(job.id(), event));
-  if (deps_.metrics) deps_.metrics->RecordJobStateChange(StateName(from), StateName(to));
   if (deps_.logger) {
     deps_.logger->Info("job.state").With("job_id", job.id()).With("from", StateName(from))
         .With("to", StateName(to)).With("message", message);
@@ -343,7 +347,7 @@ void JobManager::RemoveRunDirectory(const std::string& job_id) {
   }
 }
 
-void JobManager::UpdateJobMetric(const v1::Job&) {
+void JobManager::CountJobsByState() {
   if (deps_.metrics == nullptr) return;
   for (v1::JobState state : {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLING,
                              v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED}) {
@@ -580,7 +584,6 @@ void JobManager::RunJob(const std::string& job_id) {
   } else {
     fail(result.status());
   }
-  UpdateJobMetric(job);
 }
 
 }  // namespace verdict::server

@@ -101,7 +101,8 @@ class JobManager {
   absl::StatusOr<v1::Model> RegisterModel(const v1::Job& job, const std::string& output_dir,
                                           int64_t parameters, double reward_mean, double reward_std,
                                           int64_t eval_pairs);
-  void UpdateJobMetric(const v1::Job& job);
+  // Sets the jobs-by-state gauge from the store (at start-up; ChangeState keeps it current).
+  void CountJobsByState();
   // Where a job's checkpoints live; removed once the job ends (the registered model is what
   // remains of it).
   std::string RunDirectory(const std::string& job_id) const;

@@ -8,26 +8,10 @@
 #include "server/validation.h"
 
 namespace verdict::server {
-namespace {
-
-grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const grpc::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(status);
-  return reactor;
-}
-
-}  // namespace
-
 grpc::ServerUnaryReactor* ModelService::ImportModel(grpc::CallbackServerContext* context,
                                                     const v1::ImportModelRequest* request,
                                                     v1::Model* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateModelName("name", request->name()));
     if (!request->alias().empty()) RETURN_IF_ERROR(ValidateAlias("alias", request->alias(), false));
@@ -44,13 +28,13 @@ grpc::ServerUnaryReactor* ModelService::ImportModel(grpc::CallbackServerContext*
     *response = std::move(model);
     return absl::OkStatus();
   }();
-  return Finish(context, status);
+  return FinishUnary(context, status);
 }
 
 grpc::ServerUnaryReactor* ModelService::ListModels(grpc::CallbackServerContext* context,
                                                    const v1::ListModelsRequest* request,
                                                    v1::ListModelsResponse* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   absl::Status status = [&]() -> absl::Status {
     if (!request->name().empty()) RETURN_IF_ERROR(ValidateModelName("name", request->name()));
     if (request->page_size() < 0) {
@@ -68,13 +52,13 @@ grpc::ServerUnaryReactor* ModelService::ListModels(grpc::CallbackServerContext* 
     response->set_next_page_token(listed.next_page_token);
     return absl::OkStatus();
   }();
-  return Finish(context, status);
+  return FinishUnary(context, status);
 }
 
 grpc::ServerUnaryReactor* ModelService::GetModel(grpc::CallbackServerContext* context,
                                                  const v1::GetModelRequest* request,
                                                  v1::Model* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateModelRef("model", request->model()));
     ASSIGN_OR_RETURN(v1::Model model, store_->GetModel(request->model()));
@@ -82,13 +66,13 @@ grpc::ServerUnaryReactor* ModelService::GetModel(grpc::CallbackServerContext* co
     *response = std::move(model);
     return absl::OkStatus();
   }();
-  return Finish(context, status);
+  return FinishUnary(context, status);
 }
 
 grpc::ServerUnaryReactor* ModelService::SetModelAlias(grpc::CallbackServerContext* context,
                                                       const v1::SetModelAliasRequest* request,
                                                       v1::Model* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateModelName("name", request->name()));
     if (request->version() < 1) {
@@ -100,13 +84,13 @@ grpc::ServerUnaryReactor* ModelService::SetModelAlias(grpc::CallbackServerContex
     *response = std::move(model);
     return absl::OkStatus();
   }();
-  return Finish(context, status);
+  return FinishUnary(context, status);
 }
 
 grpc::ServerUnaryReactor* ModelService::DeleteModelAlias(grpc::CallbackServerContext* context,
                                                          const v1::DeleteModelAliasRequest* request,
                                                          v1::Model* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateModelName("name", request->name()));
     RETURN_IF_ERROR(ValidateAlias("alias", request->alias(), /*allow_latest=*/false));
@@ -115,13 +99,13 @@ grpc::ServerUnaryReactor* ModelService::DeleteModelAlias(grpc::CallbackServerCon
     *response = std::move(model);
     return absl::OkStatus();
   }();
-  return Finish(context, status);
+  return FinishUnary(context, status);
 }
 
 grpc::ServerUnaryReactor* ModelService::LoadModel(grpc::CallbackServerContext* context,
                                                   const v1::LoadModelRequest* request,
                                                   v1::Model* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateModelRef("model", request->model()));
     if (!request->device().empty()) {
@@ -133,20 +117,20 @@ grpc::ServerUnaryReactor* ModelService::LoadModel(grpc::CallbackServerContext* c
     *response = loaded->info;
     return absl::OkStatus();
   }();
-  return Finish(context, status);
+  return FinishUnary(context, status);
 }
 
 grpc::ServerUnaryReactor* ModelService::UnloadModel(grpc::CallbackServerContext* context,
                                                     const v1::UnloadModelRequest* request,
                                                     v1::Model* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateModelRef("model", request->model()));
     ASSIGN_OR_RETURN(v1::Model model, registry_->Unload(request->model()));
     *response = std::move(model);
     return absl::OkStatus();
   }();
-  return Finish(context, status);
+  return FinishUnary(context, status);
 }
 
 }  // namespace verdict::server

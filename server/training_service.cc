@@ -24,12 +24,6 @@ bool IsTerminalEvent(const v1::MetricsEvent& event) {
          to == v1::JOB_STATE_CANCELLED;
 }
 
-grpc::ServerUnaryReactor* Finish(grpc::CallbackServerContext* context, const grpc::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(status);
-  return reactor;
-}
-
 grpc::Status ListJobsInto(JobStore& store, JobManager& jobs, const v1::ListJobsRequest& request,
                           v1::ListJobsResponse* response) {
   if (request.page_size() < 0) {
@@ -235,34 +229,34 @@ class FailedStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEve
 grpc::ServerUnaryReactor* TrainingService::SubmitTrainingJob(grpc::CallbackServerContext* context,
                                                              const v1::SubmitTrainingJobRequest* request,
                                                              v1::Job* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   auto job = jobs_->Submit(*request);
   if (job.ok()) *response = std::move(*job);
-  return Finish(context, ToGrpcStatus(job.status()));
+  return FinishUnary(context, ToGrpcStatus(job.status()));
 }
 
 grpc::ServerUnaryReactor* TrainingService::GetJob(grpc::CallbackServerContext* context,
                                                   const v1::GetJobRequest* request, v1::Job* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   auto job = jobs_->GetJob(request->job_id());
   if (job.ok()) *response = std::move(*job);
-  return Finish(context, ToGrpcStatus(job.status()));
+  return FinishUnary(context, ToGrpcStatus(job.status()));
 }
 
 grpc::ServerUnaryReactor* TrainingService::ListJobs(grpc::CallbackServerContext* context,
                                                     const v1::ListJobsRequest* request,
                                                     v1::ListJobsResponse* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
-  return Finish(context, ListJobsInto(*store_, *jobs_, *request, response));
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
+  return FinishUnary(context, ListJobsInto(*store_, *jobs_, *request, response));
 }
 
 grpc::ServerUnaryReactor* TrainingService::CancelJob(grpc::CallbackServerContext* context,
                                                      const v1::CancelJobRequest* request,
                                                      v1::Job* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return Finish(context, auth);
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   auto job = jobs_->Cancel(request->job_id(), request->reason());
   if (job.ok()) *response = std::move(*job);
-  return Finish(context, ToGrpcStatus(job.status()));
+  return FinishUnary(context, ToGrpcStatus(job.status()));
 }
 
 grpc::ServerWriteReactor<v1::MetricsEvent>* TrainingService::StreamMetrics(
