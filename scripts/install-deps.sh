@@ -16,8 +16,9 @@ packages=(
   # tests (tests/deploy: promtool from prometheus, YAML checks, shellcheck on Dockerfile RUN lines)
   libgtest-dev libgmock-dev prometheus python3 python3-grpcio python3-grpc-tools python3-yaml
   shellcheck
-  # tests/client: a self-signed certificate for the CLI's TLS test
-  openssl
+  # tests/client: a self-signed certificate for the CLI's TLS test; grpc_tools.protoc imports
+  # pkg_resources, which Debian 12's python3-grpc-tools does not depend on (found on a fresh root)
+  openssl python3-pkg-resources
 )
 # kubectl renders deploy/k8s in the tests; some images already ship it from another source,
 # and Debian's package would collide with that binary.
