@@ -37,7 +37,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/child_process.h"
-#include "tests/e2e/loopback_http.h"
+#include "tests/testing/loopback_http.h"
 #include "tests/e2e/prometheus_server.h"
 #include "tests/testing/test_paths.h"
 #include "verdict/v1/datasets.grpc.pb.h"

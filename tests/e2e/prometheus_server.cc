@@ -9,7 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
-#include "tests/e2e/loopback_http.h"
+#include "tests/testing/loopback_http.h"
 
 namespace verdict::testing {
 namespace {

@@ -695,7 +695,7 @@ TEST_F(ScoringServerTest, ARequestWhoseDeadlinePassedIsNeverRun) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
   absl::SleepFor(absl::Milliseconds(1500));  // past the queue delay: the batcher has looked at it
 
-  auto metrics = HttpGet(server_->metrics_port(), "/metrics");
+  auto metrics = ScrapeMetrics(server_->metrics_port());
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   // The server holds one model, so the sums over every model label are that model's.
   EXPECT_EQ(MetricSum(*metrics, "verdict_scoring_items_total"), 0) << *metrics;
@@ -704,7 +704,7 @@ TEST_F(ScoringServerTest, ARequestWhoseDeadlinePassedIsNeverRun) {
   // A request with time to spare is scored, and only its items ever ran.
   status = Score(*clients_, Ref("llama"), items, &response, false, absl::Seconds(30));
   ASSERT_TRUE(status.ok()) << status.error_message();
-  metrics = HttpGet(server_->metrics_port(), "/metrics");
+  metrics = ScrapeMetrics(server_->metrics_port());
   ASSERT_TRUE(metrics.ok());
   EXPECT_EQ(MetricSum(*metrics, "verdict_scoring_items_total"), static_cast<double>(items.size()));
 }
@@ -719,7 +719,7 @@ TEST_F(ScoringServerTest, QueueGaugesFollowTheLoadedVersionByName) {
   config.max_queue_delay = absl::Milliseconds(1500);  // a lone request waits in the queue
   ASSERT_NO_FATAL_FAILURE(Start(config));
   auto scrape = [&] {
-    auto metrics = HttpGet(server_->metrics_port(), "/metrics");
+    auto metrics = ScrapeMetrics(server_->metrics_port());
     EXPECT_TRUE(metrics.ok()) << metrics.status();
     return metrics.value_or("");
   };

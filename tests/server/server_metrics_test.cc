@@ -1,8 +1,5 @@
 #include "server/server_metrics.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/text_serializer.h"
+#include "tests/testing/loopback_http.h"
 #include "tests/testing/test_paths.h"
 
 namespace verdict {
@@ -357,27 +355,13 @@ TEST(ServerMetricsTest, CountsExactlyUnderConcurrentCallers) {
             kThreads * kCallsPerThread);
 }
 
-// GET /metrics over a plain loopback socket, returning the whole HTTP response.
-std::string HttpGet(int port, const std::string& path) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  EXPECT_GE(fd, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    ::close(fd);
-    ADD_FAILURE() << "cannot connect to 127.0.0.1:" << port;
-    return "";
-  }
-  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-  EXPECT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
-  std::string response;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0) response.append(buffer, n);
-  ::close(fd);
-  return response;
+// The body of GET <path> on 127.0.0.1:<port>, failing the test unless it is a 200.
+std::string MetricsPage(int port, const std::string& path) {
+  auto response = verdict::testing::HttpGet(port, path);
+  EXPECT_TRUE(response.ok()) << response.status();
+  if (!response.ok()) return "";
+  EXPECT_EQ(response->status_code, 200);
+  return response->body;
 }
 
 // One test, not two: every exposer that has run costs up to 2 s to destroy (civetweb).
@@ -392,8 +376,7 @@ TEST(StartMetricsExposerTest, ServesTheRegistryOverHttpAndReportsItsPortInUse) {
   ASSERT_EQ(ports.size(), 1u);
   ASSERT_GT(ports[0], 0);
 
-  const std::string response = HttpGet(ports[0], "/metrics");
-  EXPECT_THAT(response, HasSubstr("200 OK"));
+  const std::string response = MetricsPage(ports[0], "/metrics");
   EXPECT_THAT(response,
               HasSubstr(R"(verdict_build_info{commit="abc123",device="cpu",version="0.1.0"} 1)"));
   EXPECT_THAT(response,
@@ -404,7 +387,7 @@ TEST(StartMetricsExposerTest, ServesTheRegistryOverHttpAndReportsItsPortInUse) {
 
   // Series recorded after the exposer started show up in the next scrape.
   metrics.SetModelLoaded("helpful", "3", true);
-  EXPECT_THAT(HttpGet(ports[0], "/metrics"),
+  EXPECT_THAT(MetricsPage(ports[0], "/metrics"),
               HasSubstr(R"(verdict_models_loaded{model="helpful",version="3"} 1)"));
 
   // A second server on the same port gets a status naming the address, not an exception.

@@ -1,10 +1,6 @@
 #include "tests/server/server_test_util.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <openssl/evp.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <grpcpp/generic/generic_stub.h>
 
@@ -19,7 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "core/util/status_macros.h"
 #include "gtest/gtest.h"
+#include "tests/testing/loopback_http.h"
 
 namespace verdict::testing {
 
@@ -234,32 +232,12 @@ absl::StatusOr<int> CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
   return static_cast<int>(static_cast<unsigned char>(bytes[1]));
 }
 
-absl::StatusOr<std::string> HttpGet(int port, const std::string& path) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket() failed");
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    ::close(fd);
-    return absl::UnavailableError(absl::StrCat("cannot connect to port ", port));
+absl::StatusOr<std::string> ScrapeMetrics(int port) {
+  ASSIGN_OR_RETURN(HttpResponse response, HttpGet(port, "/metrics"));
+  if (response.status_code != 200) {
+    return absl::InternalError(absl::StrCat("GET /metrics answered ", response.status_code));
   }
-  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-  if (::send(fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size())) {
-    ::close(fd);
-    return absl::InternalError("send() failed");
-  }
-  std::string response;
-  char buffer[8192];
-  ssize_t n;
-  while ((n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0) response.append(buffer, n);
-  ::close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  if (body == std::string::npos || !absl::StrContains(response.substr(0, response.find("\r\n")), " 200")) {
-    return absl::InternalError(absl::StrCat("bad HTTP response: ", response.substr(0, 200)));
-  }
-  return response.substr(body + 4);
+  return std::move(response.body);
 }
 
 double MetricSum(const std::string& exposition, const std::string& name,

@@ -106,8 +106,8 @@ absl::StatusOr<int> CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
 inline constexpr int kServing = 1;
 inline constexpr int kNotServing = 2;
 
-// GET http://127.0.0.1:<port><path>; the response body.
-absl::StatusOr<std::string> HttpGet(int port, const std::string& path);
+// The body of GET http://127.0.0.1:<port>/metrics; an error unless it answers 200.
+absl::StatusOr<std::string> ScrapeMetrics(int port);
 // Sum of the samples of `name` in a Prometheus text exposition whose labels include every
 // `labels` pair; 0 when there is none.
 double MetricSum(const std::string& exposition, const std::string& name,

@@ -6,8 +6,8 @@
 // instead of stalling it.
 //
 // Thread safety: the functions are thread-safe.
-#ifndef VERDICT_TESTS_E2E_LOOPBACK_HTTP_H_
-#define VERDICT_TESTS_E2E_LOOPBACK_HTTP_H_
+#ifndef VERDICT_TESTS_TESTING_LOOPBACK_HTTP_H_
+#define VERDICT_TESTS_TESTING_LOOPBACK_HTTP_H_
 
 #include <string>
 
@@ -39,4 +39,4 @@ std::string UrlEncode(absl::string_view text);
 
 }  // namespace verdict::testing
 
-#endif  // VERDICT_TESTS_E2E_LOOPBACK_HTTP_H_
+#endif  // VERDICT_TESTS_TESTING_LOOPBACK_HTTP_H_

@@ -1,4 +1,4 @@
-#include "tests/e2e/loopback_http.h"
+#include "tests/testing/loopback_http.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
