@@ -101,7 +101,7 @@ void AddFlags(FlagParser& flags, SubmitFlags& f) {
                "Checkpoint every N steps (default 500; 0: none).");
   flags.AddInt("save-total-limit", &f.save_total_limit, "N", "Checkpoints kept while running.");
   flags.AddString("device", &f.device, "DEV", "cpu, cuda or cuda:N (default: the server's).");
-  flags.AddString("dtype", &f.dtype, "float32|bfloat16|float16", "Training precision.");
+  flags.AddString("dtype", &f.dtype, "float32|bfloat16", "Training precision.");
   flags.AddInt("priority", &f.priority, "N", "Higher runs sooner, in [-100, 100].");
   flags.AddSection("Submission:");
   flags.AddString("request-id", &f.request_id, "KEY",
