@@ -5,8 +5,12 @@
 namespace verdict::server {
 
 grpc::Status Authenticator::Check(const grpc::CallbackServerContext& context) const {
+  return Check(context.client_metadata());
+}
+
+grpc::Status Authenticator::Check(
+    const std::multimap<grpc::string_ref, grpc::string_ref>& metadata) const {
   if (token_.empty()) return grpc::Status::OK;
-  const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing \"authorization: Bearer <token>\" metadata");

@@ -4,9 +4,11 @@
 #ifndef VERDICT_SERVER_AUTH_H_
 #define VERDICT_SERVER_AUTH_H_
 
+#include <map>
 #include <string>
 
 #include <grpcpp/server_context.h>
+#include <grpcpp/support/string_ref.h>
 
 namespace verdict::server {
 
@@ -16,6 +18,8 @@ class Authenticator {
 
   // OK, or UNAUTHENTICATED with the reason.
   grpc::Status Check(const grpc::CallbackServerContext& context) const;
+  // The same, on a call's client metadata.
+  grpc::Status Check(const std::multimap<grpc::string_ref, grpc::string_ref>& metadata) const;
 
  private:
   const std::string token_;

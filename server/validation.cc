@@ -18,12 +18,18 @@ bool AllOf(absl::string_view text, absl::string_view extra, bool allow_upper) {
 
 }  // namespace
 
+std::string QuoteForMessage(absl::string_view value) {
+  constexpr size_t kMaxQuoted = 64;
+  if (value.size() <= kMaxQuoted) return absl::StrCat("\"", value, "\"");
+  return absl::StrCat("\"", value.substr(0, kMaxQuoted), "\"... (", value.size(), " bytes)");
+}
+
 absl::Status ValidateModelName(absl::string_view field, absl::string_view name) {
   if (name.empty() || name.size() > 64 || !AllOf(name, "._-", false) ||
       !(absl::ascii_islower(name[0]) || absl::ascii_isdigit(name[0]))) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, ": must be 1-64 characters of [a-z0-9._-] starting with a letter or digit, got \"",
-        name, "\""));
+        field, ": must be 1-64 characters of [a-z0-9._-] starting with a letter or digit, got ",
+        QuoteForMessage(name)));
   }
   return absl::OkStatus();
 }
@@ -36,8 +42,7 @@ absl::Status ValidateAlias(absl::string_view field, absl::string_view alias, boo
   if (alias.empty() || alias.size() > 32 || !AllOf(alias, "_-", false) ||
       !absl::ascii_islower(alias[0])) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, ": must be 1-32 characters of [a-z0-9_-] starting with a letter, got \"", alias,
-        "\""));
+        field, ": must be 1-32 characters of [a-z0-9_-] starting with a letter, got ", QuoteForMessage(alias)));
   }
   return absl::OkStatus();
 }
@@ -58,7 +63,7 @@ absl::Status ValidateModelRef(absl::string_view field, const v1::ModelRef& ref) 
 absl::Status ValidateId(absl::string_view field, absl::string_view id) {
   if (id.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": must be set"));
   if (id.size() > 64 || !AllOf(id, "_-", true)) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": malformed id \"", id, "\""));
+    return absl::InvalidArgumentError(absl::StrCat(field, ": malformed id ", QuoteForMessage(id)));
   }
   return absl::OkStatus();
 }

@@ -5,6 +5,7 @@
 #define VERDICT_SERVER_VALIDATION_H_
 
 #include <cstdint>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -22,6 +23,10 @@ absl::Status ValidateModelRef(absl::string_view field, const v1::ModelRef& ref);
 absl::Status ValidateId(absl::string_view field, absl::string_view id);
 // Integer in [lo, hi].
 absl::Status ValidateRange(absl::string_view field, int64_t value, int64_t lo, int64_t hi);
+
+// `value` in double quotes for an error message, cut to its first 64 bytes (with the total
+// size said) so that a hostile value never makes a message larger than a client accepts.
+std::string QuoteForMessage(absl::string_view value);
 
 }  // namespace verdict::server
 
