@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/tokenize/json_files.h"
 #include "core/tokenize/sentencepiece_tokenizer.h"
+#include "core/tokenize/tokenizer_json.h"
 #include "core/tokenize/wordpiece_tokenizer.h"
 #include "core/util/status_macros.h"
 
@@ -134,11 +135,17 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadWordPiece(const std::filesystem::
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromDirectory(const std::string& dir) {
   const std::filesystem::path root(dir);
+  // transformers' fast tokenizers prefer tokenizer.json to the files of the slow ones.
+  if (IsFile(root / "tokenizer.json")) {
+    ASSIGN_OR_RETURN(std::unique_ptr<TokenizerJson> tokenizer, TokenizerJson::LoadFromDirectory(dir));
+    return std::unique_ptr<Tokenizer>(std::move(tokenizer));
+  }
   const bool has_sentencepiece = IsFile(root / "tokenizer.model");
   const bool has_wordpiece = IsFile(root / "vocab.txt");
   if (!has_sentencepiece && !has_wordpiece) {
     return absl::NotFoundError(
-        absl::StrCat("no tokenizer in ", dir, ": it holds neither tokenizer.model nor vocab.txt"));
+        absl::StrCat("no tokenizer in ", dir,
+                     ": it holds none of tokenizer.json, tokenizer.model and vocab.txt"));
   }
   ASSIGN_OR_RETURN(Json config, ReadOptionalJsonObject(root / kConfigFile));
   if (has_sentencepiece) {
