@@ -368,6 +368,7 @@ class TokenizerJson::Impl {
   int32_t byte_ids_[256];
   bool ignore_merges_ = false;
   std::vector<AddedToken> added_;
+  std::vector<int> added_by_first_byte_[256];  // indices into added_
   std::vector<bool> is_special_;  // by id
   std::vector<int32_t> prefix_, suffix_;  // the post-processor's single template
 };
@@ -604,6 +605,9 @@ absl::Status TokenizerJson::Impl::LoadAddedTokens(const Json& added, absl::strin
     if (!token.content.empty()) added_.push_back(std::move(token));
   }
   is_special_.resize(id_to_token_.size());
+  for (size_t k = 0; k < added_.size(); ++k) {
+    added_by_first_byte_[static_cast<uint8_t>(added_[k].content[0])].push_back(k);
+  }
   return absl::OkStatus();
 }
 
@@ -739,7 +743,7 @@ std::vector<Part> TokenizerJson::Impl::SplitOnAddedTokens(absl::string_view text
   size_t i = 0;
   while (i < text.size()) {
     int best = -1;
-    for (size_t k = 0; k < added_.size(); ++k) {
+    for (int k : added_by_first_byte_[static_cast<uint8_t>(text[i])]) {
       const AddedToken& token = added_[k];
       if (token.normalized != normalized) continue;
       if (text.compare(i, token.content.size(), token.content) != 0) continue;
