@@ -135,13 +135,20 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadWordPiece(const std::filesystem::
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromDirectory(const std::string& dir) {
   const std::filesystem::path root(dir);
-  // transformers' fast tokenizers prefer tokenizer.json to the files of the slow ones.
-  if (IsFile(root / "tokenizer.json")) {
-    ASSIGN_OR_RETURN(std::unique_ptr<TokenizerJson> tokenizer, TokenizerJson::LoadFromDirectory(dir));
-    return std::unique_ptr<Tokenizer>(std::move(tokenizer));
-  }
   const bool has_sentencepiece = IsFile(root / "tokenizer.model");
   const bool has_wordpiece = IsFile(root / "vocab.txt");
+  // transformers' fast tokenizers prefer tokenizer.json to the files of the slow ones. A
+  // tokenizer.json of a kind TokenizerJson does not implement (Llama 2's SentencePiece-style
+  // BPE, BERT's WordPiece) is skipped when the slow tokenizer's file is there, as
+  // use_fast=False would; without one, its refusal is the answer.
+  if (IsFile(root / "tokenizer.json")) {
+    absl::StatusOr<std::unique_ptr<TokenizerJson>> tokenizer =
+        TokenizerJson::LoadFromDirectory(dir);
+    if (tokenizer.ok()) return std::unique_ptr<Tokenizer>(std::move(*tokenizer));
+    if (!absl::IsUnimplemented(tokenizer.status()) || (!has_sentencepiece && !has_wordpiece)) {
+      return tokenizer.status();
+    }
+  }
   if (!has_sentencepiece && !has_wordpiece) {
     return absl::NotFoundError(
         absl::StrCat("no tokenizer in ", dir,

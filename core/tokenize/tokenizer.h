@@ -69,7 +69,9 @@ class Tokenizer {
 
 // Loads the tokenizer of a Hugging Face model directory, honouring tokenizer_config.json where
 // present. Like transformers' fast tokenizers it takes the first of: tokenizer.json
-// (TokenizerJson), tokenizer.model (SentencePiece), vocab.txt (WordPiece).
+// (TokenizerJson), tokenizer.model (SentencePiece), vocab.txt (WordPiece). A tokenizer.json
+// that TokenizerJson refuses as unsupported (Unimplemented) gives way to tokenizer.model or
+// vocab.txt when one is there.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromDirectory(const std::string& dir);
 
 }  // namespace verdict

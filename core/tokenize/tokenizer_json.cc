@@ -273,7 +273,7 @@ struct Part {
 
 absl::Status Unsupported(absl::string_view origin, absl::string_view what,
                          absl::string_view detail) {
-  return absl::InvalidArgumentError(absl::StrCat(origin, ": unsupported ", what, " ", detail,
+  return absl::UnimplementedError(absl::StrCat(origin, ": unsupported ", what, " ", detail,
                                                  " (verdict supports byte-level BPE tokenizers)"));
 }
 

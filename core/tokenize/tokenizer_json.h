@@ -19,7 +19,7 @@
 // Decoding maps tokens back to bytes (the `ByteLevel` decoder) and replaces invalid UTF-8 with
 // U+FFFD as Rust's from_utf8_lossy does.
 //
-// Anything else is refused by name when the file is loaded, never approximated: a `WordPiece`,
+// Anything else is refused by name when the file is loaded (Unimplemented), never approximated: a `WordPiece`,
 // `Unigram` or `WordLevel` model, BPE with `byte_fallback`, `dropout`, a subword prefix or an
 // end-of-word suffix, and normalisers, pre-tokenisers, post-processors and decoders of other
 // types (Metaspace, Replace, Lowercase, ...).
@@ -56,7 +56,8 @@ class TokenizerJson : public Tokenizer {
   ~TokenizerJson() override;
 
   // Loads `dir`/tokenizer.json, with `dir`/tokenizer_config.json and special_tokens_map.json
-  // where present. InvalidArgument names the file and the unsupported component or bad field.
+  // where present. Unimplemented names the file and the unsupported component; InvalidArgument
+  // a malformed file or field.
   static absl::StatusOr<std::unique_ptr<TokenizerJson>> LoadFromDirectory(const std::string& dir);
 
   // `tokenizer_json`: the text of a tokenizer.json; `tokenizer_config`: the text of a

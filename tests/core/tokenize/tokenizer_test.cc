@@ -197,10 +197,25 @@ TEST(LoadTokenizerFromDirectoryTest, ReportsAnUnsupportedTokenizerJsonByName) {
   testing::ScratchDir dir;
   WriteText(dir.Path("tokenizer.json"),
             R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}, "unk_token": "[UNK]"}})");
+  auto tokenizer = LoadTokenizerFromDirectory(dir.path().string());
+  EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(tokenizer.status().message()), HasSubstr("unsupported model WordPiece"));
+}
+
+// BERT and Llama 2 repositories ship a tokenizer.json of a kind TokenizerJson refuses next to
+// vocab.txt / tokenizer.model; those load as before.
+TEST(LoadTokenizerFromDirectoryTest, FallsBackToTheSlowTokenizerFromAnUnsupportedTokenizerJson) {
+  testing::ScratchDir dir;
+  WriteText(dir.Path("tokenizer.json"),
+            R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}, "unk_token": "[UNK]"}})");
   CopyInto("tokenizers/bert-base-uncased/vocab.txt", dir, "vocab.txt");
   auto tokenizer = LoadTokenizerFromDirectory(dir.path().string());
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  EXPECT_NE(dynamic_cast<WordPieceTokenizer*>(tokenizer->get()), nullptr);
+  // A malformed tokenizer.json is an error, not a reason to fall back.
+  WriteText(dir.Path("tokenizer.json"), "{\"model\": ");
+  tokenizer = LoadTokenizerFromDirectory(dir.path().string());
   EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(tokenizer.status().message()), HasSubstr("unsupported model WordPiece"));
 }
 
 TEST(LoadTokenizerFromDirectoryTest, ReportsADirectoryWithoutATokenizer) {
