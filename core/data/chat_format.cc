@@ -370,7 +370,9 @@ absl::StatusOr<PromptAndResponse> RenderPromptAndResponse(absl::Span<const ChatM
 }
 
 absl::StatusOr<ChatFormat> ChatFormatFromTemplate(absl::string_view chat_template) {
-  const auto has = [&](absl::string_view marker) { return absl::StrContains(chat_template, marker); };
+  const auto has = [&](absl::string_view marker) {
+    return absl::StrContains(chat_template, marker);
+  };
   const auto has_any = [&](std::initializer_list<absl::string_view> markers) {
     for (absl::string_view marker : markers) {
       if (has(marker)) return true;

@@ -24,12 +24,14 @@
 // The formats below write, byte for byte, what the model's Hugging Face chat template renders
 // (checked against Qwen3's real template in tests/data/tokenizers/qwen3/expected.json). Special
 // tokens are written as text: tokenizer.json matches them as added tokens.
-//   kQwen3   Qwen3's thinking template: ChatML, and an assistant turn after the last user
-//            message is written "<|im_start|>assistant\n<think>\n{reasoning}\n</think>\n\n{answer}"
-//            with the reasoning taken from a "<think>...</think>" in its content (an empty
-//            think block when it has none, for the final turn); earlier assistant turns lose
-//            their think block. A user message that is only a "<tool_response>" does not count
-//            as the last user message, as in the template.
+//   kQwen3   Qwen3's thinking template: ChatML, where an assistant turn's content may hold
+//            "<think>{reasoning}</think>{answer}". Assistant turns after the last user message
+//            are written "<|im_start|>assistant\n<think>\n{reasoning}\n</think>\n\n{answer}"
+//            when they are the final turn (an empty think block when there is no reasoning)
+//            or have reasoning; every other assistant turn is written with its answer only.
+//            A user message that is only a "<tool_response>...</tool_response>" does not
+//            count as the last user message, as in the template. (No tools, and no
+//            reasoning_content field: the template's other inputs are not modelled.)
 //   kQwen2   ChatML with Qwen2's default system message "You are a helpful assistant." when
 //            the conversation has none.
 //   kQwen25  ChatML with Qwen2.5's default system message "You are Qwen, created by Alibaba

@@ -7,11 +7,10 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <queue>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -62,8 +61,8 @@ const ByteAlphabet& Alphabet() {
 // use.
 bool IsWhiteSpace(char32_t c) {
   return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
-         c == 0x205F || c == 0x3000;
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+         c == 0x3000;
 }
 
 bool IsWordChar(char32_t c) {
@@ -174,20 +173,19 @@ std::string Normalize(absl::string_view text, const std::vector<NormalForm>& for
 // JIT-compiled where PCRE2 supports it.
 class Regex {
  public:
-  static absl::StatusOr<std::unique_ptr<Regex>> Compile(const std::string& pattern,
-                                                        bool literal) {
+  static absl::StatusOr<std::unique_ptr<Regex>> Compile(const std::string& pattern, bool literal) {
     int error = 0;
     PCRE2_SIZE offset = 0;
     uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK;
     if (literal) options |= PCRE2_LITERAL;
-    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()),
-                                     pattern.size(), options, &error, &offset, nullptr);
+    pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                     options, &error, &offset, nullptr);
     if (code == nullptr) {
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(error, message, sizeof(message));
       return absl::InvalidArgumentError(absl::StrCat("pre-tokenizer regex \"", pattern,
-                                                     "\" does not compile at offset ", offset,
-                                                     ": ", reinterpret_cast<char*>(message)));
+                                                     "\" does not compile at offset ", offset, ": ",
+                                                     reinterpret_cast<char*>(message)));
     }
     auto regex = std::unique_ptr<Regex>(new Regex(code));
     regex->jit_ = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
@@ -249,8 +247,8 @@ struct Piece {
 
 struct PreTokenizerStep {
   enum class Kind { kSplit, kByteLevel } kind = Kind::kSplit;
-  std::unique_ptr<Regex> regex;  // kSplit, or kByteLevel with use_regex
-  bool remove_matches = false;   // kSplit "Removed"; otherwise "Isolated"
+  std::unique_ptr<Regex> regex;   // kSplit, or kByteLevel with use_regex
+  bool remove_matches = false;    // kSplit "Removed"; otherwise "Isolated"
   bool add_prefix_space = false;  // kByteLevel
 };
 
@@ -274,7 +272,7 @@ struct Part {
 absl::Status Unsupported(absl::string_view origin, absl::string_view what,
                          absl::string_view detail) {
   return absl::UnimplementedError(absl::StrCat(origin, ": unsupported ", what, " ", detail,
-                                                 " (verdict supports byte-level BPE tokenizers)"));
+                                               " (verdict supports byte-level BPE tokenizers)"));
 }
 
 std::string TypeOf(const Json& component) {
@@ -338,7 +336,7 @@ class TokenizerJson::Impl {
   }
 
   std::string json_text_;
-  Json config_;  // tokenizer_config.json; null when there was none
+  Json config_;              // tokenizer_config.json; null when there was none
   Json special_tokens_map_;  // special_tokens_map.json; null when there was none
   SpecialTokens special_;
 
@@ -369,8 +367,8 @@ class TokenizerJson::Impl {
   bool ignore_merges_ = false;
   std::vector<AddedToken> added_;
   std::vector<int> added_by_first_byte_[256];  // indices into added_
-  std::vector<bool> is_special_;  // by id
-  std::vector<int32_t> prefix_, suffix_;  // the post-processor's single template
+  std::vector<bool> is_special_;               // by id
+  std::vector<int32_t> prefix_, suffix_;       // the post-processor's single template
 };
 
 absl::Status TokenizerJson::Impl::Load(absl::string_view json_text, absl::string_view config_text,
@@ -409,8 +407,7 @@ absl::Status TokenizerJson::Impl::Load(absl::string_view json_text, absl::string
   return LoadSpecialTokens(config, special_tokens_map, root["model"]);
 }
 
-absl::Status TokenizerJson::Impl::LoadNormalizer(const Json& normalizer,
-                                                 absl::string_view origin) {
+absl::Status TokenizerJson::Impl::LoadNormalizer(const Json& normalizer, absl::string_view origin) {
   if (normalizer.is_null()) return absl::OkStatus();
   const std::string type = TypeOf(normalizer);
   if (type == "Sequence") {
@@ -457,8 +454,7 @@ absl::Status TokenizerJson::Impl::LoadPreTokenizer(const Json& pre_tokenizer,
     std::string text;
     if (pattern.is_object() && pattern.contains("Regex") && pattern["Regex"].is_string()) {
       text = pattern["Regex"].get<std::string>();
-    } else if (pattern.is_object() && pattern.contains("String") &&
-               pattern["String"].is_string()) {
+    } else if (pattern.is_object() && pattern.contains("String") && pattern["String"].is_string()) {
       text = pattern["String"].get<std::string>();
       literal = true;
     } else {
@@ -504,7 +500,8 @@ absl::Status TokenizerJson::Impl::LoadModel(const Json& model, absl::string_view
   }
   for (const char* field : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     auto it = model.find(field);
-    if (it != model.end() && !it->is_null() && !(it->is_string() && it->get<std::string>().empty())) {
+    if (it != model.end() && !it->is_null() &&
+        !(it->is_string() && it->get<std::string>().empty())) {
       return Unsupported(origin, "model", absl::StrCat("BPE with a ", field));
     }
   }
@@ -869,8 +866,8 @@ void TokenizerJson::Impl::Bpe(absl::string_view word, std::vector<int32_t>* ids,
   const auto lookup = [&](int left) -> const std::pair<int32_t, int32_t>* {
     const int right = symbols[left].next;
     if (right < 0) return nullptr;
-    const uint64_t key = (static_cast<uint64_t>(symbols[left].id) << 32) |
-                         static_cast<uint32_t>(symbols[right].id);
+    const uint64_t key =
+        (static_cast<uint64_t>(symbols[left].id) << 32) | static_cast<uint32_t>(symbols[right].id);
     auto it = merges_.find(key);
     return it == merges_.end() ? nullptr : &it->second;
   };
@@ -933,8 +930,7 @@ absl::StatusOr<TokenizerJson::Impl::Encoded> TokenizerJson::Impl::EncodeDetailed
         Bpe(piece.text, &word_ids, &word_offsets);
         for (size_t t = 0; t < word_ids.size(); ++t) {
           result.ids.push_back(word_ids[t]);
-          const size_t inside =
-              word_offsets[t] > piece.prefix ? word_offsets[t] - piece.prefix : 0;
+          const size_t inside = word_offsets[t] > piece.prefix ? word_offsets[t] - piece.prefix : 0;
           result.where.emplace_back(s, part.begin + piece.offset + inside);
         }
       }
@@ -1042,16 +1038,13 @@ std::string TokenizerJson::Decode(const std::vector<int32_t>& ids) const {
   return impl_->Decode(ids, /*skip_special=*/true);
 }
 
-std::string TokenizerJson::Decode(const std::vector<int32_t>& ids,
-                                  bool skip_special_tokens) const {
+std::string TokenizerJson::Decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
   return impl_->Decode(ids, skip_special_tokens);
 }
 
 const SpecialTokens& TokenizerJson::special_tokens() const { return impl_->special_; }
 
-int64_t TokenizerJson::vocab_size() const {
-  return impl_->vocab_size();
-}
+int64_t TokenizerJson::vocab_size() const { return impl_->vocab_size(); }
 
 absl::Status TokenizerJson::SaveToDirectory(const std::string& dir) const {
   RETURN_IF_ERROR(CreateDirectories(dir));
@@ -1062,9 +1055,10 @@ absl::Status TokenizerJson::SaveToDirectory(const std::string& dir) const {
     config = Json::object();
     config["tokenizer_class"] = "PreTrainedTokenizerFast";
     const SpecialTokens& special = impl_->special_;
-    const std::pair<const char*, int32_t> fields[] = {
-        {"bos_token", special.bos}, {"eos_token", special.eos}, {"pad_token", special.pad},
-        {"unk_token", special.unk}};
+    const std::pair<const char*, int32_t> fields[] = {{"bos_token", special.bos},
+                                                      {"eos_token", special.eos},
+                                                      {"pad_token", special.pad},
+                                                      {"unk_token", special.unk}};
     for (const auto& [field, id] : fields) {
       if (id >= 0) config[field] = impl_->IdToToken(id);
     }
@@ -1076,8 +1070,6 @@ absl::Status TokenizerJson::SaveToDirectory(const std::string& dir) const {
 
 std::string TokenizerJson::IdToToken(int32_t id) const { return impl_->IdToToken(id); }
 
-int32_t TokenizerJson::TokenToId(absl::string_view token) const {
-  return impl_->TokenToId(token);
-}
+int32_t TokenizerJson::TokenToId(absl::string_view token) const { return impl_->TokenToId(token); }
 
 }  // namespace verdict

@@ -19,10 +19,10 @@
 // Decoding maps tokens back to bytes (the `ByteLevel` decoder) and replaces invalid UTF-8 with
 // U+FFFD as Rust's from_utf8_lossy does.
 //
-// Anything else is refused by name when the file is loaded (Unimplemented), never approximated: a `WordPiece`,
-// `Unigram` or `WordLevel` model, BPE with `byte_fallback`, `dropout`, a subword prefix or an
-// end-of-word suffix, and normalisers, pre-tokenisers, post-processors and decoders of other
-// types (Metaspace, Replace, Lowercase, ...).
+// Anything else is refused by name when the file is loaded (Unimplemented), never approximated: a
+// `WordPiece`, `Unigram` or `WordLevel` model, BPE with `byte_fallback`, `dropout`, a subword
+// prefix or an end-of-word suffix, and normalisers, pre-tokenisers, post-processors and decoders of
+// other types (Metaspace, Replace, Lowercase, ...).
 //
 // Special tokens: bos / eos / pad / unk / cls / sep come from tokenizer_config.json's
 // `*_token` fields (strings or AddedToken objects), then from the post-processor (a special

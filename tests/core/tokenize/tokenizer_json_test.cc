@@ -5,10 +5,9 @@
 
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/data/chat_format.h"
 #include "core/tokenize/tokenizer.h"
@@ -176,7 +175,7 @@ std::string ByteChar(int byte) {
 }
 
 Json AddedToken(int id, const std::string& content, bool lstrip = false) {
-  return {{"id", id},       {"content", content}, {"single_word", false}, {"lstrip", lstrip},
+  return {{"id", id},        {"content", content},  {"single_word", false}, {"lstrip", lstrip},
           {"rstrip", false}, {"normalized", false}, {"special", true}};
 }
 
@@ -202,15 +201,15 @@ Json TinyTokenizer() {
                 {"ignore_merges", false},
                 {"vocab", vocab},
                 {"merges", {"h e", "l l", "he ll", "hell o", space + " w"}}};
-  return {{"version", "1.0"},
-          {"added_tokens",
-           {AddedToken(261, "<s>"), AddedToken(262, "</s>"), AddedToken(263, "<mask>", true)}},
-          {"normalizer", nullptr},
-          {"pre_tokenizer",
-           {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
-          {"post_processor", {{"type", "ByteLevel"}}},
-          {"decoder", {{"type", "ByteLevel"}}},
-          {"model", model}};
+  return {
+      {"version", "1.0"},
+      {"added_tokens",
+       {AddedToken(261, "<s>"), AddedToken(262, "</s>"), AddedToken(263, "<mask>", true)}},
+      {"normalizer", nullptr},
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+      {"post_processor", {{"type", "ByteLevel"}}},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model", model}};
 }
 
 std::unique_ptr<TokenizerJson> Load(const Json& tokenizer, const Json& config = Json()) {
