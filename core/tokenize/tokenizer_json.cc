@@ -1026,7 +1026,13 @@ absl::StatusOr<SplitEncoding> TokenizerJson::EncodeConcatenated(absl::string_vie
       while (common < head.size() && common < whole.size() && head[common] == whole[common]) {
         ++common;
       }
-      in_first = offset < common;
+      while (common > 0 && common < whole.size() &&
+             (static_cast<uint8_t>(whole[common]) & 0xC0) == 0x80) {
+        --common;  // back to the start of the character
+      }
+      // common < head.size(): normalising composed the character at `common` from both
+      // sides of the join, so it starts in `first`.
+      in_first = common < head.size() ? offset <= common : offset < common;
     }
     if (in_first) result.first_length = t + 1;
     result.ids.push_back(encoded.ids[t]);

@@ -146,6 +146,11 @@ TEST(TokenizerJsonQwen3Test, EncodeConcatenatedSplitsAtTheJoin) {
             "caf\u00e9");
   EXPECT_EQ(Qwen3().Decode({split->ids.begin() + split->first_length, split->ids.end()}),
             " au lait");
+  // The same where the composed character starts a token.
+  split = Qwen3().EncodeConcatenated("a\ne", "\u0301");
+  ASSERT_TRUE(split.ok()) << split.status();
+  EXPECT_EQ(split->ids, *Qwen3().Encode("a\n\u00e9"));
+  EXPECT_EQ(split->first_length, split->ids.size());
 }
 
 TEST(TokenizerJsonQwen3Test, RejectsInvalidUtf8) {
