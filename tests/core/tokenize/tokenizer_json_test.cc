@@ -7,6 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/data/chat_format.h"
@@ -151,6 +152,30 @@ TEST(TokenizerJsonQwen3Test, EncodeConcatenatedSplitsAtTheJoin) {
   ASSERT_TRUE(split.ok()) << split.status();
   EXPECT_EQ(split->ids, *Qwen3().Encode("a\n\u00e9"));
   EXPECT_EQ(split->first_length, split->ids.size());
+}
+
+// One loaded tokenizer serves several threads at once (PCRE2's compiled pattern and JIT code
+// are shared, match data is per call).
+TEST(TokenizerJsonQwen3Test, EncodesFromSeveralThreadsAtOnce) {
+  const Json& cases = Expected()["cases"];
+  std::vector<std::vector<std::vector<int32_t>>> results(4);
+  std::vector<std::thread> threads;
+  for (size_t k = 0; k < results.size(); ++k) {
+    threads.emplace_back([&cases, &result = results[k]] {
+      for (int round = 0; round < 5; ++round) {
+        for (const Json& item : cases) {
+          result.push_back(Qwen3().Encode(item["text"].get<std::string>()).value());
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const auto& result : results) {
+    ASSERT_EQ(result.size(), 5 * cases.size());
+    for (size_t i = 0; i < result.size(); ++i) {
+      EXPECT_EQ(result[i], Ids(cases[i % cases.size()]["ids_no_special_tokens"]));
+    }
+  }
 }
 
 TEST(TokenizerJsonQwen3Test, RejectsInvalidUtf8) {
