@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/tokenize/json_files.h"
 #include "core/tokenize/sentencepiece_tokenizer.h"
+#include "core/tokenize/tokenizer_json.h"
 #include "core/tokenize/wordpiece_tokenizer.h"
 #include "core/util/status_macros.h"
 
@@ -136,9 +137,22 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromDirectory(const std:
   const std::filesystem::path root(dir);
   const bool has_sentencepiece = IsFile(root / "tokenizer.model");
   const bool has_wordpiece = IsFile(root / "vocab.txt");
+  // transformers' fast tokenizers prefer tokenizer.json to the files of the slow ones. A
+  // tokenizer.json of a kind TokenizerJson does not implement (Llama 2's SentencePiece-style
+  // BPE, BERT's WordPiece) is skipped when the slow tokenizer's file is there, as
+  // use_fast=False would; without one, its refusal is the answer.
+  if (IsFile(root / "tokenizer.json")) {
+    absl::StatusOr<std::unique_ptr<TokenizerJson>> tokenizer =
+        TokenizerJson::LoadFromDirectory(dir);
+    if (tokenizer.ok()) return std::unique_ptr<Tokenizer>(std::move(*tokenizer));
+    if (!absl::IsUnimplemented(tokenizer.status()) || (!has_sentencepiece && !has_wordpiece)) {
+      return tokenizer.status();
+    }
+  }
   if (!has_sentencepiece && !has_wordpiece) {
     return absl::NotFoundError(
-        absl::StrCat("no tokenizer in ", dir, ": it holds neither tokenizer.model nor vocab.txt"));
+        absl::StrCat("no tokenizer in ", dir,
+                     ": it holds none of tokenizer.json, tokenizer.model and vocab.txt"));
   }
   ASSIGN_OR_RETURN(Json config, ReadOptionalJsonObject(root / kConfigFile));
   if (has_sentencepiece) {

@@ -1,7 +1,8 @@
 // Tokenizer: text <-> token ids, the way the Hugging Face tokenizer of a model family does it.
 //
-// Two implementations: SentencePieceTokenizer (a `.model` file, loaded or trained) and
-// WordPieceTokenizer (a BERT-family `vocab.txt`). Reward models consume pairs through
+// Three implementations: TokenizerJson (a Hugging Face `tokenizer.json` with byte-level BPE),
+// SentencePieceTokenizer (a `.model` file, loaded or trained) and WordPieceTokenizer (a
+// BERT-family `vocab.txt`). Reward models consume pairs through
 // EncodePair() in pair_encoding.h, which adds the family's special tokens.
 //
 // Thread safety: a constructed Tokenizer is immutable; all const methods may be called from
@@ -66,8 +67,11 @@ class Tokenizer {
   virtual absl::Status SaveToDirectory(const std::string& dir) const = 0;
 };
 
-// Loads the tokenizer of a Hugging Face model directory: tokenizer.model (SentencePiece) or
-// vocab.txt (WordPiece), honouring tokenizer_config.json where present.
+// Loads the tokenizer of a Hugging Face model directory, honouring tokenizer_config.json where
+// present. Like transformers' fast tokenizers it takes the first of: tokenizer.json
+// (TokenizerJson), tokenizer.model (SentencePiece), vocab.txt (WordPiece). A tokenizer.json
+// that TokenizerJson refuses as unsupported (Unimplemented) gives way to tokenizer.model or
+// vocab.txt when one is there.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromDirectory(const std::string& dir);
 
 }  // namespace verdict

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/tokenize/sentencepiece_tokenizer.h"
+#include "core/tokenize/tokenizer_json.h"
 #include "core/tokenize/wordpiece_tokenizer.h"
 #include "core/util/file_util.h"
 #include "gmock/gmock.h"
@@ -170,6 +171,53 @@ TEST(LoadTokenizerFromDirectoryTest, TakesTheTokenizerClassFromTheModelTypeWhenU
             "DistilBertTokenizer");
 }
 
+// transformers' AutoTokenizer (fast) reads tokenizer.json even where the slow tokenizer's
+// files are present too.
+TEST(LoadTokenizerFromDirectoryTest, PrefersTokenizerJsonToTokenizerModelAndVocabTxt) {
+  testing::ScratchDir dir;
+  CopyInto("tokenizers/qwen3/tokenizer.json", dir, "tokenizer.json");
+  CopyInto("tokenizers/qwen3/tokenizer_config.json", dir, "tokenizer_config.json");
+  CopyInto("tokenizers/llama2/tokenizer.model", dir, "tokenizer.model");
+  CopyInto("tokenizers/bert-base-uncased/vocab.txt", dir, "vocab.txt");
+  auto tokenizer = LoadTokenizerFromDirectory(dir.path().string());
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  ASSERT_NE(dynamic_cast<TokenizerJson*>(tokenizer->get()), nullptr);
+  EXPECT_THAT(*(*tokenizer)->Encode("Hello world"), ElementsAre(9707, 1879));
+  EXPECT_EQ((*tokenizer)->special_tokens().eos, 151645);  // <|im_end|>, from the config
+
+  // Without tokenizer.json the order stays tokenizer.model, then vocab.txt.
+  std::filesystem::remove(dir.Path("tokenizer.json"));
+  std::filesystem::remove(dir.Path("tokenizer_config.json"));  // Qwen3's names Qwen3 tokens
+  tokenizer = LoadTokenizerFromDirectory(dir.path().string());
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  EXPECT_NE(dynamic_cast<SentencePieceTokenizer*>(tokenizer->get()), nullptr);
+}
+
+TEST(LoadTokenizerFromDirectoryTest, ReportsAnUnsupportedTokenizerJsonByName) {
+  testing::ScratchDir dir;
+  WriteText(dir.Path("tokenizer.json"),
+            R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}, "unk_token": "[UNK]"}})");
+  auto tokenizer = LoadTokenizerFromDirectory(dir.path().string());
+  EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(tokenizer.status().message()), HasSubstr("unsupported model WordPiece"));
+}
+
+// BERT and Llama 2 repositories ship a tokenizer.json of a kind TokenizerJson refuses next to
+// vocab.txt / tokenizer.model; those load as before.
+TEST(LoadTokenizerFromDirectoryTest, FallsBackToTheSlowTokenizerFromAnUnsupportedTokenizerJson) {
+  testing::ScratchDir dir;
+  WriteText(dir.Path("tokenizer.json"),
+            R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}, "unk_token": "[UNK]"}})");
+  CopyInto("tokenizers/bert-base-uncased/vocab.txt", dir, "vocab.txt");
+  auto tokenizer = LoadTokenizerFromDirectory(dir.path().string());
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  EXPECT_NE(dynamic_cast<WordPieceTokenizer*>(tokenizer->get()), nullptr);
+  // A malformed tokenizer.json is an error, not a reason to fall back.
+  WriteText(dir.Path("tokenizer.json"), "{\"model\": ");
+  tokenizer = LoadTokenizerFromDirectory(dir.path().string());
+  EXPECT_EQ(tokenizer.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(LoadTokenizerFromDirectoryTest, ReportsADirectoryWithoutATokenizer) {
   testing::ScratchDir dir;
   WriteText(dir.Path("tokenizer_config.json"), "{}");
@@ -233,6 +281,20 @@ TEST(SaveToDirectoryTest, RoundTripsATrainedTokenizerWithItsPadToken) {
   ASSERT_TRUE(loaded.ok()) << loaded.status();
   EXPECT_EQ((*loaded)->special_tokens().pad, 0);
   ExpectSameEncodings(**original, **loaded);
+}
+
+TEST(SaveToDirectoryTest, RoundTripsTokenizerJsonWithItsConfig) {
+  auto original = LoadTokenizerFromDirectory(testing::TestDataPath("tokenizers/qwen3"));
+  ASSERT_TRUE(original.ok()) << original.status();
+  testing::ScratchDir dir;
+  ASSERT_TRUE((*original)->SaveToDirectory(dir.Path("saved")).ok());
+  const nlohmann::json config = ReadJson(dir.Path("saved/tokenizer_config.json"));
+  EXPECT_EQ(config.at("tokenizer_class"), "Qwen2Tokenizer");
+  EXPECT_EQ(config, ReadJson(testing::TestDataPath("tokenizers/qwen3/tokenizer_config.json")));
+  auto reloaded = LoadTokenizerFromDirectory(dir.Path("saved"));
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  ASSERT_NE(dynamic_cast<TokenizerJson*>(reloaded->get()), nullptr);
+  ExpectSameEncodings(**original, **reloaded);
 }
 
 TEST(SaveToDirectoryTest, RoundTripsBertAsWordPiece) {
