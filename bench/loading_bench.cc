@@ -2,20 +2,27 @@
 // one, against the same latency on an idle server — the model registry's promise that a load
 // blocks no other model's requests (issue 10: "within 20 % of idle").
 //
-// A real in-process verdictd over loopback serves two imported copies of the golden Llama
-// reward checkpoint (stories260K's tokenizer): "served", loaded once, and "churn". For --reps
-// interleaved pairs of phases (idle, loading, idle, loading, ...):
+// A real in-process verdictd over loopback serves three imported copies of the golden Llama
+// reward checkpoint (stories260K's tokenizer): "served", loaded once, "churn" and "held". For
+// --reps interleaved triples of phases (idle, loading, held, idle, ...):
 //   idle     one client sends ScoreBatch requests of --batch items to "served" back to back
 //            (closed loop) for --seconds;
 //   loading  the same, while another thread loops LoadModel("churn") + UnloadModel("churn")
-//            over gRPC, so that a load of another model is in progress most of the time.
-// It prints each phase's request latency p50/p99 and requests/s, the loads completed during
-// the loading phase, and the medians over reps with the loading/idle ratio of p50 and p99.
-// The loads also compete for the same cores (on the 2-core machine of RESULTS.md, the loader
-// thread takes CPU from the scoring thread): the ratio bounds what locking alone costs from
-// above.
+//            over gRPC, so that a real load of another model is in progress most of the time
+//            (it also competes for the cores: on the 2-core machine of RESULTS.md the loader
+//            thread takes CPU from the scoring thread);
+//   held     the same, while one load of "held" is in progress for the whole phase and costs
+//            no CPU: its model.safetensors is a FIFO that the bench fills only at the end, and
+//            --held_waiters ScoreBatch calls for "held" wait for that load meanwhile. This arm
+//            isolates blocking (locks, executor threads) from CPU contention.
+// It prints each phase's request latency p50/p99 and requests/s, and the medians over reps with
+// the loading/idle and held/idle ratios of p50 and p99 (median of the per-rep ratios).
 //
 //   loading_bench --reps=5 --seconds=3 --batch=8
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <filesystem>
 #include <iostream>
@@ -31,11 +38,13 @@
 #include "absl/time/clock.h"
 #include "bench/bench_server.h"
 #include "bench/bench_util.h"
+#include "core/util/file_util.h"
 #include "core/util/status_macros.h"
 
 ABSL_FLAG(int, reps, 5, "Idle/loading phase pairs, interleaved.");
 ABSL_FLAG(double, seconds, 3.0, "Duration of each phase.");
 ABSL_FLAG(int, batch, 8, "Items per ScoreBatch request.");
+ABSL_FLAG(int, held_waiters, 16, "ScoreBatch calls waiting for the held load in the held arm.");
 
 namespace verdict::bench {
 namespace {
@@ -115,6 +124,56 @@ absl::StatusOr<Phase> Measure(int port, const v1::ScoreBatchRequest& request, do
   return phase;
 }
 
+// One held load of "held" (see the header) around a measurement of "served".
+absl::StatusOr<Phase> MeasureHeld(int port, const v1::ScoreBatchRequest& request, double seconds,
+                                  const fs::path& weights, const std::string& bytes) {
+  fs::remove(weights);
+  if (::mkfifo(weights.c_str(), 0600) != 0) return absl::InternalError("mkfifo " + weights.string());
+  auto channel = NewChannel(port, /*own_connection=*/true);
+  auto models = v1::ModelService::NewStub(channel);
+  auto scoring = v1::ScoringService::NewStub(channel);
+  std::atomic<int64_t> waiter_errors{0};
+  std::thread load([&] {
+    grpc::ClientContext context;
+    v1::LoadModelRequest load_request;
+    *load_request.mutable_model() = Ref("held");
+    v1::Model model;
+    if (!models->LoadModel(&context, load_request, &model).ok()) ++waiter_errors;
+  });
+  const int fd = ::open(weights.c_str(), O_WRONLY);  // returns once the loader reads it
+  if (fd < 0) return absl::InternalError("open " + weights.string());
+  v1::ScoreBatchRequest held_request = request;
+  *held_request.mutable_model() = Ref("held");
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < absl::GetFlag(FLAGS_held_waiters); ++i) {
+    waiters.emplace_back([&] {
+      grpc::ClientContext context;
+      v1::ScoreBatchResponse response;
+      if (!scoring->ScoreBatch(&context, held_request, &response).ok()) ++waiter_errors;
+    });
+  }
+  absl::SleepFor(absl::Milliseconds(100));  // the waiters are in
+  absl::StatusOr<Phase> phase = Measure(port, request, seconds, /*churn=*/false);
+  for (size_t written = 0; written < bytes.size();) {
+    const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n <= 0) break;
+    written += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  load.join();
+  for (auto& waiter : waiters) waiter.join();
+  grpc::ClientContext context;
+  v1::UnloadModelRequest unload;
+  *unload.mutable_model() = Ref("held");
+  v1::Model model;
+  RETURN_IF_ERROR(FromGrpc(models->UnloadModel(&context, unload, &model), "UnloadModel held"));
+  if (phase.ok()) {
+    phase->errors += waiter_errors.load();
+    phase->loads = 1;
+  }
+  return phase;
+}
+
 absl::Status Run() {
   std::cout << "loading_bench: " << DescribeMachine() << "\n";
   ScratchDir scratch("verdict-loading-bench");
@@ -132,6 +191,17 @@ absl::Status Run() {
   auto models = v1::ModelService::NewStub(NewChannel(server->port(), false));
   RETURN_IF_ERROR(Import(*models, "served"));
   RETURN_IF_ERROR(Import(*models, "churn"));
+  RETURN_IF_ERROR(Import(*models, "held"));
+  fs::path held_weights;
+  {
+    grpc::ClientContext context;
+    v1::GetModelRequest get;
+    *get.mutable_model() = Ref("held");
+    v1::Model held;
+    RETURN_IF_ERROR(FromGrpc(models->GetModel(&context, get, &held), "GetModel held"));
+    held_weights = fs::path(config.state_dir) / held.storage_path() / "model.safetensors";
+  }
+  ASSIGN_OR_RETURN(const std::string held_bytes, ReadFileToString(held_weights.string()));
 
   v1::ScoreBatchRequest request;
   *request.mutable_model() = Ref("served");
@@ -158,13 +228,17 @@ absl::Status Run() {
   }
 
   const double seconds = absl::GetFlag(FLAGS_seconds);
-  std::vector<double> idle_p50, idle_p99, busy_p50, busy_p99, p50_ratio, p99_ratio;
+  std::vector<double> idle_p50, idle_p99, busy_p50, busy_p99, held_p50, held_p99;
+  std::vector<double> busy_p50_ratio, busy_p99_ratio, held_p50_ratio, held_p99_ratio;
   absl::PrintF("%-4s %-8s %9s %9s %10s %7s %7s %6s\n", "rep", "phase", "p50 ms", "p99 ms", "requests/s",
                "loads", "errors", "load");
   for (int rep = 0; rep < absl::GetFlag(FLAGS_reps); ++rep) {
     ASSIGN_OR_RETURN(Phase idle, Measure(server->port(), request, seconds, /*churn=*/false));
     ASSIGN_OR_RETURN(Phase busy, Measure(server->port(), request, seconds, /*churn=*/true));
-    for (const auto& [name, p] : {std::pair<const char*, const Phase&>{"idle", idle}, {"loading", busy}}) {
+    ASSIGN_OR_RETURN(Phase held, MeasureHeld(server->port(), request, seconds, held_weights, held_bytes));
+    for (const auto& [name, p] : {std::pair<const char*, const Phase&>{"idle", idle},
+                                  {"loading", busy},
+                                  {"held", held}}) {
       absl::PrintF("%-4d %-8s %9.3f %9.3f %10.1f %7d %7d %6.2f\n", rep, name, p.p50_ms, p.p99_ms,
                    p.requests_per_second, p.loads, p.errors, p.load);
     }
@@ -172,14 +246,19 @@ absl::Status Run() {
     idle_p99.push_back(idle.p99_ms);
     busy_p50.push_back(busy.p50_ms);
     busy_p99.push_back(busy.p99_ms);
-    p50_ratio.push_back(busy.p50_ms / idle.p50_ms);
-    p99_ratio.push_back(busy.p99_ms / idle.p99_ms);
+    held_p50.push_back(held.p50_ms);
+    held_p99.push_back(held.p99_ms);
+    busy_p50_ratio.push_back(busy.p50_ms / idle.p50_ms);
+    busy_p99_ratio.push_back(busy.p99_ms / idle.p99_ms);
+    held_p50_ratio.push_back(held.p50_ms / idle.p50_ms);
+    held_p99_ratio.push_back(held.p99_ms / idle.p99_ms);
   }
-  absl::PrintF("\nmedians over %d reps: idle p50 %.3f ms p99 %.3f ms | loading p50 %.3f ms p99 %.3f ms\n",
+  absl::PrintF("\nmedians over %d reps (ms): idle p50 %.3f p99 %.3f | loading p50 %.3f p99 %.3f | "
+               "held p50 %.3f p99 %.3f\n",
                static_cast<int>(idle_p50.size()), Median(idle_p50), Median(idle_p99), Median(busy_p50),
-               Median(busy_p99));
-  absl::PrintF("loading/idle ratio (median of per-rep ratios): p50 %.3f  p99 %.3f\n", Median(p50_ratio),
-               Median(p99_ratio));
+               Median(busy_p99), Median(held_p50), Median(held_p99));
+  absl::PrintF("loading/idle ratio: p50 %.3f  p99 %.3f\n", Median(busy_p50_ratio), Median(busy_p99_ratio));
+  absl::PrintF("held/idle ratio:    p50 %.3f  p99 %.3f\n", Median(held_p50_ratio), Median(held_p99_ratio));
   std::cout << "\nafter: " << DescribeMachine() << "\n";
   server->Shutdown();
   return absl::OkStatus();
