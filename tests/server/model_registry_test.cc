@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <functional>
 #include <memory>
 #include <set>
@@ -375,6 +376,32 @@ TEST_F(ModelRegistryTest, DrainAllDuringALoadDoesNotWaitForItAndRefusesItsWaiter
   auto after = registry->Acquire(Ref(a));
   EXPECT_EQ(after.status().code(), absl::StatusCode::kUnavailable) << after.status();
   EXPECT_EQ(registry->LoadedCount(), 1);
+}
+
+// A request refused because the server drains counts as shutting_down (it used to count as
+// "invalid", as if the client had sent a bad request), under the version that refused it.
+TEST_F(ModelRegistryTest, RefusalsWhileDrainingCountAsShuttingDown) {
+  const v1::Model a = Register("a");
+  prometheus::Registry prometheus;
+  ServerMetrics metrics(prometheus, {"0.1.0", "test", "cpu"});
+  auto registry = NewRegistry(&metrics);
+  auto loaded = registry->Acquire(Ref(a));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  registry->DrainAll();
+  EXPECT_EQ(ScoreOnce(**loaded).status().code(), absl::StatusCode::kUnavailable);
+  std::map<std::string, double> by_reason;
+  for (const auto& family : prometheus.Collect()) {
+    if (family.name != "verdict_scoring_rejected_total") continue;
+    for (const auto& metric : family.metric) {
+      std::map<std::string, std::string> labels;
+      for (const auto& label : metric.label) labels[label.name] = label.value;
+      EXPECT_EQ(labels["model"], "a");
+      EXPECT_EQ(labels["version"], "1");
+      by_reason[labels["reason"]] += metric.counter.value;
+    }
+  }
+  EXPECT_EQ(by_reason["shutting_down"], 1);
+  EXPECT_EQ(by_reason["invalid"], 0);
 }
 
 TEST_F(ModelRegistryTest, DestroyingTheRegistryFailsLoadsNotStarted) {
