@@ -70,10 +70,12 @@ absl::Status Import(v1::ModelService::Stub& models, const std::string& name) {
   request.set_name(name);
   request.set_path("golden-llama");
   v1::Model model;
-  return FromGrpc(models.ImportModel(&context, request, &model), absl::StrCat("ImportModel ", name));
+  return FromGrpc(models.ImportModel(&context, request, &model),
+                  absl::StrCat("ImportModel ", name));
 }
 
-absl::StatusOr<Phase> Measure(int port, const v1::ScoreBatchRequest& request, double seconds, bool churn) {
+absl::StatusOr<Phase> Measure(int port, const v1::ScoreBatchRequest& request, double seconds,
+                              bool churn) {
   auto scoring = v1::ScoringService::NewStub(NewChannel(port, /*own_connection=*/true));
   auto models = v1::ModelService::NewStub(NewChannel(port, /*own_connection=*/true));
   Phase phase;
@@ -128,7 +130,8 @@ absl::StatusOr<Phase> Measure(int port, const v1::ScoreBatchRequest& request, do
 absl::StatusOr<Phase> MeasureHeld(int port, const v1::ScoreBatchRequest& request, double seconds,
                                   const fs::path& weights, const std::string& bytes) {
   fs::remove(weights);
-  if (::mkfifo(weights.c_str(), 0600) != 0) return absl::InternalError("mkfifo " + weights.string());
+  if (::mkfifo(weights.c_str(), 0600) != 0)
+    return absl::InternalError("mkfifo " + weights.string());
   auto channel = NewChannel(port, /*own_connection=*/true);
   auto models = v1::ModelService::NewStub(channel);
   auto scoring = v1::ScoringService::NewStub(channel);
@@ -187,7 +190,8 @@ absl::Status Run() {
 
   server::ServerConfig config =
       BenchServerConfig(scratch.Path("state"), scratch.Path("data"), model_dir, /*metrics=*/false);
-  ASSIGN_OR_RETURN(std::unique_ptr<server::VerdictServer> server, server::VerdictServer::Start(config));
+  ASSIGN_OR_RETURN(std::unique_ptr<server::VerdictServer> server,
+                   server::VerdictServer::Start(config));
   auto models = v1::ModelService::NewStub(NewChannel(server->port(), false));
   RETURN_IF_ERROR(Import(*models, "served"));
   RETURN_IF_ERROR(Import(*models, "churn"));
@@ -230,15 +234,15 @@ absl::Status Run() {
   const double seconds = absl::GetFlag(FLAGS_seconds);
   std::vector<double> idle_p50, idle_p99, busy_p50, busy_p99, held_p50, held_p99;
   std::vector<double> busy_p50_ratio, busy_p99_ratio, held_p50_ratio, held_p99_ratio;
-  absl::PrintF("%-4s %-8s %9s %9s %10s %7s %7s %6s\n", "rep", "phase", "p50 ms", "p99 ms", "requests/s",
-               "loads", "errors", "load");
+  absl::PrintF("%-4s %-8s %9s %9s %10s %7s %7s %6s\n", "rep", "phase", "p50 ms", "p99 ms",
+               "requests/s", "loads", "errors", "load");
   for (int rep = 0; rep < absl::GetFlag(FLAGS_reps); ++rep) {
     ASSIGN_OR_RETURN(Phase idle, Measure(server->port(), request, seconds, /*churn=*/false));
     ASSIGN_OR_RETURN(Phase busy, Measure(server->port(), request, seconds, /*churn=*/true));
-    ASSIGN_OR_RETURN(Phase held, MeasureHeld(server->port(), request, seconds, held_weights, held_bytes));
-    for (const auto& [name, p] : {std::pair<const char*, const Phase&>{"idle", idle},
-                                  {"loading", busy},
-                                  {"held", held}}) {
+    ASSIGN_OR_RETURN(Phase held,
+                     MeasureHeld(server->port(), request, seconds, held_weights, held_bytes));
+    for (const auto& [name, p] :
+         {std::pair<const char*, const Phase&>{"idle", idle}, {"loading", busy}, {"held", held}}) {
       absl::PrintF("%-4d %-8s %9.3f %9.3f %10.1f %7d %7d %6.2f\n", rep, name, p.p50_ms, p.p99_ms,
                    p.requests_per_second, p.loads, p.errors, p.load);
     }
@@ -253,12 +257,15 @@ absl::Status Run() {
     held_p50_ratio.push_back(held.p50_ms / idle.p50_ms);
     held_p99_ratio.push_back(held.p99_ms / idle.p99_ms);
   }
-  absl::PrintF("\nmedians over %d reps (ms): idle p50 %.3f p99 %.3f | loading p50 %.3f p99 %.3f | "
-               "held p50 %.3f p99 %.3f\n",
-               static_cast<int>(idle_p50.size()), Median(idle_p50), Median(idle_p99), Median(busy_p50),
-               Median(busy_p99), Median(held_p50), Median(held_p99));
-  absl::PrintF("loading/idle ratio: p50 %.3f  p99 %.3f\n", Median(busy_p50_ratio), Median(busy_p99_ratio));
-  absl::PrintF("held/idle ratio:    p50 %.3f  p99 %.3f\n", Median(held_p50_ratio), Median(held_p99_ratio));
+  absl::PrintF(
+      "\nmedians over %d reps (ms): idle p50 %.3f p99 %.3f | loading p50 %.3f p99 %.3f | "
+      "held p50 %.3f p99 %.3f\n",
+      static_cast<int>(idle_p50.size()), Median(idle_p50), Median(idle_p99), Median(busy_p50),
+      Median(busy_p99), Median(held_p50), Median(held_p99));
+  absl::PrintF("loading/idle ratio: p50 %.3f  p99 %.3f\n", Median(busy_p50_ratio),
+               Median(busy_p99_ratio));
+  absl::PrintF("held/idle ratio:    p50 %.3f  p99 %.3f\n", Median(held_p50_ratio),
+               Median(held_p99_ratio));
   std::cout << "\nafter: " << DescribeMachine() << "\n";
   server->Shutdown();
   return absl::OkStatus();

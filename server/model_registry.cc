@@ -210,7 +210,8 @@ void ModelRegistry::SampleDeviceMemory() {
       // Throws for a device whose allocator was never initialised: CUDA is not in use there
       // (yet), and it gets no series.
       const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
-      const auto aggregate = static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE);
+      const auto aggregate =
+          static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE);
       deps_.metrics->SetDeviceMemoryBytes(absl::StrCat("cuda:", device),
                                           stats.reserved_bytes[aggregate].current);
     } catch (const c10::Error&) {
@@ -270,7 +271,8 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1
       queue_gauges = gauges;
       series = series_[key].lock();
       if (series == nullptr) {
-        series = std::make_shared<VersionSeries>(*metrics, model.name(), absl::StrCat(model.version()));
+        series =
+            std::make_shared<VersionSeries>(*metrics, model.name(), absl::StrCat(model.version()));
         series_[key] = series;
       }
     }
@@ -304,7 +306,8 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1
   return loaded;
 }
 
-void ModelRegistry::AcquireAsync(const v1::ModelRef& ref, const std::string& device, AcquireDone done) {
+void ModelRegistry::AcquireAsync(const v1::ModelRef& ref, const std::string& device,
+                                 AcquireDone done) {
   absl::StatusOr<v1::Model> model = deps_.store->GetModel(ref);
   if (!model.ok()) {
     done(model.status());
@@ -326,17 +329,21 @@ void ModelRegistry::AcquireAsync(const v1::ModelRef& ref, const std::string& dev
         slot.waiters.push_back({device, std::move(done)});
         return;
       }
-      refused = absl::UnavailableError(absl::StrCat("model ", model->name(), " version ", model->version(),
-                                                    " is loading on ", slot.loading_device,
-                                                    "; retry once it is loaded"));
+      refused = absl::UnavailableError(
+          absl::StrCat("model ", model->name(), " version ", model->version(), " is loading on ",
+                       slot.loading_device, "; retry once it is loaded"));
     } else {
       slot.loading = true;
       slot.loading_device = target;
       slot.waiters.push_back({device, std::move(done)});
-      Enqueue([this, loading = *model, target](bool cancelled) { RunLoad(loading, target, cancelled); });
+      Enqueue([this, loading = *model, target](bool cancelled) {
+        RunLoad(loading, target, cancelled);
+      });
       return;
     }
-    if (!refused.ok() && slot.loaded == nullptr && !slot.loading) slots_.erase(Key(model->name(), model->version()));
+    if (!refused.ok() && slot.loaded == nullptr && !slot.loading) {
+      slots_.erase(Key(model->name(), model->version()));
+    }
   }
   if (!refused.ok()) {
     done(refused);
@@ -348,8 +355,8 @@ void ModelRegistry::AcquireAsync(const v1::ModelRef& ref, const std::string& dev
 void ModelRegistry::RunLoad(const v1::Model& model, const std::string& device, bool cancelled) {
   const Key key(model.name(), model.version());
   absl::StatusOr<std::shared_ptr<LoadedModel>> result =
-      cancelled ? absl::StatusOr<std::shared_ptr<LoadedModel>>(absl::UnavailableError("the server is shutting down"))
-                : LoadVersion(model, device, /*serving=*/true);
+      absl::UnavailableError("the server is shutting down");
+  if (!cancelled) result = LoadVersion(model, device, /*serving=*/true);
   const std::shared_ptr<LoadedModel> fresh = result.ok() ? *result : nullptr;
   std::vector<Waiter> waiters;
   std::shared_ptr<LoadedModel> replaced;

@@ -187,8 +187,7 @@ class ModelRegistry {
   // scoring metrics and joins the name's queue gauges; without (the import's check that a
   // directory loads), it shows up in no metric.
   absl::StatusOr<std::shared_ptr<LoadedModel>> LoadVersion(const v1::Model& model,
-                                                           const std::string& device,
-                                                           bool serving);
+                                                           const std::string& device, bool serving);
   void SampleDeviceMemory();
   void ReportLoaded();
 

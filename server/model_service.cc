@@ -27,11 +27,13 @@ grpc::ServerUnaryReactor* ModelService::ImportModel(grpc::CallbackServerContext*
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   registry_->ImportAsync(
       request->name(), dir, request->path(), request->max_length(), request->truncation(),
-      request->chat_format(), [this, request, response, reactor](absl::StatusOr<v1::Model> imported) {
+      request->chat_format(),
+      [this, request, response, reactor](absl::StatusOr<v1::Model> imported) {
         absl::Status status = [&]() -> absl::Status {
           ASSIGN_OR_RETURN(v1::Model model, std::move(imported));
           if (!request->alias().empty()) {
-            ASSIGN_OR_RETURN(model, store_->SetAlias(model.name(), request->alias(), model.version()));
+            ASSIGN_OR_RETURN(model,
+                             store_->SetAlias(model.name(), request->alias(), model.version()));
           }
           registry_->Decorate(model);
           *response = std::move(model);

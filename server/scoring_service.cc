@@ -99,12 +99,14 @@ grpc::ServerUnaryReactor* ScoringService::ScoreBatch(grpc::CallbackServerContext
   registry_->AcquireAsync(request->model(), "",
                           [this, context, request, response, reactor,
                            arrival](absl::StatusOr<std::shared_ptr<LoadedModel>> loaded) {
-                            Continue(context, request, response, reactor, arrival, std::move(loaded));
+                            Continue(context, request, response, reactor, arrival,
+                                     std::move(loaded));
                           });
   return reactor;
 }
 
-void ScoringService::Continue(grpc::CallbackServerContext* context, const v1::ScoreBatchRequest* request,
+void ScoringService::Continue(grpc::CallbackServerContext* context,
+                              const v1::ScoreBatchRequest* request,
                               v1::ScoreBatchResponse* response, grpc::ServerUnaryReactor* reactor,
                               absl::Time arrival,
                               absl::StatusOr<std::shared_ptr<LoadedModel>> acquired) const {
@@ -143,7 +145,8 @@ void ScoringService::Continue(grpc::CallbackServerContext* context, const v1::Sc
     return absl::OkStatus();
   }();
   if (!status.ok()) {
-    CountRefusal(loaded->info.name(), absl::StrCat(loaded->info.version()), ScoringRejection::kInvalid);
+    CountRefusal(loaded->info.name(), absl::StrCat(loaded->info.version()),
+                 ScoringRejection::kInvalid);
     reactor->Finish(ToGrpcStatus(status));
     return;
   }

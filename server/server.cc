@@ -108,8 +108,9 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   RETURN_IF_ERROR(positive("max_items_per_request", c.max_items_per_request));
   RETURN_IF_ERROR(positive("max_item_bytes", c.max_item_bytes));
   if (c.max_queue_delay < absl::ZeroDuration() || c.max_queue_delay == absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat("--max_queue_delay_ms: must be >= 0 and finite, got ",
-                                                   absl::FormatDuration(c.max_queue_delay)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_queue_delay_ms: must be >= 0 and finite, got ",
+                     absl::FormatDuration(c.max_queue_delay)));
   }
   DynamicBatcher::Options batcher;
   batcher.max_batch_tokens = c.max_batch_tokens;

@@ -134,10 +134,11 @@ ServerMetrics::ServerMetrics(Registry& registry, const BuildInfo& build_info, ab
           AddHistogram(registry, "verdict_scoring_batch_items", "Items per scoring batch.")),
       scoring_batch_tokens_(AddHistogram(registry, "verdict_scoring_batch_tokens",
                                          "Tokens (padding included) per scoring batch.")),
-      scoring_items_(
-          AddCounter(registry, "verdict_scoring_items_total", "Items scored, by model and version.")),
-      scoring_rejected_(AddCounter(registry, "verdict_scoring_rejected_total",
-                                   "Scoring requests turned away without a score, by model, version and reason.")),
+      scoring_items_(AddCounter(registry, "verdict_scoring_items_total",
+                                "Items scored, by model and version.")),
+      scoring_rejected_(AddCounter(
+          registry, "verdict_scoring_rejected_total",
+          "Scoring requests turned away without a score, by model, version and reason.")),
       models_loaded_(AddGauge(registry, "verdict_models_loaded",
                               "1 while a model version is loaded for scoring, else 0.")),
       jobs_(AddGauge(registry, "verdict_jobs", "Training jobs in each state.")),

@@ -126,8 +126,8 @@ class DynamicBatcher {
   };
 
   // InvalidArgument naming the option when `options` cannot run (a budget, item count or
-  // queue size <= 0, a negative or infinite delay); Create refuses exactly these. A server validates its
-  // configuration with it at start.
+  // queue size <= 0, a negative or infinite delay); Create refuses exactly these. A server
+  // validates its configuration with it at start.
   static absl::Status ValidateOptions(const Options& options);
 
   static absl::StatusOr<std::unique_ptr<DynamicBatcher>> Create(

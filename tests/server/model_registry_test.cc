@@ -14,8 +14,8 @@
 
 #include <atomic>
 #include <filesystem>
-#include <map>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -53,7 +53,9 @@ class Bounded {
           done_.Notify();
         }) {}
   ~Bounded() { thread_.join(); }
-  bool FinishesWithin(absl::Duration timeout) { return done_.WaitForNotificationWithTimeout(timeout); }
+  bool FinishesWithin(absl::Duration timeout) {
+    return done_.WaitForNotificationWithTimeout(timeout);
+  }
 
  private:
   absl::Notification done_;
@@ -64,7 +66,8 @@ class Bounded {
 // reading until Release() writes them. Opened() turns true once a load is reading it.
 class HeldWeights {
  public:
-  HeldWeights(const fs::path& fifo, std::string bytes) : path_(fifo.string()), bytes_(std::move(bytes)) {
+  HeldWeights(const fs::path& fifo, std::string bytes)
+      : path_(fifo.string()), bytes_(std::move(bytes)) {
     EXPECT_EQ(::mkfifo(path_.c_str(), 0600), 0) << path_;
     writer_ = std::thread([this] {
       const int fd = ::open(path_.c_str(), O_WRONLY);  // returns once a reader opened it
@@ -177,7 +180,8 @@ class ModelRegistryTest : public ::testing::Test {
     };
     absl::Status submitted = loaded.batcher->Submit(std::move(request));
     if (!submitted.ok()) return submitted;
-    if (!done.WaitForNotificationWithTimeout(kPrompt)) return absl::DeadlineExceededError("no score");
+    if (!done.WaitForNotificationWithTimeout(kPrompt))
+      return absl::DeadlineExceededError("no score");
     return out;
   }
 

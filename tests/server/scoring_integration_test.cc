@@ -11,6 +11,7 @@
 //   imported-enc    version 1: a copy of enc's directory, imported from --model_dir
 // Tests that need other server settings start their own server and import llama only.
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cmath>
@@ -21,8 +22,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <unistd.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -788,14 +787,20 @@ TEST_F(ScoringServerTest, ScoringSeriesCarryTheVersionThatServed) {
   auto metrics = ScrapeMetrics(server_->metrics_port());
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   const double n = static_cast<double>(items.size());
-  EXPECT_EQ(MetricSum(*metrics, "verdict_scoring_items_total", {{"model", "llama"}, {"version", "1"}}), n)
+  EXPECT_EQ(
+      MetricSum(*metrics, "verdict_scoring_items_total", {{"model", "llama"}, {"version", "1"}}), n)
       << *metrics;
-  EXPECT_EQ(MetricSum(*metrics, "verdict_scoring_items_total", {{"model", "llama"}, {"version", "2"}}), 2 * n)
+  EXPECT_EQ(
+      MetricSum(*metrics, "verdict_scoring_items_total", {{"model", "llama"}, {"version", "2"}}),
+      2 * n)
       << *metrics;
-  EXPECT_GE(MetricSum(*metrics, "verdict_scoring_compute_seconds_count", {{"version", "2"}}), 1) << *metrics;
-  EXPECT_GE(MetricSum(*metrics, "verdict_scoring_queue_seconds_count", {{"version", "1"}}), 1) << *metrics;
+  EXPECT_GE(MetricSum(*metrics, "verdict_scoring_compute_seconds_count", {{"version", "2"}}), 1)
+      << *metrics;
+  EXPECT_GE(MetricSum(*metrics, "verdict_scoring_queue_seconds_count", {{"version", "1"}}), 1)
+      << *metrics;
   // The queue gauges stay by name: one series for both versions.
-  EXPECT_FALSE(absl::StrContains(*metrics, "verdict_scoring_queue_depth{model=\"llama\",version")) << *metrics;
+  EXPECT_FALSE(absl::StrContains(*metrics, "verdict_scoring_queue_depth{model=\"llama\",version"))
+      << *metrics;
   // A CPU-only server exports no device memory series (the dashboard panel is then empty).
   EXPECT_FALSE(absl::StrContains(*metrics, "verdict_device_memory_bytes{")) << *metrics;
 }
@@ -810,7 +815,8 @@ TEST_F(ScoringServerTest, RequestsRefusedBeforeTheBatcherAreCounted) {
   const std::vector<v1::ScoreItem> good = SampleItems();
   const std::string token = config.api_token;
   v1::ScoreBatchResponse response;
-  auto score = [&](const v1::ModelRef& ref, const std::vector<v1::ScoreItem>& items, const std::string& t) {
+  auto score = [&](const v1::ModelRef& ref, const std::vector<v1::ScoreItem>& items,
+                   const std::string& t) {
     return Score(*clients_, ref, items, &response, false, absl::Seconds(60), t).error_code();
   };
   EXPECT_EQ(score(Ref("llama"), good, ""), grpc::StatusCode::UNAUTHENTICATED);
@@ -826,10 +832,14 @@ TEST_F(ScoringServerTest, RequestsRefusedBeforeTheBatcherAreCounted) {
   auto metrics = ScrapeMetrics(server_->metrics_port());
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   const std::string rejected = "verdict_scoring_rejected_total";
-  EXPECT_EQ(MetricSum(*metrics, rejected, {{"reason", "unauthenticated"}, {"model", ""}}), 1) << *metrics;
+  EXPECT_EQ(MetricSum(*metrics, rejected, {{"reason", "unauthenticated"}, {"model", ""}}), 1)
+      << *metrics;
   EXPECT_EQ(MetricSum(*metrics, rejected, {{"reason", "invalid"}, {"model", ""}}), 2) << *metrics;
-  EXPECT_EQ(MetricSum(*metrics, rejected, {{"reason", "model_not_found"}, {"model", ""}}), 2) << *metrics;
-  EXPECT_EQ(MetricSum(*metrics, rejected, {{"reason", "invalid"}, {"model", "llama"}, {"version", "1"}}), 1)
+  EXPECT_EQ(MetricSum(*metrics, rejected, {{"reason", "model_not_found"}, {"model", ""}}), 2)
+      << *metrics;
+  EXPECT_EQ(
+      MetricSum(*metrics, rejected, {{"reason", "invalid"}, {"model", "llama"}, {"version", "1"}}),
+      1)
       << *metrics;
   EXPECT_FALSE(absl::StrContains(*metrics, "made-up-name")) << *metrics;
   EXPECT_EQ(MetricSum(*metrics, "verdict_scoring_items_total", {{"model", "llama"}}),
@@ -849,8 +859,10 @@ TEST(ScoringConfigTest, BadBatcherSettingsAreRefusedAtStartNamingTheFlag) {
       {"--max_batch_tokens", [](server::ServerConfig& c) { c.max_batch_tokens = -5; }},
       {"--max_batch_items", [](server::ServerConfig& c) { c.max_batch_items = 0; }},
       {"--max_queued_items", [](server::ServerConfig& c) { c.max_queued_items = 0; }},
-      {"--max_queue_delay_ms", [](server::ServerConfig& c) { c.max_queue_delay = absl::Milliseconds(-1); }},
-      {"--max_queue_delay_ms", [](server::ServerConfig& c) { c.max_queue_delay = absl::InfiniteDuration(); }},
+      {"--max_queue_delay_ms",
+       [](server::ServerConfig& c) { c.max_queue_delay = absl::Milliseconds(-1); }},
+      {"--max_queue_delay_ms",
+       [](server::ServerConfig& c) { c.max_queue_delay = absl::InfiniteDuration(); }},
       {"--max_items_per_request", [](server::ServerConfig& c) { c.max_items_per_request = 0; }},
       {"--max_item_bytes", [](server::ServerConfig& c) { c.max_item_bytes = 0; }},
   };

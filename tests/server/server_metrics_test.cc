@@ -197,7 +197,8 @@ TEST(ServerMetricsTest, HistogramsUseTheDocumentedBuckets) {
     EXPECT_THAT(UpperBounds(*series), ElementsAreArray(with_inf(latency))) << name;
   }
 
-  auto items = FindSeries(registry, "verdict_scoring_batch_items", {{"model", "helpful"}, {"version", "3"}});
+  auto items =
+      FindSeries(registry, "verdict_scoring_batch_items", {{"model", "helpful"}, {"version", "3"}});
   ASSERT_TRUE(items.has_value());
   EXPECT_THAT(UpperBounds(*items),
               ElementsAreArray({1., 2., 4., 8., 16., 32., 64., 128., 256., 512., 1024., kInf}));
@@ -205,7 +206,8 @@ TEST(ServerMetricsTest, HistogramsUseTheDocumentedBuckets) {
   EXPECT_EQ(items->histogram.bucket[4].cumulative_count, 0u);
   EXPECT_EQ(items->histogram.bucket[5].cumulative_count, 1u);
 
-  auto tokens = FindSeries(registry, "verdict_scoring_batch_tokens", {{"model", "helpful"}, {"version", "3"}});
+  auto tokens = FindSeries(registry, "verdict_scoring_batch_tokens",
+                           {{"model", "helpful"}, {"version", "3"}});
   ASSERT_TRUE(tokens.has_value());
   std::vector<double> token_bounds;
   for (int e = 6; e <= 18; ++e) token_bounds.push_back(static_cast<double>(1 << e));
@@ -304,10 +306,9 @@ TEST(ServerMetricsTest, RemovesTheSeriesOfAnUnloadedVersionOnly) {
   }
   metrics.SetScoringQueueCapacity("helpful", 64);
   metrics.RemoveScoringVersion("helpful", "1");
-  for (const char* family :
-       {"verdict_scoring_items_total", "verdict_scoring_batch_items",
-        "verdict_scoring_batch_tokens", "verdict_scoring_compute_seconds",
-        "verdict_scoring_queue_seconds"}) {
+  for (const char* family : {"verdict_scoring_items_total", "verdict_scoring_batch_items",
+                             "verdict_scoring_batch_tokens", "verdict_scoring_compute_seconds",
+                             "verdict_scoring_queue_seconds"}) {
     EXPECT_FALSE(FindSeries(registry, family, {{"model", "helpful"}, {"version", "1"}}).has_value())
         << family;
     EXPECT_TRUE(FindSeries(registry, family, {{"model", "helpful"}, {"version", "2"}}).has_value())
@@ -381,7 +382,8 @@ TEST(ServerMetricsTest, CountsExactlyUnderConcurrentCallers) {
     threads.emplace_back([&metrics, t] {
       for (int i = 0; i < kCallsPerThread; ++i) {
         metrics.RecordRpc("ScoreBatch", absl::StatusCode::kOk, absl::Microseconds(100));
-        metrics.RecordScoringBatch(absl::StrCat("model-", t % 2), "1", 1, 64, absl::Microseconds(10));
+        metrics.RecordScoringBatch(absl::StrCat("model-", t % 2), "1", 1, 64,
+                                   absl::Microseconds(10));
         metrics.RecordJobStateChange("", "queued");
       }
     });
@@ -390,8 +392,10 @@ TEST(ServerMetricsTest, CountsExactlyUnderConcurrentCallers) {
   EXPECT_EQ(CounterValue(registry, "verdict_rpc_requests_total",
                          {{"method", "ScoreBatch"}, {"code", "OK"}}),
             kThreads * kCallsPerThread);
-  EXPECT_EQ(CounterValue(registry, "verdict_scoring_items_total", {{"model", "model-0"}, {"version", "1"}}) +
-                CounterValue(registry, "verdict_scoring_items_total", {{"model", "model-1"}, {"version", "1"}}),
+  EXPECT_EQ(CounterValue(registry, "verdict_scoring_items_total",
+                         {{"model", "model-0"}, {"version", "1"}}) +
+                CounterValue(registry, "verdict_scoring_items_total",
+                             {{"model", "model-1"}, {"version", "1"}}),
             kThreads * kCallsPerThread);
   EXPECT_EQ(GaugeValue(registry, "verdict_jobs", {{"state", "queued"}}),
             kThreads * kCallsPerThread);
