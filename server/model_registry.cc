@@ -6,9 +6,14 @@
 
 #include <torch/cuda.h>
 
+#ifdef VERDICT_HAVE_CUDA_ALLOCATOR
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "core/model/model_config.h"
 #include "core/model/reward_model.h"
 #include "core/tokenize/tokenizer.h"
@@ -30,9 +35,14 @@ ScoringRejection ToMetricReason(RejectionReason reason) {
       return ScoringRejection::kDeadlineExceeded;
     case RejectionReason::kCancelled:
       return ScoringRejection::kCancelled;
-    default:
-      return ScoringRejection::kInvalid;
+    case RejectionReason::kShuttingDown:
+      return ScoringRejection::kShuttingDown;
+    case RejectionReason::kForwardFailed:
+      return ScoringRejection::kForwardFailed;
+    case RejectionReason::kInvalid:
+      break;
   }
+  return ScoringRejection::kInvalid;
 }
 
 ScoringSettings SettingsOf(const v1::Model& model) {
@@ -125,29 +135,94 @@ void LeaveQueueGauges(const LoadedModel& model) {
 
 }  // namespace
 
+// The scoring series of one version, {model, version}. Every loaded copy of the version (its
+// batcher's observer) holds the token; the registry keeps a weak reference so that a version
+// loaded again while an old copy still finishes requests shares it. When the last copy goes,
+// the series go: their number stays bounded by the versions loaded.
+class VersionSeries {
+ public:
+  VersionSeries(ServerMetrics& metrics, std::string name, std::string version)
+      : metrics_(metrics), name_(std::move(name)), version_(std::move(version)) {}
+  ~VersionSeries() { metrics_.RemoveScoringVersion(name_, version_); }
+  VersionSeries(const VersionSeries&) = delete;
+  VersionSeries& operator=(const VersionSeries&) = delete;
+
+  const std::string& name() const { return name_; }
+  const std::string& version() const { return version_; }
+
+ private:
+  ServerMetrics& metrics_;
+  const std::string name_;
+  const std::string version_;
+};
+
 void LoadedModel::ReportQueueDepth() const {
   if (queue_gauges != nullptr && batcher != nullptr) queue_gauges->Refresh(queue_gauge_id, *batcher);
 }
 
 ModelRegistry::ModelRegistry(const ServerConfig& config, Dependencies dependencies)
-    : config_(config), deps_(std::move(dependencies)) {}
+    : config_(config), deps_(std::move(dependencies)) {
+  loader_ = std::thread([this] { LoaderLoop(); });
+}
 
-ModelRegistry::~ModelRegistry() = default;
+ModelRegistry::~ModelRegistry() {
+  {
+    absl::MutexLock lock(&mutex_);
+    stopping_ = true;
+    draining_ = true;
+  }
+  loader_.join();
+}
 
 std::string ModelRegistry::StoragePath(const v1::Model& model) const {
   return (fs::path(config_.state_dir) / model.storage_path()).string();
 }
 
-std::shared_ptr<ScoringQueueGauges> ModelRegistry::QueueGaugesFor(const std::string& name) {
-  if (deps_.metrics == nullptr) return nullptr;
-  auto& gauges = queue_gauges_[name];
-  if (gauges == nullptr) gauges = std::make_shared<ScoringQueueGauges>(*deps_.metrics, name);
-  return gauges;
+void ModelRegistry::Enqueue(Task task) { tasks_.push_back(std::move(task)); }
+
+void ModelRegistry::LoaderLoop() {
+  const bool sample_memory = deps_.metrics != nullptr && torch::cuda::is_available();
+  for (;;) {
+    Task task;
+    bool cancelled = false;
+    {
+      absl::MutexLock lock(&mutex_);
+      mutex_.AwaitWithTimeout(absl::Condition(this, &ModelRegistry::HasTaskOrStopping),
+                              kDeviceMemoryInterval);
+      if (!tasks_.empty()) {
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+        cancelled = draining_;
+      } else if (stopping_) {
+        return;
+      }
+    }
+    if (task) task(cancelled);
+    if (sample_memory) SampleDeviceMemory();
+  }
 }
 
-absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(
-    const v1::Model& model, const std::string& device,
-    std::shared_ptr<ScoringQueueGauges> queue_gauges) {
+void ModelRegistry::SampleDeviceMemory() {
+#ifdef VERDICT_HAVE_CUDA_ALLOCATOR
+  const int count = static_cast<int>(torch::cuda::device_count());
+  for (int device = 0; device < count; ++device) {
+    try {
+      // Throws for a device whose allocator was never initialised: CUDA is not in use there
+      // (yet), and it gets no series.
+      const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
+      const auto aggregate =
+          static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE);
+      deps_.metrics->SetDeviceMemoryBytes(absl::StrCat("cuda:", device),
+                                          stats.reserved_bytes[aggregate].current);
+    } catch (const c10::Error&) {
+    }
+  }
+#endif
+}
+
+absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1::Model& model,
+                                                                        const std::string& device,
+                                                                        bool serving) {
   const std::string dir = StoragePath(model);
   // A device this server lacks is the caller's problem (FAILED_PRECONDITION); any other
   // failure to load files the import checked means they were damaged since (DATA_LOSS).
@@ -184,22 +259,37 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(
   loaded->label = absl::StrCat(model.name(), ":", model.version());
   DynamicBatcherObserver observer;
   const int64_t gauge_id = next_queue_gauge_id_++;
-  if (queue_gauges != nullptr && deps_.metrics != nullptr) {
+  std::shared_ptr<ScoringQueueGauges> queue_gauges;
+  if (serving && deps_.metrics != nullptr) {
     ServerMetrics* metrics = deps_.metrics;
-    // The name, as verdict_models_loaded has it: versions come and go, the series stay.
-    const std::string name = model.name();
-    observer.on_batch = [metrics, name, queue_gauges, gauge_id](const BatchStats& stats) {
-      metrics->RecordScoringBatch(name, stats.items, stats.padded_tokens, stats.compute_time);
+    const Key key(model.name(), model.version());
+    std::shared_ptr<VersionSeries> series;
+    {
+      absl::MutexLock lock(&mutex_);
+      auto& gauges = queue_gauges_[model.name()];
+      if (gauges == nullptr) gauges = std::make_shared<ScoringQueueGauges>(*metrics, model.name());
+      queue_gauges = gauges;
+      series = series_[key].lock();
+      if (series == nullptr) {
+        series =
+            std::make_shared<VersionSeries>(*metrics, model.name(), absl::StrCat(model.version()));
+        series_[key] = series;
+      }
+    }
+    // The observer owns the token: the series live as long as the batcher reports to them.
+    observer.on_batch = [metrics, series, queue_gauges, gauge_id](const BatchStats& stats) {
+      metrics->RecordScoringBatch(series->name(), series->version(), stats.items,
+                                  stats.padded_tokens, stats.compute_time, stats.ok);
       queue_gauges->Set(gauge_id, stats.queued_sequences);
     };
     observer.on_rows_dropped = [queue_gauges, gauge_id](int64_t queued_sequences) {
       queue_gauges->Set(gauge_id, queued_sequences);
     };
-    observer.on_request = [metrics, name](absl::Duration queue_time) {
-      metrics->RecordScoringQueueWait(name, queue_time);
+    observer.on_request = [metrics, series](absl::Duration queue_time) {
+      metrics->RecordScoringQueueWait(series->name(), series->version(), queue_time);
     };
-    observer.on_rejection = [metrics, name](RejectionReason reason) {
-      metrics->RecordScoringRejected(name, ToMetricReason(reason));
+    observer.on_rejection = [metrics, series](RejectionReason reason) {
+      metrics->RecordScoringRejected(series->name(), series->version(), ToMetricReason(reason));
     };
   }
   DynamicBatcher::Options batcher_options;
@@ -216,61 +306,129 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(
   return loaded;
 }
 
-absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Acquire(const v1::ModelRef& ref,
-                                                                    const std::string& device) {
-  ASSIGN_OR_RETURN(v1::Model model, deps_.store->GetModel(ref));
+void ModelRegistry::AcquireAsync(const v1::ModelRef& ref, const std::string& device,
+                                 AcquireDone done) {
+  absl::StatusOr<v1::Model> model = deps_.store->GetModel(ref);
+  if (!model.ok()) {
+    done(model.status());
+    return;
+  }
   const std::string target = device.empty() ? config_.default_device : device;
-  std::shared_ptr<Slot> slot;
-  std::shared_ptr<ScoringQueueGauges> queue_gauges;
+  std::shared_ptr<LoadedModel> ready;
+  absl::Status refused;
   {
     absl::MutexLock lock(&mutex_);
-    auto& entry = slots_[Key(model.name(), model.version())];
-    if (entry == nullptr) entry = std::make_shared<Slot>();
-    slot = entry;
-    queue_gauges = QueueGaugesFor(model.name());
-  }
-  bool loaded_now = false;
-  std::shared_ptr<LoadedModel> result;
-  {
-    absl::MutexLock lock(&slot->mutex);
-    const bool wrong_device = !device.empty() && slot->loaded && slot->loaded->info.device() != target;
-    if (slot->loaded == nullptr || wrong_device) {
-      ASSIGN_OR_RETURN(std::shared_ptr<LoadedModel> fresh, LoadVersion(model, target, queue_gauges));
-      if (slot->loaded != nullptr) LeaveQueueGauges(*slot->loaded);  // the other device's copy
-      slot->loaded = std::move(fresh);
-      loaded_now = true;
+    Slot& slot = slots_[Key(model->name(), model->version())];
+    if (draining_) {
+      refused = absl::UnavailableError("the server is shutting down");
+    } else if (slot.loaded != nullptr && (device.empty() || slot.loaded->info.device() == target)) {
+      ready = slot.loaded;
+    } else if (slot.loading) {
+      if (device.empty() || slot.loading_device == target) {
+        slot.unload_when_loaded = false;  // asked for again after an Unload
+        slot.waiters.push_back({device, std::move(done)});
+        return;
+      }
+      refused = absl::UnavailableError(
+          absl::StrCat("model ", model->name(), " version ", model->version(), " is loading on ",
+                       slot.loading_device, "; retry once it is loaded"));
+    } else {
+      slot.loading = true;
+      slot.loading_device = target;
+      slot.waiters.push_back({device, std::move(done)});
+      Enqueue([this, loading = *model, target](bool cancelled) {
+        RunLoad(loading, target, cancelled);
+      });
+      return;
     }
-    result = slot->loaded;
+    if (!refused.ok() && slot.loaded == nullptr && !slot.loading) {
+      slots_.erase(Key(model->name(), model->version()));
+    }
   }
-  if (loaded_now) {
-    // Here rather than in LoadVersion, which Import also uses to check a directory.
+  if (!refused.ok()) {
+    done(refused);
+    return;
+  }
+  done(std::move(ready));
+}
+
+void ModelRegistry::RunLoad(const v1::Model& model, const std::string& device, bool cancelled) {
+  const Key key(model.name(), model.version());
+  absl::StatusOr<std::shared_ptr<LoadedModel>> result =
+      absl::UnavailableError("the server is shutting down");
+  if (!cancelled) result = LoadVersion(model, device, /*serving=*/true);
+  const std::shared_ptr<LoadedModel> fresh = result.ok() ? *result : nullptr;
+  std::vector<Waiter> waiters;
+  std::shared_ptr<LoadedModel> replaced;
+  bool installed = false;
+  {
+    absl::MutexLock lock(&mutex_);
+    auto it = slots_.find(key);
+    if (it != slots_.end() && it->second.loading) {
+      Slot& slot = it->second;
+      waiters = std::move(slot.waiters);
+      slot.waiters.clear();
+      slot.loading = false;
+      slot.loading_device.clear();
+      if (result.ok() && !draining_ && !slot.unload_when_loaded) {
+        replaced = std::move(slot.loaded);  // the copy on another device, if any
+        slot.loaded = *result;
+        installed = true;
+      } else if (slot.loaded == nullptr || slot.unload_when_loaded) {
+        slots_.erase(it);
+      }
+    }
+    // While draining nobody is served any more; unloaded while loading, the waiters are
+    // served by the copy, which is then dropped.
+    if (result.ok() && draining_) result = absl::UnavailableError("the server is shutting down");
+  }
+  if (fresh != nullptr && !installed) LeaveQueueGauges(*fresh);
+  if (replaced != nullptr) LeaveQueueGauges(*replaced);
+  if (installed) {
     if (deps_.metrics != nullptr) {
       deps_.metrics->SetModelLoaded(model.name(), absl::StrCat(model.version()), true);
     }
     if (deps_.logger != nullptr) {
-      deps_.logger->Info("model.loaded").With("model", result->label).With("device", target);
+      deps_.logger->Info("model.loaded").With("model", (*result)->label).With("device", device);
     }
     ReportLoaded();
+  } else if (!result.ok() && deps_.logger != nullptr && !cancelled) {
+    deps_.logger->Warning("model.load_failed")
+        .With("model", absl::StrCat(model.name(), ":", model.version()))
+        .With("error", result.status().ToString());
   }
+  for (Waiter& waiter : waiters) waiter.done(result);
+}
+
+absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::Acquire(const v1::ModelRef& ref,
+                                                                    const std::string& device) {
+  absl::Notification done;
+  absl::StatusOr<std::shared_ptr<LoadedModel>> result;
+  AcquireAsync(ref, device, [&](absl::StatusOr<std::shared_ptr<LoadedModel>> r) {
+    result = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
   return result;
 }
 
 absl::StatusOr<v1::Model> ModelRegistry::Unload(const v1::ModelRef& ref) {
   ASSIGN_OR_RETURN(v1::Model model, deps_.store->GetModel(ref));
-  std::shared_ptr<Slot> slot;
+  std::shared_ptr<LoadedModel> unloaded;
   {
     absl::MutexLock lock(&mutex_);
     auto it = slots_.find(Key(model.name(), model.version()));
     if (it != slots_.end()) {
-      slot = it->second;
-      slots_.erase(it);
+      unloaded = std::move(it->second.loaded);
+      if (it->second.loading) {
+        // The load in progress still serves the requests waiting for it, then is dropped.
+        it->second.unload_when_loaded = true;
+      } else {
+        slots_.erase(it);
+      }
     }
   }
-  if (slot != nullptr) {
-    absl::MutexLock lock(&slot->mutex);
-    if (slot->loaded != nullptr) LeaveQueueGauges(*slot->loaded);
-    slot->loaded.reset();  // requests in flight still hold it
-  }
+  if (unloaded != nullptr) LeaveQueueGauges(*unloaded);  // requests in flight still hold it
   if (deps_.metrics != nullptr) deps_.metrics->SetModelLoaded(model.name(), absl::StrCat(model.version()), false);
   ReportLoaded();
   return model;
@@ -344,7 +502,7 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const std::string& name, const s
     if (entry.is_regular_file()) size += static_cast<int64_t>(entry.file_size());
   }
   model.set_size_bytes(size);
-  auto check = LoadVersion(model, "cpu", /*queue_gauges=*/nullptr);
+  auto check = LoadVersion(model, "cpu", /*serving=*/false);
   if (!check.ok()) {
     cleanup();
     return absl::InvalidArgumentError(absl::StrCat("path: not a loadable reward model: ", check.status().message()));
@@ -355,18 +513,28 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const std::string& name, const s
   return stored;
 }
 
+void ModelRegistry::ImportAsync(std::string name, std::string source_dir, std::string relative_path,
+                                int32_t max_length, v1::TruncationPolicy truncation,
+                                v1::ChatFormat chat_format, ImportDone done) {
+  // While draining the loader runs it as cancelled: `done` never runs under the lock.
+  absl::MutexLock lock(&mutex_);
+  Enqueue([this, name = std::move(name), source_dir = std::move(source_dir),
+           relative_path = std::move(relative_path), max_length, truncation, chat_format,
+           done = std::move(done)](bool cancelled) {
+    if (cancelled) {
+      done(absl::UnavailableError("the server is shutting down"));
+      return;
+    }
+    done(Import(name, source_dir, relative_path, max_length, truncation, chat_format));
+  });
+}
+
 void ModelRegistry::Decorate(v1::Model& model) {
-  std::shared_ptr<Slot> slot;
-  {
-    absl::MutexLock lock(&mutex_);
-    auto it = slots_.find(Key(model.name(), model.version()));
-    if (it == slots_.end()) return;
-    slot = it->second;
-  }
-  absl::MutexLock lock(&slot->mutex);
-  if (slot->loaded != nullptr) {
+  absl::MutexLock lock(&mutex_);
+  auto it = slots_.find(Key(model.name(), model.version()));
+  if (it != slots_.end() && it->second.loaded != nullptr) {
     model.set_loaded(true);
-    model.set_device(slot->loaded->info.device());
+    model.set_device(it->second.loaded->info.device());
   }
 }
 
@@ -374,9 +542,9 @@ void ModelRegistry::DrainAll() {
   std::vector<std::shared_ptr<LoadedModel>> loaded;
   {
     absl::MutexLock lock(&mutex_);
+    draining_ = true;  // the loader now fails what is queued, and what is loading when done
     for (auto& [key, slot] : slots_) {
-      absl::MutexLock slot_lock(&slot->mutex);
-      if (slot->loaded != nullptr) loaded.push_back(slot->loaded);
+      if (slot.loaded != nullptr) loaded.push_back(slot.loaded);
     }
   }
   for (auto& model : loaded) model->batcher->Drain();
@@ -386,8 +554,7 @@ int ModelRegistry::LoadedCount() {
   absl::MutexLock lock(&mutex_);
   int count = 0;
   for (auto& [key, slot] : slots_) {
-    absl::MutexLock slot_lock(&slot->mutex);
-    if (slot->loaded != nullptr) ++count;
+    if (slot.loaded != nullptr) ++count;
   }
   return count;
 }

@@ -12,23 +12,36 @@ grpc::ServerUnaryReactor* ModelService::ImportModel(grpc::CallbackServerContext*
                                                     const v1::ImportModelRequest* request,
                                                     v1::Model* response) {
   if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
+  std::string dir;
   absl::Status status = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateModelName("name", request->name()));
     if (!request->alias().empty()) RETURN_IF_ERROR(ValidateAlias("alias", request->alias(), false));
     if (!v1::TruncationPolicy_IsValid(request->truncation())) return absl::InvalidArgumentError("truncation: unknown value");
     if (!v1::ChatFormat_IsValid(request->chat_format())) return absl::InvalidArgumentError("chat_format: unknown value");
-    ASSIGN_OR_RETURN(std::string dir, ResolveUnderRoot(config_.model_dir, request->path(), "path"));
-    ASSIGN_OR_RETURN(v1::Model model, registry_->Import(request->name(), dir, request->path(),
-                                                         request->max_length(), request->truncation(),
-                                                         request->chat_format()));
-    if (!request->alias().empty()) {
-      ASSIGN_OR_RETURN(model, store_->SetAlias(model.name(), request->alias(), model.version()));
-    }
-    registry_->Decorate(model);
-    *response = std::move(model);
+    ASSIGN_OR_RETURN(dir, ResolveUnderRoot(config_.model_dir, request->path(), "path"));
     return absl::OkStatus();
   }();
-  return FinishUnary(context, status);
+  if (!status.ok()) return FinishUnary(context, status);
+  // The copy and the check that the directory loads take seconds: they run on the registry's
+  // loader thread, which finishes the RPC.
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  registry_->ImportAsync(
+      request->name(), dir, request->path(), request->max_length(), request->truncation(),
+      request->chat_format(),
+      [this, request, response, reactor](absl::StatusOr<v1::Model> imported) {
+        absl::Status status = [&]() -> absl::Status {
+          ASSIGN_OR_RETURN(v1::Model model, std::move(imported));
+          if (!request->alias().empty()) {
+            ASSIGN_OR_RETURN(model,
+                             store_->SetAlias(model.name(), request->alias(), model.version()));
+          }
+          registry_->Decorate(model);
+          *response = std::move(model);
+          return absl::OkStatus();
+        }();
+        reactor->Finish(ToGrpcStatus(status));
+      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ModelService::ListModels(grpc::CallbackServerContext* context,
@@ -113,11 +126,17 @@ grpc::ServerUnaryReactor* ModelService::LoadModel(grpc::CallbackServerContext* c
         return absl::InvalidArgumentError(absl::StrCat("device: ", device.status().message()));
       }
     }
-    ASSIGN_OR_RETURN(auto loaded, registry_->Acquire(request->model(), request->device()));
-    *response = loaded->info;
     return absl::OkStatus();
   }();
-  return FinishUnary(context, status);
+  if (!status.ok()) return FinishUnary(context, status);
+  // Finished by the registry's loader thread when a load was needed: never waits here.
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  registry_->AcquireAsync(request->model(), request->device(),
+                          [response, reactor](absl::StatusOr<std::shared_ptr<LoadedModel>> loaded) {
+                            if (loaded.ok()) *response = (*loaded)->info;
+                            reactor->Finish(ToGrpcStatus(loaded.status()));
+                          });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ModelService::UnloadModel(grpc::CallbackServerContext* context,

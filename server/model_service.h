@@ -1,6 +1,8 @@
 // ModelService: the model registry over gRPC (ImportModel, ListModels, GetModel,
 // SetModelAlias, DeleteModelAlias, LoadModel, UnloadModel). Versions and aliases are stored in
-// the JobStore; loading goes through the ModelRegistry. Thread safety: as gRPC calls it.
+// the JobStore; loading goes through the ModelRegistry. ImportModel (copy + check load) and
+// LoadModel run their slow part on the registry's loader thread, which finishes the RPC: no
+// gRPC thread waits for a load. Thread safety: as gRPC calls it.
 #ifndef VERDICT_SERVER_MODEL_SERVICE_H_
 #define VERDICT_SERVER_MODEL_SERVICE_H_
 

@@ -6,6 +6,7 @@
 #include "core/data/chat_format.h"
 #include "core/util/status_macros.h"
 #include "server/proto_time.h"
+#include "server/server_metrics.h"
 #include "server/status_conversion.h"
 #include "server/validation.h"
 
@@ -64,25 +65,72 @@ absl::StatusOr<std::vector<int32_t>> EncodeItem(const ScoringModel& model, const
 
 }  // namespace
 
+void ScoringService::CountRefusal(const std::string& model, const std::string& version,
+                                  ScoringRejection reason) const {
+  if (metrics_ != nullptr) metrics_->RecordScoringRejected(model, version, reason);
+}
+
 grpc::ServerUnaryReactor* ScoringService::ScoreBatch(grpc::CallbackServerContext* context,
                                                      const v1::ScoreBatchRequest* request,
                                                      v1::ScoreBatchResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time arrival = absl::Now();
   if (grpc::Status auth = auth_->Check(*context); !auth.ok()) {
+    CountRefusal("", "", ScoringRejection::kUnauthenticated);
     reactor->Finish(auth);
     return reactor;
   }
-  std::shared_ptr<LoadedModel> loaded;
-  DynamicBatcher::Request work;
-  absl::Status status = [&]() -> absl::Status {
+  absl::Status valid = [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateModelRef("model", request->model()));
     if (request->items().empty()) return absl::InvalidArgumentError("items: must not be empty");
     if (request->items_size() > config_.max_items_per_request) {
       return absl::InvalidArgumentError(absl::StrCat("items: at most ", config_.max_items_per_request,
                                                      " per request, got ", request->items_size()));
     }
-    ASSIGN_OR_RETURN(loaded, registry_->Acquire(request->model()));
+    return absl::OkStatus();
+  }();
+  if (!valid.ok()) {
+    CountRefusal("", "", ScoringRejection::kInvalid);
+    reactor->Finish(ToGrpcStatus(valid));
+    return reactor;
+  }
+  // Runs now when the version is loaded, else on the registry's loader thread once it is:
+  // this thread never waits for a load.
+  registry_->AcquireAsync(request->model(), "",
+                          [this, context, request, response, reactor,
+                           arrival](absl::StatusOr<std::shared_ptr<LoadedModel>> loaded) {
+                            Continue(context, request, response, reactor, arrival,
+                                     std::move(loaded));
+                          });
+  return reactor;
+}
+
+void ScoringService::Continue(grpc::CallbackServerContext* context,
+                              const v1::ScoreBatchRequest* request,
+                              v1::ScoreBatchResponse* response, grpc::ServerUnaryReactor* reactor,
+                              absl::Time arrival,
+                              absl::StatusOr<std::shared_ptr<LoadedModel>> acquired) const {
+  if (!acquired.ok()) {
+    const absl::Status& status = acquired.status();
+    switch (status.code()) {
+      case absl::StatusCode::kNotFound:
+        CountRefusal("", "", ScoringRejection::kModelNotFound);
+        break;
+      case absl::StatusCode::kUnavailable:
+        CountRefusal(request->model().name(), "", ScoringRejection::kShuttingDown);
+        break;
+      default:
+        // The name resolved, so it is one of the server's (a bounded label).
+        CountRefusal(request->model().name(),
+                     request->model().version() > 0 ? absl::StrCat(request->model().version()) : "",
+                     ScoringRejection::kLoadFailed);
+    }
+    reactor->Finish(ToGrpcStatus(status));
+    return;
+  }
+  std::shared_ptr<LoadedModel> loaded = std::move(*acquired);
+  DynamicBatcher::Request work;
+  absl::Status status = [&]() -> absl::Status {
     const ScoringModel& model = loaded->batcher->model();
     if (request->options().normalize() && !model.can_normalize()) {
       return absl::FailedPreconditionError(absl::StrCat("model ", loaded->label,
@@ -97,8 +145,10 @@ grpc::ServerUnaryReactor* ScoringService::ScoreBatch(grpc::CallbackServerContext
     return absl::OkStatus();
   }();
   if (!status.ok()) {
+    CountRefusal(loaded->info.name(), absl::StrCat(loaded->info.version()),
+                 ScoringRejection::kInvalid);
     reactor->Finish(ToGrpcStatus(status));
-    return reactor;
+    return;
   }
 
   response->mutable_model()->set_name(loaded->info.name());
@@ -136,13 +186,13 @@ grpc::ServerUnaryReactor* ScoringService::ScoreBatch(grpc::CallbackServerContext
                                  absl::StrCat(absl::ToInt64Microseconds(result->compute_time)));
     reactor->Finish(grpc::Status::OK);
   };
+  // The batcher counts its own refusals (queue full, shutting down, invalid sequences).
   absl::Status submitted = loaded->batcher->Submit(std::move(work));
   if (!submitted.ok()) {
     reactor->Finish(ToGrpcStatus(submitted));
-    return reactor;
+    return;
   }
   loaded->ReportQueueDepth();
-  return reactor;
 }
 
 }  // namespace verdict::server

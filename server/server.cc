@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "core/score/dynamic_batcher.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
 #include "server/auth.h"
@@ -95,6 +96,29 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   if (c.max_queued_jobs < 1) return absl::InvalidArgumentError("--max_queued_jobs: must be >= 1");
   if (c.log_format != "text" && c.log_format != "json") {
     return absl::InvalidArgumentError("--log_format: must be text or json");
+  }
+  // Scoring: what a batcher would refuse at a model's first load, refused here at start.
+  auto positive = [](const char* flag, int64_t value) -> absl::Status {
+    if (value > 0) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": must be > 0, got ", value));
+  };
+  RETURN_IF_ERROR(positive("max_batch_tokens", c.max_batch_tokens));
+  RETURN_IF_ERROR(positive("max_batch_items", c.max_batch_items));
+  RETURN_IF_ERROR(positive("max_queued_items", c.max_queued_items));
+  RETURN_IF_ERROR(positive("max_items_per_request", c.max_items_per_request));
+  RETURN_IF_ERROR(positive("max_item_bytes", c.max_item_bytes));
+  if (c.max_queue_delay < absl::ZeroDuration() || c.max_queue_delay == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_queue_delay_ms: must be >= 0 and finite, got ",
+                     absl::FormatDuration(c.max_queue_delay)));
+  }
+  DynamicBatcher::Options batcher;
+  batcher.max_batch_tokens = c.max_batch_tokens;
+  batcher.max_batch_items = c.max_batch_items;
+  batcher.max_queue_delay = c.max_queue_delay;
+  batcher.max_queue_items = c.max_queued_items;
+  if (absl::Status valid = DynamicBatcher::ValidateOptions(batcher); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("scoring batcher flags: ", valid.message()));
   }
   if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
     return absl::InvalidArgumentError("--tls_cert and --tls_key go together");

@@ -72,6 +72,16 @@ absl::string_view ScoringRejectionLabel(ScoringRejection reason) {
       return "cancelled";
     case ScoringRejection::kInvalid:
       return "invalid";
+    case ScoringRejection::kForwardFailed:
+      return "forward_failed";
+    case ScoringRejection::kShuttingDown:
+      return "shutting_down";
+    case ScoringRejection::kModelNotFound:
+      return "model_not_found";
+    case ScoringRejection::kLoadFailed:
+      return "load_failed";
+    case ScoringRejection::kUnauthenticated:
+      return "unauthenticated";
   }
   return "unknown";
 }
@@ -124,10 +134,11 @@ ServerMetrics::ServerMetrics(Registry& registry, const BuildInfo& build_info, ab
           AddHistogram(registry, "verdict_scoring_batch_items", "Items per scoring batch.")),
       scoring_batch_tokens_(AddHistogram(registry, "verdict_scoring_batch_tokens",
                                          "Tokens (padding included) per scoring batch.")),
-      scoring_items_(
-          AddCounter(registry, "verdict_scoring_items_total", "Items scored, by model.")),
-      scoring_rejected_(AddCounter(registry, "verdict_scoring_rejected_total",
-                                   "Items turned away without a score, by model and reason.")),
+      scoring_items_(AddCounter(registry, "verdict_scoring_items_total",
+                                "Items scored, by model and version.")),
+      scoring_rejected_(AddCounter(
+          registry, "verdict_scoring_rejected_total",
+          "Scoring requests turned away without a score, by model, version and reason.")),
       models_loaded_(AddGauge(registry, "verdict_models_loaded",
                               "1 while a model version is loaded for scoring, else 0.")),
       jobs_(AddGauge(registry, "verdict_jobs", "Training jobs in each state.")),
@@ -190,25 +201,68 @@ void ServerMetrics::SetScoringQueueCapacity(absl::string_view model, int64_t seq
       .Set(static_cast<double>(sequences));
 }
 
-void ServerMetrics::RecordScoringQueueWait(absl::string_view model, absl::Duration wait) {
-  scoring_queue_seconds_.Add({{"model", std::string(model)}}, LatencyBuckets())
+void ServerMetrics::RecordScoringQueueWait(absl::string_view model, absl::string_view version,
+                                           absl::Duration wait) {
+  scoring_queue_seconds_
+      .Add({{"model", std::string(model)}, {"version", std::string(version)}}, LatencyBuckets())
       .Observe(Seconds(wait));
 }
 
-void ServerMetrics::RecordScoringBatch(absl::string_view model, int64_t items, int64_t tokens,
-                                       absl::Duration compute) {
-  const prometheus::Labels labels = {{"model", std::string(model)}};
+void ServerMetrics::RecordScoringBatch(absl::string_view model, absl::string_view version,
+                                       int64_t items, int64_t tokens, absl::Duration compute,
+                                       bool ok) {
+  const prometheus::Labels labels = {{"model", std::string(model)},
+                                     {"version", std::string(version)}};
   scoring_batch_items_.Add(labels, BatchItemsBuckets()).Observe(static_cast<double>(items));
   scoring_batch_tokens_.Add(labels, BatchTokensBuckets()).Observe(static_cast<double>(tokens));
   scoring_compute_seconds_.Add(labels, LatencyBuckets()).Observe(Seconds(compute));
-  scoring_items_.Add(labels).Increment(static_cast<double>(items));
+  prometheus::Counter& scored = scoring_items_.Add(labels);
+  if (ok) scored.Increment(static_cast<double>(items));
 }
 
-void ServerMetrics::RecordScoringRejected(absl::string_view model, ScoringRejection reason,
-                                          int64_t items) {
+void ServerMetrics::RecordScoringRejected(absl::string_view model, absl::string_view version,
+                                          ScoringRejection reason, int64_t requests) {
   scoring_rejected_
-      .Add({{"model", std::string(model)}, {"reason", std::string(ScoringRejectionLabel(reason))}})
-      .Increment(static_cast<double>(items));
+      .Add({{"model", std::string(model)},
+            {"version", std::string(version)},
+            {"reason", std::string(ScoringRejectionLabel(reason))}})
+      .Increment(static_cast<double>(requests));
+}
+
+namespace {
+
+template <typename T>
+void RemoveSeries(prometheus::Family<T>& family, const prometheus::Labels& labels) {
+  // Has() then Add() finds the existing metric (Add makes none: it is there); a concurrent
+  // writer may re-create the series afterwards, which only delays its removal.
+  if (family.Has(labels)) family.Remove(&family.Add(labels));
+}
+
+template <typename T>
+void RemoveSeries(prometheus::Family<T>& family, const prometheus::Labels& labels,
+                  const std::vector<double>& buckets) {
+  if (family.Has(labels)) family.Remove(&family.Add(labels, buckets));
+}
+
+}  // namespace
+
+void ServerMetrics::RemoveScoringVersion(absl::string_view model, absl::string_view version) {
+  const prometheus::Labels labels = {{"model", std::string(model)},
+                                     {"version", std::string(version)}};
+  RemoveSeries(scoring_queue_seconds_, labels, LatencyBuckets());
+  RemoveSeries(scoring_compute_seconds_, labels, LatencyBuckets());
+  RemoveSeries(scoring_batch_items_, labels, BatchItemsBuckets());
+  RemoveSeries(scoring_batch_tokens_, labels, BatchTokensBuckets());
+  RemoveSeries(scoring_items_, labels);
+  for (ScoringRejection reason :
+       {ScoringRejection::kQueueFull, ScoringRejection::kDeadlineExceeded,
+        ScoringRejection::kCancelled, ScoringRejection::kInvalid, ScoringRejection::kForwardFailed,
+        ScoringRejection::kShuttingDown, ScoringRejection::kModelNotFound,
+        ScoringRejection::kLoadFailed, ScoringRejection::kUnauthenticated}) {
+    prometheus::Labels with_reason = labels;
+    with_reason["reason"] = std::string(ScoringRejectionLabel(reason));
+    RemoveSeries(scoring_rejected_, with_reason);
+  }
 }
 
 void ServerMetrics::SetModelLoaded(absl::string_view model, absl::string_view version,

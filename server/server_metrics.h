@@ -46,16 +46,23 @@
 
 namespace verdict {
 
-// Why the scoring path turned an item away without scoring it (the `reason` label of
+// Why the scoring path turned a request away without scoring it (the `reason` label of
 // verdict_scoring_rejected_total).
 enum class ScoringRejection {
   kQueueFull,         // RESOURCE_EXHAUSTED: the queue already held its capacity of sequences.
   kDeadlineExceeded,  // the deadline passed while the request was queued.
   kCancelled,         // the client went away while the request was queued.
-  kInvalid,           // INVALID_ARGUMENT from validation (too long under DROP, bad item, ...).
+  kInvalid,           // INVALID_ARGUMENT / FAILED_PRECONDITION from validating the request
+                      // (bad model reference, too many items, bad item, too long under DROP).
+  kForwardFailed,     // the forward pass it was in failed (e.g. CUDA out of memory).
+  kShuttingDown,      // UNAVAILABLE: the server or the version's batcher is draining.
+  kModelNotFound,     // NOT_FOUND: no such model, version or alias.
+  kLoadFailed,        // the version could not be loaded (DATA_LOSS, a missing device, ...).
+  kUnauthenticated,   // UNAUTHENTICATED: a missing or wrong bearer token.
 };
 
-// The label value for `reason`: "queue_full", "deadline_exceeded", "cancelled", "invalid".
+// The label value for `reason`: "queue_full", "deadline_exceeded", "cancelled", "invalid",
+// "forward_failed", "shutting_down", "model_not_found", "load_failed", "unauthenticated".
 absl::string_view ScoringRejectionLabel(ScoringRejection reason);
 
 // What one logged training step reports for a job (the per-job gauges).
@@ -103,7 +110,14 @@ class ServerMetrics {
   // wherever the final status is known. `method` may be the full gRPC path.
   void RecordRpc(absl::string_view method, absl::StatusCode code, absl::Duration duration);
 
-  // --- Scoring (label `model` is the model name, not the version, to bound cardinality) ----
+  // --- Scoring ---------------------------------------------------------------------------
+  // Labels: `model` is the model name and `version` its version number ("3"), so that a hot
+  // swap shows; RemoveScoringVersion drops a version's series when it is unloaded, which
+  // bounds them. The queue gauges carry `model` only (one capacity per name, see
+  // server/model_registry.h). A request refused before its model resolved (a bad reference,
+  // an unknown model, a missing token) counts under model="" version="": labels never take
+  // values a client made up.
+  //
   // Sequences (items) waiting in the model's scoring queue now: verdict_scoring_queue_depth.
   // Call whenever the batcher's queue changes size.
   void SetScoringQueueDepth(absl::string_view model, int64_t sequences);
@@ -113,13 +127,18 @@ class ServerMetrics {
   void SetScoringQueueCapacity(absl::string_view model, int64_t sequences);
   // How long one request waited in the queue before its batch ran
   // (verdict_scoring_queue_seconds). Call once per request when its batch starts.
-  void RecordScoringQueueWait(absl::string_view model, absl::Duration wait);
+  void RecordScoringQueueWait(absl::string_view model, absl::string_view version,
+                              absl::Duration wait);
   // One batch that ran: its size (verdict_scoring_batch_items, _tokens), the forward pass
-  // time (verdict_scoring_compute_seconds) and verdict_scoring_items_total += items.
-  void RecordScoringBatch(absl::string_view model, int64_t items, int64_t tokens,
-                          absl::Duration compute);
-  // Items turned away: verdict_scoring_rejected_total{model, reason} += items.
-  void RecordScoringRejected(absl::string_view model, ScoringRejection reason, int64_t items = 1);
+  // time (verdict_scoring_compute_seconds) and, when `ok`, verdict_scoring_items_total +=
+  // items (a failed forward scored nothing; its requests count as rejected forward_failed).
+  void RecordScoringBatch(absl::string_view model, absl::string_view version, int64_t items,
+                          int64_t tokens, absl::Duration compute, bool ok = true);
+  // Requests turned away: verdict_scoring_rejected_total{model, version, reason} += requests.
+  void RecordScoringRejected(absl::string_view model, absl::string_view version,
+                             ScoringRejection reason, int64_t requests = 1);
+  // Drops every scoring series labelled {model, version} (the queue gauges, by name, stay).
+  void RemoveScoringVersion(absl::string_view model, absl::string_view version);
   // verdict_models_loaded{model, version}: 1 while the version is in memory, 0 after unload.
   void SetModelLoaded(absl::string_view model, absl::string_view version, bool loaded);
 
@@ -151,7 +170,8 @@ class ServerMetrics {
 
   // --- Process ---------------------------------------------------------------------------
   // Memory the device allocator holds now (verdict_device_memory_bytes{device}), e.g.
-  // "cuda:0". The server samples it periodically where CUDA is used.
+  // "cuda:0": the CUDA caching allocator's reserved bytes, sampled every few seconds by the
+  // model registry's loader thread once CUDA is in use. A CPU-only server has no such series.
   void SetDeviceMemoryBytes(absl::string_view device, int64_t bytes);
 
  private:

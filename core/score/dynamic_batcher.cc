@@ -396,10 +396,7 @@ DynamicBatcher::DynamicBatcher(std::shared_ptr<const ScoringModel> model, const 
                                std::shared_ptr<Worker> worker)
     : model_(std::move(model)), options_(options), worker_(std::move(worker)) {}
 
-absl::StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(
-    std::shared_ptr<const ScoringModel> model, const Options& options,
-    DynamicBatcherObserver observer) {
-  if (model == nullptr) return absl::InvalidArgumentError("DynamicBatcher needs a model");
+absl::Status DynamicBatcher::ValidateOptions(const Options& options) {
   if (options.max_batch_tokens <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_batch_tokens must be > 0, got ", options.max_batch_tokens));
@@ -412,10 +409,19 @@ absl::StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("max_queue_items must be > 0, got ", options.max_queue_items));
   }
-  if (options.max_queue_delay < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat("max_queue_delay must be >= 0, got ",
+  if (options.max_queue_delay < absl::ZeroDuration() ||
+      options.max_queue_delay == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("max_queue_delay must be >= 0 and finite, got ",
                                                    absl::FormatDuration(options.max_queue_delay)));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<DynamicBatcher>> DynamicBatcher::Create(
+    std::shared_ptr<const ScoringModel> model, const Options& options,
+    DynamicBatcherObserver observer) {
+  if (model == nullptr) return absl::InvalidArgumentError("DynamicBatcher needs a model");
+  if (absl::Status valid = ValidateOptions(options); !valid.ok()) return valid;
   auto worker = std::make_shared<Worker>(model, options, std::move(observer));
   std::unique_ptr<DynamicBatcher> batcher(new DynamicBatcher(std::move(model), options, worker));
   // The thread holds its own reference: see the destructor.

@@ -125,6 +125,11 @@ class DynamicBatcher {
     std::function<void(absl::StatusOr<Result>)> done;
   };
 
+  // InvalidArgument naming the option when `options` cannot run (a budget, item count or
+  // queue size <= 0, a negative or infinite delay); Create refuses exactly these. A server
+  // validates its configuration with it at start.
+  static absl::Status ValidateOptions(const Options& options);
+
   static absl::StatusOr<std::unique_ptr<DynamicBatcher>> Create(
       std::shared_ptr<const ScoringModel> model, const Options& options,
       DynamicBatcherObserver observer = {});

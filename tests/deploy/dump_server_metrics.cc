@@ -19,9 +19,9 @@ int main() {
                     absl::Milliseconds(3));
   metrics.SetScoringQueueDepth("model", 1);
   metrics.SetScoringQueueCapacity("model", 4096);
-  metrics.RecordScoringQueueWait("model", absl::Milliseconds(1));
-  metrics.RecordScoringBatch("model", 1, 64, absl::Milliseconds(5));
-  metrics.RecordScoringRejected("model", verdict::ScoringRejection::kQueueFull);
+  metrics.RecordScoringQueueWait("model", "1", absl::Milliseconds(1));
+  metrics.RecordScoringBatch("model", "1", 1, 64, absl::Milliseconds(5));
+  metrics.RecordScoringRejected("model", "1", verdict::ScoringRejection::kQueueFull);
   metrics.SetModelLoaded("model", "1", true);
   metrics.RecordJobStateChange("", "queued");
   metrics.RecordTrainingStep("job", {1, 0.1, 0.69, 0.5, 10, 1000});

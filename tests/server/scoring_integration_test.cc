@@ -11,17 +11,17 @@
 //   imported-enc    version 1: a copy of enc's directory, imported from --model_dir
 // Tests that need other server settings start their own server and import llama only.
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <unistd.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -756,7 +756,134 @@ TEST_F(ScoringServerTest, QueueGaugesFollowTheLoadedVersionByName) {
   EXPECT_EQ(MetricSum(metrics, "verdict_scoring_queue_depth", llama), 0) << metrics;
   // Every scoring series names the model as verdict_models_loaded does, never "llama:1".
   EXPECT_FALSE(absl::StrContains(metrics, "model=\"llama:")) << metrics;
-  EXPECT_EQ(MetricSum(metrics, "verdict_scoring_items_total", llama), static_cast<double>(items.size()));
+  // Once the unloaded version's last request is done, its {model, version} series go (the
+  // name's queue gauges stay): series stay bounded by the versions loaded.
+  const absl::Time series_give_up = absl::Now() + absl::Seconds(10);
+  while (absl::StrContains(metrics, "version=\"1\"") && absl::Now() < series_give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+    metrics = scrape();
+  }
+  EXPECT_FALSE(absl::StrContains(metrics, "verdict_scoring_items_total{")) << metrics;
+  EXPECT_EQ(MetricSum(metrics, "verdict_scoring_queue_capacity", llama), 64) << metrics;
+}
+
+// A hot swap shows in the scoring series: each carries the version that served.
+TEST_F(ScoringServerTest, ScoringSeriesCarryTheVersionThatServed) {
+  server::ServerConfig config = TestServerConfig(scratch_.path());
+  config.metrics_port = 0;
+  ASSERT_NO_FATAL_FAILURE(Start(config));
+  v1::ImportModelRequest second;
+  second.set_name("llama");
+  second.set_path("golden-llama");
+  v1::Model model;
+  auto context = NewContext();
+  ASSERT_TRUE(clients_->models->ImportModel(context.get(), second, &model).ok());
+  ASSERT_EQ(model.version(), 2);
+  const std::vector<v1::ScoreItem> items = SampleItems();
+  v1::ScoreBatchResponse response;
+  ASSERT_TRUE(Score(*clients_, Ref("llama", 1), items, &response).ok());
+  ASSERT_TRUE(Score(*clients_, Ref("llama", 2), items, &response).ok());
+  ASSERT_TRUE(Score(*clients_, Ref("llama", 2), items, &response).ok());
+  auto metrics = ScrapeMetrics(server_->metrics_port());
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  const double n = static_cast<double>(items.size());
+  EXPECT_EQ(
+      MetricSum(*metrics, "verdict_scoring_items_total", {{"model", "llama"}, {"version", "1"}}), n)
+      << *metrics;
+  EXPECT_EQ(
+      MetricSum(*metrics, "verdict_scoring_items_total", {{"model", "llama"}, {"version", "2"}}),
+      2 * n)
+      << *metrics;
+  EXPECT_GE(MetricSum(*metrics, "verdict_scoring_compute_seconds_count", {{"version", "2"}}), 1)
+      << *metrics;
+  EXPECT_GE(MetricSum(*metrics, "verdict_scoring_queue_seconds_count", {{"version", "1"}}), 1)
+      << *metrics;
+  // The queue gauges stay by name: one series for both versions.
+  EXPECT_FALSE(absl::StrContains(*metrics, "verdict_scoring_queue_depth{model=\"llama\",version"))
+      << *metrics;
+  // A CPU-only server exports no device memory series (the dashboard panel is then empty).
+  EXPECT_FALSE(absl::StrContains(*metrics, "verdict_device_memory_bytes{")) << *metrics;
+}
+
+// Requests ScoringService refuses itself, before any batcher, are counted too, each under its
+// own reason; labels never take a value the client made up.
+TEST_F(ScoringServerTest, RequestsRefusedBeforeTheBatcherAreCounted) {
+  server::ServerConfig config = TestServerConfig(scratch_.path());
+  config.metrics_port = 0;
+  config.api_token = "s3cret-token";
+  ASSERT_NO_FATAL_FAILURE(Start(config));
+  const std::vector<v1::ScoreItem> good = SampleItems();
+  const std::string token = config.api_token;
+  v1::ScoreBatchResponse response;
+  auto score = [&](const v1::ModelRef& ref, const std::vector<v1::ScoreItem>& items,
+                   const std::string& t) {
+    return Score(*clients_, ref, items, &response, false, absl::Seconds(60), t).error_code();
+  };
+  EXPECT_EQ(score(Ref("llama"), good, ""), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(score(Ref("llama"), {}, token), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(score(Ref("Bad Name"), good, token), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(score(Ref("made-up-name"), good, token), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(score(Ref("llama", 9), good, token), grpc::StatusCode::NOT_FOUND);
+  std::vector<v1::ScoreItem> bad = good;
+  bad[0].Clear();
+  EXPECT_EQ(score(Ref("llama"), bad, token), grpc::StatusCode::INVALID_ARGUMENT);  // after loading
+  EXPECT_EQ(score(Ref("llama"), good, token), grpc::StatusCode::OK);
+
+  auto metrics = ScrapeMetrics(server_->metrics_port());
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  const std::string rejected = "verdict_scoring_rejected_total";
+  EXPECT_EQ(MetricSum(*metrics, rejected, {{"reason", "unauthenticated"}, {"model", ""}}), 1)
+      << *metrics;
+  EXPECT_EQ(MetricSum(*metrics, rejected, {{"reason", "invalid"}, {"model", ""}}), 2) << *metrics;
+  EXPECT_EQ(MetricSum(*metrics, rejected, {{"reason", "model_not_found"}, {"model", ""}}), 2)
+      << *metrics;
+  EXPECT_EQ(
+      MetricSum(*metrics, rejected, {{"reason", "invalid"}, {"model", "llama"}, {"version", "1"}}),
+      1)
+      << *metrics;
+  EXPECT_FALSE(absl::StrContains(*metrics, "made-up-name")) << *metrics;
+  EXPECT_EQ(MetricSum(*metrics, "verdict_scoring_items_total", {{"model", "llama"}}),
+            static_cast<double>(good.size()));
+}
+
+// What a batcher would refuse at the first ScoreBatch, the server refuses at start, naming the
+// flag (verdictd --max_batch_tokens=0 used to start SERVING and fail every first request).
+TEST(ScoringConfigTest, BadBatcherSettingsAreRefusedAtStartNamingTheFlag) {
+  ScratchDir scratch;
+  struct Case {
+    std::string flag;
+    std::function<void(server::ServerConfig&)> set;
+  };
+  const std::vector<Case> cases = {
+      {"--max_batch_tokens", [](server::ServerConfig& c) { c.max_batch_tokens = 0; }},
+      {"--max_batch_tokens", [](server::ServerConfig& c) { c.max_batch_tokens = -5; }},
+      {"--max_batch_items", [](server::ServerConfig& c) { c.max_batch_items = 0; }},
+      {"--max_queued_items", [](server::ServerConfig& c) { c.max_queued_items = 0; }},
+      {"--max_queue_delay_ms",
+       [](server::ServerConfig& c) { c.max_queue_delay = absl::Milliseconds(-1); }},
+      {"--max_queue_delay_ms",
+       [](server::ServerConfig& c) { c.max_queue_delay = absl::InfiniteDuration(); }},
+      {"--max_items_per_request", [](server::ServerConfig& c) { c.max_items_per_request = 0; }},
+      {"--max_item_bytes", [](server::ServerConfig& c) { c.max_item_bytes = 0; }},
+  };
+  for (const Case& c : cases) {
+    server::ServerConfig config = TestServerConfig(scratch.path());
+    c.set(config);
+    auto server = server::VerdictServer::Start(config);
+    ASSERT_FALSE(server.ok()) << c.flag << ": the server started";
+    EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << server.status();
+    EXPECT_THAT(std::string(server.status().message()), HasSubstr(c.flag)) << server.status();
+  }
+  // The smallest values the batcher accepts start.
+  server::ServerConfig config = TestServerConfig(scratch.path());
+  config.max_batch_tokens = 1;
+  config.max_batch_items = 1;
+  config.max_queued_items = 1;
+  config.max_queue_delay = absl::ZeroDuration();
+  config.max_items_per_request = 1;
+  config.max_item_bytes = 1;
+  auto server = server::VerdictServer::Start(config);
+  EXPECT_TRUE(server.ok()) << server.status();
 }
 
 TEST_F(ScoringServerTest, EveryServiceRequiresTheBearerToken) {

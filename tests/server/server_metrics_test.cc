@@ -39,12 +39,17 @@ void ExerciseEveryMethod(ServerMetrics& metrics) {
                     absl::Microseconds(80));
   metrics.SetScoringQueueDepth("helpful", 12);
   metrics.SetScoringQueueCapacity("helpful", 4096);
-  metrics.RecordScoringQueueWait("helpful", absl::Milliseconds(2));
-  metrics.RecordScoringBatch("helpful", 32, 4096, absl::Milliseconds(15));
-  metrics.RecordScoringRejected("helpful", ScoringRejection::kQueueFull, 5);
-  metrics.RecordScoringRejected("helpful", ScoringRejection::kDeadlineExceeded);
-  metrics.RecordScoringRejected("helpful", ScoringRejection::kCancelled);
-  metrics.RecordScoringRejected("helpful", ScoringRejection::kInvalid);
+  metrics.RecordScoringQueueWait("helpful", "3", absl::Milliseconds(2));
+  metrics.RecordScoringBatch("helpful", "3", 32, 4096, absl::Milliseconds(15));
+  metrics.RecordScoringRejected("helpful", "3", ScoringRejection::kQueueFull, 5);
+  metrics.RecordScoringRejected("helpful", "3", ScoringRejection::kDeadlineExceeded);
+  metrics.RecordScoringRejected("helpful", "3", ScoringRejection::kCancelled);
+  metrics.RecordScoringRejected("helpful", "3", ScoringRejection::kInvalid);
+  metrics.RecordScoringRejected("helpful", "3", ScoringRejection::kForwardFailed);
+  metrics.RecordScoringRejected("helpful", "3", ScoringRejection::kShuttingDown);
+  metrics.RecordScoringRejected("", "", ScoringRejection::kModelNotFound);
+  metrics.RecordScoringRejected("helpful", "", ScoringRejection::kLoadFailed);
+  metrics.RecordScoringRejected("", "", ScoringRejection::kUnauthenticated);
   metrics.SetModelLoaded("helpful", "3", true);
   metrics.SetModelLoaded("helpful", "2", false);
   metrics.SetJobCount("JOB_STATE_SUCCEEDED", 4);
@@ -187,12 +192,13 @@ TEST(ServerMetricsTest, HistogramsUseTheDocumentedBuckets) {
   EXPECT_THAT(UpperBounds(*rpc), ElementsAreArray(with_inf(latency)));
 
   for (const char* name : {"verdict_scoring_queue_seconds", "verdict_scoring_compute_seconds"}) {
-    auto series = FindSeries(registry, name, {{"model", "helpful"}});
+    auto series = FindSeries(registry, name, {{"model", "helpful"}, {"version", "3"}});
     ASSERT_TRUE(series.has_value()) << name;
     EXPECT_THAT(UpperBounds(*series), ElementsAreArray(with_inf(latency))) << name;
   }
 
-  auto items = FindSeries(registry, "verdict_scoring_batch_items", {{"model", "helpful"}});
+  auto items =
+      FindSeries(registry, "verdict_scoring_batch_items", {{"model", "helpful"}, {"version", "3"}});
   ASSERT_TRUE(items.has_value());
   EXPECT_THAT(UpperBounds(*items),
               ElementsAreArray({1., 2., 4., 8., 16., 32., 64., 128., 256., 512., 1024., kInf}));
@@ -200,7 +206,8 @@ TEST(ServerMetricsTest, HistogramsUseTheDocumentedBuckets) {
   EXPECT_EQ(items->histogram.bucket[4].cumulative_count, 0u);
   EXPECT_EQ(items->histogram.bucket[5].cumulative_count, 1u);
 
-  auto tokens = FindSeries(registry, "verdict_scoring_batch_tokens", {{"model", "helpful"}});
+  auto tokens = FindSeries(registry, "verdict_scoring_batch_tokens",
+                           {{"model", "helpful"}, {"version", "3"}});
   ASSERT_TRUE(tokens.has_value());
   std::vector<double> token_bounds;
   for (int e = 6; e <= 18; ++e) token_bounds.push_back(static_cast<double>(1 << e));
@@ -260,24 +267,60 @@ TEST(ServerMetricsTest, ExportsEveryJobStateAtZeroBeforeAnyJob) {
 TEST(ServerMetricsTest, CountsScoredAndRejectedItems) {
   prometheus::Registry registry;
   ServerMetrics metrics(registry, {"0.1.0", "abc123", "cpu"}, kStart);
-  metrics.RecordScoringBatch("helpful", 32, 4096, absl::Milliseconds(15));
-  metrics.RecordScoringBatch("helpful", 8, 512, absl::Milliseconds(5));
-  metrics.RecordScoringRejected("helpful", ScoringRejection::kQueueFull, 5);
-  metrics.RecordScoringRejected("helpful", ScoringRejection::kQueueFull, 2);
+  metrics.RecordScoringBatch("helpful", "3", 32, 4096, absl::Milliseconds(15));
+  metrics.RecordScoringBatch("helpful", "3", 8, 512, absl::Milliseconds(5));
+  // A failed forward took its time but scored nothing.
+  metrics.RecordScoringBatch("helpful", "3", 16, 512, absl::Milliseconds(1), /*ok=*/false);
+  metrics.RecordScoringRejected("helpful", "3", ScoringRejection::kQueueFull, 5);
+  metrics.RecordScoringRejected("helpful", "3", ScoringRejection::kQueueFull, 2);
+  metrics.RecordScoringRejected("helpful", "3", ScoringRejection::kForwardFailed);
   metrics.SetScoringQueueCapacity("helpful", 4096);
   metrics.SetScoringQueueDepth("helpful", 12);
   metrics.SetScoringQueueDepth("helpful", 3);
 
-  EXPECT_EQ(CounterValue(registry, "verdict_scoring_items_total", {{"model", "helpful"}}), 40);
+  const std::map<std::string, std::string> v3 = {{"model", "helpful"}, {"version", "3"}};
+  EXPECT_EQ(CounterValue(registry, "verdict_scoring_items_total", v3), 40);
   EXPECT_EQ(CounterValue(registry, "verdict_scoring_rejected_total",
-                         {{"model", "helpful"}, {"reason", "queue_full"}}),
+                         {{"model", "helpful"}, {"version", "3"}, {"reason", "queue_full"}}),
             7);
+  EXPECT_EQ(CounterValue(registry, "verdict_scoring_rejected_total",
+                         {{"model", "helpful"}, {"version", "3"}, {"reason", "forward_failed"}}),
+            1);
   EXPECT_EQ(GaugeValue(registry, "verdict_scoring_queue_depth", {{"model", "helpful"}}), 3);
   EXPECT_EQ(GaugeValue(registry, "verdict_scoring_queue_capacity", {{"model", "helpful"}}), 4096);
-  auto compute = FindSeries(registry, "verdict_scoring_compute_seconds", {{"model", "helpful"}});
+  auto compute = FindSeries(registry, "verdict_scoring_compute_seconds", v3);
   ASSERT_TRUE(compute.has_value());
-  EXPECT_EQ(compute->histogram.sample_count, 2u);
-  EXPECT_NEAR(compute->histogram.sample_sum, 0.020, 1e-12);
+  EXPECT_EQ(compute->histogram.sample_count, 3u);
+  EXPECT_NEAR(compute->histogram.sample_sum, 0.021, 1e-12);
+}
+
+// A hot swap shows as two versions; unloading one removes its series (bounded cardinality)
+// and leaves the other's and the name's queue gauges.
+TEST(ServerMetricsTest, RemovesTheSeriesOfAnUnloadedVersionOnly) {
+  prometheus::Registry registry;
+  ServerMetrics metrics(registry, {"0.1.0", "abc123", "cpu"}, kStart);
+  for (const char* version : {"1", "2"}) {
+    metrics.RecordScoringBatch("helpful", version, 4, 64, absl::Milliseconds(1));
+    metrics.RecordScoringQueueWait("helpful", version, absl::Milliseconds(1));
+    metrics.RecordScoringRejected("helpful", version, ScoringRejection::kCancelled);
+  }
+  metrics.SetScoringQueueCapacity("helpful", 64);
+  metrics.RemoveScoringVersion("helpful", "1");
+  for (const char* family : {"verdict_scoring_items_total", "verdict_scoring_batch_items",
+                             "verdict_scoring_batch_tokens", "verdict_scoring_compute_seconds",
+                             "verdict_scoring_queue_seconds"}) {
+    EXPECT_FALSE(FindSeries(registry, family, {{"model", "helpful"}, {"version", "1"}}).has_value())
+        << family;
+    EXPECT_TRUE(FindSeries(registry, family, {{"model", "helpful"}, {"version", "2"}}).has_value())
+        << family;
+  }
+  EXPECT_FALSE(FindSeries(registry, "verdict_scoring_rejected_total",
+                          {{"model", "helpful"}, {"version", "1"}, {"reason", "cancelled"}})
+                   .has_value());
+  EXPECT_EQ(CounterValue(registry, "verdict_scoring_rejected_total",
+                         {{"model", "helpful"}, {"version", "2"}, {"reason", "cancelled"}}),
+            1);
+  EXPECT_EQ(GaugeValue(registry, "verdict_scoring_queue_capacity", {{"model", "helpful"}}), 64);
 }
 
 TEST(ServerMetricsTest, SetsBuildInfoStartTimeAndModelGauges) {
@@ -339,7 +382,8 @@ TEST(ServerMetricsTest, CountsExactlyUnderConcurrentCallers) {
     threads.emplace_back([&metrics, t] {
       for (int i = 0; i < kCallsPerThread; ++i) {
         metrics.RecordRpc("ScoreBatch", absl::StatusCode::kOk, absl::Microseconds(100));
-        metrics.RecordScoringBatch(absl::StrCat("model-", t % 2), 1, 64, absl::Microseconds(10));
+        metrics.RecordScoringBatch(absl::StrCat("model-", t % 2), "1", 1, 64,
+                                   absl::Microseconds(10));
         metrics.RecordJobStateChange("", "queued");
       }
     });
@@ -348,8 +392,10 @@ TEST(ServerMetricsTest, CountsExactlyUnderConcurrentCallers) {
   EXPECT_EQ(CounterValue(registry, "verdict_rpc_requests_total",
                          {{"method", "ScoreBatch"}, {"code", "OK"}}),
             kThreads * kCallsPerThread);
-  EXPECT_EQ(CounterValue(registry, "verdict_scoring_items_total", {{"model", "model-0"}}) +
-                CounterValue(registry, "verdict_scoring_items_total", {{"model", "model-1"}}),
+  EXPECT_EQ(CounterValue(registry, "verdict_scoring_items_total",
+                         {{"model", "model-0"}, {"version", "1"}}) +
+                CounterValue(registry, "verdict_scoring_items_total",
+                             {{"model", "model-1"}, {"version", "1"}}),
             kThreads * kCallsPerThread);
   EXPECT_EQ(GaugeValue(registry, "verdict_jobs", {{"state", "queued"}}),
             kThreads * kCallsPerThread);
