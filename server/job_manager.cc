@@ -66,12 +66,16 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const ServerConfi
   for (int i = 0; i < workers; ++i) {
     manager->workers_.emplace_back([m = manager.get()] { m->WorkerLoop(); });
   }
+  if (manager->deps_.metrics != nullptr) {
+    manager->reaper_ = std::thread([m = manager.get()] { m->ReapLoop(); });
+  }
   return manager;
 }
 
 JobManager::~JobManager() {
   Drain();
   for (std::thread& worker : workers_) worker.join();
+  if (reaper_.joinable()) reaper_.join();
 }
 
 absl::Status JobManager::Recover() {
@@ -319,6 +323,34 @@ bool JobManager::InterruptedForDrain(const std::string& job_id) {
   absl::MutexLock lock(&mutex_);
   auto it = running_.find(job_id);
   return it != running_.end() && it->second.interrupted_for_drain;
+}
+
+void JobManager::RetireJobSeries(const std::string& job_id) {
+  absl::MutexLock lock(&mutex_);
+  retired_series_.emplace(absl::Now() + config_.job_series_retention, job_id);
+  reaper_wake_ = true;
+}
+
+void JobManager::ReapLoop() {
+  absl::MutexLock lock(&mutex_);
+  while (true) {
+    const absl::Time next =
+        retired_series_.empty() ? absl::InfiniteFuture() : retired_series_.begin()->first;
+    auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return draining_ || reaper_wake_; };
+    mutex_.AwaitWithDeadline(absl::Condition(&wake), next);
+    if (draining_) return;
+    reaper_wake_ = false;
+    std::vector<std::string> due;
+    const absl::Time now = absl::Now();
+    while (!retired_series_.empty() && retired_series_.begin()->first <= now) {
+      due.push_back(std::move(retired_series_.begin()->second));
+      retired_series_.erase(retired_series_.begin());
+    }
+    if (due.empty()) continue;
+    mutex_.Unlock();
+    for (const std::string& job_id : due) deps_.metrics->RemoveJob(job_id);
+    mutex_.Lock();
+  }
 }
 
 absl::Status JobManager::Emit(const std::string& job_id, v1::MetricsEvent event) {

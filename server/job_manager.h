@@ -38,6 +38,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/event_hub.h"
 #include "server/job_runner.h"
 #include "server/job_store.h"
@@ -125,6 +126,9 @@ class JobManager : private JobRunner::Host {
       ABSL_LOCKS_EXCLUDED(mutex_);
   void DetachTrainer(const std::string& job_id) override ABSL_LOCKS_EXCLUDED(mutex_);
   bool InterruptedForDrain(const std::string& job_id) override ABSL_LOCKS_EXCLUDED(mutex_);
+  void RetireJobSeries(const std::string& job_id) override ABSL_LOCKS_EXCLUDED(mutex_);
+  // Removes retired per-job metric series once their retention has passed; ends on Drain.
+  void ReapLoop() ABSL_LOCKS_EXCLUDED(mutex_);
 
   const ServerConfig config_;
   Dependencies deps_;
@@ -134,12 +138,17 @@ class JobManager : private JobRunner::Host {
   int64_t next_order_ ABSL_GUARDED_BY(mutex_) = 0;
   bool draining_ ABSL_GUARDED_BY(mutex_) = false;
   std::map<std::string, Running> running_ ABSL_GUARDED_BY(mutex_);
+  // Finished jobs' metric series by when to remove them; reaper_wake_ tells the reaper that
+  // one was added.
+  std::multimap<absl::Time, std::string> retired_series_ ABSL_GUARDED_BY(mutex_);
+  bool reaper_wake_ ABSL_GUARDED_BY(mutex_) = false;
 
   // Serialises event numbering per job, and keeps publishing in sequence order.
   absl::Mutex events_mutex_;
   std::map<std::string, int64_t> last_sequence_ ABSL_GUARDED_BY(events_mutex_);
 
   std::vector<std::thread> workers_;
+  std::thread reaper_;
 };
 
 }  // namespace verdict::server

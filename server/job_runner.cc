@@ -376,7 +376,7 @@ void JobRunner::RecordEnd(v1::JobState state) {
     deps_.metrics->RecordJobFinished(StateName(state), end - FromTimestamp(job_.start_time()));
   }
   // The job's per-job series end with this attempt; its last values stay in the store.
-  deps_.metrics->RemoveJob(job_id_);
+  deps_.host->RetireJobSeries(job_id_);
 }
 
 void JobRunner::RemoveRunDirectory() {

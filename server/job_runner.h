@@ -59,6 +59,9 @@ class JobRunner {
     virtual void DetachTrainer(const std::string& job_id) = 0;
     // Whether Drain (server shutdown), not a user's cancel, interrupted the job.
     virtual bool InterruptedForDrain(const std::string& job_id) = 0;
+    // The attempt has ended: drop the job's per-job metric series once they have been scraped
+    // (ServerConfig::job_series_retention).
+    virtual void RetireJobSeries(const std::string& job_id) = 0;
   };
 
   struct Dependencies {

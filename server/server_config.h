@@ -23,6 +23,10 @@ struct ServerConfig {
 
   int max_concurrent_jobs = 1;
   int max_queued_jobs = 64;
+  // How long a finished job's per-job_id metric series (verdict_training_*) stay exported:
+  // a few scrape intervals, so its last values are scraped, then removed so series do not
+  // pile up. The values stay in the job store (Job.progress).
+  absl::Duration job_series_retention = absl::Seconds(60);
   std::string default_device = "cpu";
   int64_t max_message_bytes = 64 << 20;
   int64_t max_dataset_bytes = int64_t{1} << 30;

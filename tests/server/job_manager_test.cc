@@ -4,6 +4,7 @@
 #include "server/job_manager.h"
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -22,6 +23,7 @@
 #include "prometheus/registry.h"
 #include "prometheus/text_serializer.h"
 #include "server/event_hub.h"
+#include "server/job_runner.h"
 #include "server/server_metrics.h"
 #include "server/sqlite_job_store.h"
 #include "tests/server/forwarding_job_store.h"
@@ -48,14 +50,27 @@ std::string Serialize(prometheus::Registry& registry) {
   return out.str();
 }
 
-// Holds the first progress save of a train step until Release(), and tells when it is held
-// and when it has been written.
+// Holds the first progress save of a train step until release_, and tells when it is held
+// (held_) and when it has been written (written_). A progress save is UpdateJobProgress, or a
+// whole-job UpdateJob of a RUNNING job (how the manager saved progress before; it must not
+// come back).
 class HoldingStore : public ForwardingJobStore {
  public:
   using ForwardingJobStore::ForwardingJobStore;
 
   absl::Status UpdateJobProgress(absl::string_view job_id,
                                  const v1::JobProgress& progress) override {
+    return Held(progress, [&] { return ForwardingJobStore::UpdateJobProgress(job_id, progress); });
+  }
+  absl::Status UpdateJob(const v1::Job& job) override {
+    if (job.state() != v1::JOB_STATE_RUNNING) return ForwardingJobStore::UpdateJob(job);
+    return Held(job.progress(), [&] { return ForwardingJobStore::UpdateJob(job); });
+  }
+
+  absl::Notification held_, release_, written_;
+
+ private:
+  absl::Status Held(const v1::JobProgress& progress, const std::function<absl::Status()>& write) {
     bool hold = false;
     {
       absl::MutexLock lock(&mutex_);
@@ -65,19 +80,17 @@ class HoldingStore : public ForwardingJobStore {
       held_.Notify();
       release_.WaitForNotification();
     }
-    absl::Status status = ForwardingJobStore::UpdateJobProgress(job_id, progress);
+    absl::Status status = write();
     if (hold) written_.Notify();
     return status;
   }
 
-  absl::Notification held_, release_, written_;
-
- private:
   absl::Mutex mutex_;
   bool holding_done_ ABSL_GUARDED_BY(mutex_) = false;
 };
 
-// Fails every move to `fail_to` with UNAVAILABLE.
+// Fails every move to `fail_to` (TransitionJob, or a whole-job UpdateJob writing that state)
+// with UNAVAILABLE.
 class FailingTransitionStore : public ForwardingJobStore {
  public:
   FailingTransitionStore(JobStore* store, v1::JobState fail_to)
@@ -87,6 +100,10 @@ class FailingTransitionStore : public ForwardingJobStore {
                                         const JobEdit& edit) override {
     if (to == fail_to_) return absl::UnavailableError("injected: the disk is gone");
     return ForwardingJobStore::TransitionJob(job_id, from, to, edit);
+  }
+  absl::Status UpdateJob(const v1::Job& job) override {
+    if (job.state() == fail_to_) return absl::UnavailableError("injected: the disk is gone");
+    return ForwardingJobStore::UpdateJob(job);
   }
 
  private:
@@ -100,6 +117,7 @@ class JobManagerTest : public ::testing::Test {
     config_.data_dir = scratch_.Path("data");
     config_.model_dir = scratch_.Path("models");
     config_.max_concurrent_jobs = 1;
+    config_.job_series_retention = absl::ZeroDuration();
     auto store = SqliteJobStore::Open(scratch_.Path("state/verdict.db"));
     ASSERT_TRUE(store.ok()) << store.status();
     sqlite_ = *std::move(store);
@@ -209,16 +227,22 @@ TEST_F(JobManagerTest, RunsATinyJobToOneRegisteredVersionAndTimesEachCheckpoint)
     logged_seconds += seconds;
   }
   ASSERT_GE(checkpoints, 3);  // steps 2 and 4, and the final one
+  // The job's own series go once the job has ended (retention 0 here); its last values are in
+  // the store.
+  const std::string job_label = absl::StrCat("job_id=\"", submitted->id(), "\"");
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (absl::StrContains(Serialize(registry_), job_label) && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
   const std::string exposition = Serialize(registry_);
+  EXPECT_THAT(exposition, Not(HasSubstr(job_label)));
+  EXPECT_TRUE(done.progress().has_last_train_metrics());
   EXPECT_EQ(MetricSum(exposition, "verdict_checkpoint_duration_seconds_count"), checkpoints);
   const double observed = MetricSum(exposition, "verdict_checkpoint_duration_seconds_sum");
   EXPECT_GE(observed, logged_seconds * 0.9);
   EXPECT_LE(observed, logged_seconds + 0.05 * checkpoints + 0.05)
       << "checkpoint durations should time the writes, not the job";
 
-  // The job's own series are gone; its last values are in the store.
-  EXPECT_THAT(exposition, Not(HasSubstr(absl::StrCat("job_id=\"", submitted->id(), "\""))));
-  EXPECT_TRUE(done.progress().has_last_train_metrics());
   EXPECT_EQ(MetricSum(exposition, "verdict_job_duration_seconds_count", {{"state", "succeeded"}}),
             1);
   EXPECT_LT(MetricSum(exposition, "verdict_job_duration_seconds_sum", {{"state", "succeeded"}}),
@@ -327,6 +351,7 @@ TEST_F(JobManagerTest, ABadDatasetFailsTheJobWithItsErrorAndAShortDuration) {
   EXPECT_NE(failed.error_code(), 0);
   EXPECT_EQ(failed.progress().phase(), v1::TRAINING_PHASE_UNSPECIFIED);
   EXPECT_FALSE(fs::exists(JobRunner::RunDirectory(config_, submitted->id())));
+  manager_.reset();
   const std::string exposition = Serialize(registry_);
   EXPECT_EQ(MetricSum(exposition, "verdict_job_duration_seconds_count", {{"state", "failed"}}), 1);
   EXPECT_LT(MetricSum(exposition, "verdict_job_duration_seconds_sum", {{"state", "failed"}}), 600);
