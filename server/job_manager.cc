@@ -1,10 +1,10 @@
 #include "server/job_manager.h"
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <random>
-
-#include <google/protobuf/util/message_differencer.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -36,7 +36,8 @@ std::string NewJobId() {
 absl::Status ValidateRequestId(const std::string& id) {
   if (id.size() > 128) return absl::InvalidArgumentError("request_id: longer than 128 bytes");
   for (char c : id) {
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' || c == '-')) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' ||
+          c == '-')) {
       return absl::InvalidArgumentError(
           absl::StrCat("request_id: must be characters of [A-Za-z0-9._:-], got \"", id, "\""));
     }
@@ -80,19 +81,18 @@ JobManager::~JobManager() {
 
 absl::Status JobManager::Recover() {
   ASSIGN_OR_RETURN(std::vector<v1::Job> jobs,
-                   deps_.store->ListJobsInStates({v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING,
-                                                  v1::JOB_STATE_CANCELLING}));
+                   deps_.store->ListJobsInStates(
+                       {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLING}));
   std::vector<v1::Job> queued;
   for (v1::Job& job : jobs) {
     if (job.state() == v1::JOB_STATE_CANCELLING) {
       // Cancelled while the server went down: honour it.
       RemoveRunDirectory(job.id());
-      RETURN_IF_ERROR(ChangeState(job.id(), {v1::JOB_STATE_CANCELLING}, v1::JOB_STATE_CANCELLED,
-                                  "cancelled before the server restarted",
-                                  [](v1::Job& j) {
-                                    JobRunner::ApplyStateRules(v1::JOB_STATE_CANCELLED, j);
-                                  })
-                          .status());
+      RETURN_IF_ERROR(
+          ChangeState(job.id(), {v1::JOB_STATE_CANCELLING}, v1::JOB_STATE_CANCELLED,
+                      "cancelled before the server restarted",
+                      [](v1::Job& j) { JobRunner::ApplyStateRules(v1::JOB_STATE_CANCELLED, j); })
+              .status());
       continue;
     }
     if (job.state() == v1::JOB_STATE_RUNNING) {
@@ -180,7 +180,9 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::SubmitTrainingJobRequest& r
     deps_.logger->Warning("job.event_not_stored").With("job_id", job.id()).With("error", emitted);
   }
   if (deps_.logger) {
-    deps_.logger->Info("job.submitted").With("job_id", job.id()).With("model", job.spec().output_model_name());
+    deps_.logger->Info("job.submitted")
+        .With("job_id", job.id())
+        .With("model", job.spec().output_model_name());
   }
   ASSIGN_OR_RETURN(v1::Job stored, deps_.store->GetJob(job.id()));
   absl::MutexLock lock(&mutex_);
@@ -216,7 +218,8 @@ void JobManager::SetQueuePositionLocked(v1::Job& job) {
 absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id, const std::string& reason) {
   RETURN_IF_ERROR(ValidateId("job_id", job_id));
   if (reason.size() > 1024) return absl::InvalidArgumentError("reason: longer than 1 KiB");
-  const std::string message = reason.empty() ? "cancelled by request" : absl::StrCat("cancelled: ", reason);
+  const std::string message =
+      reason.empty() ? "cancelled by request" : absl::StrCat("cancelled: ", reason);
   // A worker may move the job QUEUED -> RUNNING (or a run may finish) between the read and the
   // compare-and-set: then the set fails and the next round sees the new state. Each failed
   // round means the job moved forward, and it moves at most a few times.
@@ -225,10 +228,9 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id, const std:
     absl::StatusOr<v1::Job> changed;
     switch (job.state()) {
       case v1::JOB_STATE_QUEUED:
-        changed = ChangeState(job_id, {v1::JOB_STATE_QUEUED}, v1::JOB_STATE_CANCELLED, message,
-                              [](v1::Job& j) {
-                                JobRunner::ApplyStateRules(v1::JOB_STATE_CANCELLED, j);
-                              });
+        changed =
+            ChangeState(job_id, {v1::JOB_STATE_QUEUED}, v1::JOB_STATE_CANCELLED, message,
+                        [](v1::Job& j) { JobRunner::ApplyStateRules(v1::JOB_STATE_CANCELLED, j); });
         if (changed.ok()) {
           {
             absl::MutexLock lock(&mutex_);
@@ -284,7 +286,9 @@ void JobManager::WorkerLoop() {
     std::string job_id;
     {
       absl::MutexLock lock(&mutex_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return draining_ || !queue_.empty(); };
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+        return draining_ || !queue_.empty();
+      };
       mutex_.Await(absl::Condition(&ready));
       if (draining_) return;
       std::pop_heap(queue_.begin(), queue_.end());
@@ -336,7 +340,8 @@ void JobManager::ReapLoop() {
   while (true) {
     const absl::Time next =
         retired_series_.empty() ? absl::InfiniteFuture() : retired_series_.begin()->first;
-    auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return draining_ || reaper_wake_; };
+    auto wake = [this]()
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return draining_ || reaper_wake_; };
     mutex_.AwaitWithDeadline(absl::Condition(&wake), next);
     if (draining_) return;
     reaper_wake_ = false;
@@ -380,11 +385,10 @@ absl::StatusOr<v1::Job> JobManager::ChangeState(const std::string& job_id,
   const v1::JobState assumed = from.front();
   if (deps_.metrics) deps_.metrics->RecordJobStateChange(StateName(assumed), StateName(to));
   v1::JobState actual = assumed;
-  absl::StatusOr<v1::Job> stored =
-      deps_.store->TransitionJob(job_id, from, to, [&](v1::Job& job) {
-        actual = job.state();
-        if (edit) edit(job);
-      });
+  absl::StatusOr<v1::Job> stored = deps_.store->TransitionJob(job_id, from, to, [&](v1::Job& job) {
+    actual = job.state();
+    if (edit) edit(job);
+  });
   if (!stored.ok()) {
     if (deps_.metrics) deps_.metrics->RecordJobStateChange(StateName(to), StateName(assumed));
     return stored.status();
@@ -402,8 +406,11 @@ absl::StatusOr<v1::Job> JobManager::ChangeState(const std::string& job_id,
     deps_.logger->Warning("job.event_not_stored").With("job_id", job_id).With("error", emitted);
   }
   if (deps_.logger) {
-    deps_.logger->Info("job.state").With("job_id", job_id).With("from", StateName(actual))
-        .With("to", StateName(to)).With("message", message);
+    deps_.logger->Info("job.state")
+        .With("job_id", job_id)
+        .With("from", StateName(actual))
+        .With("to", StateName(to))
+        .With("message", message);
   }
   return stored;
 }
@@ -412,14 +419,17 @@ void JobManager::RemoveRunDirectory(const std::string& job_id) {
   std::error_code error;
   fs::remove_all(JobRunner::RunDirectory(config_, job_id), error);
   if (error && deps_.logger) {
-    deps_.logger->Warning("job.cleanup_failed").With("job_id", job_id).With("error", error.message());
+    deps_.logger->Warning("job.cleanup_failed")
+        .With("job_id", job_id)
+        .With("error", error.message());
   }
 }
 
 void JobManager::CountJobsByState() {
   if (deps_.metrics == nullptr) return;
-  for (v1::JobState state : {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLING,
-                             v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED}) {
+  for (v1::JobState state :
+       {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLING,
+        v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED, v1::JOB_STATE_CANCELLED}) {
     JobFilter filter;
     filter.states = {state};
     PageRequest page;

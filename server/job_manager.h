@@ -57,10 +57,10 @@ namespace verdict::server {
 class JobManager : private JobRunner::Host {
  public:
   struct Dependencies {
-    JobStore* store = nullptr;      // required
-    EventHub* events = nullptr;     // required
-    SpecResolvers resolvers;        // required
-    Logger* logger = nullptr;       // optional
+    JobStore* store = nullptr;         // required
+    EventHub* events = nullptr;        // required
+    SpecResolvers resolvers;           // required
+    Logger* logger = nullptr;          // optional
     ServerMetrics* metrics = nullptr;  // optional
   };
 

@@ -61,14 +61,13 @@ void CopyEvalMetrics(const EvalMetrics& m, v1::EvalMetrics* out) {
 // The registry entry for a trained model in `output_dir`.
 absl::StatusOr<v1::Model> DescribeModel(const ServerConfig& config, const v1::Job& job,
                                         const std::string& output_dir, int64_t parameters,
-                                        double reward_mean, double reward_std,
-                                        int64_t eval_pairs) {
+                                        double reward_mean, double reward_std, int64_t eval_pairs) {
   ASSIGN_OR_RETURN(ModelConfig model_config,
                    LoadModelConfig((fs::path(output_dir) / "config.json").string()));
   v1::Model model;
   model.set_name(job.spec().output_model_name());
   model.set_family(model_config.family == ModelFamily::kEncoder ? v1::MODEL_FAMILY_ENCODER
-                                                               : v1::MODEL_FAMILY_DECODER);
+                                                                : v1::MODEL_FAMILY_DECODER);
   model.set_model_type(model_config.model_type);
   model.set_parameter_count(parameters);
   model.set_vocab_size(model_config.vocab_size);
@@ -120,8 +119,7 @@ void JobRunner::Run() {
 bool JobRunner::Start() {
   // The checkpoint to resume from is read before the job is claimed; a cancel that wins the
   // race below removes the directory, and this runner then does nothing with it.
-  const std::vector<int64_t> checkpoints =
-      ListCheckpoints(RunDirectory(*deps_.config, job_id_));
+  const std::vector<int64_t> checkpoints = ListCheckpoints(RunDirectory(*deps_.config, job_id_));
   const int64_t resume_step = checkpoints.empty() ? 0 : checkpoints.back();
   auto started = deps_.host->ChangeState(
       job_id_, {v1::JOB_STATE_QUEUED}, v1::JOB_STATE_RUNNING,
@@ -151,9 +149,9 @@ bool JobRunner::Start() {
 
 void JobRunner::Train() {
   const std::string run_dir = RunDirectory(*deps_.config, job_id_);
-  const std::string output_dir = (fs::path(deps_.config->state_dir) / "models" /
-                                  job_.spec().output_model_name() / job_id_)
-                                     .string();
+  const std::string output_dir =
+      (fs::path(deps_.config->state_dir) / "models" / job_.spec().output_model_name() / job_id_)
+          .string();
   absl::StatusOr<TrainingConfig> config =
       ToTrainingConfig(*deps_.config, *deps_.resolvers, job_.spec(), run_dir, output_dir);
   if (!config.ok()) {
@@ -269,8 +267,7 @@ void JobRunner::FinishSucceeded(const std::string& output_dir, int64_t parameter
   // The jobs-by-state gauge moves before the new state is visible (as in ChangeState).
   if (deps_.metrics) deps_.metrics->RecordJobStateChange("RUNNING", "SUCCEEDED");
   absl::StatusOr<CompletedJob> completed = deps_.store->CompleteJobWithModel(
-      job_id_, *model,
-      [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_SUCCEEDED, job); });
+      job_id_, *model, [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_SUCCEEDED, job); });
   if (!completed.ok()) {
     if (deps_.metrics) deps_.metrics->RecordJobStateChange("SUCCEEDED", "RUNNING");
     // Nothing was registered (one transaction); the job is failed if the store lets us, else
@@ -288,12 +285,15 @@ void JobRunner::FinishSucceeded(const std::string& output_dir, int64_t parameter
   event.set_step(job_.progress().step());
   event.mutable_state_change()->set_from_state(completed->from_state);
   event.mutable_state_change()->set_to_state(v1::JOB_STATE_SUCCEEDED);
-  event.mutable_state_change()->set_message(absl::StrCat(
-      "registered ", completed->model.name(), " version ", completed->model.version()));
+  event.mutable_state_change()->set_message(absl::StrCat("registered ", completed->model.name(),
+                                                         " version ", completed->model.version()));
   EmitOrLog(event);
   if (deps_.logger) {
-    deps_.logger->Info("job.state").With("job_id", job_id_).With("to", "SUCCEEDED")
-        .With("model", completed->model.name()).With("version", completed->model.version());
+    deps_.logger->Info("job.state")
+        .With("job_id", job_id_)
+        .With("to", "SUCCEEDED")
+        .With("model", completed->model.name())
+        .With("version", completed->model.version());
   }
   RecordEnd(v1::JOB_STATE_SUCCEEDED);
 }
@@ -301,10 +301,10 @@ void JobRunner::FinishSucceeded(const std::string& output_dir, int64_t parameter
 void JobRunner::FinishInterrupted(const absl::Status& cancelled) {
   if (deps_.host->InterruptedForDrain(job_id_)) {
     // Server shutdown: back to the queue with the checkpoint, unless the user cancelled too.
-    auto requeued = deps_.host->ChangeState(
-        job_id_, {v1::JOB_STATE_RUNNING}, v1::JOB_STATE_QUEUED,
-        "interrupted by server shutdown; resumes at next start",
-        [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_QUEUED, job); });
+    auto requeued =
+        deps_.host->ChangeState(job_id_, {v1::JOB_STATE_RUNNING}, v1::JOB_STATE_QUEUED,
+                                "interrupted by server shutdown; resumes at next start",
+                                [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_QUEUED, job); });
     if (requeued.ok()) {
       RecordEnd(v1::JOB_STATE_QUEUED);
       return;
@@ -317,10 +317,10 @@ void JobRunner::FinishInterrupted(const absl::Status& cancelled) {
     }
   }
   RemoveRunDirectory();
-  auto stopped = deps_.host->ChangeState(
-      job_id_, {v1::JOB_STATE_CANCELLING, v1::JOB_STATE_RUNNING}, v1::JOB_STATE_CANCELLED,
-      std::string(cancelled.message()),
-      [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_CANCELLED, job); });
+  auto stopped =
+      deps_.host->ChangeState(job_id_, {v1::JOB_STATE_CANCELLING, v1::JOB_STATE_RUNNING},
+                              v1::JOB_STATE_CANCELLED, std::string(cancelled.message()),
+                              [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_CANCELLED, job); });
   if (!stopped.ok()) {
     // Left CANCELLING (or RUNNING): recovery cancels (or re-queues) it at the next start.
     LogStoreFailure("cancel", stopped.status());
@@ -336,13 +336,12 @@ void JobRunner::Fail(const absl::Status& error) {
   const std::vector<v1::JobState> from =
       started_ ? std::vector<v1::JobState>{v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLING}
                : std::vector<v1::JobState>{v1::JOB_STATE_QUEUED};
-  auto failed = deps_.host->ChangeState(
-      job_id_, from, v1::JOB_STATE_FAILED, std::string(error.message()),
-      [&error](v1::Job& job) {
-        job.set_error_code(static_cast<int>(error.code()));
-        job.set_error_message(std::string(error.message()));
-        ApplyStateRules(v1::JOB_STATE_FAILED, job);
-      });
+  auto failed = deps_.host->ChangeState(job_id_, from, v1::JOB_STATE_FAILED,
+                                        std::string(error.message()), [&error](v1::Job& job) {
+                                          job.set_error_code(static_cast<int>(error.code()));
+                                          job.set_error_message(std::string(error.message()));
+                                          ApplyStateRules(v1::JOB_STATE_FAILED, job);
+                                        });
   if (!failed.ok()) {
     // The store refuses writes: the job keeps its state and recovery settles it at the next
     // start (a RUNNING job resumes; a QUEUED one is retried). It has not ended: no duration.
@@ -383,14 +382,17 @@ void JobRunner::RemoveRunDirectory() {
   std::error_code error;
   fs::remove_all(RunDirectory(*deps_.config, job_id_), error);
   if (error && deps_.logger) {
-    deps_.logger->Warning("job.cleanup_failed").With("job_id", job_id_)
+    deps_.logger->Warning("job.cleanup_failed")
+        .With("job_id", job_id_)
         .With("error", error.message());
   }
 }
 
 void JobRunner::LogStoreFailure(const char* what, const absl::Status& status) {
   if (deps_.logger) {
-    deps_.logger->Error("job.store_failed").With("job_id", job_id_).With("step", what)
+    deps_.logger->Error("job.store_failed")
+        .With("job_id", job_id_)
+        .With("step", what)
         .With("error", status);
   }
 }

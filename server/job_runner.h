@@ -65,12 +65,12 @@ class JobRunner {
   };
 
   struct Dependencies {
-    const ServerConfig* config = nullptr;     // required
-    JobStore* store = nullptr;                // required
+    const ServerConfig* config = nullptr;      // required
+    JobStore* store = nullptr;                 // required
     const SpecResolvers* resolvers = nullptr;  // required
-    Host* host = nullptr;                     // required
-    Logger* logger = nullptr;                 // optional
-    ServerMetrics* metrics = nullptr;         // optional
+    Host* host = nullptr;                      // required
+    Logger* logger = nullptr;                  // optional
+    ServerMetrics* metrics = nullptr;          // optional
   };
 
   JobRunner(Dependencies dependencies, std::string job_id);

@@ -34,7 +34,8 @@ grpc::Status ListJobsInto(JobStore& store, JobManager& jobs, const v1::ListJobsR
   JobFilter filter;
   for (int state : request.states()) {
     if (!v1::JobState_IsValid(state) || state == v1::JOB_STATE_UNSPECIFIED) {
-      return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat("states: unknown state ", state)));
+      return ToGrpcStatus(
+          absl::InvalidArgumentError(absl::StrCat("states: unknown state ", state)));
     }
     filter.states.push_back(static_cast<v1::JobState>(state));
   }
@@ -97,8 +98,8 @@ StoreRead ReadStore(JobStore& store, const std::string& job_id, int64_t after) {
 class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEvent>,
                                    public EventSubscriber {
  public:
-  MetricsStreamReactor(JobStore* store, EventHub* events, std::string job_id, int64_t after_sequence,
-                       bool follow)
+  MetricsStreamReactor(JobStore* store, EventHub* events, std::string job_id,
+                       int64_t after_sequence, bool follow)
       : store_(store), events_(events), job_id_(std::move(job_id)), follow_(follow) {
     {
       absl::MutexLock lock(&mutex_);
@@ -216,9 +217,9 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
 
   void MaybeEndForShutdownLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (!closing_ || writing_ || reading_ || lagging_ || !pending_.empty()) return;
-    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              absl::StrCat("the server is shutting down; reconnect with after_sequence ",
-                                           last_sent_)));
+    FinishLocked(grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("the server is shutting down; reconnect with after_sequence ", last_sent_)));
   }
 
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
@@ -276,9 +277,9 @@ class FailedStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEve
 
 }  // namespace
 
-grpc::ServerUnaryReactor* TrainingService::SubmitTrainingJob(grpc::CallbackServerContext* context,
-                                                             const v1::SubmitTrainingJobRequest* request,
-                                                             v1::Job* response) {
+grpc::ServerUnaryReactor* TrainingService::SubmitTrainingJob(
+    grpc::CallbackServerContext* context, const v1::SubmitTrainingJobRequest* request,
+    v1::Job* response) {
   if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   auto job = jobs_->Submit(*request);
   if (job.ok()) *response = std::move(*job);
@@ -286,7 +287,8 @@ grpc::ServerUnaryReactor* TrainingService::SubmitTrainingJob(grpc::CallbackServe
 }
 
 grpc::ServerUnaryReactor* TrainingService::GetJob(grpc::CallbackServerContext* context,
-                                                  const v1::GetJobRequest* request, v1::Job* response) {
+                                                  const v1::GetJobRequest* request,
+                                                  v1::Job* response) {
   if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   auto job = jobs_->GetJob(request->job_id());
   if (job.ok()) *response = std::move(*job);

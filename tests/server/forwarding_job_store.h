@@ -73,8 +73,7 @@ class ForwardingJobStore : public server::JobStore {
   absl::StatusOr<v1::Dataset> GetDataset(absl::string_view dataset_id) override {
     return store_->GetDataset(dataset_id);
   }
-  absl::StatusOr<server::Page<v1::Dataset>> ListDatasets(
-      const server::PageRequest& page) override {
+  absl::StatusOr<server::Page<v1::Dataset>> ListDatasets(const server::PageRequest& page) override {
     return store_->ListDatasets(page);
   }
   absl::Status DeleteDataset(absl::string_view dataset_id) override {
@@ -97,12 +96,10 @@ class ForwardingJobStore : public server::JobStore {
                                      int64_t version) override {
     return store_->SetAlias(name, alias, version);
   }
-  absl::StatusOr<v1::Model> DeleteAlias(absl::string_view name,
-                                        absl::string_view alias) override {
+  absl::StatusOr<v1::Model> DeleteAlias(absl::string_view name, absl::string_view alias) override {
     return store_->DeleteAlias(name, alias);
   }
-  absl::StatusOr<int64_t> ResolveAlias(absl::string_view name,
-                                       absl::string_view alias) override {
+  absl::StatusOr<int64_t> ResolveAlias(absl::string_view name, absl::string_view alias) override {
     return store_->ResolveAlias(name, alias);
   }
   absl::Status Close() override { return store_->Close(); }

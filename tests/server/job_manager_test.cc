@@ -4,17 +4,17 @@
 #include "server/job_manager.h"
 
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/match.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -125,7 +125,8 @@ class JobManagerTest : public ::testing::Test {
     dataset.set_id(kDataset);
     dataset.set_name("helpful-concise");
     ASSERT_TRUE(sqlite_->CreateDataset(dataset).ok());
-    metrics_ = std::make_unique<ServerMetrics>(registry_, ServerMetrics::BuildInfo{"t", "t", "cpu"});
+    metrics_ =
+        std::make_unique<ServerMetrics>(registry_, ServerMetrics::BuildInfo{"t", "t", "cpu"});
   }
 
   void TearDown() override { manager_.reset(); }
