@@ -1,17 +1,26 @@
 // EventHub: fans a job's MetricsEvents out to its live watchers (StreamMetrics streams).
 //
 // The training worker stores each event in the JobStore first, then publishes it here;
-// publishing only hands the event to each subscriber's OnEvent, which must not block (a
-// StreamMetrics reactor queues it, bounded, and falls back to reading the store when it lags).
-// So a slow or stalled watcher never slows training or the other watchers.
+// publishing only hands the event to each subscriber's OnEvent, which must not block: a
+// StreamMetrics reactor queues it (bounded) or, when it lags, only marks itself lagging and
+// later catches up by reading the store on its own gRPC reaction, with no lock held. So a slow
+// or stalled watcher -- or a slow store -- never slows training or the other watchers.
 //
 // Close() (server shutdown) tells every subscriber that no more events will come (OnClosed),
 // and refuses later subscriptions, so that streams end instead of holding the shutdown up.
 //
 // Thread safety: all methods may be called from any thread. OnEvent and OnClosed are called
-// with the hub's lock held: a subscriber must not call back into the hub from them. Unsubscribe() returns only
-// when no OnEvent call to that subscriber is running, so a subscriber may be destroyed right
-// after it.
+// with the hub's lock held: a subscriber must not call back into the hub from them, and may
+// take only its own lock, briefly (never across a store read, a model load or a gRPC call
+// that can block). Unsubscribe() returns only when no OnEvent call to that subscriber is
+// running, so a subscriber may be destroyed right after it.
+//
+// Lock order (held-while-acquiring, outermost first):
+//   JobManager::events_mutex_ -> EventHub::mutex_ -> subscriber's lock (e.g. the StreamMetrics
+//   reactor's mutex_).
+// Nothing is acquired under a subscriber's lock, and no lock of this chain is held across a
+// JobStore call except events_mutex_ across the AppendEvents that precedes each Publish.
+// Subscribe/Unsubscribe must be called without the subscriber's own lock held.
 #ifndef VERDICT_SERVER_EVENT_HUB_H_
 #define VERDICT_SERVER_EVENT_HUB_H_
 

@@ -2,10 +2,15 @@
 //
 // Submit() validates a spec (filling in every default), persists the job as QUEUED and
 // returns at once; `max_concurrent_jobs` worker threads take jobs by priority, then
-// submission order, and run the core Trainer. Every event a job produces (state changes, train
-// steps, evaluations, log lines) is numbered, stored in the JobStore, then published to the
-// EventHub for live watchers. A job that succeeds registers its model as a new version of
-// its output name.
+// submission order, and hand each to a JobRunner (job_runner.h), which runs the core Trainer
+// and finishes the job. Every event a job produces (state changes, train steps, evaluations,
+// log lines) is numbered, stored in the JobStore, then published to the EventHub for live
+// watchers. A job that succeeds registers its model as a new version of its output name, in
+// the same store transaction that marks it SUCCEEDED (exactly once, even across restarts).
+//
+// State changes are compare-and-set (JobStore::TransitionJob): Cancel, the runner and recovery
+// each name the states they move a job from, so none of them can undo another's change (a
+// cancelled job never goes back to RUNNING); progress saves never write the state.
 //
 // Durability: every state change is stored before the call that caused it returns. On
 // Create(), jobs left RUNNING or CANCELLING by a crash are re-queued (attempt + 1) and resume
@@ -14,6 +19,12 @@
 // go back to QUEUED to resume at the next start.
 //
 // Thread safety: all public methods may be called from any thread.
+// Lock order: JobManager::mutex_ (queue, running trainers) and events_mutex_ (event numbering)
+// are never held together. mutex_ is held only to move queue entries and flag trainers, never
+// across a store call; events_mutex_ is held across one AppendEvents and the EventHub::Publish
+// that follows it (so a job's events are published in sequence order), and Publish takes the
+// hub's lock and then each watcher's (event_hub.h), none of which is held across slow work.
+// The store's own lock is a leaf.
 #ifndef VERDICT_SERVER_JOB_MANAGER_H_
 #define VERDICT_SERVER_JOB_MANAGER_H_
 
@@ -27,7 +38,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "server/event_hub.h"
+#include "server/job_runner.h"
 #include "server/job_store.h"
 #include "server/server_config.h"
 #include "server/spec_conversion.h"
@@ -41,16 +54,14 @@ class Trainer;
 
 namespace verdict::server {
 
-class JobManager {
+class JobManager : private JobRunner::Host {
  public:
   struct Dependencies {
-    JobStore* store = nullptr;      // required
-    EventHub* events = nullptr;     // required
-    SpecResolvers resolvers;        // required
-    Logger* logger = nullptr;       // optional
+    JobStore* store = nullptr;         // required
+    EventHub* events = nullptr;        // required
+    SpecResolvers resolvers;           // required
+    Logger* logger = nullptr;          // optional
     ServerMetrics* metrics = nullptr;  // optional
-    // Called after a trained model is registered (e.g. to refresh the serving registry).
-    std::function<void(const v1::Model&)> on_model_registered;
   };
 
   static absl::StatusOr<std::unique_ptr<JobManager>> Create(const ServerConfig& config,
@@ -64,7 +75,8 @@ class JobManager {
   absl::StatusOr<v1::Job> Submit(const v1::SubmitTrainingJobRequest& request);
 
   // QUEUED -> CANCELLED at once; RUNNING -> CANCELLING, then CANCELLED once the trainer has
-  // stopped after its current step. FAILED_PRECONDITION for a finished job.
+  // stopped after its current step. FAILED_PRECONDITION for a finished job. A job that finishes
+  // training while the cancel arrives may still succeed (its model is complete).
   absl::StatusOr<v1::Job> Cancel(const std::string& job_id, const std::string& reason);
 
   absl::StatusOr<v1::Job> GetJob(const std::string& job_id);
@@ -87,26 +99,36 @@ class JobManager {
     std::string job_id;
     bool operator<(const QueueEntry& other) const;
   };
+  // A job a worker has claimed.
+  struct Running {
+    Trainer* trainer = nullptr;  // once built
+    bool cancel_requested = false;
+    bool interrupted_for_drain = false;
+  };
 
   JobManager(const ServerConfig& config, Dependencies dependencies);
   absl::Status Recover();
   void WorkerLoop();
-  void RunJob(const std::string& job_id);
-  absl::Status Enqueue(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void Enqueue(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void SetQueuePositionLocked(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
-  // Stores the new state and emits its StateChange event.
-  absl::Status ChangeState(v1::Job& job, v1::JobState to, const std::string& message);
-  // Numbers, stores and publishes one event of `job`.
-  absl::Status Emit(const std::string& job_id, v1::MetricsEvent event);
-  absl::StatusOr<v1::Model> RegisterModel(const v1::Job& job, const std::string& output_dir,
-                                          int64_t parameters, double reward_mean, double reward_std,
-                                          int64_t eval_pairs);
   // Sets the jobs-by-state gauge from the store (at start-up; ChangeState keeps it current).
   void CountJobsByState();
-  // Where a job's checkpoints live; removed once the job ends (the registered model is what
-  // remains of it).
-  std::string RunDirectory(const std::string& job_id) const;
   void RemoveRunDirectory(const std::string& job_id);
+
+  // JobRunner::Host.
+  absl::Status Emit(const std::string& job_id, v1::MetricsEvent event) override
+      ABSL_LOCKS_EXCLUDED(mutex_, events_mutex_);
+  absl::StatusOr<v1::Job> ChangeState(const std::string& job_id,
+                                      const std::vector<v1::JobState>& from, v1::JobState to,
+                                      const std::string& message, const JobEdit& edit) override
+      ABSL_LOCKS_EXCLUDED(mutex_, events_mutex_);
+  bool AttachTrainer(const std::string& job_id, Trainer* trainer) override
+      ABSL_LOCKS_EXCLUDED(mutex_);
+  void DetachTrainer(const std::string& job_id) override ABSL_LOCKS_EXCLUDED(mutex_);
+  bool InterruptedForDrain(const std::string& job_id) override ABSL_LOCKS_EXCLUDED(mutex_);
+  void RetireJobSeries(const std::string& job_id) override ABSL_LOCKS_EXCLUDED(mutex_);
+  // Removes retired per-job metric series once their retention has passed; ends on Drain.
+  void ReapLoop() ABSL_LOCKS_EXCLUDED(mutex_);
 
   const ServerConfig config_;
   Dependencies deps_;
@@ -115,14 +137,18 @@ class JobManager {
   std::vector<QueueEntry> queue_ ABSL_GUARDED_BY(mutex_);  // a heap
   int64_t next_order_ ABSL_GUARDED_BY(mutex_) = 0;
   bool draining_ ABSL_GUARDED_BY(mutex_) = false;
-  std::map<std::string, Trainer*> running_ ABSL_GUARDED_BY(mutex_);
-  std::map<std::string, bool> interrupted_for_drain_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, Running> running_ ABSL_GUARDED_BY(mutex_);
+  // Finished jobs' metric series by when to remove them; reaper_wake_ tells the reaper that
+  // one was added.
+  std::multimap<absl::Time, std::string> retired_series_ ABSL_GUARDED_BY(mutex_);
+  bool reaper_wake_ ABSL_GUARDED_BY(mutex_) = false;
 
-  // Serialises event numbering per job and job-message updates.
+  // Serialises event numbering per job, and keeps publishing in sequence order.
   absl::Mutex events_mutex_;
   std::map<std::string, int64_t> last_sequence_ ABSL_GUARDED_BY(events_mutex_);
 
   std::vector<std::thread> workers_;
+  std::thread reaper_;
 };
 
 }  // namespace verdict::server

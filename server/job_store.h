@@ -26,6 +26,7 @@
 #define VERDICT_SERVER_JOB_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,19 @@ struct JobFilter {
   std::string output_model_name;
 };
 
+// Changes TransitionJob and CompleteJobWithModel make to a job besides its state (end time,
+// error, attempt, progress). It is applied to the stored job before the new state is set, and
+// must not change id, request_id, create_time or state.
+using JobEdit = std::function<void(v1::Job&)>;
+
+// What CompleteJobWithModel did: the job as stored (SUCCEEDED, result_model set) and the
+// version registered for it.
+struct CompletedJob {
+  v1::Job job;
+  v1::Model model;
+  v1::JobState from_state = v1::JOB_STATE_UNSPECIFIED;  // RUNNING or CANCELLING
+};
+
 // What DeleteEventsAfterStep did.
 struct DeletedEvents {
   // How many train and eval events it removed.
@@ -100,8 +114,38 @@ class JobStore {
   virtual absl::StatusOr<v1::Job> FindJobByRequestId(absl::string_view request_id) = 0;
 
   // Replaces the stored job with `job` (same id). NOT_FOUND if absent; INVALID_ARGUMENT if
-  // request_id or create_time differ from the stored ones.
+  // request_id or create_time differ from the stored ones. A blind write: whatever changed
+  // since `job` was read is lost. The job manager never uses it (it would undo a concurrent
+  // cancel); it changes jobs only with TransitionJob, UpdateJobProgress and
+  // CompleteJobWithModel.
   virtual absl::Status UpdateJob(const v1::Job& job) = 0;
+
+  // Compare-and-set state change, in one transaction: if the stored job's state is one of
+  // `from`, applies `edit` (may be null; it sees the stored job, old state included), sets the
+  // state to `to` and writes the job;
+  // returns the job as stored. FAILED_PRECONDITION naming the job's actual state when it is in
+  // none of `from` (nothing is written); INVALID_ARGUMENT if `edit` changes id, request_id,
+  // create_time or state; NOT_FOUND for an unknown job.
+  virtual absl::StatusOr<v1::Job> TransitionJob(absl::string_view job_id,
+                                                const std::vector<v1::JobState>& from,
+                                                v1::JobState to, const JobEdit& edit) = 0;
+
+  // Replaces the job's progress and nothing else (never its state), so a progress save cannot
+  // undo a concurrent state change. FAILED_PRECONDITION once the job is SUCCEEDED, FAILED or
+  // CANCELLED (its progress is final); NOT_FOUND for an unknown job.
+  virtual absl::Status UpdateJobProgress(absl::string_view job_id,
+                                         const v1::JobProgress& progress) = 0;
+
+  // Exactly-once completion of a training job, in one transaction: registers `model` (version
+  // 0, as AddModelVersion; training_job_id must be `job_id`) as the next version of its name --
+  // or reuses the version already registered with this training_job_id, if any -- and moves the
+  // job from RUNNING or CANCELLING (the run finished before the cancel took effect) to
+  // SUCCEEDED with result_model naming that version, then applies `edit`. Either all of this
+  // happens or none of it. FAILED_PRECONDITION naming the state if the job is in another state;
+  // INVALID_ARGUMENT for a bad model or edit; NOT_FOUND for an unknown job.
+  virtual absl::StatusOr<CompletedJob> CompleteJobWithModel(absl::string_view job_id,
+                                                            const v1::Model& model,
+                                                            const JobEdit& edit) = 0;
 
   // Jobs matching `filter`, newest first (create_time, then id, descending).
   virtual absl::StatusOr<Page<v1::Job>> ListJobs(const JobFilter& filter,

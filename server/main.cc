@@ -1,5 +1,5 @@
 // verdictd: flags -> ServerConfig -> RunServer. With no flags it serves on localhost:50051
-// (metrics on :9464) and keeps everything under ./verdict-data.
+// (metrics on :9464) and keeps everything under ./verdict-data (--state_dir), which it locks.
 #include <iostream>
 #include <string>
 #include <vector>
@@ -15,8 +15,8 @@ ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for eve
 ABSL_FLAG(int, port, 50051, "gRPC port (0 picks a free one).");
 ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port; -1 disables it.");
 ABSL_FLAG(std::string, state_dir, "./verdict-data", "Job store, checkpoints, datasets and trained models.");
-ABSL_FLAG(std::string, data_dir, "./verdict-data/data", "Root of dataset paths named in requests.");
-ABSL_FLAG(std::string, model_dir, "./verdict-data/models-in", "Root of model paths named in requests.");
+ABSL_FLAG(std::string, data_dir, "", "Root of dataset paths named in requests (empty: <state_dir>/data).");
+ABSL_FLAG(std::string, model_dir, "", "Root of model paths named in requests (empty: <state_dir>/models-in).");
 ABSL_FLAG(int, max_concurrent_jobs, 1, "Training jobs run at once.");
 ABSL_FLAG(int, max_queued_jobs, 64, "Queued training jobs before submits get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(std::string, default_device, "cpu", "Device for jobs and models that name none (cpu, cuda, cuda:N).");

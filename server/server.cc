@@ -1,6 +1,9 @@
 #include "server/server.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <ATen/Parallel.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -9,9 +12,12 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/support/server_interceptor.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -126,9 +132,68 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   return ParseLogLevel(c.log_level).status();
 }
 
+// Exclusive ownership of a state directory: flock(LOCK_EX) on <state_dir>/LOCK, held until
+// destruction (or the process's end). flock locks belong to the open file description, so a
+// second open -- by another process or by this one -- conflicts.
+class StateDirLock {
+ public:
+  static absl::StatusOr<std::unique_ptr<StateDirLock>> Acquire(const std::string& state_dir) {
+    const std::string path = (fs::path(state_dir) / "LOCK").string();
+    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      const int error = errno;
+      std::string holder;
+      char buffer[32] = {};
+      const ssize_t n = pread(fd, buffer, sizeof(buffer) - 1, 0);
+      if (n > 0) {
+        holder = std::string(absl::StripAsciiWhitespace(absl::string_view(buffer, n)));
+      }
+      close(fd);
+      if (error == EWOULDBLOCK) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "--state_dir ", state_dir, " is in use by another verdictd",
+            holder.empty() ? std::string() : absl::StrCat(" (pid ", holder, ")"),
+            "; each server needs its own state directory (lock file ", path, ")"));
+      }
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot lock ", path, ": ", std::strerror(error)));
+    }
+    // Who holds it, for the error above; the lock, not the content, is what counts.
+    const std::string pid = absl::StrCat(getpid(), "\n");
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+      std::cerr << "verdictd: cannot write the pid to " << path << ": " << std::strerror(errno)
+                << "\n";
+    }
+    return std::unique_ptr<StateDirLock>(new StateDirLock(fd));
+  }
+  ~StateDirLock() { close(fd_); }  // releases the lock
+  StateDirLock(const StateDirLock&) = delete;
+  StateDirLock& operator=(const StateDirLock&) = delete;
+
+ private:
+  explicit StateDirLock(int fd) : fd_(fd) {}
+  const int fd_;
+};
+
+// The config with its defaults resolved: empty data and model roots go under state_dir.
+ServerConfig ResolveDefaults(const ServerConfig& config) {
+  ServerConfig resolved = config;
+  if (resolved.data_dir.empty()) resolved.data_dir = (fs::path(config.state_dir) / "data").string();
+  if (resolved.model_dir.empty()) {
+    resolved.model_dir = (fs::path(config.state_dir) / "models-in").string();
+  }
+  return resolved;
+}
+
 }  // namespace
 
 struct VerdictServer::Parts {
+  // Declared first, so released last: the directory stays ours until everything is stopped.
+  std::unique_ptr<StateDirLock> state_dir_lock;
   ServerConfig config;
   std::unique_ptr<Logger> logger;
   std::shared_ptr<prometheus::Registry> registry;
@@ -164,8 +229,10 @@ VerdictServer::~VerdictServer() { Shutdown(); }
 int VerdictServer::port() const { return parts_->port; }
 int VerdictServer::metrics_port() const { return parts_->metrics_port; }
 
-absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(const ServerConfig& config) {
-  RETURN_IF_ERROR(ValidateConfig(config));
+absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
+    const ServerConfig& requested) {
+  RETURN_IF_ERROR(ValidateConfig(requested));
+  const ServerConfig config = ResolveDefaults(requested);
   auto parts = std::make_unique<Parts>();
   Parts& p = *parts;
   p.config = config;
@@ -179,6 +246,11 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(const Server
     std::error_code error;
     fs::create_directories(dir, error);
     if (error) return absl::FailedPreconditionError(absl::StrCat("cannot create ", dir, ": ", error.message()));
+    if (dir == config.state_dir) {
+      // Before anything reads the state: a second server on it would resume the first one's
+      // jobs and register their models twice.
+      ASSIGN_OR_RETURN(p.state_dir_lock, StateDirLock::Acquire(config.state_dir));
+    }
   }
 
   p.registry = std::make_shared<prometheus::Registry>();
@@ -234,6 +306,9 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(const Server
     credentials = grpc::SslServerCredentials(ssl);
   }
   builder.AddListeningPort(absl::StrCat(config.host, ":", config.port), credentials, &p.port);
+  // gRPC sets SO_REUSEPORT by default, which lets a second server bind the same port and take
+  // half the connections; a taken port must fail the start instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;

@@ -15,12 +15,18 @@ struct ServerConfig {
   std::string host = "127.0.0.1";  // loopback unless told otherwise
   int port = 50051;                // 0 picks a free port (tests)
   int metrics_port = 9464;         // -1 disables the /metrics endpoint; 0 picks a free port
-  std::string state_dir = "./verdict-data";  // SQLite job store, checkpoints, trained models
-  std::string data_dir = "./verdict-data/data";    // root of dataset paths in requests
-  std::string model_dir = "./verdict-data/models-in";  // root of model paths in requests
+  // SQLite job store, checkpoints, trained models. One verdictd at a time owns it (a flock on
+  // <state_dir>/LOCK, held for the server's life).
+  std::string state_dir = "./verdict-data";
+  std::string data_dir;   // root of dataset paths in requests; empty: <state_dir>/data
+  std::string model_dir;  // root of model paths in requests; empty: <state_dir>/models-in
 
   int max_concurrent_jobs = 1;
   int max_queued_jobs = 64;
+  // How long a finished job's per-job_id metric series (verdict_training_*) stay exported:
+  // a few scrape intervals, so its last values are scraped, then removed so series do not
+  // pile up. The values stay in the job store (Job.progress).
+  absl::Duration job_series_retention = absl::Seconds(60);
   std::string default_device = "cpu";
   int64_t max_message_bytes = 64 << 20;
   int64_t max_dataset_bytes = int64_t{1} << 30;

@@ -156,16 +156,18 @@ class ServerMetrics {
   void RecordTrainingStep(absl::string_view job_id, const TrainingStepMetrics& step);
   // One evaluation of a running job: verdict_training_eval_accuracy{job_id}.
   void RecordTrainingEval(absl::string_view job_id, double eval_accuracy);
-  // One checkpoint write: verdict_checkpoint_duration_seconds.
+  // One checkpoint write, from its start to the file on disk:
+  // verdict_checkpoint_duration_seconds.
   void RecordCheckpoint(absl::Duration duration);
-  // A job reached a terminal state after `duration` (submit to finish):
+  // A job that started reached a terminal state after `duration` (start to finish; a job that
+  // never started records nothing):
   // verdict_job_duration_seconds{state}. Its _count{state="failed"} is what the failed-job
   // alert watches; the three terminal states are exported from construction on, at 0.
   void RecordJobFinished(absl::string_view state, absl::Duration duration);
   // Drops the job's per-job series (step, epoch, loss, accuracy, eval accuracy, rates), so
-  // finished jobs do not pile up as series forever. Optional: the server may call it some
-  // time after a job finished (a few scrape intervals, so its last values are recorded) or
-  // when a job is deleted. Jobs are few, so keeping them until restart is also acceptable.
+  // finished jobs do not pile up as series forever. The job runner calls it when an attempt
+  // ends (finished, or back in the queue at shutdown); the job's last values stay in the job
+  // store (Job.progress).
   void RemoveJob(absl::string_view job_id);
 
   // --- Process ---------------------------------------------------------------------------

@@ -8,12 +8,14 @@
 #include <iterator>
 #include <limits>
 #include <map>
+#include <optional>
 #include <system_error>
 #include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "core/util/status_macros.h"
 #include "google/protobuf/timestamp.pb.h"
@@ -577,18 +579,126 @@ absl::Status SqliteJobStore::UpdateJob(const v1::Job& job) {
       return absl::InvalidArgumentError(absl::StrCat(operation, ": create_time cannot change"));
     }
   }
-  {
-    ASSIGN_OR_RETURN(Statement update,
-                     Prepare("UPDATE jobs SET state = ?2, output_model_name = ?3, job = ?4 "
-                             "WHERE id = ?1",
-                             operation));
-    RETURN_IF_ERROR(update.Bind(1, job.id())
-                        .Bind(2, int64_t{job.state()})
-                        .Bind(3, job.spec().output_model_name())
-                        .BindBlob(4, job.SerializeAsString())
-                        .Run());
-  }
+  RETURN_IF_ERROR(WriteJobLocked(job, operation));
   return transaction.Commit();
+}
+
+absl::Status SqliteJobStore::WriteJobLocked(const v1::Job& job, absl::string_view operation) {
+  v1::Job stored = job;
+  stored.clear_last_sequence();  // the store's own column is the truth
+  ASSIGN_OR_RETURN(Statement update,
+                   Prepare("UPDATE jobs SET state = ?2, output_model_name = ?3, job = ?4 "
+                           "WHERE id = ?1",
+                           operation));
+  return update.Bind(1, stored.id())
+      .Bind(2, int64_t{stored.state()})
+      .Bind(3, stored.spec().output_model_name())
+      .BindBlob(4, stored.SerializeAsString())
+      .Run();
+}
+
+absl::StatusOr<v1::Job> SqliteJobStore::TransitionedJobLocked(
+    absl::string_view job_id, const std::vector<v1::JobState>& from, v1::JobState to,
+    const JobEdit& edit) {
+  ASSIGN_OR_RETURN(v1::Job job, GetJobLocked(job_id));
+  if (std::find(from.begin(), from.end(), job.state()) == from.end()) {
+    std::vector<std::string> names;
+    for (v1::JobState state : from) names.push_back(v1::JobState_Name(state));
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", Quoted(job_id), " is ", v1::JobState_Name(job.state()),
+                     ", not ", absl::StrJoin(names, " or "), ": it cannot become ",
+                     v1::JobState_Name(to)));
+  }
+  const v1::Job before = job;
+  if (edit) edit(job);
+  if (job.id() != before.id() || job.request_id() != before.request_id() ||
+      TimestampNanos(job.create_time()) != TimestampNanos(before.create_time()) ||
+      job.state() != before.state()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "job ", Quoted(job_id), ": an edit may not change id, request_id, create_time or state"));
+  }
+  job.set_state(to);
+  return job;
+}
+
+absl::StatusOr<v1::Job> SqliteJobStore::TransitionJob(absl::string_view job_id,
+                                                      const std::vector<v1::JobState>& from,
+                                                      v1::JobState to, const JobEdit& edit) {
+  const std::string operation =
+      absl::StrCat("move job ", Quoted(job_id), " to ", v1::JobState_Name(to));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(this, operation));
+  ASSIGN_OR_RETURN(v1::Job job, TransitionedJobLocked(job_id, from, to, edit));
+  RETURN_IF_ERROR(WriteJobLocked(job, operation));
+  RETURN_IF_ERROR(transaction.Commit());
+  return job;
+}
+
+absl::Status SqliteJobStore::UpdateJobProgress(absl::string_view job_id,
+                                               const v1::JobProgress& progress) {
+  const std::string operation = absl::StrCat("update the progress of job ", Quoted(job_id));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(this, operation));
+  ASSIGN_OR_RETURN(v1::Job job, GetJobLocked(job_id));
+  if (job.state() == v1::JOB_STATE_SUCCEEDED || job.state() == v1::JOB_STATE_FAILED ||
+      job.state() == v1::JOB_STATE_CANCELLED) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        operation, ": the job is ", v1::JobState_Name(job.state()), " (its progress is final)"));
+  }
+  *job.mutable_progress() = progress;
+  RETURN_IF_ERROR(WriteJobLocked(job, operation));
+  return transaction.Commit();
+}
+
+absl::StatusOr<CompletedJob> SqliteJobStore::CompleteJobWithModel(absl::string_view job_id,
+                                                                  const v1::Model& model,
+                                                                  const JobEdit& edit) {
+  if (model.name().empty()) return absl::InvalidArgumentError("model.name: must not be empty");
+  if (model.version() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model.version: must be 0 (the store assigns versions), got ", model.version()));
+  }
+  if (model.training_job_id() != job_id) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model.training_job_id: must be ", Quoted(job_id), ", got ",
+                     Quoted(model.training_job_id())));
+  }
+  const std::string operation =
+      absl::StrCat("complete job ", Quoted(job_id), " with model ", Quoted(model.name()));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(this, operation));
+  ASSIGN_OR_RETURN(const v1::Job before, GetJobLocked(job_id));
+  ASSIGN_OR_RETURN(v1::Job job,
+                   TransitionedJobLocked(job_id, {v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLING},
+                                         v1::JOB_STATE_SUCCEEDED, edit));
+  // A version this job registered before (e.g. by a verdictd that failed to record the job's
+  // success) is the job's result; registering another would train one job into two versions.
+  std::optional<v1::Model> registered;
+  {
+    ASSIGN_OR_RETURN(Statement select,
+                     Prepare("SELECT model FROM model_versions WHERE name = ?1 ORDER BY version",
+                             operation));
+    select.Bind(1, model.name());
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, select.Step());
+      if (!row) break;
+      ASSIGN_OR_RETURN(v1::Model existing, ParseStored<v1::Model>(select.Blob(0), operation));
+      if (existing.training_job_id() == job_id) {
+        registered = std::move(existing);
+        break;
+      }
+    }
+  }
+  if (!registered.has_value()) {
+    ASSIGN_OR_RETURN(registered, InsertModelVersionLocked(model, operation));
+  }
+  job.mutable_result_model()->set_name(registered->name());
+  job.mutable_result_model()->set_version(registered->version());
+  RETURN_IF_ERROR(WriteJobLocked(job, operation));
+  ASSIGN_OR_RETURN(const int64_t latest, LatestVersionLocked(registered->name()));
+  RETURN_IF_ERROR(transaction.Commit());
+  RETURN_IF_ERROR(AttachAliasesLocked(latest, &*registered));
+  return CompletedJob{std::move(job), *std::move(registered), before.state()};
 }
 
 absl::StatusOr<Page<v1::Job>> SqliteJobStore::ListJobs(const JobFilter& filter,
@@ -968,6 +1078,14 @@ absl::StatusOr<v1::Model> SqliteJobStore::AddModelVersion(const v1::Model& model
   const std::string operation = absl::StrCat("add a version of model ", Quoted(model.name()));
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(this, operation));
+  ASSIGN_OR_RETURN(v1::Model stored, InsertModelVersionLocked(model, operation));
+  RETURN_IF_ERROR(transaction.Commit());
+  stored.add_aliases(kLatest);  // A new version has no alias of its own yet.
+  return stored;
+}
+
+absl::StatusOr<v1::Model> SqliteJobStore::InsertModelVersionLocked(const v1::Model& model,
+                                                                   absl::string_view operation) {
   v1::Model stored = model;
   {
     ASSIGN_OR_RETURN(Statement select,
@@ -990,8 +1108,6 @@ absl::StatusOr<v1::Model> SqliteJobStore::AddModelVersion(const v1::Model& model
                         .BindBlob(3, stored.SerializeAsString())
                         .Run());
   }
-  RETURN_IF_ERROR(transaction.Commit());
-  stored.add_aliases(kLatest);  // A new version has no alias of its own yet.
   return stored;
 }
 

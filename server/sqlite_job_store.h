@@ -62,6 +62,14 @@ class SqliteJobStore : public JobStore {
   absl::StatusOr<v1::Job> GetJob(absl::string_view job_id) override;
   absl::StatusOr<v1::Job> FindJobByRequestId(absl::string_view request_id) override;
   absl::Status UpdateJob(const v1::Job& job) override;
+  absl::StatusOr<v1::Job> TransitionJob(absl::string_view job_id,
+                                        const std::vector<v1::JobState>& from, v1::JobState to,
+                                        const JobEdit& edit) override;
+  absl::Status UpdateJobProgress(absl::string_view job_id,
+                                 const v1::JobProgress& progress) override;
+  absl::StatusOr<CompletedJob> CompleteJobWithModel(absl::string_view job_id,
+                                                    const v1::Model& model,
+                                                    const JobEdit& edit) override;
   absl::StatusOr<Page<v1::Job>> ListJobs(const JobFilter& filter,
                                          const PageRequest& page) override;
   absl::StatusOr<std::vector<v1::Job>> ListJobsInStates(
@@ -119,6 +127,19 @@ class SqliteJobStore : public JobStore {
   absl::StatusOr<v1::Job> GetJobLocked(absl::string_view job_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<int64_t> LastSequenceLocked(absl::string_view job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes the job message and its indexed columns (state, output_model_name); the caller
+  // holds a transaction and has checked that the job exists with the same identity.
+  absl::Status WriteJobLocked(const v1::Job& job, absl::string_view operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The stored job with its state checked against `from` and `edit` applied (state `to`).
+  absl::StatusOr<v1::Job> TransitionedJobLocked(absl::string_view job_id,
+                                                const std::vector<v1::JobState>& from,
+                                                v1::JobState to, const JobEdit& edit)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Inserts `model` as the next version of its name; returns it with its version.
+  absl::StatusOr<v1::Model> InsertModelVersionLocked(const v1::Model& model,
+                                                     absl::string_view operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The highest version of `name`; NOT_FOUND if it has none.
   absl::StatusOr<int64_t> LatestVersionLocked(absl::string_view name)

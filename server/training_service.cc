@@ -1,6 +1,7 @@
 #include "server/training_service.h"
 
 #include <map>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -33,7 +34,8 @@ grpc::Status ListJobsInto(JobStore& store, JobManager& jobs, const v1::ListJobsR
   JobFilter filter;
   for (int state : request.states()) {
     if (!v1::JobState_IsValid(state) || state == v1::JOB_STATE_UNSPECIFIED) {
-      return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat("states: unknown state ", state)));
+      return ToGrpcStatus(
+          absl::InvalidArgumentError(absl::StrCat("states: unknown state ", state)));
     }
     filter.states.push_back(static_cast<v1::JobState>(state));
   }
@@ -55,40 +57,75 @@ grpc::Status ListJobsInto(JobStore& store, JobManager& jobs, const v1::ListJobsR
   return grpc::Status::OK;
 }
 
+// Events read from the store for one catch-up, and whether more remain.
+struct StoreRead {
+  absl::Status status;
+  std::vector<v1::MetricsEvent> events;
+  int64_t last = 0;        // the highest sequence read, or the `after` it started from
+  bool truncated = false;  // stopped at kMaxQueuedEvents: more follow
+};
+
+// Reads the job's events after `after`, in batches, up to kMaxQueuedEvents. Called with no
+// lock held: a store read may wait on SQLite for a while.
+StoreRead ReadStore(JobStore& store, const std::string& job_id, int64_t after) {
+  StoreRead read;
+  read.last = after;
+  while (true) {
+    auto events = store.ReadEvents(job_id, read.last, kReadBatch);
+    if (!events.ok()) {
+      read.status = events.status();
+      return read;
+    }
+    for (v1::MetricsEvent& event : *events) {
+      read.last = event.sequence();
+      read.events.push_back(std::move(event));
+    }
+    if (static_cast<int64_t>(events->size()) < kReadBatch) return read;
+    if (read.events.size() >= kMaxQueuedEvents) {
+      read.truncated = true;  // the rest comes after these are written
+      return read;
+    }
+  }
+}
+
 // Replays a job's stored events, then follows it live until its terminal state change.
+//
+// Locking: mutex_ guards the queue and flags and is held only briefly -- never across a store
+// read (ReadStore runs unlocked, with `reading_` set so that no write or finish races it) and
+// never while calling into the hub. The hub calls OnEvent under its lock (order: hub ->
+// reactor, event_hub.h); OnEvent only queues the event or marks the reactor lagging, so a
+// reactor that is reading the store never holds up Publish, i.e. the training thread.
 class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEvent>,
                                    public EventSubscriber {
  public:
-  MetricsStreamReactor(JobStore* store, EventHub* events, std::string job_id, int64_t after_sequence,
-                       bool follow)
+  MetricsStreamReactor(JobStore* store, EventHub* events, std::string job_id,
+                       int64_t after_sequence, bool follow)
       : store_(store), events_(events), job_id_(std::move(job_id)), follow_(follow) {
-    // Subscribe before reading the store, so that no event can fall between the two, and
-    // without holding our lock: the hub calls OnEvent under its lock, so the only lock order
-    // is hub -> reactor. Events published before the store read below are dropped by
-    // OnEvent (`replayed_` is false): each was stored before it was published, so the read
-    // finds it; later ones are de-duplicated by their sequence numbers.
+    {
+      absl::MutexLock lock(&mutex_);
+      last_sent_ = after_sequence;
+      reading_ = true;  // live events are queued, not written, until the replay is merged
+    }
+    // Subscribe before reading the store, so that no event can fall between the two: an
+    // event published from now on is queued by OnEvent, one published before is in the store
+    // (each is stored before it is published); duplicates collapse by sequence number.
     const bool subscribed = follow_ && events_->Subscribe(job_id_, this);
+    StoreRead read = ReadStore(*store_, job_id_, after_sequence);
     absl::MutexLock lock(&mutex_);
-    last_sent_ = after_sequence;
+    reading_ = false;
     subscribed_ = subscribed;
-    closing_ = follow_ && !subscribed;  // the server is shutting down: replay, then end
-    absl::Status read = ReadStoreLocked();
-    replayed_ = true;
-    if (!read.ok()) {
-      FinishLocked(ToGrpcStatus(read));
+    if (follow_ && !subscribed) closing_ = true;  // the server is shutting down: replay, then end
+    if (!read.status.ok()) {
+      FinishLocked(ToGrpcStatus(read.status));
       return;
     }
-    if (!follow_ && pending_.empty()) {
-      FinishLocked(grpc::Status::OK);
-      return;
-    }
-    MaybeWriteLocked();
-    MaybeEndForShutdownLocked();
+    MergeLocked(std::move(read));
+    ContinueLocked();
   }
 
   void OnEvent(const v1::MetricsEvent& event) override {
     absl::MutexLock lock(&mutex_);
-    if (!replayed_ || finished_ || event.sequence() <= last_sent_) return;
+    if (finished_ || event.sequence() <= last_sent_) return;
     if (lagging_ || pending_.size() >= kMaxQueuedEvents) {
       lagging_ = true;  // caught up from the store once the client reads again
       return;
@@ -98,30 +135,38 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mutex_);
-    writing_ = false;
-    if (!ok) {
-      FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
-      return;
-    }
-    if (sent_terminal_) {
-      FinishLocked(grpc::Status::OK);
-      return;
-    }
-    if (lagging_ && pending_.empty()) {
-      lagging_ = false;
-      absl::Status read = ReadStoreLocked();
-      if (!read.ok()) {
-        FinishLocked(ToGrpcStatus(read));
+    int64_t read_after = 0;
+    {
+      absl::MutexLock lock(&mutex_);
+      writing_ = false;
+      if (!ok) {
+        FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
         return;
       }
+      if (sent_terminal_) {
+        FinishLocked(grpc::Status::OK);
+        return;
+      }
+      if (!lagging_ || !pending_.empty()) {
+        ContinueLocked();
+        return;
+      }
+      // Caught up with what was queued: read what was dropped, with the lock released. Live
+      // events published meanwhile are queued again (lagging_ is clear).
+      lagging_ = false;
+      reading_ = true;
+      read_after = last_sent_;
     }
-    if (!follow_ && pending_.empty()) {
-      FinishLocked(grpc::Status::OK);
+    StoreRead read = ReadStore(*store_, job_id_, read_after);
+    absl::MutexLock lock(&mutex_);
+    reading_ = false;
+    if (finished_) return;
+    if (!read.status.ok()) {
+      FinishLocked(ToGrpcStatus(read.status));
       return;
     }
-    MaybeWriteLocked();
-    MaybeEndForShutdownLocked();
+    MergeLocked(std::move(read));
+    ContinueLocked();
   }
 
   // Server shutdown: send what is queued (the job's return to QUEUED included), then end with
@@ -146,33 +191,39 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
   }
 
  private:
-  absl::Status ReadStoreLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    int64_t after = last_sent_;
-    if (!pending_.empty()) after = std::max(after, pending_.rbegin()->first);
-    while (true) {
-      auto events = store_->ReadEvents(job_id_, after, kReadBatch);
-      if (!events.ok()) return events.status();
-      for (v1::MetricsEvent& event : *events) {
-        after = event.sequence();
-        pending_.emplace(event.sequence(), std::move(event));
-      }
-      if (static_cast<int64_t>(events->size()) < kReadBatch) return absl::OkStatus();
-      if (pending_.size() >= kMaxQueuedEvents) {
-        lagging_ = true;  // the rest comes after these are written
-        return absl::OkStatus();
-      }
+  // Adds what a store read found to the queue. A truncated read leaves a gap between its last
+  // event and any live event queued meanwhile: those live events are dropped and the reactor
+  // stays lagging, so the next read continues exactly where this one stopped.
+  void MergeLocked(StoreRead read) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    for (v1::MetricsEvent& event : read.events) {
+      if (event.sequence() > last_sent_) pending_.emplace(event.sequence(), std::move(event));
+    }
+    if (read.truncated) {
+      pending_.erase(pending_.upper_bound(read.last), pending_.end());
+      lagging_ = true;
     }
   }
 
+  // After a write or a read: finish a replay-only stream that has sent everything, else write
+  // the next event, or end for shutdown.
+  void ContinueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (!follow_ && pending_.empty() && !lagging_ && !writing_) {
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    MaybeWriteLocked();
+    MaybeEndForShutdownLocked();
+  }
+
   void MaybeEndForShutdownLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    if (!closing_ || writing_ || lagging_ || !pending_.empty()) return;
-    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                              absl::StrCat("the server is shutting down; reconnect with after_sequence ",
-                                           last_sent_)));
+    if (!closing_ || writing_ || reading_ || lagging_ || !pending_.empty()) return;
+    FinishLocked(grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        absl::StrCat("the server is shutting down; reconnect with after_sequence ", last_sent_)));
   }
 
   void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    if (writing_ || finished_ || pending_.empty()) return;
+    if (writing_ || reading_ || finished_ || pending_.empty()) return;
     auto first = pending_.begin();
     current_ = std::move(first->second);
     pending_.erase(first);
@@ -208,12 +259,12 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
   v1::MetricsEvent current_ ABSL_GUARDED_BY(mutex_);
   int64_t last_sent_ ABSL_GUARDED_BY(mutex_) = 0;
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  // A store read is running without the lock: no write or shutdown finish until it is merged.
+  bool reading_ ABSL_GUARDED_BY(mutex_) = false;
   bool finished_ ABSL_GUARDED_BY(mutex_) = false;
   bool lagging_ ABSL_GUARDED_BY(mutex_) = false;
   bool sent_terminal_ ABSL_GUARDED_BY(mutex_) = false;
   bool subscribed_ ABSL_GUARDED_BY(mutex_) = false;
-  // Whether the constructor has read the store (live events before that are in it anyway).
-  bool replayed_ ABSL_GUARDED_BY(mutex_) = false;
   // The hub closed (server shutdown): end with UNAVAILABLE once the queue is sent.
   bool closing_ ABSL_GUARDED_BY(mutex_) = false;
 };
@@ -226,9 +277,9 @@ class FailedStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEve
 
 }  // namespace
 
-grpc::ServerUnaryReactor* TrainingService::SubmitTrainingJob(grpc::CallbackServerContext* context,
-                                                             const v1::SubmitTrainingJobRequest* request,
-                                                             v1::Job* response) {
+grpc::ServerUnaryReactor* TrainingService::SubmitTrainingJob(
+    grpc::CallbackServerContext* context, const v1::SubmitTrainingJobRequest* request,
+    v1::Job* response) {
   if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   auto job = jobs_->Submit(*request);
   if (job.ok()) *response = std::move(*job);
@@ -236,7 +287,8 @@ grpc::ServerUnaryReactor* TrainingService::SubmitTrainingJob(grpc::CallbackServe
 }
 
 grpc::ServerUnaryReactor* TrainingService::GetJob(grpc::CallbackServerContext* context,
-                                                  const v1::GetJobRequest* request, v1::Job* response) {
+                                                  const v1::GetJobRequest* request,
+                                                  v1::Job* response) {
   if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
   auto job = jobs_->GetJob(request->job_id());
   if (job.ok()) *response = std::move(*job);

@@ -312,6 +312,7 @@ absl::StatusOr<EvalMetrics> TrainerImpl::Evaluate(int64_t step,
 }
 
 absl::Status TrainerImpl::SaveCheckpoint(int64_t step, const TrainerPosition& position) {
+  if (callbacks_.on_checkpoint_started) callbacks_.on_checkpoint_started(step);
   const auto start = Clock::now();
   std::ostringstream optimizer_bytes;
   torch::save(*optimizer_, optimizer_bytes);

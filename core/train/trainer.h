@@ -89,6 +89,8 @@ struct TrainerCallbacks {
   std::function<void(const DataSummary&)> on_start;
   std::function<void(const TrainStepMetrics&)> on_step;  // every logging_steps
   std::function<void(const EvalMetrics&)> on_eval;
+  // A checkpoint write begins; on_checkpoint follows once it is on disk (or none, on error).
+  std::function<void(int64_t step)> on_checkpoint_started;
   std::function<void(int64_t step, const std::string& path)> on_checkpoint;
   std::function<void(const std::string& line)> on_log;
 };

@@ -305,6 +305,124 @@ TEST_F(SqliteJobStoreTest, UpdateJobRefusesToChangeRequestIdOrCreateTime) {
   EXPECT_EQ(store_->UpdateJob(changed).code(), absl::StatusCode::kInvalidArgument);
 }
 
+// ---- Job state: compare-and-set, progress, exactly-once completion ---------------------------
+
+TEST_F(SqliteJobStoreTest, TransitionJobMovesOnlyFromTheNamedStates) {
+  ASSERT_TRUE(store_->CreateJob(MakeJob("j1", 100)).ok());
+  absl::StatusOr<v1::Job> running = store_->TransitionJob(
+      "j1", {v1::JOB_STATE_QUEUED}, v1::JOB_STATE_RUNNING, [](v1::Job& job) {
+        EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);  // the edit sees the stored state
+        job.set_attempt(job.attempt() + 1);
+      });
+  ASSERT_TRUE(running.ok()) << running.status();
+  EXPECT_EQ(running->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(running->attempt(), 1);
+
+  // From a state the job is not in: refused, naming the actual state, nothing written.
+  absl::StatusOr<v1::Job> refused = store_->TransitionJob(
+      "j1", {v1::JOB_STATE_QUEUED}, v1::JOB_STATE_CANCELLED,
+      [](v1::Job& job) { job.set_attempt(99); });
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("JOB_STATE_RUNNING"));
+  absl::StatusOr<v1::Job> stored = store_->GetJob("j1");
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->state(), v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(stored->attempt(), 1);
+  EXPECT_THAT(JobIds(*store_->ListJobsInStates({v1::JOB_STATE_RUNNING})), ElementsAre("j1"));
+
+  EXPECT_EQ(store_->TransitionJob("nope", {v1::JOB_STATE_QUEUED}, v1::JOB_STATE_RUNNING, nullptr)
+                .status()
+                .code(),
+            absl::StatusCode::kNotFound);
+  // An edit may not touch the job's identity or state.
+  EXPECT_EQ(store_->TransitionJob("j1", {v1::JOB_STATE_RUNNING}, v1::JOB_STATE_CANCELLING,
+                                  [](v1::Job& job) { job.set_request_id("other"); })
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetJob("j1")->state(), v1::JOB_STATE_RUNNING);
+}
+
+TEST_F(SqliteJobStoreTest, ProgressUpdatesNeverWriteTheState) {
+  ASSERT_TRUE(store_->CreateJob(MakeJob("j1", 100, v1::JOB_STATE_RUNNING)).ok());
+  // A cancel lands between the worker's read of the job and its progress save.
+  ASSERT_TRUE(store_->TransitionJob("j1", {v1::JOB_STATE_RUNNING}, v1::JOB_STATE_CANCELLING,
+                                    nullptr)
+                  .ok());
+  v1::JobProgress progress;
+  progress.set_step(7);
+  progress.set_phase(v1::TRAINING_PHASE_TRAINING);
+  ASSERT_TRUE(store_->UpdateJobProgress("j1", progress).ok());
+  absl::StatusOr<v1::Job> stored = store_->GetJob("j1");
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->state(), v1::JOB_STATE_CANCELLING);
+  EXPECT_EQ(stored->progress().step(), 7);
+
+  // A finished job's progress is final.
+  ASSERT_TRUE(store_->TransitionJob("j1", {v1::JOB_STATE_CANCELLING}, v1::JOB_STATE_CANCELLED,
+                                    nullptr)
+                  .ok());
+  progress.set_step(8);
+  EXPECT_EQ(store_->UpdateJobProgress("j1", progress).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->GetJob("j1")->progress().step(), 7);
+}
+
+TEST_F(SqliteJobStoreTest, CompleteJobWithModelRegistersAndSucceedsTogetherOrNotAtAll) {
+  ASSERT_TRUE(store_->CreateJob(MakeJob("queued", 100, v1::JOB_STATE_QUEUED, "", "rm")).ok());
+  ASSERT_TRUE(store_->CreateJob(MakeJob("running", 101, v1::JOB_STATE_RUNNING, "", "rm")).ok());
+
+  // A job that is not running: neither the version nor the state change happens.
+  absl::StatusOr<CompletedJob> refused =
+      store_->CompleteJobWithModel("queued", MakeModel("rm", "queued"), nullptr);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(store_->ListModels("rm", PageRequest())->items, IsEmpty());
+  EXPECT_EQ(store_->GetJob("queued")->state(), v1::JOB_STATE_QUEUED);
+  // A model that names another job is refused too.
+  EXPECT_EQ(store_->CompleteJobWithModel("running", MakeModel("rm", "queued"), nullptr)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+
+  absl::StatusOr<CompletedJob> done = store_->CompleteJobWithModel(
+      "running", MakeModel("rm", "running"),
+      [](v1::Job& job) { job.mutable_end_time()->set_seconds(200); });
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->from_state, v1::JOB_STATE_RUNNING);
+  EXPECT_EQ(done->model.version(), 1);
+  EXPECT_EQ(done->job.state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(done->job.result_model().name(), "rm");
+  EXPECT_EQ(done->job.result_model().version(), 1);
+  absl::StatusOr<v1::Job> stored = store_->GetJob("running");
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(stored->result_model().version(), 1);
+  EXPECT_EQ(stored->end_time().seconds(), 200);
+
+  // Completing it again is refused and registers nothing.
+  EXPECT_EQ(store_->CompleteJobWithModel("running", MakeModel("rm", "running"), nullptr)
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->ListModels("rm", PageRequest())->items.size(), 1u);
+}
+
+TEST_F(SqliteJobStoreTest, CompleteJobWithModelReusesAVersionTheJobRegisteredBefore) {
+  // What an older verdictd left behind: the version registered, the job still RUNNING (its
+  // SUCCEEDED write failed), so the restarted server trained it again.
+  ASSERT_TRUE(store_->AddModelVersion(MakeModel("rm", "other-job")).ok());
+  ASSERT_TRUE(store_->AddModelVersion(MakeModel("rm", "j1")).ok());
+  ASSERT_TRUE(store_->CreateJob(MakeJob("j1", 100, v1::JOB_STATE_CANCELLING, "", "rm")).ok());
+  absl::StatusOr<CompletedJob> done =
+      store_->CompleteJobWithModel("j1", MakeModel("rm", "j1"), nullptr);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->from_state, v1::JOB_STATE_CANCELLING);
+  EXPECT_EQ(done->model.version(), 2);
+  EXPECT_EQ(done->job.result_model().version(), 2);
+  EXPECT_THAT(Aliases(done->model), ElementsAre("latest"));
+  EXPECT_EQ(store_->ListModels("rm", PageRequest())->items.size(), 2u);
+}
+
 TEST_F(SqliteJobStoreTest, ListsJobsNewestFirstAcrossPagesWithoutRepeats) {
   // Two pairs share a create_time: the id breaks the tie, and paging must not split them badly.
   for (const auto& [id, seconds] : std::vector<std::pair<std::string, int64_t>>{

@@ -1,0 +1,400 @@
+#include "server/job_runner.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/model/model_config.h"
+#include "core/train/checkpoint.h"
+#include "core/train/trainer.h"
+#include "core/util/status_macros.h"
+#include "server/logging.h"
+#include "server/proto_time.h"
+#include "server/server_metrics.h"
+
+namespace verdict::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string StateName(v1::JobState state) {
+  std::string name = v1::JobState_Name(state);
+  return name.substr(std::string("JOB_STATE_").size());
+}
+
+bool IsTerminal(v1::JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_CANCELLED;
+}
+
+void CopyTrainMetrics(const TrainStepMetrics& m, v1::TrainStepMetrics* out) {
+  out->set_loss(m.loss);
+  out->set_accuracy(m.accuracy);
+  out->set_margin(m.margin);
+  out->set_reward_mean(m.reward_mean);
+  out->set_reward_min(m.reward_min);
+  out->set_reward_max(m.reward_max);
+  out->set_chosen_reward_mean(m.chosen_reward_mean);
+  out->set_rejected_reward_mean(m.rejected_reward_mean);
+  out->set_learning_rate(m.learning_rate);
+  out->set_grad_norm(m.grad_norm);
+  out->set_pairs(m.pairs);
+  out->set_tokens(m.tokens);
+  out->set_pairs_per_second(m.pairs_per_second);
+  out->set_tokens_per_second(m.tokens_per_second);
+  out->set_padding_fraction(m.padding_fraction);
+  out->set_epoch(m.epoch);
+}
+
+void CopyEvalMetrics(const EvalMetrics& m, v1::EvalMetrics* out) {
+  out->set_loss(m.loss);
+  out->set_accuracy(m.accuracy);
+  out->set_margin(m.margin);
+  out->set_reward_mean(m.reward_mean);
+  out->set_reward_std(m.reward_std);
+  out->set_pairs(m.pairs);
+  SetDuration(absl::Seconds(m.seconds), out->mutable_duration());
+}
+
+// The registry entry for a trained model in `output_dir`.
+absl::StatusOr<v1::Model> DescribeModel(const ServerConfig& config, const v1::Job& job,
+                                        const std::string& output_dir, int64_t parameters,
+                                        double reward_mean, double reward_std, int64_t eval_pairs) {
+  ASSIGN_OR_RETURN(ModelConfig model_config,
+                   LoadModelConfig((fs::path(output_dir) / "config.json").string()));
+  v1::Model model;
+  model.set_name(job.spec().output_model_name());
+  model.set_family(model_config.family == ModelFamily::kEncoder ? v1::MODEL_FAMILY_ENCODER
+                                                                : v1::MODEL_FAMILY_DECODER);
+  model.set_model_type(model_config.model_type);
+  model.set_parameter_count(parameters);
+  model.set_vocab_size(model_config.vocab_size);
+  model.set_max_position_embeddings(model_config.max_position_embeddings);
+  model.set_max_length(job.spec().hyperparameters().max_length());
+  model.set_truncation(job.spec().hyperparameters().truncation());
+  model.set_chat_format(job.spec().data_options().chat_format());
+  model.set_training_job_id(job.id());
+  SetTimestamp(absl::Now(), model.mutable_create_time());
+  model.mutable_reward_stats()->set_mean(reward_mean);
+  model.mutable_reward_stats()->set_std(reward_std);
+  model.mutable_reward_stats()->set_count(2 * eval_pairs);  // both responses of each pair
+  int64_t size = 0;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(output_dir, error)) {
+    if (entry.is_regular_file()) size += static_cast<int64_t>(entry.file_size());
+  }
+  if (error) {
+    return absl::InternalError(absl::StrCat("cannot list ", output_dir, ": ", error.message()));
+  }
+  model.set_size_bytes(size);
+  model.set_storage_path(fs::relative(output_dir, config.state_dir).string());
+  return model;
+}
+
+}  // namespace
+
+JobRunner::JobRunner(Dependencies dependencies, std::string job_id)
+    : deps_(std::move(dependencies)), job_id_(std::move(job_id)) {}
+
+void JobRunner::ApplyStateRules(v1::JobState to, v1::Job& job) {
+  if (to != v1::JOB_STATE_RUNNING && to != v1::JOB_STATE_CANCELLING) {
+    // Not running any more: no phase, no time left to estimate.
+    job.mutable_progress()->set_phase(v1::TRAINING_PHASE_UNSPECIFIED);
+    job.mutable_progress()->clear_estimated_remaining();
+  }
+  if (IsTerminal(to) && !job.has_end_time()) SetTimestamp(absl::Now(), job.mutable_end_time());
+}
+
+std::string JobRunner::RunDirectory(const ServerConfig& config, const std::string& job_id) {
+  return (fs::path(config.state_dir) / "runs" / job_id).string();
+}
+
+void JobRunner::Run() {
+  if (!Start()) return;
+  Train();
+}
+
+bool JobRunner::Start() {
+  // The checkpoint to resume from is read before the job is claimed; a cancel that wins the
+  // race below removes the directory, and this runner then does nothing with it.
+  const std::vector<int64_t> checkpoints = ListCheckpoints(RunDirectory(*deps_.config, job_id_));
+  const int64_t resume_step = checkpoints.empty() ? 0 : checkpoints.back();
+  auto started = deps_.host->ChangeState(
+      job_id_, {v1::JOB_STATE_QUEUED}, v1::JOB_STATE_RUNNING,
+      resume_step > 0 ? absl::StrCat("resuming from step ", resume_step) : "started",
+      [resume_step](v1::Job& job) {
+        job.set_resumed_from_step(resume_step);
+        job.set_attempt(job.attempt() + 1);
+        job.mutable_progress()->set_step(resume_step);
+        job.mutable_progress()->set_phase(v1::TRAINING_PHASE_PREPARING);
+        if (!job.has_start_time()) SetTimestamp(absl::Now(), job.mutable_start_time());
+      });
+  if (absl::IsFailedPrecondition(started.status())) return false;  // cancelled while queued
+  if (!started.ok()) {
+    LogStoreFailure("start", started.status());
+    Fail(started.status());
+    return false;
+  }
+  job_ = *std::move(started);
+  started_ = true;
+  // A resumed run replays its steps after the checkpoint: drop their old events.
+  if (auto deleted = deps_.store->DeleteEventsAfterStep(job_id_, resume_step); !deleted.ok()) {
+    Fail(deleted.status());
+    return false;
+  }
+  return true;
+}
+
+void JobRunner::Train() {
+  const std::string run_dir = RunDirectory(*deps_.config, job_id_);
+  const std::string output_dir =
+      (fs::path(deps_.config->state_dir) / "models" / job_.spec().output_model_name() / job_id_)
+          .string();
+  absl::StatusOr<TrainingConfig> config =
+      ToTrainingConfig(*deps_.config, *deps_.resolvers, job_.spec(), run_dir, output_dir);
+  if (!config.ok()) {
+    Fail(config.status());
+    return;
+  }
+
+  TrainerCallbacks callbacks;
+  int64_t parameters = 0;
+  callbacks.on_start = [&](const DataSummary& s) {
+    parameters = s.parameters;
+    v1::JobProgress* p = job_.mutable_progress();
+    p->set_phase(v1::TRAINING_PHASE_TRAINING);
+    p->set_total_steps(s.total_steps);
+    p->set_train_pairs(s.train_pairs);
+    p->set_eval_pairs(s.eval_pairs);
+    p->set_invalid_lines(s.invalid_lines);
+    p->set_identical_pairs_dropped(s.identical_dropped);
+    p->set_too_long_pairs_dropped(s.too_long_dropped);
+    p->set_truncated_pairs(s.truncated);
+    SaveProgress();
+  };
+  const int64_t logging_steps = std::max<int64_t>(1, config->logging_steps);
+  callbacks.on_step = [&](const TrainStepMetrics& m) {
+    v1::MetricsEvent event;
+    event.set_step(m.step);
+    CopyTrainMetrics(m, event.mutable_train());
+    v1::JobProgress* p = job_.mutable_progress();
+    p->set_step(m.step);
+    p->set_total_steps(m.total_steps);
+    p->set_epoch(m.epoch);
+    *p->mutable_last_train_metrics() = event.train();
+    SetDuration(absl::Now() - FromTimestamp(job_.start_time()), p->mutable_elapsed());
+    if (m.pairs_per_second > 0 && m.total_steps > m.step && m.pairs > 0) {
+      const double seconds_per_step =
+          m.pairs / m.pairs_per_second / static_cast<double>(logging_steps);
+      SetDuration(absl::Seconds(seconds_per_step * (m.total_steps - m.step)),
+                  p->mutable_estimated_remaining());
+    }
+    SaveProgress();
+    EmitOrLog(event);
+    if (deps_.metrics) {
+      TrainingStepMetrics metric;
+      metric.step = m.step;
+      metric.epoch = m.epoch;
+      metric.loss = m.loss;
+      metric.accuracy = m.accuracy;
+      metric.pairs_per_second = m.pairs_per_second;
+      metric.tokens_per_second = m.tokens_per_second;
+      deps_.metrics->RecordTrainingStep(job_id_, metric);
+    }
+  };
+  callbacks.on_eval = [&](const EvalMetrics& m) {
+    v1::MetricsEvent event;
+    event.set_step(m.step);
+    CopyEvalMetrics(m, event.mutable_eval());
+    *job_.mutable_progress()->mutable_last_eval_metrics() = event.eval();
+    SaveProgress();
+    EmitOrLog(event);
+    if (deps_.metrics) deps_.metrics->RecordTrainingEval(job_id_, m.accuracy);
+  };
+  callbacks.on_log = [&](const std::string& line) {
+    v1::MetricsEvent event;
+    event.set_step(job_.progress().step());
+    event.mutable_log()->set_level(v1::LogLine::LEVEL_INFO);
+    event.mutable_log()->set_text(line);
+    EmitOrLog(event);
+    if (deps_.logger) deps_.logger->Info("job.log").With("job_id", job_id_).With("text", line);
+  };
+  absl::Time checkpoint_started = absl::InfinitePast();
+  callbacks.on_checkpoint_started = [&](int64_t) { checkpoint_started = absl::Now(); };
+  callbacks.on_checkpoint = [&](int64_t, const std::string&) {
+    if (deps_.metrics && checkpoint_started != absl::InfinitePast()) {
+      deps_.metrics->RecordCheckpoint(absl::Now() - checkpoint_started);
+    }
+    checkpoint_started = absl::InfinitePast();
+  };
+
+  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config, callbacks);
+  if (!trainer.ok()) {
+    Fail(trainer.status());
+    return;
+  }
+  // A cancel or drain that arrived while the job was being prepared.
+  if (deps_.host->AttachTrainer(job_id_, trainer->get())) (*trainer)->Cancel();
+  absl::StatusOr<TrainingResult> result = (*trainer)->Run();
+  deps_.host->DetachTrainer(job_id_);
+
+  if (result.ok()) {
+    FinishSucceeded(result->output_dir, parameters, result->reward_mean, result->reward_std,
+                    result->final_eval.pairs);
+  } else if (absl::IsCancelled(result.status())) {
+    FinishInterrupted(result.status());
+  } else {
+    Fail(result.status());
+  }
+}
+
+void JobRunner::FinishSucceeded(const std::string& output_dir, int64_t parameters,
+                                double reward_mean, double reward_std, int64_t eval_pairs) {
+  job_.mutable_progress()->set_phase(v1::TRAINING_PHASE_SAVING);
+  SaveProgress();
+  absl::StatusOr<v1::Model> model = DescribeModel(*deps_.config, job_, output_dir, parameters,
+                                                  reward_mean, reward_std, eval_pairs);
+  if (!model.ok()) {
+    Fail(model.status());
+    return;
+  }
+  // Checkpoints go before the terminal state is visible: whoever sees it sees them gone. If
+  // the completion below then fails, a restart trains the job again from the start, and the
+  // completion's check for a version of this job keeps it to one version.
+  RemoveRunDirectory();
+  // The jobs-by-state gauge moves before the new state is visible (as in ChangeState).
+  if (deps_.metrics) deps_.metrics->RecordJobStateChange("RUNNING", "SUCCEEDED");
+  absl::StatusOr<CompletedJob> completed = deps_.store->CompleteJobWithModel(
+      job_id_, *model, [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_SUCCEEDED, job); });
+  if (!completed.ok()) {
+    if (deps_.metrics) deps_.metrics->RecordJobStateChange("SUCCEEDED", "RUNNING");
+    // Nothing was registered (one transaction); the job is failed if the store lets us, else
+    // it stays RUNNING and the next start resumes it.
+    LogStoreFailure("complete", completed.status());
+    Fail(completed.status());
+    return;
+  }
+  job_ = completed->job;
+  if (deps_.metrics && completed->from_state != v1::JOB_STATE_RUNNING) {
+    // A cancel came after the last step: it was CANCELLING, not RUNNING, that ended.
+    deps_.metrics->RecordJobStateChange(StateName(completed->from_state), "RUNNING");
+  }
+  v1::MetricsEvent event;
+  event.set_step(job_.progress().step());
+  event.mutable_state_change()->set_from_state(completed->from_state);
+  event.mutable_state_change()->set_to_state(v1::JOB_STATE_SUCCEEDED);
+  event.mutable_state_change()->set_message(absl::StrCat("registered ", completed->model.name(),
+                                                         " version ", completed->model.version()));
+  EmitOrLog(event);
+  if (deps_.logger) {
+    deps_.logger->Info("job.state")
+        .With("job_id", job_id_)
+        .With("to", "SUCCEEDED")
+        .With("model", completed->model.name())
+        .With("version", completed->model.version());
+  }
+  RecordEnd(v1::JOB_STATE_SUCCEEDED);
+}
+
+void JobRunner::FinishInterrupted(const absl::Status& cancelled) {
+  if (deps_.host->InterruptedForDrain(job_id_)) {
+    // Server shutdown: back to the queue with the checkpoint, unless the user cancelled too.
+    auto requeued =
+        deps_.host->ChangeState(job_id_, {v1::JOB_STATE_RUNNING}, v1::JOB_STATE_QUEUED,
+                                "interrupted by server shutdown; resumes at next start",
+                                [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_QUEUED, job); });
+    if (requeued.ok()) {
+      RecordEnd(v1::JOB_STATE_QUEUED);
+      return;
+    }
+    if (!absl::IsFailedPrecondition(requeued.status())) {
+      // Still RUNNING in the store: recovery re-queues it at the next start.
+      LogStoreFailure("requeue", requeued.status());
+      RecordEnd(v1::JOB_STATE_QUEUED);
+      return;
+    }
+  }
+  RemoveRunDirectory();
+  auto stopped =
+      deps_.host->ChangeState(job_id_, {v1::JOB_STATE_CANCELLING, v1::JOB_STATE_RUNNING},
+                              v1::JOB_STATE_CANCELLED, std::string(cancelled.message()),
+                              [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_CANCELLED, job); });
+  if (!stopped.ok()) {
+    // Left CANCELLING (or RUNNING): recovery cancels (or re-queues) it at the next start.
+    LogStoreFailure("cancel", stopped.status());
+    RecordEnd(v1::JOB_STATE_UNSPECIFIED);
+    return;
+  }
+  job_ = *std::move(stopped);
+  RecordEnd(v1::JOB_STATE_CANCELLED);
+}
+
+void JobRunner::Fail(const absl::Status& error) {
+  RemoveRunDirectory();
+  const std::vector<v1::JobState> from =
+      started_ ? std::vector<v1::JobState>{v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLING}
+               : std::vector<v1::JobState>{v1::JOB_STATE_QUEUED};
+  auto failed = deps_.host->ChangeState(job_id_, from, v1::JOB_STATE_FAILED,
+                                        std::string(error.message()), [&error](v1::Job& job) {
+                                          job.set_error_code(static_cast<int>(error.code()));
+                                          job.set_error_message(std::string(error.message()));
+                                          ApplyStateRules(v1::JOB_STATE_FAILED, job);
+                                        });
+  if (!failed.ok()) {
+    // The store refuses writes: the job keeps its state and recovery settles it at the next
+    // start (a RUNNING job resumes; a QUEUED one is retried). It has not ended: no duration.
+    LogStoreFailure("fail", failed.status());
+    RecordEnd(v1::JOB_STATE_UNSPECIFIED);
+    return;
+  }
+  job_ = *std::move(failed);
+  RecordEnd(v1::JOB_STATE_FAILED);
+}
+
+void JobRunner::SaveProgress() {
+  absl::Status saved = deps_.store->UpdateJobProgress(job_id_, job_.progress());
+  if (!saved.ok() && deps_.logger) {
+    deps_.logger->Warning("job.progress_not_saved").With("job_id", job_id_).With("error", saved);
+  }
+}
+
+void JobRunner::EmitOrLog(v1::MetricsEvent event) {
+  absl::Status emitted = deps_.host->Emit(job_id_, std::move(event));
+  if (!emitted.ok() && deps_.logger) {
+    deps_.logger->Warning("job.event_not_stored").With("job_id", job_id_).With("error", emitted);
+  }
+}
+
+void JobRunner::RecordEnd(v1::JobState state) {
+  if (deps_.metrics == nullptr) return;
+  // A job that never started has no duration (its start_time is unset, not the epoch).
+  if (IsTerminal(state) && job_.has_start_time()) {
+    const absl::Time end = job_.has_end_time() ? FromTimestamp(job_.end_time()) : absl::Now();
+    deps_.metrics->RecordJobFinished(StateName(state), end - FromTimestamp(job_.start_time()));
+  }
+  // The job's per-job series end with this attempt; its last values stay in the store.
+  deps_.host->RetireJobSeries(job_id_);
+}
+
+void JobRunner::RemoveRunDirectory() {
+  std::error_code error;
+  fs::remove_all(RunDirectory(*deps_.config, job_id_), error);
+  if (error && deps_.logger) {
+    deps_.logger->Warning("job.cleanup_failed")
+        .With("job_id", job_id_)
+        .With("error", error.message());
+  }
+}
+
+void JobRunner::LogStoreFailure(const char* what, const absl::Status& status) {
+  if (deps_.logger) {
+    deps_.logger->Error("job.store_failed")
+        .With("job_id", job_id_)
+        .With("step", what)
+        .With("error", status);
+  }
+}
+
+}  // namespace verdict::server
