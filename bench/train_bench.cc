@@ -262,7 +262,7 @@ absl::Status Run() {
   config.vocab_size = absl::GetFlag(FLAGS_vocab_size);
   config.batch_size = absl::GetFlag(FLAGS_batch_size);
   config.max_length = absl::GetFlag(FLAGS_max_length);
-  config.truncation = "truncate";
+  config.truncation = TruncationPolicy::kTruncate;
   config.max_steps = absl::GetFlag(FLAGS_max_steps);
   config.logging_steps = 1;
   config.save_steps = 0;
