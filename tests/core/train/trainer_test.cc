@@ -235,8 +235,13 @@ TEST(TrainerTest, Bfloat16TrainsUnderAutocastWithFloat32WeightsAndOptimizerState
   EXPECT_NE(bf16_losses.at(1), float32_losses.at(1));
   EXPECT_NEAR(bf16_losses.at(1), float32_losses.at(1), 0.05);
 
-  const auto dtypes = CheckpointDtypes(
-      (std::filesystem::path(config.run_dir) / "checkpoint-2").string());
+  ASSERT_EQ(ListCheckpoints(config.run_dir).back(), 2);
+  std::string newest;  // names sort by step
+  for (const auto& entry : std::filesystem::directory_iterator(config.run_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (absl::StartsWith(name, "checkpoint-") && name > newest) newest = name;
+  }
+  const auto dtypes = CheckpointDtypes((std::filesystem::path(config.run_dir) / newest).string());
   int moments = 0;
   for (const auto& [name, dtype] : dtypes) {
     EXPECT_EQ(dtype, torch::kFloat32) << name;
