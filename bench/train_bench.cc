@@ -262,7 +262,7 @@ absl::Status Run() {
   config.vocab_size = absl::GetFlag(FLAGS_vocab_size);
   config.batch_size = absl::GetFlag(FLAGS_batch_size);
   config.max_length = absl::GetFlag(FLAGS_max_length);
-  config.truncation = "truncate";
+  config.truncation = TruncationPolicy::kTruncate;
   config.max_steps = absl::GetFlag(FLAGS_max_steps);
   config.logging_steps = 1;
   config.save_steps = 0;
@@ -293,8 +293,8 @@ absl::Status Run() {
 
   ASSIGN_OR_RETURN(ModelConfig preset_config, PresetModelConfig(config.preset, tokenizer->vocab_size(), 0));
   PairEncodingOptions encoding;
-  encoding.family = preset_config.family;
-  encoding.max_length = std::min(config.max_length, preset_config.max_position_embeddings);
+  encoding.layout = PairLayoutOf(preset_config.family);
+  encoding.max_length = EffectiveMaxLength(preset_config, config.max_length);
   encoding.policy = TruncationPolicy::kTruncate;
   std::vector<EncodedPair> pairs;
   for (const PreferencePair& pair : split.train) {

@@ -2,10 +2,12 @@
 
 #include <cmath>
 #include <filesystem>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "core/model/model_config.h"
+#include "core/model/model_directory.h"
 #include "core/model/reward_model.h"
 #include "core/util/status_macros.h"
 #include "server/path_resolver.h"
@@ -17,25 +19,215 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr char kDefaultModelName[] = "reward-model";
-constexpr char kDefaultPreset[] = "encoder-small";
-constexpr int32_t kDefaultVocabSize = 8000;
-constexpr int32_t kDefaultMaxLength = 1024;
 
-absl::Status RangeError(absl::string_view field, absl::string_view range, double value) {
-  return absl::InvalidArgumentError(absl::StrCat(field, ": must be in ", range, ", got ", value));
+// Where each core TrainingConfig field lives in a TrainingJobSpec: core's validation errors
+// start with the field's name ("learning_rate: must be ..."), and the client wants the proto
+// path ("spec.hyperparameters.learning_rate: must be ..."). The one table of that mapping.
+constexpr std::pair<absl::string_view, absl::string_view> kProtoPaths[] = {
+    {"base_model_dir", "spec.base_model"},
+    {"preset", "spec.preset"},
+    {"device", "spec.device"},
+    {"dtype", "spec.dtype"},
+    {"tokenizer_path", "spec.tokenizer.path"},
+    {"vocab_size", "spec.tokenizer.train.vocab_size"},
+    {"tokenizer_type", "spec.tokenizer.train.model_type"},
+    {"train_path", "spec.train_data"},
+    {"eval_path", "spec.eval.dataset"},
+    {"eval_fraction", "spec.eval.eval_fraction"},
+    {"split_seed", "spec.eval.split_seed"},
+    {"max_eval_pairs", "spec.eval.max_pairs"},
+    {"max_train_pairs", "spec.data_options.max_train_pairs"},
+    {"chat_format", "spec.data_options.chat_format"},
+    {"skip_invalid", "spec.data_options.skip_invalid"},
+    {"learning_rate", "spec.hyperparameters.learning_rate"},
+    {"weight_decay", "spec.hyperparameters.weight_decay"},
+    {"adam_beta1", "spec.hyperparameters.adam_beta1"},
+    {"adam_beta2", "spec.hyperparameters.adam_beta2"},
+    {"adam_epsilon", "spec.hyperparameters.adam_epsilon"},
+    {"lr_scheduler", "spec.hyperparameters.lr_scheduler"},
+    {"warmup_steps", "spec.hyperparameters.warmup_steps"},
+    {"warmup_ratio", "spec.hyperparameters.warmup_ratio"},
+    {"batch_size", "spec.hyperparameters.per_device_train_batch_size"},
+    {"eval_batch_size", "spec.hyperparameters.per_device_eval_batch_size"},
+    {"gradient_accumulation_steps", "spec.hyperparameters.gradient_accumulation_steps"},
+    {"max_grad_norm", "spec.hyperparameters.max_grad_norm"},
+    {"num_epochs", "spec.hyperparameters.num_epochs"},
+    {"max_steps", "spec.hyperparameters.max_steps"},
+    {"seed", "spec.hyperparameters.seed"},
+    {"max_length", "spec.hyperparameters.max_length"},
+    {"truncation", "spec.hyperparameters.truncation"},
+    {"center_rewards_coefficient", "spec.hyperparameters.center_rewards_coefficient"},
+    {"max_batch_tokens", "spec.hyperparameters.max_batch_tokens"},
+    {"group_by_length", "spec.hyperparameters.group_by_length"},
+    {"logging_steps", "spec.logging_steps"},
+    {"eval_steps", "spec.eval_steps"},
+    {"save_steps", "spec.save_steps"},
+    {"save_total_limit", "spec.save_total_limit"},
+};
+
+// A core error "field: problem" as "proto.path: problem"; other errors unchanged.
+absl::Status WithProtoPath(const absl::Status& status) {
+  if (status.ok()) return status;
+  const absl::string_view message = status.message();
+  const size_t colon = message.find(": ");
+  if (colon == absl::string_view::npos) return status;
+  for (const auto& [field, path] : kProtoPaths) {
+    if (message.substr(0, colon) == field) {
+      return absl::Status(status.code(), absl::StrCat(path, message.substr(colon)));
+    }
+  }
+  return status;
 }
 
-// lo < value <= hi (open below) or lo <= value <= hi.
-absl::Status CheckDouble(absl::string_view field, double value, double lo, double hi,
-                         bool open_below, bool open_above = false) {
-  const bool below_ok = open_below ? value > lo : value >= lo;
-  const bool above_ok = open_above ? value < hi : value <= hi;
-  if (!std::isfinite(value) || !below_ok || !above_ok) {
-    return RangeError(field,
-                      absl::StrCat(open_below ? "(" : "[", lo, ", ", hi, open_above ? ")" : "]"),
-                      value);
+absl::Status UnknownEnum(absl::string_view field, int value) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": unknown value ", value));
+}
+
+// Core enums <-> proto enums. The proto's UNSPECIFIED means "the default", which
+// NormalizeTrainingJobSpec has filled in before these run.
+absl::StatusOr<ChatFormat> ToCore(v1::ChatFormat v) {
+  switch (v) {
+    case v1::CHAT_FORMAT_HH:
+      return ChatFormat::kHhRlhf;
+    case v1::CHAT_FORMAT_CHATML:
+      return ChatFormat::kChatML;
+    case v1::CHAT_FORMAT_LLAMA2:
+      return ChatFormat::kLlama2;
+    default:
+      return UnknownEnum("chat_format", v);
   }
-  return absl::OkStatus();
+}
+v1::ChatFormat ToProto(ChatFormat v) {
+  switch (v) {
+    case ChatFormat::kChatML:
+      return v1::CHAT_FORMAT_CHATML;
+    case ChatFormat::kLlama2:
+      return v1::CHAT_FORMAT_LLAMA2;
+    case ChatFormat::kHhRlhf:
+      break;
+  }
+  return v1::CHAT_FORMAT_HH;
+}
+absl::StatusOr<LrScheduleKind> ToCore(v1::LrScheduler v) {
+  switch (v) {
+    case v1::LR_SCHEDULER_LINEAR:
+      return LrScheduleKind::kLinear;
+    case v1::LR_SCHEDULER_COSINE:
+      return LrScheduleKind::kCosine;
+    case v1::LR_SCHEDULER_CONSTANT:
+      return LrScheduleKind::kConstant;
+    default:
+      return UnknownEnum("lr_scheduler", v);
+  }
+}
+v1::LrScheduler ToProto(LrScheduleKind v) {
+  switch (v) {
+    case LrScheduleKind::kCosine:
+      return v1::LR_SCHEDULER_COSINE;
+    case LrScheduleKind::kConstant:
+      return v1::LR_SCHEDULER_CONSTANT;
+    case LrScheduleKind::kLinear:
+      break;
+  }
+  return v1::LR_SCHEDULER_LINEAR;
+}
+absl::StatusOr<TruncationPolicy> ToCore(v1::TruncationPolicy v) {
+  switch (v) {
+    case v1::TRUNCATION_POLICY_TRUNCATE:
+      return TruncationPolicy::kTruncate;
+    case v1::TRUNCATION_POLICY_DROP:
+      return TruncationPolicy::kDrop;
+    default:
+      return UnknownEnum("truncation", v);
+  }
+}
+v1::TruncationPolicy ToProto(TruncationPolicy v) {
+  return v == TruncationPolicy::kDrop ? v1::TRUNCATION_POLICY_DROP : v1::TRUNCATION_POLICY_TRUNCATE;
+}
+absl::StatusOr<Dtype> ToCore(v1::Dtype v) {
+  switch (v) {
+    case v1::DTYPE_FLOAT32:
+      return Dtype::kFloat32;
+    case v1::DTYPE_BFLOAT16:
+      return Dtype::kBFloat16;
+    case v1::DTYPE_FLOAT16:
+      return Dtype::kFloat16;
+    default:
+      return UnknownEnum("dtype", v);
+  }
+}
+v1::Dtype ToProto(Dtype v) {
+  switch (v) {
+    case Dtype::kBFloat16:
+      return v1::DTYPE_BFLOAT16;
+    case Dtype::kFloat16:
+      return v1::DTYPE_FLOAT16;
+    case Dtype::kFloat32:
+      break;
+  }
+  return v1::DTYPE_FLOAT32;
+}
+absl::StatusOr<SentencePieceModelType> ToCore(v1::SentencePieceModelType v) {
+  switch (v) {
+    case v1::SENTENCE_PIECE_MODEL_TYPE_UNIGRAM:
+      return SentencePieceModelType::kUnigram;
+    case v1::SENTENCE_PIECE_MODEL_TYPE_BPE:
+      return SentencePieceModelType::kBpe;
+    default:
+      return UnknownEnum("tokenizer_type", v);
+  }
+}
+v1::SentencePieceModelType ToProto(SentencePieceModelType v) {
+  return v == SentencePieceModelType::kBpe ? v1::SENTENCE_PIECE_MODEL_TYPE_BPE
+                                           : v1::SENTENCE_PIECE_MODEL_TYPE_UNIGRAM;
+}
+
+// The settings a normalized spec describes, as core's config: every field but the paths,
+// which ToTrainingConfig resolves. The one mapping of spec settings onto TrainingConfig.
+// Errors name core fields (see WithProtoPath).
+absl::StatusOr<TrainingConfig> SettingsOf(const v1::TrainingJobSpec& spec) {
+  TrainingConfig c;
+  if (spec.has_preset()) c.preset = spec.preset();
+  if (spec.tokenizer().has_train()) {
+    c.vocab_size = spec.tokenizer().train().vocab_size();
+    ASSIGN_OR_RETURN(c.tokenizer_type, ToCore(spec.tokenizer().train().model_type()));
+  }
+  if (spec.eval().has_eval_fraction()) c.eval_fraction = spec.eval().eval_fraction();
+  c.split_seed = spec.eval().split_seed();
+  c.max_eval_pairs = spec.eval().max_pairs();
+  c.max_train_pairs = spec.data_options().max_train_pairs();
+  c.skip_invalid = spec.data_options().skip_invalid();
+  ASSIGN_OR_RETURN(c.chat_format, ToCore(spec.data_options().chat_format()));
+  const v1::Hyperparameters& h = spec.hyperparameters();
+  c.learning_rate = h.learning_rate();
+  c.weight_decay = h.weight_decay();
+  c.adam_beta1 = h.adam_beta1();
+  c.adam_beta2 = h.adam_beta2();
+  c.adam_epsilon = h.adam_epsilon();
+  c.warmup_steps = h.has_warmup_steps() ? h.warmup_steps() : 0;
+  c.warmup_ratio = h.has_warmup_ratio() ? h.warmup_ratio() : 0;
+  ASSIGN_OR_RETURN(c.lr_scheduler, ToCore(h.lr_scheduler()));
+  c.batch_size = h.per_device_train_batch_size();
+  c.eval_batch_size = h.per_device_eval_batch_size();
+  c.gradient_accumulation_steps = h.gradient_accumulation_steps();
+  c.max_grad_norm = h.max_grad_norm();
+  c.num_epochs = h.num_epochs();
+  c.max_steps = h.max_steps();
+  c.seed = h.seed();
+  c.max_length = h.max_length();
+  ASSIGN_OR_RETURN(c.truncation, ToCore(h.truncation()));
+  c.center_rewards_coefficient = h.center_rewards_coefficient();
+  c.max_batch_tokens = h.max_batch_tokens();
+  c.group_by_length = h.group_by_length();
+  c.logging_steps = spec.logging_steps();
+  c.eval_steps = spec.eval_steps();
+  c.save_steps = spec.save_steps();
+  c.save_total_limit = spec.save_total_limit();
+  absl::StatusOr<Device> device = ParseDeviceName(spec.device());
+  if (!device.ok()) return absl::InvalidArgumentError(absl::StrCat("device: ", device.status().message()));
+  c.device = *device;
+  ASSIGN_OR_RETURN(c.dtype, ToCore(spec.dtype()));
+  return c;
 }
 
 // The architecture the spec's base implies, for the tokenizer and max_length rules.
@@ -45,7 +237,7 @@ absl::StatusOr<ModelConfig> BaseConfig(const ServerConfig& server, const SpecRes
     case v1::TrainingJobSpec::kBaseModel: {
       ASSIGN_OR_RETURN(std::string dir,
                        ResolveUnderRoot(server.model_dir, spec->base_model(), "spec.base_model"));
-      auto config = LoadModelConfig((fs::path(dir) / "config.json").string());
+      auto config = ReadModelDirectoryConfig(dir);
       if (!config.ok()) {
         return absl::InvalidArgumentError(absl::StrCat("spec.base_model: ", config.status().message()));
       }
@@ -56,14 +248,15 @@ absl::StatusOr<ModelConfig> BaseConfig(const ServerConfig& server, const SpecRes
       ASSIGN_OR_RETURN(auto resolved, resolvers.registered_model(spec->registered_model()));
       // Pin the version so the job never changes model if an alias moves.
       spec->mutable_registered_model()->set_version(resolved.second);
-      return LoadModelConfig((fs::path(resolved.first) / "config.json").string());
+      return ReadModelDirectoryConfig(resolved.first);
     }
     case v1::TrainingJobSpec::kPreset:
     case v1::TrainingJobSpec::BASE_NOT_SET:
       break;
   }
-  if (spec->base_case() == v1::TrainingJobSpec::BASE_NOT_SET) spec->set_preset(kDefaultPreset);
-  auto config = PresetModelConfig(spec->preset(), kDefaultVocabSize, 0);
+  if (spec->base_case() == v1::TrainingJobSpec::BASE_NOT_SET) spec->set_preset(TrainingConfig().preset);
+  // The vocabulary size does not change what the rules here read (family, positions).
+  auto config = PresetModelConfig(spec->preset(), TrainingConfig().vocab_size, 0);
   if (!config.ok()) return absl::InvalidArgumentError(absl::StrCat("spec.preset: ", config.status().message()));
   return config;
 }
@@ -88,57 +281,41 @@ absl::StatusOr<std::string> DatasetFile(const ServerConfig& server, const SpecRe
   return ResolveUnderRoot(server.data_dir, ref.path(), absl::StrCat(field, ".path"));
 }
 
+// Fills every unset hyper-parameter from TrainingConfig's defaults; the ranges are core's
+// (checked in NormalizeTrainingJobSpec). What stays here is the server's own rule: max_length
+// within the base model's positions, which only the server knows before training.
 absl::Status NormalizeHyperparameters(const ModelConfig& base, v1::Hyperparameters* h) {
-  const std::string p = "spec.hyperparameters.";
-  if (!h->has_learning_rate()) h->set_learning_rate(1e-4);
-  RETURN_IF_ERROR(CheckDouble(p + "learning_rate", h->learning_rate(), 0, 1, true));
-  RETURN_IF_ERROR(CheckDouble(p + "weight_decay", h->weight_decay(), 0, 1, false));
-  if (!h->has_adam_beta1()) h->set_adam_beta1(0.9);
-  RETURN_IF_ERROR(CheckDouble(p + "adam_beta1", h->adam_beta1(), 0, 1, false, true));
-  if (!h->has_adam_beta2()) h->set_adam_beta2(0.999);
-  RETURN_IF_ERROR(CheckDouble(p + "adam_beta2", h->adam_beta2(), 0, 1, false, true));
-  if (!h->has_adam_epsilon()) h->set_adam_epsilon(1e-8);
-  RETURN_IF_ERROR(CheckDouble(p + "adam_epsilon", h->adam_epsilon(), 0, 1, true));
-  if (h->warmup_case() == v1::Hyperparameters::WARMUP_NOT_SET) h->set_warmup_steps(0);
-  if (h->has_warmup_steps()) {
-    RETURN_IF_ERROR(ValidateRange(p + "warmup_steps", h->warmup_steps(), 0, int64_t{1} << 40));
-  } else {
-    RETURN_IF_ERROR(CheckDouble(p + "warmup_ratio", h->warmup_ratio(), 0, 1, false));
+  const TrainingConfig d;
+  if (!h->has_learning_rate()) h->set_learning_rate(d.learning_rate);
+  if (!h->has_adam_beta1()) h->set_adam_beta1(d.adam_beta1);
+  if (!h->has_adam_beta2()) h->set_adam_beta2(d.adam_beta2);
+  if (!h->has_adam_epsilon()) h->set_adam_epsilon(d.adam_epsilon);
+  if (h->warmup_case() == v1::Hyperparameters::WARMUP_NOT_SET) h->set_warmup_steps(d.warmup_steps);
+  if (h->lr_scheduler() == v1::LR_SCHEDULER_UNSPECIFIED) h->set_lr_scheduler(ToProto(d.lr_scheduler));
+  if (!h->has_per_device_train_batch_size()) {
+    h->set_per_device_train_batch_size(static_cast<int32_t>(d.batch_size));
   }
-  if (h->lr_scheduler() == v1::LR_SCHEDULER_UNSPECIFIED) h->set_lr_scheduler(v1::LR_SCHEDULER_LINEAR);
-  if (!v1::LrScheduler_IsValid(h->lr_scheduler())) {
-    return absl::InvalidArgumentError(absl::StrCat(p, "lr_scheduler: unknown value ", h->lr_scheduler()));
+  if (h->per_device_eval_batch_size() == 0) {
+    h->set_per_device_eval_batch_size(h->per_device_train_batch_size());
   }
-  if (!h->has_per_device_train_batch_size()) h->set_per_device_train_batch_size(8);
-  RETURN_IF_ERROR(ValidateRange(p + "per_device_train_batch_size", h->per_device_train_batch_size(), 1, 4096));
-  if (h->per_device_eval_batch_size() == 0) h->set_per_device_eval_batch_size(h->per_device_train_batch_size());
-  RETURN_IF_ERROR(ValidateRange(p + "per_device_eval_batch_size", h->per_device_eval_batch_size(), 1, 4096));
-  if (!h->has_gradient_accumulation_steps()) h->set_gradient_accumulation_steps(1);
-  RETURN_IF_ERROR(ValidateRange(p + "gradient_accumulation_steps", h->gradient_accumulation_steps(), 1, 1024));
-  if (!h->has_max_grad_norm()) h->set_max_grad_norm(1.0);
-  RETURN_IF_ERROR(CheckDouble(p + "max_grad_norm", h->max_grad_norm(), 0, 1e6, false));
-  if (!h->has_num_epochs()) h->set_num_epochs(1);
-  RETURN_IF_ERROR(CheckDouble(p + "num_epochs", h->num_epochs(), 0, 1000, true));
-  RETURN_IF_ERROR(ValidateRange(p + "max_steps", h->max_steps(), 0, int64_t{1} << 40));
-  if (!h->has_seed()) h->set_seed(42);
+  if (!h->has_gradient_accumulation_steps()) {
+    h->set_gradient_accumulation_steps(static_cast<int32_t>(d.gradient_accumulation_steps));
+  }
+  if (!h->has_max_grad_norm()) h->set_max_grad_norm(d.max_grad_norm);
+  if (!h->has_num_epochs()) h->set_num_epochs(d.num_epochs);
+  if (!h->has_seed()) h->set_seed(d.seed);
   // Encoders have learned positions: max_length cannot exceed them.
-  const int64_t limit = base.family == ModelFamily::kEncoder ? base.max_position_embeddings
-                                                              : int64_t{1} << 20;
-  if (!h->has_max_length()) h->set_max_length(static_cast<int32_t>(std::min<int64_t>(kDefaultMaxLength, limit)));
-  if (h->max_length() < 8 || h->max_length() > limit) {
-    return absl::InvalidArgumentError(absl::StrCat(p, "max_length: must be in [8, ", limit,
-                                                   "] (the model's position limit), got ", h->max_length()));
+  if (!h->has_max_length()) {
+    h->set_max_length(static_cast<int32_t>(EffectiveMaxLength(base, d.max_length)));
   }
-  if (h->truncation() == v1::TRUNCATION_POLICY_UNSPECIFIED) h->set_truncation(v1::TRUNCATION_POLICY_TRUNCATE);
-  if (!v1::TruncationPolicy_IsValid(h->truncation())) {
-    return absl::InvalidArgumentError(absl::StrCat(p, "truncation: unknown value ", h->truncation()));
+  const int64_t positions = MaxSequenceLength(base);
+  if (positions > 0 && (h->max_length() < 8 || h->max_length() > positions)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("spec.hyperparameters.max_length: must be in [8, ", positions,
+                     "] (the model's position limit), got ", h->max_length()));
   }
-  RETURN_IF_ERROR(CheckDouble(p + "center_rewards_coefficient", h->center_rewards_coefficient(), 0, 1e3, false));
-  if (h->max_batch_tokens() != 0 && h->max_batch_tokens() < 2 * int64_t{h->max_length()}) {
-    return absl::InvalidArgumentError(absl::StrCat(p, "max_batch_tokens: must be 0 or at least 2 * max_length (",
-                                                   2 * h->max_length(), "), got ", h->max_batch_tokens()));
-  }
-  if (!h->has_group_by_length()) h->set_group_by_length(true);
+  if (h->truncation() == v1::TRUNCATION_POLICY_UNSPECIFIED) h->set_truncation(ToProto(d.truncation));
+  if (!h->has_group_by_length()) h->set_group_by_length(d.group_by_length);
   return absl::OkStatus();
 }
 
@@ -149,6 +326,7 @@ absl::Status NormalizeTrainingJobSpec(const ServerConfig& server, const SpecReso
   if (spec->output_model_name().empty()) spec->set_output_model_name(kDefaultModelName);
   RETURN_IF_ERROR(ValidateModelName("spec.output_model_name", spec->output_model_name()));
   ASSIGN_OR_RETURN(ModelConfig base, BaseConfig(server, resolvers, spec));
+  const TrainingConfig defaults;
 
   // Tokenizer: a base model brings its own; a preset trains one unless given a file.
   v1::TokenizerSpec* tokenizer = spec->mutable_tokenizer();
@@ -168,13 +346,9 @@ absl::Status NormalizeTrainingJobSpec(const ServerConfig& server, const SpecReso
     RETURN_IF_ERROR(ResolveUnderRoot(server.model_dir, path, "spec.tokenizer.path").status());
   } else {
     v1::SentencePieceTraining* train = tokenizer->mutable_train();
-    if (!train->has_vocab_size()) train->set_vocab_size(kDefaultVocabSize);
-    RETURN_IF_ERROR(ValidateRange("spec.tokenizer.train.vocab_size", train->vocab_size(), 256, 131072));
+    if (!train->has_vocab_size()) train->set_vocab_size(static_cast<int32_t>(defaults.vocab_size));
     if (train->model_type() == v1::SENTENCE_PIECE_MODEL_TYPE_UNSPECIFIED) {
-      train->set_model_type(v1::SENTENCE_PIECE_MODEL_TYPE_UNIGRAM);
-    }
-    if (!v1::SentencePieceModelType_IsValid(train->model_type())) {
-      return absl::InvalidArgumentError("spec.tokenizer.train.model_type: unknown value");
+      train->set_model_type(ToProto(defaults.tokenizer_type));
     }
   }
 
@@ -182,43 +356,32 @@ absl::Status NormalizeTrainingJobSpec(const ServerConfig& server, const SpecReso
   RETURN_IF_ERROR(NormalizeDatasetRef(server, resolvers, "spec.train_data", spec->train_data()));
 
   v1::EvalSpec* eval = spec->mutable_eval();
-  if (eval->source_case() == v1::EvalSpec::SOURCE_NOT_SET) eval->set_eval_fraction(0.05);
-  if (eval->has_eval_fraction()) {
-    RETURN_IF_ERROR(CheckDouble("spec.eval.eval_fraction", eval->eval_fraction(), 0, 0.5, false));
-  } else {
+  if (eval->source_case() == v1::EvalSpec::SOURCE_NOT_SET) eval->set_eval_fraction(defaults.eval_fraction);
+  if (eval->has_dataset()) {
     RETURN_IF_ERROR(NormalizeDatasetRef(server, resolvers, "spec.eval.dataset", eval->dataset()));
   }
-  RETURN_IF_ERROR(ValidateRange("spec.eval.max_pairs", eval->max_pairs(), 0, int64_t{1} << 40));
 
   v1::DataOptions* data = spec->mutable_data_options();
-  if (data->chat_format() == v1::CHAT_FORMAT_UNSPECIFIED) data->set_chat_format(v1::CHAT_FORMAT_HH);
-  if (!v1::ChatFormat_IsValid(data->chat_format())) {
-    return absl::InvalidArgumentError("spec.data_options.chat_format: unknown value");
+  if (data->chat_format() == v1::CHAT_FORMAT_UNSPECIFIED) {
+    data->set_chat_format(ToProto(defaults.chat_format));
   }
-  RETURN_IF_ERROR(ValidateRange("spec.data_options.max_train_pairs", data->max_train_pairs(), 0, int64_t{1} << 40));
 
   RETURN_IF_ERROR(NormalizeHyperparameters(base, spec->mutable_hyperparameters()));
   if (!eval->has_split_seed()) eval->set_split_seed(spec->hyperparameters().seed());
 
-  if (!spec->has_logging_steps()) spec->set_logging_steps(10);
-  RETURN_IF_ERROR(ValidateRange("spec.logging_steps", spec->logging_steps(), 1, 1000000));
-  RETURN_IF_ERROR(ValidateRange("spec.eval_steps", spec->eval_steps(), 0, 1000000000));
-  if (!spec->has_save_steps()) spec->set_save_steps(500);
-  RETURN_IF_ERROR(ValidateRange("spec.save_steps", spec->save_steps(), 0, 1000000000));
-  if (!spec->has_save_total_limit()) spec->set_save_total_limit(2);
-  RETURN_IF_ERROR(ValidateRange("spec.save_total_limit", spec->save_total_limit(), 1, 100));
+  if (!spec->has_logging_steps()) spec->set_logging_steps(static_cast<int32_t>(defaults.logging_steps));
+  if (!spec->has_save_steps()) spec->set_save_steps(static_cast<int32_t>(defaults.save_steps));
+  if (!spec->has_save_total_limit()) {
+    spec->set_save_total_limit(static_cast<int32_t>(defaults.save_total_limit));
+  }
   if (spec->device().empty()) spec->set_device(server.default_device);
-  if (auto device = ParseDevice(spec->device()); !device.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("spec.device: ", device.status().message()));
-  }
-  if (spec->dtype() == v1::DTYPE_UNSPECIFIED) spec->set_dtype(v1::DTYPE_FLOAT32);
-  if (spec->dtype() == v1::DTYPE_FLOAT16) {
-    return absl::InvalidArgumentError(
-        "spec.dtype: FLOAT16 training is not supported (it needs loss scaling); use BFLOAT16");
-  }
-  if (!v1::Dtype_IsValid(spec->dtype())) return absl::InvalidArgumentError("spec.dtype: unknown value");
+  if (spec->dtype() == v1::DTYPE_UNSPECIFIED) spec->set_dtype(ToProto(defaults.dtype));
   RETURN_IF_ERROR(ValidateRange("spec.priority", spec->priority(), -100, 100));
-  return absl::OkStatus();
+
+  // Every range and rule on the settings is core's.
+  absl::StatusOr<TrainingConfig> settings = SettingsOf(*spec);
+  if (!settings.ok()) return WithProtoPath(settings.status());
+  return WithProtoPath(ValidateTrainingSettings(*settings));
 }
 
 absl::StatusOr<TrainingConfig> ToTrainingConfig(const ServerConfig& server,
@@ -226,7 +389,9 @@ absl::StatusOr<TrainingConfig> ToTrainingConfig(const ServerConfig& server,
                                                 const v1::TrainingJobSpec& spec,
                                                 const std::string& run_dir,
                                                 const std::string& output_dir) {
-  TrainingConfig c;
+  absl::StatusOr<TrainingConfig> settings = SettingsOf(spec);
+  if (!settings.ok()) return WithProtoPath(settings.status());
+  TrainingConfig c = *std::move(settings);
   switch (spec.base_case()) {
     case v1::TrainingJobSpec::kBaseModel: {
       ASSIGN_OR_RETURN(c.base_model_dir, ResolveUnderRoot(server.model_dir, spec.base_model(), "spec.base_model"));
@@ -238,69 +403,20 @@ absl::StatusOr<TrainingConfig> ToTrainingConfig(const ServerConfig& server,
       break;
     }
     default:
-      c.preset = spec.preset();
+      break;
   }
   if (spec.tokenizer().has_path()) {
     ASSIGN_OR_RETURN(c.tokenizer_path,
                      ResolveUnderRoot(server.model_dir, spec.tokenizer().path(), "spec.tokenizer.path"));
-  } else if (spec.tokenizer().has_train()) {
-    c.vocab_size = spec.tokenizer().train().vocab_size();
-    c.tokenizer_type =
-        spec.tokenizer().train().model_type() == v1::SENTENCE_PIECE_MODEL_TYPE_BPE ? "bpe" : "unigram";
   }
   ASSIGN_OR_RETURN(c.train_path, DatasetFile(server, resolvers, "spec.train_data", spec.train_data()));
   if (spec.eval().has_dataset()) {
     ASSIGN_OR_RETURN(c.eval_path, DatasetFile(server, resolvers, "spec.eval.dataset", spec.eval().dataset()));
     c.eval_fraction = 0;
-  } else {
-    c.eval_fraction = spec.eval().eval_fraction();
   }
-  c.split_seed = spec.eval().split_seed();
-  c.max_eval_pairs = spec.eval().max_pairs();
-  c.max_train_pairs = spec.data_options().max_train_pairs();
-  c.skip_invalid = spec.data_options().skip_invalid();
-  switch (spec.data_options().chat_format()) {
-    case v1::CHAT_FORMAT_CHATML:
-      c.chat_format = "chatml";
-      break;
-    case v1::CHAT_FORMAT_LLAMA2:
-      c.chat_format = "llama2";
-      break;
-    default:
-      c.chat_format = "hh-rlhf";
-  }
-  const v1::Hyperparameters& h = spec.hyperparameters();
-  c.learning_rate = h.learning_rate();
-  c.weight_decay = h.weight_decay();
-  c.adam_beta1 = h.adam_beta1();
-  c.adam_beta2 = h.adam_beta2();
-  c.adam_epsilon = h.adam_epsilon();
-  c.warmup_steps = h.has_warmup_steps() ? h.warmup_steps() : 0;
-  c.warmup_ratio = h.has_warmup_ratio() ? h.warmup_ratio() : 0;
-  c.lr_scheduler = h.lr_scheduler() == v1::LR_SCHEDULER_COSINE     ? "cosine"
-                   : h.lr_scheduler() == v1::LR_SCHEDULER_CONSTANT ? "constant"
-                                                                   : "linear";
-  c.batch_size = h.per_device_train_batch_size();
-  c.eval_batch_size = h.per_device_eval_batch_size();
-  c.gradient_accumulation_steps = h.gradient_accumulation_steps();
-  c.max_grad_norm = h.max_grad_norm();
-  c.num_epochs = h.num_epochs();
-  c.max_steps = h.max_steps();
-  c.seed = h.seed();
-  c.max_length = h.max_length();
-  c.truncation = h.truncation() == v1::TRUNCATION_POLICY_DROP ? "drop" : "truncate";
-  c.center_rewards_coefficient = h.center_rewards_coefficient();
-  c.max_batch_tokens = h.max_batch_tokens();
-  c.group_by_length = h.group_by_length();
-  c.logging_steps = spec.logging_steps();
-  c.eval_steps = spec.eval_steps();
-  c.save_steps = spec.save_steps();
-  c.save_total_limit = spec.save_total_limit();
-  c.device = spec.device();
-  c.dtype = spec.dtype() == v1::DTYPE_BFLOAT16 ? "bfloat16" : "float32";
   c.run_dir = run_dir;
   c.output_dir = output_dir;
-  RETURN_IF_ERROR(ValidateTrainingConfig(c));
+  RETURN_IF_ERROR(WithProtoPath(ValidateTrainingConfig(c)));
   return c;
 }
 

@@ -1,10 +1,18 @@
 // The one conversion point from a v1::TrainingJobSpec to the core trainer's TrainingConfig.
 //
-// NormalizeTrainingJobSpec validates every field of a submitted spec and fills in every default,
-// so that Job.spec records exactly what runs and a resubmitted spec reproduces it. Errors are
-// INVALID_ARGUMENT / NOT_FOUND / PERMISSION_DENIED whose message starts with the field's path
-// ("spec.hyperparameters.learning_rate: must be in (0, 1], got -1"). ToTrainingConfig maps a
+// NormalizeTrainingJobSpec fills in every default from a default-constructed TrainingConfig
+// (core's defaults are the only ones) and validates the spec, so that Job.spec records exactly
+// what runs and a resubmitted spec reproduces it. Ranges and rules on the settings are core's
+// ValidateTrainingSettings; the server adds only what it alone knows (paths, names, the base
+// model's position limit, priority). Errors are INVALID_ARGUMENT / NOT_FOUND /
+// PERMISSION_DENIED whose message starts with the field's path ("spec.hyperparameters.
+// learning_rate: must be in (0, 1], got -1"): core's errors name core fields, and one table in
+// spec_conversion.cc (kProtoPaths) maps them onto proto paths. ToTrainingConfig maps a
 // normalized spec onto the trainer's configuration for one job.
+//
+// Adding a hyper-parameter: the proto field, the TrainingConfig member (its default and its
+// rule in ValidateTrainingSettings), and here its default fill, one line in SettingsOf and one
+// row in kProtoPaths.
 //
 // Thread-safe free functions; the resolvers are called on the caller's thread.
 #ifndef VERDICT_SERVER_SPEC_CONVERSION_H_

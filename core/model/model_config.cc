@@ -1,5 +1,6 @@
 #include "core/model/model_config.h"
 
+#include <algorithm>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -454,6 +455,20 @@ std::vector<std::string> PresetNames() {
   std::vector<std::string> names;
   for (const Preset& p : kPresets) names.push_back(p.name);
   return names;
+}
+
+PairLayout PairLayoutOf(ModelFamily family) {
+  return family == ModelFamily::kEncoder ? PairLayout::kEncoder : PairLayout::kDecoder;
+}
+
+int64_t MaxSequenceLength(const ModelConfig& config) {
+  return config.family == ModelFamily::kEncoder ? config.max_position_embeddings : 0;
+}
+
+int64_t EffectiveMaxLength(const ModelConfig& config, int64_t requested) {
+  const int64_t limit = MaxSequenceLength(config);
+  if (limit <= 0) return requested;
+  return requested > 0 ? std::min(requested, limit) : limit;
 }
 
 }  // namespace verdict

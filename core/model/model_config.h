@@ -30,6 +30,13 @@
 
 namespace verdict {
 
+// Encoders (DistilBERT layout) pool the first token and have learned positions; decoders
+// (Llama layout) pool the last real token and have rotary positions.
+enum class ModelFamily { kEncoder, kDecoder };
+
+// How core/tokenize frames a pair for this family.
+PairLayout PairLayoutOf(ModelFamily family);
+
 struct ModelConfig {
   ModelFamily family = ModelFamily::kEncoder;
   std::string model_type;                  // "distilbert" or "llama"
@@ -85,6 +92,13 @@ std::string SerializeModelConfig(const ModelConfig& config);
 absl::StatusOr<ModelConfig> PresetModelConfig(absl::string_view preset, int64_t vocab_size,
                                               int64_t pad_token_id);
 std::vector<std::string> PresetNames();
+
+// The one max-length rule. MaxSequenceLength: the longest sequence a forward accepts:
+// max_position_embeddings for encoders (learned positions end there), 0 (no limit) for
+// decoders, whose rotary positions have no table. EffectiveMaxLength: the max_length that
+// encoding applies for a requested one (0: none), clamped to MaxSequenceLength.
+int64_t MaxSequenceLength(const ModelConfig& config);
+int64_t EffectiveMaxLength(const ModelConfig& config, int64_t requested);
 
 }  // namespace verdict
 

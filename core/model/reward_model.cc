@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/model/model_directory.h"
 #include "core/model/transformer_modules.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
@@ -53,7 +54,14 @@ std::vector<std::string> ParameterNames(const RewardModel& model) {
 
 absl::Status MoveTo(RewardModel& model, const ModelOptions& options) {
   ASSIGN_OR_RETURN(c10::Device device, ParseDevice(options.device));
-  ASSIGN_OR_RETURN(c10::ScalarType dtype, ParseDtype(options.dtype));
+  const c10::ScalarType dtype = ToScalarType(options.dtype);
+  if (options.dtype == Dtype::kFloat16 && !device.is_cuda()) {
+    // LibTorch's CPU kernels (addmm, layer_norm, ...) have no float16 versions: the model
+    // would load and then fail in its first forward.
+    return absl::InvalidArgumentError(
+        "dtype float16 needs a CUDA device (the CPU has no float16 kernels); use float32 or "
+        "bfloat16 on the CPU");
+  }
   if (device.is_cuda() && !torch::cuda::is_available()) {
     return absl::FailedPreconditionError(
         absl::StrCat("device \"", options.device, "\" requested but CUDA is not available"));
@@ -167,24 +175,37 @@ bool IsRewardHeadParameter(const ModelConfig& config, const std::string& name) {
 }
 
 absl::StatusOr<c10::Device> ParseDevice(const std::string& device) {
-  if (device == "cpu") return c10::Device(c10::kCPU);
-  if (device == "cuda") return c10::Device(c10::kCUDA);
-  if (absl::StartsWith(device, "cuda:")) {
-    int index = -1;
-    if (absl::SimpleAtoi(device.substr(5), &index) && index >= 0 && index < 64) {
-      return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
-    }
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown device \"", device, "\" (want cpu, cuda or cuda:N)"));
+  ASSIGN_OR_RETURN(Device parsed, ParseDeviceName(device));
+  return ToTorchDevice(parsed);
 }
 
-absl::StatusOr<c10::ScalarType> ParseDtype(const std::string& dtype) {
-  if (dtype == "float32" || dtype == "fp32") return c10::kFloat;
-  if (dtype == "bfloat16" || dtype == "bf16") return c10::kBFloat16;
-  if (dtype == "float16" || dtype == "fp16") return c10::kHalf;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown dtype \"", dtype, "\" (want float32, bfloat16 or float16)"));
+c10::Device ToTorchDevice(const Device& device) {
+  if (!device.is_cuda()) return c10::Device(c10::kCPU);
+  return device.index < 0 ? c10::Device(c10::kCUDA)
+                          : c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(device.index));
+}
+
+c10::ScalarType ToScalarType(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::kFloat32:
+      return c10::kFloat;
+    case Dtype::kBFloat16:
+      return c10::kBFloat16;
+    case Dtype::kFloat16:
+      return c10::kHalf;
+  }
+  return c10::kFloat;
+}
+
+absl::StatusOr<at::Tensor> ForwardRewards(RewardModel& model, const at::Tensor& input_ids,
+                                          const at::Tensor& attention_mask) {
+  try {
+    return model.Forward(input_ids, attention_mask);
+  } catch (const c10::OutOfMemoryError& e) {
+    return absl::ResourceExhaustedError(absl::StrCat("forward: ", e.what_without_backtrace()));
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("forward: ", e.what_without_backtrace()));
+  }
 }
 
 absl::StatusOr<std::unique_ptr<RewardModel>> CreateRewardModel(const ModelConfig& config,
@@ -201,7 +222,7 @@ absl::StatusOr<std::unique_ptr<RewardModel>> CreateRewardModel(const ModelConfig
 absl::StatusOr<std::unique_ptr<RewardModel>> LoadRewardModel(const std::string& dir,
                                                              const ModelOptions& options) {
   ASSIGN_OR_RETURN(ModelConfig config,
-                   LoadModelConfig((std::filesystem::path(dir) / "config.json").string()));
+                   ReadModelDirectoryConfig(dir));
   ASSIGN_OR_RETURN(TensorMap checkpoint, ReadModelWeights(dir));
   return CatchTorchErrors("loading " + dir, [&]() -> absl::StatusOr<std::unique_ptr<RewardModel>> {
     std::unique_ptr<RewardModel> model = NewRewardModel(config);
@@ -224,8 +245,8 @@ absl::Status SaveRewardModel(RewardModel& model, const std::string& dir) {
       tensors.emplace(name, tensor.detach().to(torch::kCPU, torch::kFloat32).contiguous());
     }
     const std::filesystem::path path(dir);
-    RETURN_IF_ERROR(WriteSafetensors((path / "model.safetensors").string(), tensors));
-    return WriteFileAtomically((path / "config.json").string(),
+    RETURN_IF_ERROR(WriteSafetensors((path / kModelWeightsFile).string(), tensors));
+    return WriteFileAtomically((path / kModelConfigFile).string(),
                                SerializeModelConfig(model.config()));
   });
 }

@@ -25,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/model/device.h"
 #include "core/model/model_config.h"
 #include "core/model/safetensors.h"
 
@@ -36,9 +37,12 @@ namespace verdict {
 
 // Where the model lives and in which precision.
 struct ModelOptions {
-  std::string device = "cpu";    // "cpu", "cuda", "cuda:N"
-  std::string dtype = "float32";  // "float32", "bfloat16", "float16"
-  uint64_t seed = 0;              // initialises from-scratch parameters and fresh heads
+  std::string device = "cpu";  // "cpu", "cuda", "cuda:N" (ParseDeviceName)
+  // The dtype of the parameters. float16 needs CUDA: on the CPU, LibTorch has no float16
+  // kernels for the model's layers, so it is refused (InvalidArgument) at creation and load.
+  // Training keeps float32 parameters and runs bfloat16 under autocast (trainer.h).
+  Dtype dtype = Dtype::kFloat32;
+  uint64_t seed = 0;  // initialises from-scratch parameters and fresh heads
 };
 
 class RewardModel {
@@ -63,8 +67,15 @@ class RewardModel {
   virtual TensorMap StateDict() const = 0;
 };
 
+// ParseDeviceName as a c10::Device; ToTorch maps the parsed values.
 absl::StatusOr<c10::Device> ParseDevice(const std::string& device);
-absl::StatusOr<c10::ScalarType> ParseDtype(const std::string& dtype);
+c10::Device ToTorchDevice(const Device& device);
+c10::ScalarType ToScalarType(Dtype dtype);
+
+// model.Forward() with LibTorch's errors as a Status (ResourceExhausted for out of memory,
+// Internal otherwise), for callers that must never let a c10::Error escape.
+absl::StatusOr<at::Tensor> ForwardRewards(RewardModel& model, const at::Tensor& input_ids,
+                                          const at::Tensor& attention_mask);
 
 // A freshly initialised model (Hugging Face's init: normal(0, initializer_range) weights, zero
 // biases, unit norms), seeded by options.seed.

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/model/model_directory.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
 
@@ -417,8 +418,8 @@ absl::StatusOr<TensorMap> ReadSafetensors(const std::string& path) {
 
 absl::StatusOr<TensorMap> ReadModelWeights(const std::string& dir) {
   const std::filesystem::path root(dir);
-  const std::filesystem::path single = root / "model.safetensors";
-  const std::filesystem::path index = root / "model.safetensors.index.json";
+  const std::filesystem::path single = root / kModelWeightsFile;
+  const std::filesystem::path index = root / kModelWeightsIndexFile;
   std::error_code error;
   if (std::filesystem::exists(single, error)) return ReadSafetensors(single.string());
   if (std::filesystem::exists(index, error)) {

@@ -4,71 +4,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "core/train/trainer.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
-#include "nlohmann/json.hpp"
 
 namespace verdict {
 namespace {
-
-namespace fs = std::filesystem;
-
-constexpr char kTrainingArgsFile[] = "training_args.json";
-
-absl::StatusOr<nlohmann::json> ReadJsonObject(const fs::path& path) {
-  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path.string()));
-  nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!json.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": not a JSON object"));
-  }
-  return json;
-}
-
-absl::Status ReadTrainingArgs(const fs::path& path, ScoringSettings& settings) {
-  ASSIGN_OR_RETURN(nlohmann::json args, ReadJsonObject(path));
-  auto field_error = [&](absl::string_view key, absl::string_view want) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path.string(), ": \"", key, "\" must be ", want));
-  };
-  if (auto it = args.find("max_length"); it != args.end()) {
-    if (!it->is_number_integer() || it->get<int64_t>() < 0) {
-      return field_error("max_length", "an integer >= 0");
-    }
-    settings.max_length = it->get<int64_t>();
-  }
-  if (auto it = args.find("truncation"); it != args.end()) {
-    if (!it->is_string()) return field_error("truncation", "a string");
-    absl::StatusOr<TruncationPolicy> policy = ParseTruncationPolicy(it->get<std::string>());
-    if (!policy.ok()) return field_error("truncation", policy.status().message());
-    settings.truncation = *policy;
-  }
-  if (auto it = args.find("chat_format"); it != args.end()) {
-    if (!it->is_string()) return field_error("chat_format", "a string");
-    absl::StatusOr<ChatFormat> format = ParseChatFormat(it->get<std::string>());
-    if (!format.ok()) return field_error("chat_format", format.status().message());
-    settings.chat_format = *format;
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ReadRewardStats(const fs::path& path, ScoringSettings& settings) {
-  ASSIGN_OR_RETURN(nlohmann::json stats, ReadJsonObject(path));
-  auto mean = stats.find("mean");
-  auto std = stats.find("std");
-  if (mean == stats.end() || std == stats.end() || !mean->is_number() || !std->is_number()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path.string(), ": \"mean\" and \"std\" must be numbers"));
-  }
-  const double m = mean->get<double>(), s = std->get<double>();
-  // A model whose rewards did not spread (std 0) still serves raw scores.
-  if (std::isfinite(m) && std::isfinite(s) && s > 0) settings.reward_stats = RewardStats{m, s};
-  return absl::OkStatus();
-}
 
 absl::Status TorchErrorToStatus(const c10::Error& e) {
   if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) {
@@ -82,13 +25,8 @@ absl::Status TorchErrorToStatus(const c10::Error& e) {
 
 absl::StatusOr<ScoringSettings> ReadScoringSettings(const std::string& dir) {
   ScoringSettings settings;
-  const fs::path root(dir);
-  if (fs::exists(root / kTrainingArgsFile)) {
-    RETURN_IF_ERROR(ReadTrainingArgs(root / kTrainingArgsFile, settings));
-  }
-  if (fs::exists(root / kRewardStatsFile)) {
-    RETURN_IF_ERROR(ReadRewardStats(root / kRewardStatsFile, settings));
-  }
+  ASSIGN_OR_RETURN(static_cast<EncodingSettings&>(settings), ReadEncodingSettings(dir));
+  ASSIGN_OR_RETURN(settings.reward_stats, ReadRewardStats(dir));
   return settings;
 }
 
@@ -126,15 +64,10 @@ ScoringModel::ScoringModel(std::unique_ptr<RewardModel> model, std::unique_ptr<T
                            const ScoringSettings& settings)
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), settings_(settings) {
   const ModelConfig& config = model_->config();
-  encoding_.family = config.family;
+  encoding_.layout = PairLayoutOf(config.family);
   encoding_.policy = settings_.truncation;
-  encoding_.max_length = settings_.max_length;
-  if (config.family == ModelFamily::kEncoder) {
-    // As the trainer does: learned positions end at max_position_embeddings.
-    encoding_.max_length = encoding_.max_length > 0
-                               ? std::min(encoding_.max_length, config.max_position_embeddings)
-                               : config.max_position_embeddings;
-  }
+  // As the trainer does.
+  encoding_.max_length = EffectiveMaxLength(config, settings_.max_length);
   // The trainer pads with the tokenizer's pad id, or 0 without one; the mask hides it anyway.
   if (tokenizer_ != nullptr) {
     pad_id_ = std::max<int32_t>(0, tokenizer_->special_tokens().pad);
@@ -145,10 +78,6 @@ ScoringModel::ScoringModel(std::unique_ptr<RewardModel> model, std::unique_ptr<T
     parameter_count_ += parameter.numel();
     device_ = parameter.device();
   }
-}
-
-int64_t ScoringModel::max_sequence_length() const {
-  return family() == ModelFamily::kEncoder ? config().max_position_embeddings : 0;
 }
 
 absl::StatusOr<std::vector<int32_t>> ScoringModel::Encode(absl::string_view prompt,
@@ -224,8 +153,8 @@ absl::StatusOr<std::vector<float>> ScoringModel::ScoreEncodedSpans(
       device_ids = ids.to(device_);
       device_mask = mask.to(device_);
     }
-    at::Tensor rewards =
-        model_->Forward(device_ids, device_mask).to(torch::kCPU, torch::kFloat32).contiguous();
+    ASSIGN_OR_RETURN(at::Tensor forward, ForwardRewards(*model_, device_ids, device_mask));
+    at::Tensor rewards = forward.to(torch::kCPU, torch::kFloat32).contiguous();
     const float* data = rewards.data_ptr<float>();
     return std::vector<float>(data, data + rows);
   } catch (const c10::Error& e) {

@@ -37,35 +37,25 @@
 #include "absl/types/span.h"
 #include "core/data/chat_format.h"
 #include "core/model/model_config.h"
+#include "core/model/model_directory.h"
 #include "core/model/reward_model.h"
 #include "core/tokenize/pair_encoding.h"
 #include "core/tokenize/tokenizer.h"
 
 namespace verdict {
 
-// Reward normalisation statistics saved with a trained model (reward_stats.json).
-struct RewardStats {
-  double mean = 0;
-  double std = 1;
-};
-
 // How a model encodes text; Load() reads these from training_args.json.
-struct ScoringSettings {
-  // Tokens per sequence, special tokens included; 0 for no limit. Encoders are further
-  // limited by max_position_embeddings, as in training.
-  int64_t max_length = 512;
-  TruncationPolicy truncation = TruncationPolicy::kTruncate;
-  ChatFormat chat_format = ChatFormat::kHhRlhf;
+struct ScoringSettings : EncodingSettings {
   // Absent (or with a std that is not > 0): Normalize() is unavailable.
   std::optional<RewardStats> reward_stats;
 };
 
 class ScoringModel {
  public:
-  // Loads a Hugging Face model directory: config.json + weights (LoadRewardModel), the
-  // tokenizer (tokenizer.model or vocab.txt), training_args.json when present (max_length,
-  // truncation, chat_format; otherwise max_length 512, truncate, hh-rlhf) and reward_stats.json
-  // when present. Fails on missing or malformed files, naming the file.
+  // Loads a model directory (model_directory.h): config.json + weights (LoadRewardModel), the
+  // tokenizer, training_args.json when present (max_length, truncation, chat_format;
+  // otherwise EncodingSettings' defaults) and reward_stats.json when present. Fails on
+  // missing or malformed files, naming the file; float16 on the CPU is InvalidArgument.
   static absl::StatusOr<std::shared_ptr<ScoringModel>> Load(const std::string& dir,
                                                             const ModelOptions& options);
 
@@ -115,9 +105,8 @@ class ScoringModel {
   const ScoringSettings& settings() const { return settings_; }
   // The max_length Encode() applies (settings' max_length, clamped for encoders).
   int64_t max_length() const { return encoding_.max_length; }
-  // Longest sequence a forward accepts: max_position_embeddings for encoders, 0 (none) for
-  // decoders, whose rotary positions have no table.
-  int64_t max_sequence_length() const;
+  // Longest sequence a forward accepts (MaxSequenceLength of the config; 0: none).
+  int64_t max_sequence_length() const { return MaxSequenceLength(config()); }
   int32_t pad_id() const { return pad_id_; }
   int64_t parameter_count() const { return parameter_count_; }
   // Null for a model built without a tokenizer.

@@ -8,16 +8,16 @@
 namespace verdict {
 namespace {
 
-// The special tokens the family wraps a pair in, resolved against what the vocabulary has.
+// The special tokens the layout wraps a pair in, resolved against what the vocabulary has.
 struct PairFrame {
   std::vector<int32_t> before_prompt;
   std::vector<int32_t> between;  // after the prompt, before the response
   std::vector<int32_t> after_response;
 };
 
-absl::StatusOr<PairFrame> FrameFor(const SpecialTokens& special, ModelFamily family) {
+absl::StatusOr<PairFrame> FrameFor(const SpecialTokens& special, PairLayout layout) {
   PairFrame frame;
-  if (family == ModelFamily::kEncoder) {
+  if (layout == PairLayout::kEncoder) {
     // SentencePiece vocabularies trained for encoders may have no [CLS]/[SEP]; BOS/EOS stand
     // in for them, as in ALBERT-style models.
     int32_t cls = special.cls >= 0 ? special.cls : special.bos;
@@ -51,12 +51,16 @@ absl::StatusOr<TruncationPolicy> ParseTruncationPolicy(absl::string_view name) {
       absl::StrCat("unknown truncation policy \"", name, "\" (want \"truncate\" or \"drop\")"));
 }
 
+absl::string_view TruncationPolicyName(TruncationPolicy policy) {
+  return policy == TruncationPolicy::kDrop ? "drop" : "truncate";
+}
+
 absl::StatusOr<PairEncoding> EncodePair(const Tokenizer& tokenizer, absl::string_view prompt,
                                         absl::string_view response,
                                         const PairEncodingOptions& options) {
-  ASSIGN_OR_RETURN(PairFrame frame, FrameFor(tokenizer.special_tokens(), options.family));
+  ASSIGN_OR_RETURN(PairFrame frame, FrameFor(tokenizer.special_tokens(), options.layout));
   std::vector<int32_t> prompt_ids, response_ids;
-  if (options.family == ModelFamily::kDecoder) {
+  if (options.layout == PairLayout::kDecoder) {
     // Decoders see prompt and response as one text, as TRL concatenates them before
     // tokenizing: pieces may span the join.
     ASSIGN_OR_RETURN(SplitEncoding split, tokenizer.EncodeConcatenated(prompt, response));

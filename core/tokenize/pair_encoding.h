@@ -1,7 +1,10 @@
 // EncodePair: the token sequence a reward model scores for one (prompt, response) pair.
 //
-//   encoder family: [CLS] prompt [SEP] response [SEP]
-//   decoder family: <s> prompt response </s>   (BOS / EOS as the tokenizer's config says)
+//   encoder layout: [CLS] prompt [SEP] response [SEP]
+//   decoder layout: <s> prompt response </s>   (BOS / EOS as the tokenizer's config says)
+//
+// The layout follows the model family (core/model's PairLayoutOf(ModelFamily)); this file
+// knows layouts only, so that tokenization does not depend on the model code.
 //
 // With max_length set, a pair that is too long is either truncated (the prompt loses tokens
 // from its start first, then the response loses tokens from its end) or dropped (an
@@ -18,12 +21,13 @@
 
 namespace verdict {
 
-enum class ModelFamily { kEncoder, kDecoder };
+// How a pair is framed in special tokens and tokenized (see above).
+enum class PairLayout { kEncoder, kDecoder };
 
 enum class TruncationPolicy { kTruncate, kDrop };
 
 struct PairEncodingOptions {
-  ModelFamily family = ModelFamily::kEncoder;
+  PairLayout layout = PairLayout::kEncoder;
   int64_t max_length = 0;  // 0: no limit
   TruncationPolicy policy = TruncationPolicy::kTruncate;
 };
@@ -39,7 +43,9 @@ absl::StatusOr<PairEncoding> EncodePair(const Tokenizer& tokenizer, absl::string
                                         absl::string_view response,
                                         const PairEncodingOptions& options);
 
+// "truncate", "drop" and back.
 absl::StatusOr<TruncationPolicy> ParseTruncationPolicy(absl::string_view name);
+absl::string_view TruncationPolicyName(TruncationPolicy policy);
 
 }  // namespace verdict
 

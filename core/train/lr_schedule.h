@@ -13,7 +13,9 @@ namespace verdict {
 
 enum class LrScheduleKind { kConstant, kLinear, kCosine };
 
+// "constant", "linear", "cosine" and back.
 absl::StatusOr<LrScheduleKind> ParseLrScheduleKind(absl::string_view name);
+absl::string_view LrScheduleKindName(LrScheduleKind kind);
 
 struct LrSchedule {
   LrScheduleKind kind = LrScheduleKind::kLinear;

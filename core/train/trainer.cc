@@ -1,5 +1,6 @@
 #include "core/train/trainer.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/data/chat_format.h"
 #include "core/data/dataset_split.h"
+#include "core/model/model_directory.h"
 #include "core/model/reward_model.h"
 #include "core/tokenize/pair_encoding.h"
 #include "core/tokenize/sentencepiece_tokenizer.h"
@@ -22,7 +24,6 @@
 #include "core/train/lr_schedule.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
-#include "nlohmann/json.hpp"
 
 namespace verdict {
 namespace {
@@ -116,6 +117,56 @@ struct PairStats {
   }
 };
 
+// Turns bfloat16 autocast on for one forward (and the loss built from it) on the current
+// thread, as torch.autocast does: restored, and the cast-weight cache cleared, when the scope
+// ends, so that a cast copy never outlives the optimizer step that changes its weight.
+class AutocastScope {
+ public:
+  AutocastScope(bool enabled, const torch::Device& device)
+      : enabled_(enabled), cuda_(device.is_cuda()) {
+    if (!enabled_) return;
+    if (cuda_) {
+      was_enabled_ = at::autocast::is_enabled();
+      previous_dtype_ = at::autocast::get_autocast_gpu_dtype();
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    } else {
+      was_enabled_ = at::autocast::is_cpu_enabled();
+      previous_dtype_ = at::autocast::get_autocast_cpu_dtype();
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    if (cuda_) {
+      at::autocast::set_enabled(was_enabled_);
+      at::autocast::set_autocast_gpu_dtype(previous_dtype_);
+    } else {
+      at::autocast::set_cpu_enabled(was_enabled_);
+      at::autocast::set_autocast_cpu_dtype(previous_dtype_);
+    }
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  const bool enabled_;
+  const bool cuda_;
+  bool was_enabled_ = false;
+  at::ScalarType previous_dtype_ = at::kBFloat16;
+};
+
+// The metrics of the steps since the last on_step report.
+struct LogWindow {
+  PairStats pairs;
+  double grad_norm_sum = 0;
+  int64_t steps = 0;
+  Clock::time_point start = Clock::now();
+};
+
 class TrainerImpl : public Trainer {
  public:
   TrainerImpl(const TrainingConfig& config, TrainerCallbacks callbacks)
@@ -130,15 +181,32 @@ class TrainerImpl : public Trainer {
   }
 
  private:
+  // The phases of a run, in the order RunUnchecked calls them.
   absl::StatusOr<TrainingResult> RunUnchecked();
+  absl::StatusOr<TrainEvalData> LoadData();
   absl::Status PrepareTokenizer(const std::vector<PreferencePair>& train);
   absl::Status PrepareModel();
+  absl::Status EncodeData(const TrainEvalData& data);
+  void BuildOptimizer(const StepPlan& plan);
+  absl::StatusOr<TrainerPosition> Resume();
+  // Trains from `position` to the end of the plan; Cancelled (after a checkpoint) when
+  // cancelled. `position` is where the loop stopped.
+  absl::Status TrainLoop(const StepPlan& plan, TrainerPosition& position);
+  absl::StatusOr<TrainingResult> FinishAndSave(const TrainerPosition& position);
+
+  // One optimizer step over the micro-batches [position.batch, group_end); the rate it used.
+  absl::StatusOr<double> TrainStep(const std::vector<std::vector<int64_t>>& epoch_batches,
+                                   int64_t group_end, const TrainerPosition& position,
+                                   LogWindow& window);
+  void ReportWindow(const StepPlan& plan, const TrainerPosition& position,
+                    int64_t batches_done_before_epoch, double lr, LogWindow& window);
   absl::Status EncodePairs(const std::vector<PreferencePair>& pairs, std::vector<EncodedPair>& out);
   StepPlan PlanSteps() const;
   absl::StatusOr<EvalMetrics> Evaluate(int64_t step, const std::vector<EncodedPair>& pairs);
   absl::Status SaveCheckpoint(int64_t step, const TrainerPosition& position);
   absl::StatusOr<TrainingResult> WriteOutput(int64_t steps, const EvalMetrics& final_eval,
                                              double reward_mean, double reward_std);
+  bool autocast() const { return config_.dtype == Dtype::kBFloat16; }
   void Log(const std::string& line) {
     if (callbacks_.on_log) callbacks_.on_log(line);
   }
@@ -147,8 +215,11 @@ class TrainerImpl : public Trainer {
   TrainerCallbacks callbacks_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::unique_ptr<RewardModel> model_;
+  std::vector<torch::Tensor> parameters_;
   std::unique_ptr<torch::optim::AdamW> optimizer_;
+  LrSchedule schedule_;
   torch::Device device_{torch::kCPU};
+  int32_t pad_id_ = 0;
   PairEncodingOptions encoding_;
   std::vector<EncodedPair> train_, eval_;
   DataSummary summary_;
@@ -185,8 +256,7 @@ absl::Status TrainerImpl::PrepareTokenizer(const std::vector<PreferencePair>& tr
   SentencePieceTokenizer::TrainOptions options;
   options.vocab_size = static_cast<int32_t>(config_.vocab_size);
   options.hard_vocab_limit = false;
-  options.model_type = config_.tokenizer_type == "bpe" ? SentencePieceTokenizer::ModelType::kBpe
-                                                       : SentencePieceTokenizer::ModelType::kUnigram;
+  options.model_type = config_.tokenizer_type;
   options.tokenizer.add_bos = true;
   options.tokenizer.add_eos = true;
   ASSIGN_OR_RETURN(auto trained, SentencePieceTokenizer::Train(texts, options));
@@ -198,8 +268,9 @@ absl::Status TrainerImpl::PrepareTokenizer(const std::vector<PreferencePair>& tr
 
 absl::Status TrainerImpl::PrepareModel() {
   ModelOptions options;
-  options.device = config_.device;
-  options.dtype = config_.dtype;
+  options.device = DeviceName(config_.device);
+  // Master weights stay float32 whatever the compute dtype: bfloat16 runs under autocast.
+  options.dtype = Dtype::kFloat32;
   options.seed = config_.seed;
   if (!config_.base_model_dir.empty()) {
     ASSIGN_OR_RETURN(model_, LoadRewardModel(config_.base_model_dir, options));
@@ -214,14 +285,11 @@ absl::Status TrainerImpl::PrepareModel() {
         "tokenizer has ", tokenizer_->vocab_size(), " tokens but the model's vocab_size is ",
         model_->config().vocab_size));
   }
-  ASSIGN_OR_RETURN(device_, ParseDevice(config_.device));
-  encoding_.family = model_->config().family;
-  ASSIGN_OR_RETURN(encoding_.policy, ParseTruncationPolicy(config_.truncation));
-  encoding_.max_length = config_.max_length;
-  if (encoding_.family == ModelFamily::kEncoder) {
-    // Learned positions end at max_position_embeddings.
-    encoding_.max_length = std::min(encoding_.max_length, model_->config().max_position_embeddings);
-  }
+  device_ = ToTorchDevice(config_.device);
+  pad_id_ = std::max<int32_t>(0, tokenizer_->special_tokens().pad);
+  encoding_.layout = PairLayoutOf(model_->config().family);
+  encoding_.policy = config_.truncation;
+  encoding_.max_length = EffectiveMaxLength(model_->config(), config_.max_length);
   for (const auto& p : model_->module().parameters()) summary_.parameters += p.numel();
   return absl::OkStatus();
 }
@@ -288,10 +356,13 @@ absl::StatusOr<EvalMetrics> TrainerImpl::Evaluate(int64_t step,
   options.max_batch_tokens = config_.max_batch_tokens;
   options.shuffle = false;
   PairStats stats;
-  const int32_t pad = std::max<int32_t>(0, tokenizer_->special_tokens().pad);
   for (const auto& batch : MakeBatches(pairs, options, 0)) {
-    BatchTensors t = Collate(pairs, batch, pad, device_);
-    auto rewards = model_->Forward(t.ids, t.mask);
+    BatchTensors t = Collate(pairs, batch, pad_id_, device_);
+    torch::Tensor rewards;
+    {
+      AutocastScope autocast_scope(autocast(), device_);
+      rewards = model_->Forward(t.ids, t.mask);
+    }
     auto chosen = rewards.slice(0, 0, t.pairs), rejected = rewards.slice(0, t.pairs);
     auto losses = -torch::log_sigmoid(chosen - rejected - t.margin);
     stats.Add(chosen, rejected, losses.sum().item<double>(), t.padding);
@@ -330,27 +401,16 @@ absl::Status TrainerImpl::SaveCheckpoint(int64_t step, const TrainerPosition& po
 
 absl::StatusOr<TrainingResult> TrainerImpl::WriteOutput(int64_t steps, const EvalMetrics& final_eval,
                                                         double reward_mean, double reward_std) {
-  // Built beside the destination and renamed into place: the directory is complete or absent.
-  const fs::path output(config_.output_dir);
-  const fs::path staging = output.string() + ".tmp";
-  std::error_code ignored;
-  fs::remove_all(staging, ignored);
-  RETURN_IF_ERROR(SaveRewardModel(*model_, staging.string()));
-  RETURN_IF_ERROR(tokenizer_->SaveToDirectory(staging.string()));
-  nlohmann::json stats = {{"mean", reward_mean}, {"std", reward_std}, {"pairs", final_eval.pairs},
-                          {"eval_accuracy", final_eval.accuracy}, {"eval_loss", final_eval.loss}};
-  RETURN_IF_ERROR(WriteFileAtomically((staging / kRewardStatsFile).string(), stats.dump(2)));
-  RETURN_IF_ERROR(WriteFileAtomically((staging / "training_args.json").string(),
-                                      TrainingConfigToJson(config_)));
-  fs::remove_all(output, ignored);
-  std::error_code error;
-  fs::rename(staging, output, error);
-  if (error) {
-    return absl::InternalError(absl::StrCat("cannot move the model into ", output.string(), ": ",
-                                            error.message()));
-  }
+  ModelDirectoryExtras extras;
+  extras.reward_stats.mean = reward_mean;
+  extras.reward_stats.std = reward_std;
+  extras.reward_stats.pairs = final_eval.pairs;
+  extras.reward_stats.eval_accuracy = final_eval.accuracy;
+  extras.reward_stats.eval_loss = final_eval.loss;
+  extras.training_args_json = TrainingConfigToJson(config_);
+  RETURN_IF_ERROR(WriteModelDirectory(config_.output_dir, *model_, *tokenizer_, extras));
   TrainingResult result;
-  result.output_dir = output.string();
+  result.output_dir = config_.output_dir;
   result.steps = steps;
   result.final_eval = final_eval;
   result.reward_mean = reward_mean;
@@ -363,15 +423,27 @@ absl::StatusOr<TrainingResult> TrainerImpl::RunUnchecked() {
   std::error_code error;
   fs::create_directories(config_.run_dir, error);
   if (error) return absl::InternalError(absl::StrCat("cannot create ", config_.run_dir, ": ", error.message()));
+  ASSIGN_OR_RETURN(TrainEvalData data, LoadData());
+  RETURN_IF_ERROR(PrepareTokenizer(data.train));
+  RETURN_IF_ERROR(PrepareModel());
+  RETURN_IF_ERROR(EncodeData(data));
+  const StepPlan plan = PlanSteps();
+  summary_.total_steps = plan.total_steps;
+  BuildOptimizer(plan);
+  ASSIGN_OR_RETURN(TrainerPosition position, Resume());
+  if (callbacks_.on_start) callbacks_.on_start(summary_);
+  RETURN_IF_ERROR(TrainLoop(plan, position));
+  return FinishAndSave(position);
+}
 
-  // --- data
+absl::StatusOr<TrainEvalData> TrainerImpl::LoadData() {
   PreferenceDataSpec data;
   data.train_path = config_.train_path;
   data.eval_path = config_.eval_path;
   data.eval_fraction = config_.eval_path.empty() ? config_.eval_fraction : 0.0;
   data.seed = config_.split_seed;
   data.reader.skip_invalid = config_.skip_invalid;
-  ASSIGN_OR_RETURN(data.reader.chat_format, ParseChatFormat(config_.chat_format));
+  data.reader.chat_format = config_.chat_format;
   ASSIGN_OR_RETURN(TrainEvalData train_data, LoadTrainEvalData(data));
   summary_.invalid_lines = train_data.train_stats.invalid_lines + train_data.eval_stats.invalid_lines;
   summary_.identical_dropped =
@@ -386,11 +458,12 @@ absl::StatusOr<TrainingResult> TrainerImpl::RunUnchecked() {
   if (config_.max_eval_pairs > 0 && train_data.eval.size() > static_cast<size_t>(config_.max_eval_pairs)) {
     train_data.eval.resize(config_.max_eval_pairs);
   }
+  return train_data;
+}
 
-  RETURN_IF_ERROR(PrepareTokenizer(train_data.train));
-  RETURN_IF_ERROR(PrepareModel());
-  RETURN_IF_ERROR(EncodePairs(train_data.train, train_));
-  RETURN_IF_ERROR(EncodePairs(train_data.eval, eval_));
+absl::Status TrainerImpl::EncodeData(const TrainEvalData& data) {
+  RETURN_IF_ERROR(EncodePairs(data.train, train_));
+  RETURN_IF_ERROR(EncodePairs(data.eval, eval_));
   if (train_.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "every training pair is longer than max_length ", encoding_.max_length));
@@ -398,24 +471,26 @@ absl::StatusOr<TrainingResult> TrainerImpl::RunUnchecked() {
   summary_.train_pairs = static_cast<int64_t>(train_.size());
   summary_.eval_pairs = static_cast<int64_t>(eval_.size());
   summary_.vocab_size = tokenizer_->vocab_size();
+  return absl::OkStatus();
+}
 
-  // --- optimisation
-  StepPlan plan = PlanSteps();
-  summary_.total_steps = plan.total_steps;
-  LrSchedule schedule;
-  ASSIGN_OR_RETURN(schedule.kind, ParseLrScheduleKind(config_.lr_scheduler));
-  schedule.peak = config_.learning_rate;
-  schedule.total_steps = plan.total_steps;
-  schedule.warmup_steps = config_.warmup_steps > 0
-                              ? config_.warmup_steps
-                              : static_cast<int64_t>(std::ceil(config_.warmup_ratio * plan.total_steps));
-  std::vector<torch::Tensor> parameters = model_->module().parameters();
+void TrainerImpl::BuildOptimizer(const StepPlan& plan) {
+  schedule_.kind = config_.lr_scheduler;
+  schedule_.peak = config_.learning_rate;
+  schedule_.total_steps = plan.total_steps;
+  schedule_.warmup_steps = config_.warmup_steps > 0
+                               ? config_.warmup_steps
+                               : static_cast<int64_t>(std::ceil(config_.warmup_ratio * plan.total_steps));
+  // The parameters are float32 (PrepareModel), so AdamW's moments are too.
+  parameters_ = model_->module().parameters();
   optimizer_ = std::make_unique<torch::optim::AdamW>(
-      parameters, torch::optim::AdamWOptions(config_.learning_rate)
-                      .betas({config_.adam_beta1, config_.adam_beta2})
-                      .eps(config_.adam_epsilon)
-                      .weight_decay(config_.weight_decay));
+      parameters_, torch::optim::AdamWOptions(config_.learning_rate)
+                       .betas({config_.adam_beta1, config_.adam_beta2})
+                       .eps(config_.adam_epsilon)
+                       .weight_decay(config_.weight_decay));
+}
 
+absl::StatusOr<TrainerPosition> TrainerImpl::Resume() {
   TrainerPosition position;
   ASSIGN_OR_RETURN(std::optional<LoadedCheckpoint> resumed, LoadLatestCheckpoint(config_.run_dir, *model_));
   if (resumed.has_value()) {
@@ -425,64 +500,102 @@ absl::StatusOr<TrainingResult> TrainerImpl::RunUnchecked() {
     summary_.resumed_from_step = position.step;
     Log(absl::StrCat("resumed from ", resumed->path, " at step ", position.step));
   }
-  if (callbacks_.on_start) callbacks_.on_start(summary_);
+  return position;
+}
 
-  // --- the loop
-  model_->module().train();
-  const int32_t pad = std::max<int32_t>(0, tokenizer_->special_tokens().pad);
-  const int64_t batches_total = [&] {
-    int64_t n = 0;
-    for (const auto& e : plan.epochs) n += static_cast<int64_t>(e.size());
-    return n;
-  }();
-  PairStats window;
-  double window_grad_norm = 0;
-  int64_t window_steps = 0;
-  auto window_start = Clock::now();
-  int64_t batches_done_before_epoch = 0;
-  for (int64_t e = 0; e < position.epoch && e < static_cast<int64_t>(plan.epochs.size()); ++e) {
-    batches_done_before_epoch += static_cast<int64_t>(plan.epochs[e].size());
-  }
+absl::StatusOr<double> TrainerImpl::TrainStep(const std::vector<std::vector<int64_t>>& epoch_batches,
+                                              int64_t group_end, const TrainerPosition& position,
+                                              LogWindow& window) {
+  int64_t step_pairs = 0;
+  for (int64_t b = position.batch; b < group_end; ++b) step_pairs += epoch_batches[b].size();
 
-  while (position.step < plan.total_steps && position.epoch < static_cast<int64_t>(plan.epochs.size())) {
-    const auto& epoch_batches = plan.epochs[position.epoch];
-    const int64_t group_end = std::min<int64_t>(
-        position.batch + config_.gradient_accumulation_steps, epoch_batches.size());
-    int64_t step_pairs = 0;
-    for (int64_t b = position.batch; b < group_end; ++b) step_pairs += epoch_batches[b].size();
-
-    optimizer_->zero_grad();
-    double step_loss = 0;
-    for (int64_t b = position.batch; b < group_end; ++b) {
-      BatchTensors t = Collate(train_, epoch_batches[b], pad, device_);
+  optimizer_->zero_grad();
+  double step_loss = 0;
+  for (int64_t b = position.batch; b < group_end; ++b) {
+    BatchTensors t = Collate(train_, epoch_batches[b], pad_id_, device_);
+    torch::Tensor loss_sum, chosen, rejected;
+    {
+      AutocastScope autocast_scope(autocast(), device_);
       auto rewards = model_->Forward(t.ids, t.mask);
-      auto chosen = rewards.slice(0, 0, t.pairs), rejected = rewards.slice(0, t.pairs);
+      chosen = rewards.slice(0, 0, t.pairs);
+      rejected = rewards.slice(0, t.pairs);
       auto pair_losses = -torch::log_sigmoid(chosen - rejected - t.margin);
       if (config_.center_rewards_coefficient != 0) {
         pair_losses = pair_losses + config_.center_rewards_coefficient * (chosen + rejected).pow(2);
       }
-      // Weighted by pairs, so the step's loss is the mean over all its pairs whatever the
-      // micro-batch sizes.
-      auto loss_sum = pair_losses.sum();
-      (loss_sum / static_cast<double>(step_pairs)).backward();
-      const double loss_value = loss_sum.item<double>();
-      step_loss += loss_value;
-      window.Add(chosen.detach(), rejected.detach(), loss_value, t.padding);
+      loss_sum = pair_losses.sum();
     }
-    const double max_norm = config_.max_grad_norm > 0 ? config_.max_grad_norm
-                                                      : std::numeric_limits<double>::infinity();
-    const double grad_norm = torch::nn::utils::clip_grad_norm_(parameters, max_norm);
-    if (!std::isfinite(step_loss) || !std::isfinite(grad_norm)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "non-finite ", std::isfinite(step_loss) ? "gradient norm" : "loss", " at step ",
-          position.step + 1, " (loss ", step_loss / step_pairs, ", grad norm ", grad_norm,
-          "); the update was not applied and the last checkpoint is intact"));
-    }
-    const double lr = schedule.At(position.step);
-    for (auto& group : optimizer_->param_groups()) {
-      static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    }
-    optimizer_->step();
+    // Weighted by pairs, so the step's loss is the mean over all its pairs whatever the
+    // micro-batch sizes.
+    (loss_sum / static_cast<double>(step_pairs)).backward();
+    const double loss_value = loss_sum.item<double>();
+    step_loss += loss_value;
+    window.pairs.Add(chosen.detach(), rejected.detach(), loss_value, t.padding);
+  }
+  const double max_norm = config_.max_grad_norm > 0 ? config_.max_grad_norm
+                                                    : std::numeric_limits<double>::infinity();
+  const double grad_norm = torch::nn::utils::clip_grad_norm_(parameters_, max_norm);
+  if (!std::isfinite(step_loss) || !std::isfinite(grad_norm)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "non-finite ", std::isfinite(step_loss) ? "gradient norm" : "loss", " at step ",
+        position.step + 1, " (loss ", step_loss / step_pairs, ", grad norm ", grad_norm,
+        "); the update was not applied and the last checkpoint is intact"));
+  }
+  const double lr = schedule_.At(position.step);
+  for (auto& group : optimizer_->param_groups()) {
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  }
+  optimizer_->step();
+  window.grad_norm_sum += grad_norm;
+  ++window.steps;
+  return lr;
+}
+
+void TrainerImpl::ReportWindow(const StepPlan& plan, const TrainerPosition& position,
+                               int64_t batches_done_before_epoch, double lr, LogWindow& window) {
+  int64_t batches_total = 0;
+  for (const auto& e : plan.epochs) batches_total += static_cast<int64_t>(e.size());
+  const double seconds =
+      std::max(1e-9, std::chrono::duration<double>(Clock::now() - window.start).count());
+  const PairStats& w = window.pairs;
+  TrainStepMetrics m;
+  m.step = position.step;
+  m.total_steps = plan.total_steps;
+  m.epoch = static_cast<double>(batches_done_before_epoch + position.batch) /
+            static_cast<double>(std::max<int64_t>(1, batches_total)) * plan.epochs.size();
+  m.loss = w.loss_sum / std::max<int64_t>(1, w.pairs);
+  m.accuracy = static_cast<double>(w.correct) / std::max<int64_t>(1, w.pairs);
+  m.margin = w.margin_sum / std::max<int64_t>(1, w.pairs);
+  m.reward_mean = w.RewardMean();
+  m.chosen_reward_mean = w.ChosenMean();
+  m.rejected_reward_mean = w.RejectedMean();
+  m.reward_min = w.reward_min;
+  m.reward_max = w.reward_max;
+  m.learning_rate = lr;
+  m.grad_norm = window.grad_norm_sum / window.steps;
+  m.tokens = w.real_tokens;
+  m.pairs = w.pairs;
+  m.pairs_per_second = w.pairs / seconds;
+  m.tokens_per_second = w.real_tokens / seconds;
+  m.padding_fraction =
+      w.padded_tokens ? 1.0 - static_cast<double>(w.real_tokens) / w.padded_tokens : 0.0;
+  if (callbacks_.on_step) callbacks_.on_step(m);
+  window = LogWindow();
+}
+
+absl::Status TrainerImpl::TrainLoop(const StepPlan& plan, TrainerPosition& position) {
+  model_->module().train();
+  LogWindow window;
+  const int64_t epochs = static_cast<int64_t>(plan.epochs.size());
+  int64_t batches_done_before_epoch = 0;
+  for (int64_t e = 0; e < position.epoch && e < epochs; ++e) {
+    batches_done_before_epoch += static_cast<int64_t>(plan.epochs[e].size());
+  }
+  while (position.step < plan.total_steps && position.epoch < epochs) {
+    const auto& epoch_batches = plan.epochs[position.epoch];
+    const int64_t group_end = std::min<int64_t>(
+        position.batch + config_.gradient_accumulation_steps, epoch_batches.size());
+    ASSIGN_OR_RETURN(const double lr, TrainStep(epoch_batches, group_end, position, window));
 
     ++position.step;
     position.batch = group_end;
@@ -493,59 +606,32 @@ absl::StatusOr<TrainingResult> TrainerImpl::RunUnchecked() {
       position.batch = 0;
       epoch_ended = true;
     }
-    window_grad_norm += grad_norm;
-    ++window_steps;
-
-    const bool last_step = position.step >= plan.total_steps ||
-                           position.epoch >= static_cast<int64_t>(plan.epochs.size());
+    const bool last_step = position.step >= plan.total_steps || position.epoch >= epochs;
     if (position.step % config_.logging_steps == 0 || last_step) {
-      const double seconds = std::max(1e-9, std::chrono::duration<double>(Clock::now() - window_start).count());
-      TrainStepMetrics m;
-      m.step = position.step;
-      m.total_steps = plan.total_steps;
-      m.epoch = static_cast<double>(batches_done_before_epoch + position.batch) /
-                static_cast<double>(std::max<int64_t>(1, batches_total)) * plan.epochs.size();
-      m.loss = window.loss_sum / std::max<int64_t>(1, window.pairs);
-      m.accuracy = static_cast<double>(window.correct) / std::max<int64_t>(1, window.pairs);
-      m.margin = window.margin_sum / std::max<int64_t>(1, window.pairs);
-      m.reward_mean = window.RewardMean();
-      m.chosen_reward_mean = window.ChosenMean();
-      m.rejected_reward_mean = window.RejectedMean();
-      m.reward_min = window.reward_min;
-      m.reward_max = window.reward_max;
-      m.learning_rate = lr;
-      m.grad_norm = window_grad_norm / window_steps;
-      m.tokens = window.real_tokens;
-      m.pairs = window.pairs;
-      m.pairs_per_second = window.pairs / seconds;
-      m.tokens_per_second = window.real_tokens / seconds;
-      m.padding_fraction = window.padded_tokens
-                               ? 1.0 - static_cast<double>(window.real_tokens) / window.padded_tokens
-                               : 0.0;
-      if (callbacks_.on_step) callbacks_.on_step(m);
-      window = PairStats();
-      window_grad_norm = 0;
-      window_steps = 0;
-      window_start = Clock::now();
+      ReportWindow(plan, position, batches_done_before_epoch, lr, window);
     }
     // Without eval_steps, evaluation happens at the end of each epoch (and of the run).
-    const bool eval_due = config_.eval_steps > 0 ? position.step % config_.eval_steps == 0 : epoch_ended;
+    const bool eval_due =
+        config_.eval_steps > 0 ? position.step % config_.eval_steps == 0 : epoch_ended;
     if (eval_due && !last_step && !eval_.empty()) {
       ASSIGN_OR_RETURN(EvalMetrics eval, Evaluate(position.step, eval_));
       if (callbacks_.on_eval) callbacks_.on_eval(eval);
-      window_start = Clock::now();
+      window.start = Clock::now();
     }
     if (last_step) break;
     if (config_.save_steps > 0 && position.step % config_.save_steps == 0) {
       RETURN_IF_ERROR(SaveCheckpoint(position.step, position));
-      window_start = Clock::now();
+      window.start = Clock::now();
     }
     if (cancelled()) {
       RETURN_IF_ERROR(SaveCheckpoint(position.step, position));
       return absl::CancelledError(absl::StrCat("cancelled at step ", position.step));
     }
   }
+  return absl::OkStatus();
+}
 
+absl::StatusOr<TrainingResult> TrainerImpl::FinishAndSave(const TrainerPosition& position) {
   RETURN_IF_ERROR(SaveCheckpoint(position.step, position));
   EvalMetrics final_eval;
   final_eval.step = position.step;

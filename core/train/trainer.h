@@ -12,6 +12,14 @@
 // error before the bad update lands; earlier checkpoints stay intact. Cancellation is
 // checked between optimizer steps.
 //
+// Precision: parameters, gradients and AdamW's moments are always float32. With dtype
+// bfloat16 the forward and the loss run under bfloat16 autocast (CUDA, or LibTorch's CPU
+// autocast), and the saved model is float32. float16 is refused by ValidateTrainingConfig.
+//
+// Run() proceeds in phases: load the data, prepare the tokenizer, build the model, encode the
+// pairs, plan the steps and build the optimizer, resume from a checkpoint, train, evaluate and
+// save the model directory (core/model/model_directory.h).
+//
 // Thread safety: Run() is called once, from one thread; the callbacks run on that thread.
 // Cancel() may be called from any thread.
 //
@@ -122,9 +130,6 @@ class Trainer {
  private:
   std::atomic<bool> cancelled_{false};
 };
-
-// The file in a model directory that holds the reward normalisation statistics.
-inline constexpr char kRewardStatsFile[] = "reward_stats.json";
 
 }  // namespace verdict
 

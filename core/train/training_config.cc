@@ -1,13 +1,10 @@
 #include "core/train/training_config.h"
 
 #include <cmath>
+#include <string>
 
 #include "absl/strings/str_cat.h"
-#include "core/data/chat_format.h"
 #include "core/model/model_config.h"
-#include "core/model/reward_model.h"
-#include "core/tokenize/pair_encoding.h"
-#include "core/train/lr_schedule.h"
 #include "core/util/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -15,117 +12,123 @@ namespace verdict {
 namespace {
 
 absl::Status FieldError(absl::string_view field, absl::string_view rule, double value) {
-  return absl::InvalidArgumentError(absl::StrCat(field, " must be ", rule, ", got ", value));
+  return absl::InvalidArgumentError(absl::StrCat(field, ": must be ", rule, ", got ", value));
 }
 
-absl::Status CheckPositive(absl::string_view field, double value) {
-  if (!(value > 0) || !std::isfinite(value)) return FieldError(field, "> 0 and finite", value);
+// lo <= value <= hi for integers.
+absl::Status CheckInt(absl::string_view field, int64_t value, int64_t lo, int64_t hi) {
+  if (value < lo || value > hi) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be in [", lo, ", ", hi, "], got ", value));
+  }
   return absl::OkStatus();
 }
 
-absl::Status CheckNonNegative(absl::string_view field, double value) {
-  if (!(value >= 0) || !std::isfinite(value)) return FieldError(field, ">= 0 and finite", value);
+// A finite value in [lo, hi], either end open when asked.
+absl::Status CheckDouble(absl::string_view field, double value, double lo, double hi,
+                         bool open_below, bool open_above = false) {
+  const bool below_ok = open_below ? value > lo : value >= lo;
+  const bool above_ok = open_above ? value < hi : value <= hi;
+  if (!std::isfinite(value) || !below_ok || !above_ok) {
+    return FieldError(
+        field, absl::StrCat("in ", open_below ? "(" : "[", lo, ", ", hi, open_above ? ")" : "]"),
+        value);
+  }
   return absl::OkStatus();
 }
 
-absl::Status CheckFraction(absl::string_view field, double value, bool allow_one) {
-  const bool ok = value >= 0 && (allow_one ? value <= 1 : value < 1);
-  if (!ok) return FieldError(field, allow_one ? "in [0, 1]" : "in [0, 1)", value);
-  return absl::OkStatus();
-}
+constexpr int64_t kMaxCount = int64_t{1} << 40;  // pairs, warm-up steps: "any" sane count
 
 }  // namespace
 
-absl::Status ValidateTrainingConfig(const TrainingConfig& c) {
-  if (c.train_path.empty()) return absl::InvalidArgumentError("train_path must be set");
-  if (c.run_dir.empty()) return absl::InvalidArgumentError("run_dir must be set");
-  if (c.output_dir.empty()) return absl::InvalidArgumentError("output_dir must be set");
+absl::StatusOr<SentencePieceModelType> ParseTokenizerType(absl::string_view name) {
+  if (name == "unigram") return SentencePieceModelType::kUnigram;
+  if (name == "bpe") return SentencePieceModelType::kBpe;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown tokenizer type \"", name, "\" (want unigram or bpe)"));
+}
+
+absl::string_view TokenizerTypeName(SentencePieceModelType type) {
+  return type == SentencePieceModelType::kBpe ? "bpe" : "unigram";
+}
+
+absl::Status ValidateTrainingSettings(const TrainingConfig& c) {
   if (c.base_model_dir.empty()) {
     bool known = false;
     for (const std::string& name : PresetNames()) known = known || name == c.preset;
     if (!known) {
-      return absl::InvalidArgumentError(absl::StrCat("preset \"", c.preset, "\" is unknown"));
+      return absl::InvalidArgumentError(absl::StrCat("preset: \"", c.preset, "\" is unknown"));
     }
   }
-  RETURN_IF_ERROR(ParseDevice(c.device).status());
-  RETURN_IF_ERROR(ParseDtype(c.dtype).status());
-  if (c.base_model_dir.empty() && c.tokenizer_path.empty() &&
-      (c.vocab_size < 64 || c.vocab_size > 1000000)) {
-    return FieldError("vocab_size", "in [64, 1000000]", static_cast<double>(c.vocab_size));
+  if (c.dtype == Dtype::kFloat16) {
+    return absl::InvalidArgumentError(
+        "dtype: float16 training is not supported (it needs loss scaling); use bfloat16");
   }
-  RETURN_IF_ERROR(CheckFraction("eval_fraction", c.eval_fraction, /*allow_one=*/false));
-  RETURN_IF_ERROR(ParseChatFormat(c.chat_format).status());
-  RETURN_IF_ERROR(CheckPositive("learning_rate", c.learning_rate));
-  RETURN_IF_ERROR(CheckNonNegative("weight_decay", c.weight_decay));
-  RETURN_IF_ERROR(CheckFraction("adam_beta1", c.adam_beta1, false));
-  RETURN_IF_ERROR(CheckFraction("adam_beta2", c.adam_beta2, false));
-  RETURN_IF_ERROR(CheckPositive("adam_epsilon", c.adam_epsilon));
-  RETURN_IF_ERROR(ParseLrScheduleKind(c.lr_scheduler).status());
-  RETURN_IF_ERROR(CheckNonNegative("warmup_steps", static_cast<double>(c.warmup_steps)));
-  RETURN_IF_ERROR(CheckFraction("warmup_ratio", c.warmup_ratio, true));
-  if (c.batch_size < 1 || c.batch_size > 65536) {
-    return FieldError("batch_size", "in [1, 65536]", static_cast<double>(c.batch_size));
+  RETURN_IF_ERROR(CheckInt("vocab_size", c.vocab_size, 256, 131072));
+  RETURN_IF_ERROR(CheckDouble("eval_fraction", c.eval_fraction, 0, 0.5, false));
+  RETURN_IF_ERROR(CheckInt("max_train_pairs", c.max_train_pairs, 0, kMaxCount));
+  RETURN_IF_ERROR(CheckInt("max_eval_pairs", c.max_eval_pairs, 0, kMaxCount));
+  RETURN_IF_ERROR(CheckDouble("learning_rate", c.learning_rate, 0, 1, true));
+  RETURN_IF_ERROR(CheckDouble("weight_decay", c.weight_decay, 0, 1, false));
+  RETURN_IF_ERROR(CheckDouble("adam_beta1", c.adam_beta1, 0, 1, false, true));
+  RETURN_IF_ERROR(CheckDouble("adam_beta2", c.adam_beta2, 0, 1, false, true));
+  RETURN_IF_ERROR(CheckDouble("adam_epsilon", c.adam_epsilon, 0, 1, true));
+  RETURN_IF_ERROR(CheckInt("warmup_steps", c.warmup_steps, 0, kMaxCount));
+  RETURN_IF_ERROR(CheckDouble("warmup_ratio", c.warmup_ratio, 0, 1, false));
+  RETURN_IF_ERROR(CheckInt("batch_size", c.batch_size, 1, 4096));
+  RETURN_IF_ERROR(CheckInt("eval_batch_size", c.eval_batch_size, 0, 4096));
+  RETURN_IF_ERROR(CheckInt("gradient_accumulation_steps", c.gradient_accumulation_steps, 1, 1024));
+  RETURN_IF_ERROR(CheckDouble("max_grad_norm", c.max_grad_norm, 0, 1e6, false));
+  RETURN_IF_ERROR(CheckDouble("num_epochs", c.num_epochs, 0, 1000, true));
+  RETURN_IF_ERROR(CheckInt("max_steps", c.max_steps, 0, 1000000000));
+  RETURN_IF_ERROR(CheckInt("max_length", c.max_length, 8, int64_t{1} << 20));
+  RETURN_IF_ERROR(CheckDouble("center_rewards_coefficient", c.center_rewards_coefficient, 0, 100,
+                              false));
+  if (c.max_batch_tokens != 0) {
+    RETURN_IF_ERROR(CheckInt("max_batch_tokens", c.max_batch_tokens, 16, 1000000000));
+    if (c.max_batch_tokens < 2 * c.max_length) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_batch_tokens: must be 0 or at least 2 * max_length (",
+                       2 * c.max_length, "), got ", c.max_batch_tokens));
+    }
   }
-  if (c.gradient_accumulation_steps < 1 || c.gradient_accumulation_steps > 65536) {
-    return FieldError("gradient_accumulation_steps", "in [1, 65536]",
-                      static_cast<double>(c.gradient_accumulation_steps));
-  }
-  RETURN_IF_ERROR(CheckNonNegative("max_grad_norm", c.max_grad_norm));
-  if (c.max_steps <= 0 && !(c.num_epochs > 0 && c.num_epochs <= 10000)) {
-    return FieldError("num_epochs", "in (0, 10000] when max_steps is 0", c.num_epochs);
-  }
-  if (c.tokenizer_type != "unigram" && c.tokenizer_type != "bpe") {
-    return absl::InvalidArgumentError(absl::StrCat("tokenizer_type must be unigram or bpe, got \"",
-                                                   c.tokenizer_type, "\""));
-  }
-  RETURN_IF_ERROR(CheckNonNegative("max_train_pairs", static_cast<double>(c.max_train_pairs)));
-  RETURN_IF_ERROR(CheckNonNegative("max_eval_pairs", static_cast<double>(c.max_eval_pairs)));
-  if (c.eval_batch_size < 0 || c.eval_batch_size > 65536) {
-    return FieldError("eval_batch_size", "in [0, 65536]", static_cast<double>(c.eval_batch_size));
-  }
-  RETURN_IF_ERROR(CheckNonNegative("max_steps", static_cast<double>(c.max_steps)));
-  if (c.max_length < 8 || c.max_length > 1 << 20) {
-    return FieldError("max_length", "in [8, 1048576]", static_cast<double>(c.max_length));
-  }
-  RETURN_IF_ERROR(ParseTruncationPolicy(c.truncation).status());
-  RETURN_IF_ERROR(CheckNonNegative("center_rewards_coefficient", c.center_rewards_coefficient));
-  if (c.max_batch_tokens != 0 && c.max_batch_tokens < 2 * c.max_length) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max_batch_tokens must be 0 or at least 2 * max_length (", 2 * c.max_length, "), got ",
-        c.max_batch_tokens));
-  }
-  if (c.logging_steps < 1) return FieldError("logging_steps", ">= 1", static_cast<double>(c.logging_steps));
-  RETURN_IF_ERROR(CheckNonNegative("eval_steps", static_cast<double>(c.eval_steps)));
-  RETURN_IF_ERROR(CheckNonNegative("save_steps", static_cast<double>(c.save_steps)));
-  if (c.save_total_limit < 1) {
-    return FieldError("save_total_limit", ">= 1", static_cast<double>(c.save_total_limit));
-  }
+  RETURN_IF_ERROR(CheckInt("logging_steps", c.logging_steps, 1, 1000000));
+  RETURN_IF_ERROR(CheckInt("eval_steps", c.eval_steps, 0, 1000000));
+  RETURN_IF_ERROR(CheckInt("save_steps", c.save_steps, 0, 1000000));
+  RETURN_IF_ERROR(CheckInt("save_total_limit", c.save_total_limit, 1, 100));
   return absl::OkStatus();
+}
+
+absl::Status ValidateTrainingConfig(const TrainingConfig& c) {
+  if (c.train_path.empty()) return absl::InvalidArgumentError("train_path: must be set");
+  if (c.run_dir.empty()) return absl::InvalidArgumentError("run_dir: must be set");
+  if (c.output_dir.empty()) return absl::InvalidArgumentError("output_dir: must be set");
+  return ValidateTrainingSettings(c);
 }
 
 std::string TrainingConfigToJson(const TrainingConfig& c) {
   nlohmann::json j = {
       {"base_model_dir", c.base_model_dir},
       {"preset", c.base_model_dir.empty() ? c.preset : ""},
-      {"device", c.device},
-      {"dtype", c.dtype},
+      {"device", DeviceName(c.device)},
+      {"dtype", std::string(DtypeName(c.dtype))},
       {"tokenizer_path", c.tokenizer_path},
       {"vocab_size", c.vocab_size},
-      {"tokenizer_type", c.tokenizer_type},
+      {"tokenizer_type", std::string(TokenizerTypeName(c.tokenizer_type))},
       {"train_path", c.train_path},
       {"eval_path", c.eval_path},
       {"eval_fraction", c.eval_fraction},
       {"split_seed", c.split_seed},
       {"max_train_pairs", c.max_train_pairs},
       {"max_eval_pairs", c.max_eval_pairs},
-      {"chat_format", c.chat_format},
+      {"chat_format", std::string(ChatFormatName(c.chat_format))},
       {"skip_invalid", c.skip_invalid},
       {"learning_rate", c.learning_rate},
       {"weight_decay", c.weight_decay},
       {"adam_beta1", c.adam_beta1},
       {"adam_beta2", c.adam_beta2},
       {"adam_epsilon", c.adam_epsilon},
-      {"lr_scheduler", c.lr_scheduler},
+      {"lr_scheduler", std::string(LrScheduleKindName(c.lr_scheduler))},
       {"warmup_steps", c.warmup_steps},
       {"warmup_ratio", c.warmup_ratio},
       {"batch_size", c.batch_size},
@@ -136,7 +139,7 @@ std::string TrainingConfigToJson(const TrainingConfig& c) {
       {"max_steps", c.max_steps},
       {"seed", c.seed},
       {"max_length", c.max_length},
-      {"truncation", c.truncation},
+      {"truncation", std::string(TruncationPolicyName(c.truncation))},
       {"center_rewards_coefficient", c.center_rewards_coefficient},
       {"max_batch_tokens", c.max_batch_tokens},
       {"group_by_length", c.group_by_length},

@@ -1,7 +1,17 @@
-// TrainingConfig: everything one reward-model training run takes, with TRL's RewardTrainer
-// defaults where they make sense. The server maps a TrainingJobSpec onto this struct; the
-// verdict-train tool maps flags onto it. Validate() checks every field and names the one at
-// fault. Plain value type; thread-compatible.
+// TrainingConfig: everything one reward-model training run takes, as typed values.
+//
+// The default member initialisers ARE verdict's defaults, in one place: the server fills an
+// unset TrainingJobSpec field from a default-constructed TrainingConfig (and documents the same
+// values in proto/verdict/v1/training.proto), and verdict-train's flags start from it. They
+// follow TRL's RewardConfig (learning_rate 1e-4, max_length 1024) except where a comment says.
+//
+// ValidateTrainingConfig is the single authority for ranges and rules. Its errors are
+// INVALID_ARGUMENT and start with the field's name ("learning_rate: must be in (0, 1], got
+// -1"), so that the server can put the proto path in front (server/spec_conversion.cc holds
+// the field-name -> proto-path table) and the CLI the flag.
+//
+// Torch-free on purpose: a command-line tool may include it just to print the defaults.
+// Plain value type; thread-compatible.
 #ifndef VERDICT_CORE_TRAIN_TRAINING_CONFIG_H_
 #define VERDICT_CORE_TRAIN_TRAINING_CONFIG_H_
 
@@ -9,20 +19,29 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/data/chat_format.h"
+#include "core/model/device.h"
+#include "core/tokenize/pair_encoding.h"
+#include "core/tokenize/sentencepiece_tokenizer.h"
+#include "core/train/lr_schedule.h"
 
 namespace verdict {
 
 struct TrainingConfig {
   // --- model: a Hugging Face directory, or a from-scratch preset when empty
   std::string base_model_dir;
-  std::string preset = "encoder-tiny";
-  std::string device = "cpu";
-  std::string dtype = "float32";
+  std::string preset = "encoder-small";  // PresetNames() in core/model/model_config.h
+  Device device;                          // cpu
+  // kBFloat16: autocast compute, float32 parameters and AdamW state (trainer.h). kFloat16
+  // is refused (it needs loss scaling, which verdict does not implement).
+  Dtype dtype = Dtype::kFloat32;
 
   // --- tokenizer: the base model's, a .model file, or trained on the training data
-  std::string tokenizer_path;   // a SentencePiece .model file, a vocab.txt or a model directory
-  int64_t vocab_size = 4000;    // when training a tokenizer on the data
-  std::string tokenizer_type = "unigram";  // unigram | bpe, when training one
+  std::string tokenizer_path;  // a SentencePiece .model file, a vocab.txt or a model directory
+  int64_t vocab_size = 8000;   // when training a tokenizer on the data
+  SentencePieceModelType tokenizer_type = SentencePieceModelType::kUnigram;  // when training
 
   // --- data
   std::string train_path;       // .jsonl or .jsonl.gz
@@ -31,7 +50,7 @@ struct TrainingConfig {
   uint64_t split_seed = 42;     // seed of the eval_fraction draw
   int64_t max_train_pairs = 0;  // use at most this many training pairs (after the split); 0 = all
   int64_t max_eval_pairs = 0;   // evaluate on at most this many pairs; 0 = all
-  std::string chat_format = "hh-rlhf";  // hh-rlhf | chatml | llama2, for conversational rows
+  ChatFormat chat_format = ChatFormat::kHhRlhf;  // for conversational rows
   bool skip_invalid = false;    // skip and count malformed lines instead of failing
 
   // --- optimisation (AdamW with decoupled weight decay)
@@ -40,39 +59,47 @@ struct TrainingConfig {
   double adam_beta1 = 0.9;
   double adam_beta2 = 0.999;
   double adam_epsilon = 1e-8;
-  std::string lr_scheduler = "linear";  // constant | linear | cosine
+  LrScheduleKind lr_scheduler = LrScheduleKind::kLinear;
   int64_t warmup_steps = 0;
-  double warmup_ratio = 0.0;            // used when warmup_steps is 0
-  int64_t batch_size = 16;              // pairs per micro-batch
-  int64_t eval_batch_size = 0;          // pairs per evaluation batch; 0 = batch_size
+  double warmup_ratio = 0.0;             // used when warmup_steps is 0
+  int64_t batch_size = 8;                // pairs per micro-batch (per_device_train_batch_size)
+  int64_t eval_batch_size = 0;           // pairs per evaluation batch; 0 = batch_size
   int64_t gradient_accumulation_steps = 1;
-  double max_grad_norm = 1.0;           // 0 disables clipping
-  double num_epochs = 1;                // may be fractional
-  int64_t max_steps = 0;                // > 0 overrides num_epochs
+  double max_grad_norm = 1.0;            // 0 disables clipping
+  double num_epochs = 1;                 // may be fractional (Hugging Face's default is 3)
+  int64_t max_steps = 0;                 // > 0 overrides num_epochs
   uint64_t seed = 42;
-  int64_t max_length = 512;
-  std::string truncation = "drop";      // drop (TRL) | truncate
+  // Encoders are further capped at their positions (EffectiveMaxLength in model_config.h).
+  int64_t max_length = 1024;
+  TruncationPolicy truncation = TruncationPolicy::kTruncate;  // TRL drops (kDrop)
   double center_rewards_coefficient = 0.0;
-  int64_t max_batch_tokens = 0;         // padded-token budget per micro-batch; 0 = none
-  bool group_by_length = true;
+  int64_t max_batch_tokens = 0;          // padded-token budget per micro-batch; 0 = none
+  bool group_by_length = true;           // Hugging Face's default is false
 
   // --- logging, evaluation, checkpoints
   int64_t logging_steps = 10;
-  int64_t eval_steps = 0;        // 0: evaluate at the end only
-  int64_t save_steps = 0;        // 0: checkpoint at the end only
+  int64_t eval_steps = 0;        // 0: evaluate at the end of each epoch only
+  int64_t save_steps = 500;      // 0: checkpoint at the end only
   int64_t save_total_limit = 2;  // checkpoints kept
 
   // --- where things go
   std::string run_dir;     // checkpoints and the trained tokenizer; resumed from if present
-  std::string output_dir;  // the final Hugging Face model directory
+  std::string output_dir;  // the final model directory (core/model/model_directory.h)
 };
 
-// Checks every field; the error names the first one at fault, e.g.
-// "learning_rate must be > 0 and finite, got -1".
+// Every rule on the settings, i.e. every field but the three paths (train_path, run_dir,
+// output_dir), which a caller may fill later. The error names the first field at fault.
+absl::Status ValidateTrainingSettings(const TrainingConfig& config);
+
+// ValidateTrainingSettings, and the paths must be set.
 absl::Status ValidateTrainingConfig(const TrainingConfig& config);
 
-// The config as JSON (saved as training_args.json beside a trained model).
+// The config as JSON (saved as training_args.json beside a trained model); enums by name.
 std::string TrainingConfigToJson(const TrainingConfig& config);
+
+// "unigram" | "bpe".
+absl::StatusOr<SentencePieceModelType> ParseTokenizerType(absl::string_view name);
+absl::string_view TokenizerTypeName(SentencePieceModelType type);
 
 }  // namespace verdict
 

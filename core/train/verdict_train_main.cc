@@ -1,77 +1,175 @@
-// verdict-train: trains a reward model locally, without the server. Flags map one to one onto
-// TrainingConfig; metrics print one line per logging step.
+// verdict-train: trains a reward model locally, without the server.
 //
-//   verdict-train --train tests/data/hh-rlhf/helpful-base/test.jsonl.gz --output /tmp/rm
+// Flags carry the names of `verdict submit`'s (client/commands/submit.cc), and their defaults
+// are a default-constructed TrainingConfig's, i.e. the server's. Both spellings work:
+// `--max-steps 6` as in `verdict submit`, and absl's `--max_steps 6` (absl flag names cannot
+// hold dashes, so dashes in a flag's name are turned into underscores before absl parses the
+// command line; `--no-group-by-length` becomes `--nogroup_by_length`). Metrics print one line
+// per logging step.
+//
+//   verdict-train --train tests/data/hh-rlhf/helpful-base/test.jsonl.gz --output /tmp/rm \
+//       --max-steps 100 --batch-size 8
 #include <iostream>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "core/train/trainer.h"
 
-ABSL_FLAG(std::string, train, "", "Training data (.jsonl or .jsonl.gz). Required.");
-ABSL_FLAG(std::string, eval, "", "Separate eval data; default: hold out --eval_fraction of --train.");
-ABSL_FLAG(double, eval_fraction, 0.05, "Share of --train held out for evaluation.");
-ABSL_FLAG(std::string, output, "", "Directory for the trained model (Hugging Face layout). Required.");
-ABSL_FLAG(std::string, run_dir, "", "Checkpoints (resumed from if present); default: OUTPUT.run.");
-ABSL_FLAG(std::string, base_model, "", "Hugging Face model directory to start from.");
-ABSL_FLAG(std::string, preset, "encoder-tiny", "From-scratch architecture when --base_model is empty.");
-ABSL_FLAG(std::string, tokenizer, "", "SentencePiece .model / vocab.txt; default: the base model's or trained.");
-ABSL_FLAG(int64_t, vocab_size, 4000, "Vocabulary of a tokenizer trained on the data.");
-ABSL_FLAG(double, lr, 1e-4, "Peak learning rate.");
-ABSL_FLAG(double, weight_decay, 0.0, "AdamW weight decay.");
-ABSL_FLAG(std::string, lr_scheduler, "linear", "constant, linear or cosine.");
-ABSL_FLAG(double, warmup_ratio, 0.0, "Share of the steps spent warming up.");
-ABSL_FLAG(int64_t, batch_size, 16, "Pairs per micro-batch.");
-ABSL_FLAG(int64_t, grad_accum, 1, "Micro-batches per optimizer step.");
-ABSL_FLAG(double, epochs, 1, "Epochs (may be fractional).");
-ABSL_FLAG(int64_t, max_steps, 0, "Stop after this many steps (overrides --epochs).");
-ABSL_FLAG(int64_t, max_length, 512, "Longest sequence in tokens.");
-ABSL_FLAG(std::string, truncation, "truncate", "truncate or drop.");
-ABSL_FLAG(int64_t, max_batch_tokens, 0, "Padded-token budget per micro-batch (0: none).");
-ABSL_FLAG(bool, group_by_length, true, "Length-grouped batches.");
-ABSL_FLAG(double, center_rewards, 0.0, "center_rewards_coefficient.");
-ABSL_FLAG(int64_t, logging_steps, 10, "Print metrics every N steps.");
-ABSL_FLAG(int64_t, eval_steps, 0, "Evaluate every N steps (0: at epoch ends).");
-ABSL_FLAG(int64_t, save_steps, 0, "Checkpoint every N steps (0: at the end).");
-ABSL_FLAG(uint64_t, seed, 42, "Seed of everything random.");
-ABSL_FLAG(std::string, device, "cpu", "cpu, cuda or cuda:N.");
-ABSL_FLAG(std::string, dtype, "float32", "float32 or bfloat16.");
+namespace {
 
-int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("verdict-train: pairwise reward-model training without the server.");
-  absl::ParseCommandLine(argc, argv);
-  verdict::TrainingConfig c;
+const verdict::TrainingConfig& Defaults() {
+  static const verdict::TrainingConfig* const defaults = new verdict::TrainingConfig();
+  return *defaults;
+}
+
+std::string Name(absl::string_view name) { return std::string(name); }
+
+}  // namespace
+
+// Data.
+ABSL_FLAG(std::string, train, "", "Training data (.jsonl or .jsonl.gz). Required.");
+ABSL_FLAG(std::string, eval_file, "", "Separate eval data; default: hold out --eval-fraction.");
+ABSL_FLAG(double, eval_fraction, Defaults().eval_fraction, "Share of --train held out for evaluation.");
+ABSL_FLAG(int64_t, eval_max_pairs, Defaults().max_eval_pairs, "Evaluate on at most N pairs (0: all).");
+ABSL_FLAG(int64_t, max_train_pairs, Defaults().max_train_pairs, "Train on at most N pairs (0: all).");
+ABSL_FLAG(bool, skip_invalid, Defaults().skip_invalid, "Skip invalid lines instead of failing.");
+ABSL_FLAG(std::string, chat_format, Name(verdict::ChatFormatName(Defaults().chat_format)),
+          "hh (hh-rlhf), chatml or llama2, for conversational rows.");
+// Model.
+ABSL_FLAG(std::string, output, "", "Directory for the trained model. Required.");
+ABSL_FLAG(std::string, run_dir, "", "Checkpoints (resumed from if present); default: OUTPUT.run.");
+ABSL_FLAG(std::string, preset, Defaults().preset, "From-scratch architecture when --base-model is empty.");
+ABSL_FLAG(std::string, base_model, "", "Hugging Face model directory to start from.");
+ABSL_FLAG(std::string, tokenizer, "", "SentencePiece .model / vocab.txt; default: the base model's or trained.");
+ABSL_FLAG(int64_t, vocab_size, Defaults().vocab_size, "Vocabulary of a tokenizer trained on the data.");
+ABSL_FLAG(std::string, tokenizer_type, Name(verdict::TokenizerTypeName(Defaults().tokenizer_type)),
+          "unigram or bpe: the kind of trained tokenizer.");
+// Hyperparameters.
+ABSL_FLAG(double, epochs, Defaults().num_epochs, "Passes over the data (may be fractional).");
+ABSL_FLAG(int64_t, max_steps, Defaults().max_steps, "Stop after N steps (overrides --epochs; 0: off).");
+ABSL_FLAG(double, lr, Defaults().learning_rate, "Peak learning rate.");
+ABSL_FLAG(int64_t, batch_size, Defaults().batch_size, "Pairs per micro-batch.");
+ABSL_FLAG(int64_t, eval_batch_size, Defaults().eval_batch_size, "Pairs per eval batch (0: --batch-size).");
+ABSL_FLAG(int64_t, grad_accum, Defaults().gradient_accumulation_steps, "Micro-batches per optimizer step.");
+ABSL_FLAG(int64_t, max_length, Defaults().max_length, "Longest sequence in tokens (capped at an encoder's positions).");
+ABSL_FLAG(std::string, truncation, Name(verdict::TruncationPolicyName(Defaults().truncation)),
+          "truncate or drop: what happens to a longer pair.");
+ABSL_FLAG(int64_t, warmup_steps, Defaults().warmup_steps, "Linear warm-up steps.");
+ABSL_FLAG(double, warmup_ratio, Defaults().warmup_ratio, "Warm-up as a fraction of all steps (when --warmup-steps is 0).");
+ABSL_FLAG(std::string, lr_scheduler, Name(verdict::LrScheduleKindName(Defaults().lr_scheduler)),
+          "linear, cosine or constant.");
+ABSL_FLAG(double, weight_decay, Defaults().weight_decay, "AdamW weight decay.");
+ABSL_FLAG(double, max_grad_norm, Defaults().max_grad_norm, "Gradient clipping (0: off).");
+ABSL_FLAG(double, center_rewards, Defaults().center_rewards_coefficient, "center_rewards_coefficient.");
+ABSL_FLAG(int64_t, max_batch_tokens, Defaults().max_batch_tokens, "Token budget of a micro-batch (0: none).");
+ABSL_FLAG(bool, group_by_length, Defaults().group_by_length, "Length-grouped batches.");
+ABSL_FLAG(uint64_t, seed, Defaults().seed, "Seed of everything random (and of the eval split).");
+// Schedule.
+ABSL_FLAG(int64_t, logging_steps, Defaults().logging_steps, "Print metrics every N steps.");
+ABSL_FLAG(int64_t, eval_steps, Defaults().eval_steps, "Evaluate every N steps (0: at epoch ends).");
+ABSL_FLAG(int64_t, save_steps, Defaults().save_steps, "Checkpoint every N steps (0: at the end only).");
+ABSL_FLAG(int64_t, save_total_limit, Defaults().save_total_limit, "Checkpoints kept while running.");
+ABSL_FLAG(std::string, device, verdict::DeviceName(Defaults().device), "cpu, cuda or cuda:N.");
+ABSL_FLAG(std::string, dtype, Name(verdict::DtypeName(Defaults().dtype)), "float32 or bfloat16.");
+
+namespace {
+
+// `--max-steps=6` -> `--max_steps=6`, `--no-skip-invalid` -> `--noskip_invalid`; values and
+// everything after a bare `--` are left alone.
+std::vector<std::string> UnderscoreFlagNames(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  for (size_t i = 1; i < args.size(); ++i) {
+    std::string& arg = args[i];
+    if (arg == "--") break;
+    if (arg.size() < 3 || arg[0] != '-' || arg[1] != '-') continue;
+    const size_t end = std::min(arg.find('='), arg.size());
+    std::string name = arg.substr(2, end - 2);
+    if (name.rfind("no-", 0) == 0) name = "no" + name.substr(3);
+    arg = absl::StrCat("--", absl::StrReplaceAll(name, {{"-", "_"}}), arg.substr(end));
+  }
+  return args;
+}
+
+template <typename T>
+bool Parse(absl::string_view flag, const std::string& text,
+           absl::StatusOr<T> (*parse)(absl::string_view), T* out) {
+  absl::StatusOr<T> value = parse(text);
+  if (!value.ok()) {
+    std::cerr << "verdict-train: --" << flag << ": " << value.status().message() << "\n";
+    return false;
+  }
+  *out = *value;
+  return true;
+}
+
+// `verdict submit` calls the hh-rlhf format "hh" (the proto's CHAT_FORMAT_HH).
+absl::StatusOr<verdict::ChatFormat> ParseChatFormatFlag(absl::string_view name) {
+  if (name == "hh") return verdict::ChatFormat::kHhRlhf;
+  return verdict::ParseChatFormat(name);
+}
+
+// The config the flags describe; false after printing the problem.
+bool ConfigFromFlags(verdict::TrainingConfig& c) {
   c.train_path = absl::GetFlag(FLAGS_train);
-  c.eval_path = absl::GetFlag(FLAGS_eval);
+  c.eval_path = absl::GetFlag(FLAGS_eval_file);
   c.eval_fraction = c.eval_path.empty() ? absl::GetFlag(FLAGS_eval_fraction) : 0.0;
+  c.max_eval_pairs = absl::GetFlag(FLAGS_eval_max_pairs);
+  c.max_train_pairs = absl::GetFlag(FLAGS_max_train_pairs);
+  c.skip_invalid = absl::GetFlag(FLAGS_skip_invalid);
   c.output_dir = absl::GetFlag(FLAGS_output);
   c.run_dir = absl::GetFlag(FLAGS_run_dir).empty() ? c.output_dir + ".run" : absl::GetFlag(FLAGS_run_dir);
   c.base_model_dir = absl::GetFlag(FLAGS_base_model);
   c.preset = absl::GetFlag(FLAGS_preset);
   c.tokenizer_path = absl::GetFlag(FLAGS_tokenizer);
   c.vocab_size = absl::GetFlag(FLAGS_vocab_size);
-  c.learning_rate = absl::GetFlag(FLAGS_lr);
-  c.weight_decay = absl::GetFlag(FLAGS_weight_decay);
-  c.lr_scheduler = absl::GetFlag(FLAGS_lr_scheduler);
-  c.warmup_ratio = absl::GetFlag(FLAGS_warmup_ratio);
-  c.batch_size = absl::GetFlag(FLAGS_batch_size);
-  c.gradient_accumulation_steps = absl::GetFlag(FLAGS_grad_accum);
   c.num_epochs = absl::GetFlag(FLAGS_epochs);
   c.max_steps = absl::GetFlag(FLAGS_max_steps);
+  c.learning_rate = absl::GetFlag(FLAGS_lr);
+  c.batch_size = absl::GetFlag(FLAGS_batch_size);
+  c.eval_batch_size = absl::GetFlag(FLAGS_eval_batch_size);
+  c.gradient_accumulation_steps = absl::GetFlag(FLAGS_grad_accum);
   c.max_length = absl::GetFlag(FLAGS_max_length);
-  c.truncation = absl::GetFlag(FLAGS_truncation);
+  c.warmup_steps = absl::GetFlag(FLAGS_warmup_steps);
+  c.warmup_ratio = absl::GetFlag(FLAGS_warmup_ratio);
+  c.weight_decay = absl::GetFlag(FLAGS_weight_decay);
+  c.max_grad_norm = absl::GetFlag(FLAGS_max_grad_norm);
+  c.center_rewards_coefficient = absl::GetFlag(FLAGS_center_rewards);
   c.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   c.group_by_length = absl::GetFlag(FLAGS_group_by_length);
-  c.center_rewards_coefficient = absl::GetFlag(FLAGS_center_rewards);
+  c.seed = absl::GetFlag(FLAGS_seed);
+  c.split_seed = c.seed;  // as the server does by default
   c.logging_steps = absl::GetFlag(FLAGS_logging_steps);
   c.eval_steps = absl::GetFlag(FLAGS_eval_steps);
   c.save_steps = absl::GetFlag(FLAGS_save_steps);
-  c.seed = absl::GetFlag(FLAGS_seed);
-  c.split_seed = c.seed;
-  c.device = absl::GetFlag(FLAGS_device);
-  c.dtype = absl::GetFlag(FLAGS_dtype);
+  c.save_total_limit = absl::GetFlag(FLAGS_save_total_limit);
+  return Parse("chat-format", absl::GetFlag(FLAGS_chat_format), &ParseChatFormatFlag,
+               &c.chat_format) &&
+         Parse("tokenizer-type", absl::GetFlag(FLAGS_tokenizer_type), &verdict::ParseTokenizerType,
+               &c.tokenizer_type) &&
+         Parse("truncation", absl::GetFlag(FLAGS_truncation), &verdict::ParseTruncationPolicy,
+               &c.truncation) &&
+         Parse("lr-scheduler", absl::GetFlag(FLAGS_lr_scheduler), &verdict::ParseLrScheduleKind,
+               &c.lr_scheduler) &&
+         Parse("device", absl::GetFlag(FLAGS_device), &verdict::ParseDeviceName, &c.device) &&
+         Parse("dtype", absl::GetFlag(FLAGS_dtype), &verdict::ParseDtypeName, &c.dtype);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("verdict-train: pairwise reward-model training without the server.");
+  std::vector<std::string> args = UnderscoreFlagNames(argc, argv);
+  std::vector<char*> arg_pointers;
+  for (std::string& arg : args) arg_pointers.push_back(arg.data());
+  absl::ParseCommandLine(static_cast<int>(arg_pointers.size()), arg_pointers.data());
+  verdict::TrainingConfig c;
+  if (!ConfigFromFlags(c)) return 2;
 
   verdict::TrainerCallbacks callbacks;
   callbacks.on_start = [](const verdict::DataSummary& s) {

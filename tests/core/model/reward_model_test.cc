@@ -253,7 +253,7 @@ TEST(RewardModelCreateTest, PresetsBuildBothFamiliesOnTheRequestedDtype) {
     auto config = PresetModelConfig(preset, 300, 0);
     ASSERT_TRUE(config.ok()) << config.status();
     ModelOptions options;
-    options.dtype = "bfloat16";
+    options.dtype = Dtype::kBFloat16;
     auto model = CreateRewardModel(*config, options);
     ASSERT_TRUE(model.ok()) << model.status();
     torch::InferenceMode inference;
@@ -285,9 +285,48 @@ TEST(RewardModelCreateTest, UnknownDeviceAndDtypeAreRejected) {
   ModelOptions bad_device;
   bad_device.device = "tpu:0";
   EXPECT_THAT(CreateRewardModel(*config, bad_device).status().message(), HasSubstr("unknown device \"tpu:0\""));
-  ModelOptions bad_dtype;
-  bad_dtype.dtype = "int8";
-  EXPECT_THAT(CreateRewardModel(*config, bad_dtype).status().message(), HasSubstr("unknown dtype \"int8\""));
+  EXPECT_THAT(ParseDtypeName("int8").status().message(), HasSubstr("unknown dtype \"int8\""));
+}
+
+TEST(DeviceTest, NamesParseAndPrintBack) {
+  for (const char* name : {"cpu", "cuda", "cuda:3"}) {
+    auto device = ParseDeviceName(name);
+    ASSERT_TRUE(device.ok()) << name;
+    EXPECT_EQ(DeviceName(*device), name);
+  }
+  EXPECT_FALSE(ParseDeviceName("cuda:64").ok());
+  EXPECT_FALSE(ParseDeviceName("gpu").ok());
+  for (Dtype dtype : {Dtype::kFloat32, Dtype::kBFloat16, Dtype::kFloat16}) {
+    EXPECT_EQ(*ParseDtypeName(DtypeName(dtype)), dtype);
+  }
+}
+
+// LibTorch has no float16 CPU kernels: such a model would load, then fail in its first
+// forward. It is refused where it is built instead.
+TEST(RewardModelCreateTest, Float16OnTheCpuIsRefusedAtCreateAndLoad) {
+  auto config = PresetModelConfig("encoder-tiny", 300, 0);
+  ASSERT_TRUE(config.ok());
+  ModelOptions options;
+  options.dtype = Dtype::kFloat16;
+  auto created = CreateRewardModel(*config, options);
+  EXPECT_EQ(created.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(created.status().message(), HasSubstr("float16 needs a CUDA device"));
+  auto loaded = LoadRewardModel(TestDataPath("golden/distilbert"), options);
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(RewardModelForwardTest, ForwardRewardsTurnsLibTorchErrorsIntoAStatus) {
+  auto model = LoadOrDie(TestDataPath("golden/distilbert"));
+  ASSERT_NE(model, nullptr);
+  torch::InferenceMode inference;
+  auto ids = torch::tensor({{5, 6, 7}}, torch::kLong);
+  auto ok = ForwardRewards(*model, ids, torch::ones_like(ids));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->sizes(), (std::vector<int64_t>{1}));
+  // A model cast to float16 by hand on the CPU: the forward throws inside LibTorch.
+  model->module().to(torch::kHalf);
+  auto failed = ForwardRewards(*model, ids, torch::ones_like(ids));
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kInternal) << failed.status();
 }
 
 }  // namespace

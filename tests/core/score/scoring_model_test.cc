@@ -58,8 +58,8 @@ class ScoringModelTest : public ::testing::Test {
     config.learning_rate = 1e-3;
     config.max_steps = 5;
     config.max_length = kMaxLength;
-    config.truncation = "truncate";
-    config.chat_format = "chatml";
+    config.truncation = TruncationPolicy::kTruncate;
+    config.chat_format = ChatFormat::kChatML;
     config.logging_steps = 5;
     config.run_dir = scratch_->Path("run");
     config.output_dir = scratch_->Path("model");
@@ -203,7 +203,7 @@ TEST_F(ScoringModelTest, EncodeIsThePairEncodingTheTrainerUses) {
     auto ids = model_->Encode(prompt, response);
     ASSERT_TRUE(ids.ok()) << ids.status();
     auto expected = EncodePair(*model_->tokenizer(), prompt, response,
-                               {ModelFamily::kEncoder, kMaxLength, TruncationPolicy::kTruncate});
+                               {PairLayout::kEncoder, kMaxLength, TruncationPolicy::kTruncate});
     ASSERT_TRUE(expected.ok());
     EXPECT_EQ(*ids, expected->ids);
     EXPECT_LE(static_cast<int64_t>(ids->size()), kMaxLength);
@@ -248,6 +248,26 @@ TEST_F(ScoringModelTest, DropPolicyRefusesTooLongTextsAsInvalidArgument) {
   EXPECT_THAT(too_long.status().message(), HasSubstr("too long"));
   EXPECT_TRUE((*model)->Encode("Hi", " Yes.").ok());
   EXPECT_FALSE((*model)->can_normalize());
+}
+
+// float16 cannot run on the CPU: Load refuses it instead of serving a model whose every
+// forward fails (or, before, whose first forward aborted the process).
+TEST_F(ScoringModelTest, Float16OnTheCpuIsRefusedAtLoad) {
+  ModelOptions options;
+  options.dtype = Dtype::kFloat16;
+  auto model = ScoringModel::Load(*model_dir_, options);
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(model.status().message(), HasSubstr("float16"));
+}
+
+TEST_F(ScoringModelTest, AForwardThatFailsInLibTorchComesBackAsAStatus) {
+  auto network = LoadRewardModel(*model_dir_, ModelOptions{});
+  ASSERT_TRUE(network.ok());
+  (*network)->module().to(torch::kHalf);  // by hand, past Load's check
+  auto model = ScoringModel::Create(std::move(*network), nullptr, ScoringSettings{});
+  ASSERT_TRUE(model.ok()) << model.status();
+  auto rewards = (*model)->ScoreEncoded({{2, 10, 11, 3}});
+  EXPECT_EQ(rewards.status().code(), absl::StatusCode::kInternal) << rewards.status();
 }
 
 TEST_F(ScoringModelTest, DirectoryWithoutTrainingFilesGetsTheDefaults) {

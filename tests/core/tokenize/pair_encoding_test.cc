@@ -32,10 +32,10 @@ std::unique_ptr<Tokenizer> SentencePiece(
   return tokenizer.ok() ? std::move(*tokenizer) : nullptr;
 }
 
-PairEncodingOptions Options(ModelFamily family, int64_t max_length = 0,
+PairEncodingOptions Options(PairLayout layout, int64_t max_length = 0,
                             TruncationPolicy policy = TruncationPolicy::kTruncate) {
   PairEncodingOptions options;
-  options.family = family;
+  options.layout = layout;
   options.max_length = max_length;
   options.policy = policy;
   return options;
@@ -48,7 +48,7 @@ constexpr char kFox[] = "The quick brown fox jumps over the lazy dog";
 TEST(EncodePairTest, FramesAnEncoderPairWithClsAndSep) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
-  auto pair = EncodePair(*bert, "Hello world", "Hi there", Options(ModelFamily::kEncoder));
+  auto pair = EncodePair(*bert, "Hello world", "Hi there", Options(PairLayout::kEncoder));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(101, 7592, 2088, 102, 7632, 2045, 102));
   EXPECT_EQ(pair->prompt_length, 4u);
@@ -58,7 +58,7 @@ TEST(EncodePairTest, FramesAnEncoderPairWithClsAndSep) {
 TEST(EncodePairTest, FramesADecoderPairWithBosOnlyAsLlamaTokenizerDoes) {
   auto stories = SentencePiece("models/stories260K-hf/tokenizer.model");
   ASSERT_NE(stories, nullptr);
-  auto pair = EncodePair(*stories, "Once upon", " a time", Options(ModelFamily::kDecoder));
+  auto pair = EncodePair(*stories, "Once upon", " a time", Options(PairLayout::kDecoder));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(1, 403, 407, 261, 378));
   EXPECT_EQ(pair->prompt_length, 3u);
@@ -70,7 +70,7 @@ TEST(EncodePairTest, EndsADecoderPairWithEosWhenTheTokenizerAddsIt) {
   options.add_eos = true;
   auto stories = SentencePiece("models/stories260K-hf/tokenizer.model", options);
   ASSERT_NE(stories, nullptr);
-  auto pair = EncodePair(*stories, "Once upon", " a time", Options(ModelFamily::kDecoder));
+  auto pair = EncodePair(*stories, "Once upon", " a time", Options(PairLayout::kDecoder));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(403, 407, 261, 378, 2));
   EXPECT_EQ(pair->prompt_length, 2u);
@@ -81,7 +81,7 @@ TEST(EncodePairTest, EncodesADecoderPairAsOneText) {
   ASSERT_NE(llama, nullptr);
   const std::string prompt = "\n\nHuman: Is the sky blue?\n\nAssistant:";
   const std::string response = " Yes, on a clear day.";
-  auto pair = EncodePair(*llama, prompt, response, Options(ModelFamily::kDecoder));
+  auto pair = EncodePair(*llama, prompt, response, Options(PairLayout::kDecoder));
   ASSERT_TRUE(pair.ok()) << pair.status();
   auto whole = llama->Encode(prompt + response);
   ASSERT_TRUE(whole.ok()) << whole.status();
@@ -96,7 +96,7 @@ TEST(EncodePairTest, EncodesADecoderPairAsOneText) {
 TEST(EncodePairTest, UsesBosAndEosAsClsAndSepForSentencePieceEncoders) {
   auto stories = SentencePiece("models/stories260K-hf/tokenizer.model");
   ASSERT_NE(stories, nullptr);
-  auto pair = EncodePair(*stories, "Once upon", "a time", Options(ModelFamily::kEncoder));
+  auto pair = EncodePair(*stories, "Once upon", "a time", Options(PairLayout::kEncoder));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(1, 403, 407, 2, 261, 378, 2));
 }
@@ -105,7 +105,7 @@ TEST(EncodePairTest, TruncatesThePromptFromItsStartFirst) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
   // 3 special + 9 prompt + 2 response = 14 tokens; 10 allowed: the prompt loses 4 at its start.
-  auto pair = EncodePair(*bert, kFox, "Hi there", Options(ModelFamily::kEncoder, 10));
+  auto pair = EncodePair(*bert, kFox, "Hi there", Options(PairLayout::kEncoder, 10));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(101, 14523, 2058, 1996, 13971, 3899, 102, 7632, 2045, 102));
   EXPECT_EQ(pair->prompt_length, 7u);
@@ -115,7 +115,7 @@ TEST(EncodePairTest, TruncatesThePromptFromItsStartFirst) {
 TEST(EncodePairTest, TruncatesTheResponseEndOnceThePromptIsGone) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
-  auto pair = EncodePair(*bert, "Hi there", kFox, Options(ModelFamily::kEncoder, 7));
+  auto pair = EncodePair(*bert, "Hi there", kFox, Options(PairLayout::kEncoder, 7));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(101, 102, 1996, 4248, 2829, 4419, 102));
   EXPECT_EQ(pair->prompt_length, 2u);
@@ -125,7 +125,7 @@ TEST(EncodePairTest, TruncatesTheResponseEndOnceThePromptIsGone) {
 TEST(EncodePairTest, TruncatesADecoderPromptKeepingBos) {
   auto stories = SentencePiece("models/stories260K-hf/tokenizer.model");
   ASSERT_NE(stories, nullptr);
-  auto pair = EncodePair(*stories, "Once upon", " a time", Options(ModelFamily::kDecoder, 4));
+  auto pair = EncodePair(*stories, "Once upon", " a time", Options(PairLayout::kDecoder, 4));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(1, 407, 261, 378));
   EXPECT_EQ(pair->prompt_length, 2u);
@@ -134,7 +134,7 @@ TEST(EncodePairTest, TruncatesADecoderPromptKeepingBos) {
 TEST(EncodePairTest, LeavesAPairThatFitsExactlyAlone) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
-  auto pair = EncodePair(*bert, kFox, "Hi there", Options(ModelFamily::kEncoder, 14));
+  auto pair = EncodePair(*bert, kFox, "Hi there", Options(PairLayout::kEncoder, 14));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_EQ(pair->ids.size(), 14u);
   EXPECT_FALSE(pair->truncated);
@@ -144,7 +144,7 @@ TEST(EncodePairTest, DropsAnOverlongPairWithItsLengthInTheError) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
   auto pair = EncodePair(*bert, kFox, "Hi there",
-                         Options(ModelFamily::kEncoder, 13, TruncationPolicy::kDrop));
+                         Options(PairLayout::kEncoder, 13, TruncationPolicy::kDrop));
   EXPECT_EQ(pair.status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_THAT(std::string(pair.status().message()), HasSubstr("14 tokens"));
   EXPECT_THAT(std::string(pair.status().message()), HasSubstr("max_length 13"));
@@ -153,14 +153,14 @@ TEST(EncodePairTest, DropsAnOverlongPairWithItsLengthInTheError) {
 TEST(EncodePairTest, RejectsAMaxLengthWithNoRoomBesideTheSpecialTokens) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
-  auto pair = EncodePair(*bert, kFox, "Hi there", Options(ModelFamily::kEncoder, 3));
+  auto pair = EncodePair(*bert, kFox, "Hi there", Options(PairLayout::kEncoder, 3));
   EXPECT_EQ(pair.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(EncodePairTest, TruncatesAPromptBeforeAnEmptyResponse) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
-  auto pair = EncodePair(*bert, kFox, "", Options(ModelFamily::kEncoder, 5));
+  auto pair = EncodePair(*bert, kFox, "", Options(PairLayout::kEncoder, 5));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(101, 13971, 3899, 102, 102));
 }
@@ -168,7 +168,7 @@ TEST(EncodePairTest, TruncatesAPromptBeforeAnEmptyResponse) {
 TEST(EncodePairTest, PassesOnInvalidUtf8AsInvalidArgument) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
-  auto pair = EncodePair(*bert, "fine", "bad \xff", Options(ModelFamily::kEncoder));
+  auto pair = EncodePair(*bert, "fine", "bad \xff", Options(PairLayout::kEncoder));
   EXPECT_EQ(pair.status().code(), absl::StatusCode::kInvalidArgument);
 }
 

@@ -6,8 +6,15 @@
 #include <fstream>
 #include <map>
 
+#include <torch/torch.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+#include "core/model/model_directory.h"
 #include "core/model/reward_model.h"
 #include "core/tokenize/pair_encoding.h"
+#include "core/model/safetensors.h"
 #include "core/train/checkpoint.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -30,7 +37,7 @@ TrainingConfig SmallSyntheticRun(const ScratchDir& scratch) {
   config.learning_rate = 1e-3;
   config.warmup_ratio = 0.05;
   config.max_length = 256;
-  config.truncation = "truncate";
+  config.truncation = TruncationPolicy::kTruncate;
   config.logging_steps = 1;
   config.run_dir = scratch.Path("run");
   config.output_dir = scratch.Path("model");
@@ -96,7 +103,7 @@ TEST(TrainerTest, ResumingFromACheckpointReproducesTheUninterruptedRun) {
   config.max_steps = 14;
   config.save_steps = 4;
   config.gradient_accumulation_steps = 2;
-  config.lr_scheduler = "cosine";
+  config.lr_scheduler = LrScheduleKind::kCosine;
   config.weight_decay = 0.01;
 
   TrainingConfig uninterrupted = config;
@@ -122,23 +129,39 @@ TEST(TrainerTest, ResumingFromACheckpointReproducesTheUninterruptedRun) {
 }
 
 TEST(TrainerTest, NonFiniteLossStopsTheRunAndKeepsTheLastCheckpoint) {
+  // Two clean steps and their checkpoint; then the same pairs with margins that overflow
+  // float32 (finite in the file, infinite in the loss), resumed from that checkpoint.
   ScratchDir scratch;
   TrainingConfig config = SmallSyntheticRun(scratch);
-  config.learning_rate = 1e30;  // the first update sends the weights to infinity
-  config.max_grad_norm = 0;
-  config.warmup_ratio = 0;
-  config.lr_scheduler = "constant";
-  config.max_steps = 20;
+  config.max_steps = 2;
   config.save_steps = 1;
+  auto first = Trainer::Create(config, {});
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE((*first)->Run().ok());
+  ASSERT_EQ(ListCheckpoints(config.run_dir).back(), 2);
+
+  const std::string poisoned = scratch.Path("poisoned.jsonl");
+  {
+    std::ifstream in(config.train_path);
+    std::ofstream out(poisoned);
+    std::string line;
+    while (std::getline(in, line)) {
+      ASSERT_EQ(line.back(), '}');
+      line.pop_back();
+      out << line << R"(, "margin": 1e300})" << "\n";
+    }
+  }
+  config.train_path = poisoned;
+  config.max_steps = 20;
+  config.output_dir = scratch.Path("model-poisoned");
   auto trainer = Trainer::Create(config, {});
   ASSERT_TRUE(trainer.ok());
   auto result = (*trainer)->Run();
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(result.status().message(), HasSubstr("non-finite"));
+  EXPECT_THAT(result.status().message(), HasSubstr("non-finite loss at step 3"));
   EXPECT_THAT(result.status().message(), HasSubstr("last checkpoint is intact"));
-  const auto checkpoints = ListCheckpoints(config.run_dir);
-  ASSERT_FALSE(checkpoints.empty());
+  EXPECT_EQ(ListCheckpoints(config.run_dir).back(), 2);
   EXPECT_FALSE(std::filesystem::exists(config.output_dir));
 }
 
@@ -163,13 +186,80 @@ TEST(TrainerTest, InvalidConfigNamesTheField) {
   ScratchDir scratch;
   TrainingConfig config = SmallSyntheticRun(scratch);
   config.learning_rate = -1;
-  EXPECT_THAT(std::string(Trainer::Create(config, {}).status().message()), HasSubstr("learning_rate"));
-  config = SmallSyntheticRun(scratch);
-  config.truncation = "chop";
-  EXPECT_THAT(std::string(Trainer::Create(config, {}).status().message()), HasSubstr("chop"));
+  EXPECT_THAT(std::string(Trainer::Create(config, {}).status().message()),
+              ::testing::StartsWith("learning_rate: "));
   config = SmallSyntheticRun(scratch);
   config.preset = "encoder-huge";
-  EXPECT_THAT(std::string(Trainer::Create(config, {}).status().message()), HasSubstr("preset"));
+  EXPECT_THAT(std::string(Trainer::Create(config, {}).status().message()),
+              ::testing::StartsWith("preset: "));
+}
+
+// The checkpoint's tensors after `steps` bfloat16 steps: weights and AdamW moments by name.
+std::map<std::string, torch::Dtype> CheckpointDtypes(const std::string& checkpoint) {
+  std::map<std::string, torch::Dtype> dtypes;
+  auto weights = ReadSafetensors((std::filesystem::path(checkpoint) / "model.safetensors").string());
+  EXPECT_TRUE(weights.ok()) << weights.status();
+  if (weights.ok()) {
+    for (const auto& [name, tensor] : *weights) dtypes[name] = tensor.scalar_type();
+  }
+  torch::serialize::InputArchive archive;
+  archive.load_from((std::filesystem::path(checkpoint) / "optimizer.pt").string());
+  torch::serialize::InputArchive state;
+  archive.read("state", state);
+  for (const std::string& parameter : state.keys()) {
+    torch::serialize::InputArchive parameter_state;
+    state.read(parameter, parameter_state);
+    for (const char* moment : {"exp_avg", "exp_avg_sq"}) {
+      c10::IValue value;
+      parameter_state.read(moment, value);
+      dtypes[absl::StrCat("optimizer ", parameter, " ", moment)] = value.toTensor().scalar_type();
+    }
+  }
+  return dtypes;
+}
+
+TEST(TrainerTest, Bfloat16TrainsUnderAutocastWithFloat32WeightsAndOptimizerState) {
+  ScratchDir scratch;
+  TrainingConfig config = SmallSyntheticRun(scratch);
+  config.max_steps = 2;
+  config.save_steps = 1;
+  TrainingConfig float32 = config;
+  float32.run_dir = scratch.Path("run-float32");
+  float32.output_dir = scratch.Path("model-float32");
+  config.dtype = Dtype::kBFloat16;
+
+  const auto bf16_losses = LossesByStep(config);
+  const auto float32_losses = LossesByStep(float32);
+  ASSERT_EQ(bf16_losses.size(), 2u);
+  // Same data, same initial weights: only the compute precision differs.
+  EXPECT_NE(bf16_losses.at(1), float32_losses.at(1));
+  EXPECT_NEAR(bf16_losses.at(1), float32_losses.at(1), 0.05);
+
+  ASSERT_EQ(ListCheckpoints(config.run_dir).back(), 2);
+  std::string newest;  // names sort by step
+  for (const auto& entry : std::filesystem::directory_iterator(config.run_dir)) {
+    const std::string name = entry.path().filename().string();
+    if (absl::StartsWith(name, "checkpoint-") && name > newest) newest = name;
+  }
+  const auto dtypes = CheckpointDtypes((std::filesystem::path(config.run_dir) / newest).string());
+  int moments = 0;
+  for (const auto& [name, dtype] : dtypes) {
+    EXPECT_EQ(dtype, torch::kFloat32) << name;
+    moments += absl::StartsWith(name, "optimizer ") ? 1 : 0;
+  }
+  EXPECT_GT(moments, 0);
+  // The saved model is float32 and loads.
+  auto model = LoadRewardModel(config.output_dir, {});
+  ASSERT_TRUE(model.ok()) << model.status();
+}
+
+TEST(TrainerTest, Float16TrainingIsRefusedBeforeItStarts) {
+  ScratchDir scratch;
+  TrainingConfig config = SmallSyntheticRun(scratch);
+  config.dtype = Dtype::kFloat16;
+  auto trainer = Trainer::Create(config, {});
+  EXPECT_EQ(trainer.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(trainer.status().message()), ::testing::StartsWith("dtype: "));
 }
 
 }  // namespace

@@ -2,7 +2,8 @@
 file(REMOVE_RECURSE "${OUTPUT}" "${OUTPUT}.run")
 execute_process(
   COMMAND "${VERDICT_TRAIN}" --train "${TRAIN_DATA}" --output "${OUTPUT}" --preset encoder-tiny
-          --vocab_size 400 --max_steps 6 --logging_steps 2 --max_length 128
+          --vocab-size 400 --max-steps 6 --logging_steps 2 --max-length=128 --batch-size 16
+          --no-group-by-length
   RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE err)
 if(NOT result EQUAL 0)
   message(FATAL_ERROR "verdict-train exited ${result}:\n${out}\n${err}")
@@ -16,6 +17,16 @@ endforeach()
 foreach(file config.json model.safetensors tokenizer.model reward_stats.json training_args.json)
   if(NOT EXISTS "${OUTPUT}/${file}")
     message(FATAL_ERROR "verdict-train wrote no ${file} in ${OUTPUT}")
+  endif()
+endforeach()
+# The flags are `verdict submit`'s (dashes; absl's underscores work too), and the defaults the
+# server's: training_args.json records what ran.
+file(READ "${OUTPUT}/training_args.json" args)
+foreach(expected "\"max_length\": 128" "\"batch_size\": 16" "\"group_by_length\": false"
+        "\"truncation\": \"truncate\"" "\"save_steps\": 500" "\"learning_rate\": 0.0001")
+  string(FIND "${args}" "${expected}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "training_args.json lacks ${expected}:\n${args}")
   endif()
 endforeach()
 # A bad flag value is refused with a message naming it, and a non-zero exit.

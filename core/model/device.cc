@@ -1,0 +1,47 @@
+#include "core/model/device.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace verdict {
+
+absl::StatusOr<Device> ParseDeviceName(absl::string_view name) {
+  if (name == "cpu") return Device{DeviceKind::kCpu, -1};
+  if (name == "cuda") return Device{DeviceKind::kCuda, -1};
+  if (absl::StartsWith(name, "cuda:")) {
+    int index = -1;
+    if (absl::SimpleAtoi(name.substr(5), &index) && index >= 0 && index < 64) {
+      return Device{DeviceKind::kCuda, index};
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown device \"", name, "\" (want cpu, cuda or cuda:N)"));
+}
+
+std::string DeviceName(const Device& device) {
+  if (!device.is_cuda()) return "cpu";
+  return device.index < 0 ? "cuda" : absl::StrCat("cuda:", device.index);
+}
+
+absl::StatusOr<Dtype> ParseDtypeName(absl::string_view name) {
+  if (name == "float32" || name == "fp32") return Dtype::kFloat32;
+  if (name == "bfloat16" || name == "bf16") return Dtype::kBFloat16;
+  if (name == "float16" || name == "fp16") return Dtype::kFloat16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown dtype \"", name, "\" (want float32, bfloat16 or float16)"));
+}
+
+absl::string_view DtypeName(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::kFloat32:
+      return "float32";
+    case Dtype::kBFloat16:
+      return "bfloat16";
+    case Dtype::kFloat16:
+      return "float16";
+  }
+  return "float32";
+}
+
+}  // namespace verdict

@@ -1,0 +1,89 @@
+// A model directory: what a trained (or imported) reward model is on disk, in Hugging Face's
+// layout plus verdict's two side files. One place for its file names and for reading and
+// writing each part:
+//
+//   config.json             the architecture (ModelConfig; model_config.h)
+//   model.safetensors       the weights, float32 (or a sharded index; reward_model.h)
+//   tokenizer files         whatever core/tokenize's SaveToDirectory writes and
+//                           LoadTokenizerFromDirectory reads (tokenizer.model, vocab.txt, ...)
+//   training_args.json      the training configuration; scoring reads the encoding settings
+//                           from it (max_length, truncation, chat_format)
+//   reward_stats.json       reward normalisation statistics (mean, std) and the final eval
+//
+// The trainer writes directories with WriteModelDirectory; ScoringModel and the server read
+// them with the Read* functions. Free functions, thread-safe as long as two callers do not
+// write the same directory at once.
+#ifndef VERDICT_CORE_MODEL_MODEL_DIRECTORY_H_
+#define VERDICT_CORE_MODEL_MODEL_DIRECTORY_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "core/data/chat_format.h"
+#include "core/model/model_config.h"
+#include "core/tokenize/pair_encoding.h"
+#include "core/tokenize/tokenizer.h"
+
+namespace verdict {
+
+class RewardModel;
+
+inline constexpr char kModelConfigFile[] = "config.json";
+inline constexpr char kModelWeightsFile[] = "model.safetensors";
+inline constexpr char kModelWeightsIndexFile[] = "model.safetensors.index.json";
+inline constexpr char kTrainingArgsFile[] = "training_args.json";
+inline constexpr char kRewardStatsFile[] = "reward_stats.json";
+
+// Reward normalisation statistics saved with a trained model, and the evaluation they came
+// with (informational; zero when unknown).
+struct RewardStats {
+  double mean = 0;
+  double std = 1;
+  int64_t pairs = 0;
+  double eval_accuracy = 0;
+  double eval_loss = 0;
+};
+
+// How a model encodes text. Defaults are those of a directory without training_args.json
+// (an imported Hugging Face model).
+struct EncodingSettings {
+  // Tokens per sequence, special tokens included; 0 for no limit. Encoders are further
+  // limited by max_position_embeddings (EffectiveMaxLength).
+  int64_t max_length = 512;
+  TruncationPolicy truncation = TruncationPolicy::kTruncate;
+  ChatFormat chat_format = ChatFormat::kHhRlhf;
+};
+
+// `dir`/`file`.
+std::string ModelFilePath(const std::string& dir, absl::string_view file);
+
+// config.json. NotFound when absent; InvalidArgument naming the file when malformed.
+absl::StatusOr<ModelConfig> ReadModelDirectoryConfig(const std::string& dir);
+
+// The encoding settings of training_args.json; the defaults when the file is absent.
+// InvalidArgument naming the file and key when a key is malformed.
+absl::StatusOr<EncodingSettings> ReadEncodingSettings(const std::string& dir);
+bool HasTrainingArgs(const std::string& dir);
+
+// reward_stats.json; nullopt when the file is absent or its std is not > 0 (a model whose
+// rewards did not spread still serves raw scores). InvalidArgument when malformed.
+absl::StatusOr<std::optional<RewardStats>> ReadRewardStats(const std::string& dir);
+
+// Everything a trained model directory holds besides the network and the tokenizer.
+struct ModelDirectoryExtras {
+  RewardStats reward_stats;
+  std::string training_args_json;  // written as training_args.json
+};
+
+// Writes a complete model directory at `dir`: built in "<dir>.tmp" and renamed into place,
+// so the directory is complete or absent; an existing `dir` is replaced.
+absl::Status WriteModelDirectory(const std::string& dir, RewardModel& model,
+                                 const Tokenizer& tokenizer, const ModelDirectoryExtras& extras);
+
+}  // namespace verdict
+
+#endif  // VERDICT_CORE_MODEL_MODEL_DIRECTORY_H_
