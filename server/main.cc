@@ -6,8 +6,8 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "core/util/build_info.h"
 #include "core/util/file_util.h"
 #include "server/server.h"
 
@@ -39,7 +39,10 @@ ABSL_FLAG(std::string, log_format, "text", "text or json.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("verdictd: trains reward models and serves their scores over gRPC.");
+  verdict::SetUpProgramUsage("verdictd",
+                             "trains reward models and serves their scores over gRPC.\n"
+                             "Usage: verdictd [--flag=value ...]",
+                             "server/main.cc");
   absl::ParseCommandLine(argc, argv);
   verdict::server::ServerConfig config;
   config.host = absl::GetFlag(FLAGS_host);

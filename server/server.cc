@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "core/score/dynamic_batcher.h"
+#include "core/util/build_info.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
 #include "server/auth.h"
@@ -36,12 +37,6 @@
 #include "server/sqlite_job_store.h"
 #include "server/training_service.h"
 
-#ifndef VERDICT_VERSION
-#define VERDICT_VERSION "unknown"
-#endif
-#ifndef VERDICT_COMMIT
-#define VERDICT_COMMIT "unknown"
-#endif
 
 namespace verdict::server {
 namespace {
@@ -85,12 +80,11 @@ class MetricsInterceptorFactory final : public grpc::experimental::ServerInterce
   ServerMetrics* const metrics_;
 };
 
-absl::StatusOr<LogLevel> ParseLogLevel(const std::string& name) {
-  if (name == "debug") return LogLevel::kDebug;
-  if (name == "info") return LogLevel::kInfo;
-  if (name == "warning") return LogLevel::kWarning;
-  if (name == "error") return LogLevel::kError;
-  return absl::InvalidArgumentError(absl::StrCat("--log_level: unknown level \"", name, "\""));
+// The flag's name in front of a parse error from logging.h.
+template <typename T>
+absl::StatusOr<T> ForFlag(absl::string_view flag, absl::StatusOr<T> parsed) {
+  if (parsed.ok()) return parsed;
+  return absl::InvalidArgumentError(absl::StrCat(flag, ": ", parsed.status().message()));
 }
 
 absl::Status ValidateConfig(const ServerConfig& c) {
@@ -129,7 +123,7 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
     return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
   }
-  return ParseLogLevel(c.log_level).status();
+  return ForFlag("--log_level", ParseLogLevel(c.log_level)).status();
 }
 
 // Exclusive ownership of a state directory: flock(LOCK_EX) on <state_dir>/LOCK, held until
@@ -238,7 +232,7 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
   p.config = config;
   LoggerOptions log_options;
   log_options.format = config.log_format == "json" ? LogFormat::kJson : LogFormat::kText;
-  ASSIGN_OR_RETURN(log_options.min_level, ParseLogLevel(config.log_level));
+  ASSIGN_OR_RETURN(log_options.min_level, ForFlag("--log_level", ParseLogLevel(config.log_level)));
   p.logger = std::make_unique<Logger>(log_options);
   if (config.scoring_threads > 0) at::set_num_threads(config.scoring_threads);
 
@@ -255,7 +249,7 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
 
   p.registry = std::make_shared<prometheus::Registry>();
   p.metrics = std::make_unique<ServerMetrics>(
-      *p.registry, ServerMetrics::BuildInfo{VERDICT_VERSION, VERDICT_COMMIT, config.default_device});
+      *p.registry, ServerMetrics::BuildInfo{BuildVersion(), BuildCommit(), config.default_device});
   if (config.metrics_port >= 0) {
     ASSIGN_OR_RETURN(p.exposer, StartMetricsExposer(config.host, config.metrics_port, p.registry));
     p.metrics_port = p.exposer->GetListeningPorts().front();

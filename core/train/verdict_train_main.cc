@@ -15,11 +15,11 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "core/train/trainer.h"
+#include "core/util/build_info.h"
 
 namespace {
 
@@ -163,7 +163,12 @@ bool ConfigFromFlags(verdict::TrainingConfig& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("verdict-train: pairwise reward-model training without the server.");
+  verdict::SetUpProgramUsage(
+      "verdict-train",
+      "pairwise reward-model training without the server.\n"
+      "Usage: verdict-train --train FILE --output DIR [--flag value ...]\n"
+      "Flags take the names of `verdict submit` (--max-steps or --max_steps).",
+      "core/train/verdict_train_main.cc");
   std::vector<std::string> args = UnderscoreFlagNames(argc, argv);
   std::vector<char*> arg_pointers;
   for (std::string& arg : args) arg_pointers.push_back(arg.data());

@@ -4,6 +4,7 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 #ifndef VERDICT_VERSION
 #error "VERDICT_VERSION must be defined by the build"
@@ -33,7 +34,12 @@ void SetUpProgramUsage(absl::string_view program, absl::string_view usage,
   config.contains_helpshort_flags = config.contains_help_flags;
   const std::string version = VersionLine(program) + "\n";
   config.version_string = [version] { return version; };
-  config.normalize_filename = [](absl::string_view path) { return std::string(path); };
+  // Compilers see sources as "../server/main.cc" from the build directory: show "server/main.cc".
+  config.normalize_filename = [](absl::string_view path) {
+    while (absl::ConsumePrefix(&path, "../")) {
+    }
+    return std::string(path);
+  };
   absl::SetFlagsUsageConfig(config);
 }
 

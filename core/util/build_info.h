@@ -19,7 +19,7 @@ const char* BuildCommit();
 // "verdictd 0.1.0 (commit 0ad265a1b2c3, RelWithDebInfo)".
 std::string VersionLine(absl::string_view program);
 
-// Sets absl's usage message, makes --help/--helpfull list the flags defined in `main_file`
+// Sets absl's usage message (absl prints it after "<program>: "), makes --help/--helpfull list the flags defined in `main_file`
 // (a path suffix such as "server/main.cc"; absl's default matches files named after the
 // program, which ours are not), and makes --version print VersionLine(program).
 // Call once in main(), before absl::ParseCommandLine.
