@@ -13,8 +13,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/data/preference_reader.h"
+#include "core/util/status_macros.h"
 #include "server/proto_time.h"
 #include "server/status_conversion.h"
+#include "server/unary_call.h"
 #include "server/validation.h"
 
 namespace verdict::server {
@@ -263,46 +265,41 @@ grpc::ServerReadReactor<v1::UploadDatasetRequest>* DatasetService::UploadDataset
 grpc::ServerUnaryReactor* DatasetService::GetDataset(grpc::CallbackServerContext* context,
                                                      const v1::GetDatasetRequest* request,
                                                      v1::Dataset* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
-  if (absl::Status valid = ValidateId("dataset_id", request->dataset_id()); !valid.ok()) {
-    return FinishUnary(context, ToGrpcStatus(valid));
-  }
-  auto dataset = store_->GetDataset(request->dataset_id());
-  if (dataset.ok()) *response = std::move(*dataset);
-  return FinishUnary(context, ToGrpcStatus(dataset.status()));
+  return ServeUnary(context, *auth_, [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateId("dataset_id", request->dataset_id()));
+    ASSIGN_OR_RETURN(*response, store_->GetDataset(request->dataset_id()));
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* DatasetService::ListDatasets(grpc::CallbackServerContext* context,
                                                        const v1::ListDatasetsRequest* request,
                                                        v1::ListDatasetsResponse* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
-  if (request->page_size() < 0) {
-    return FinishUnary(context, ToGrpcStatus(absl::InvalidArgumentError(
-                               absl::StrCat("page_size: must be >= 0, got ", request->page_size()))));
-  }
-  PageRequest page;
-  page.page_size = request->page_size();
-  page.page_token = request->page_token();
-  auto listed = store_->ListDatasets(page);
-  if (!listed.ok()) return FinishUnary(context, ToGrpcStatus(listed.status()));
-  for (v1::Dataset& dataset : listed->items) *response->add_datasets() = std::move(dataset);
-  response->set_next_page_token(listed->next_page_token);
-  return FinishUnary(context, grpc::Status::OK);
+  return ServeUnary(context, *auth_, [&]() -> absl::Status {
+    if (request->page_size() < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("page_size: must be >= 0, got ", request->page_size()));
+    }
+    PageRequest page;
+    page.page_size = request->page_size();
+    page.page_token = request->page_token();
+    ASSIGN_OR_RETURN(Page<v1::Dataset> listed, store_->ListDatasets(page));
+    for (v1::Dataset& dataset : listed.items) *response->add_datasets() = std::move(dataset);
+    response->set_next_page_token(listed.next_page_token);
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* DatasetService::DeleteDataset(grpc::CallbackServerContext* context,
                                                         const v1::DeleteDatasetRequest* request,
                                                         google::protobuf::Empty*) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
-  if (absl::Status valid = ValidateId("dataset_id", request->dataset_id()); !valid.ok()) {
-    return FinishUnary(context, ToGrpcStatus(valid));
-  }
-  absl::Status deleted = store_->DeleteDataset(request->dataset_id());
-  if (deleted.ok()) {
-    std::error_code ignored;
+  return ServeUnary(context, *auth_, [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateId("dataset_id", request->dataset_id()));
+    RETURN_IF_ERROR(store_->DeleteDataset(request->dataset_id()));
+    std::error_code ignored;  // the stored row is gone: an unreadable file is only disk space
     fs::remove(DatasetFilePath(config_, request->dataset_id()), ignored);
-  }
-  return FinishUnary(context, ToGrpcStatus(deleted));
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace verdict::server

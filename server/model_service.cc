@@ -5,6 +5,7 @@
 #include "core/util/status_macros.h"
 #include "server/path_resolver.h"
 #include "server/status_conversion.h"
+#include "server/unary_call.h"
 #include "server/validation.h"
 
 namespace verdict::server {
@@ -47,8 +48,7 @@ grpc::ServerUnaryReactor* ModelService::ImportModel(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* ModelService::ListModels(grpc::CallbackServerContext* context,
                                                    const v1::ListModelsRequest* request,
                                                    v1::ListModelsResponse* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
-  absl::Status status = [&]() -> absl::Status {
+  return ServeUnary(context, *auth_, [&]() -> absl::Status {
     if (!request->name().empty()) RETURN_IF_ERROR(ValidateModelName("name", request->name()));
     if (request->page_size() < 0) {
       return absl::InvalidArgumentError(absl::StrCat("page_size: must be >= 0, got ", request->page_size()));
@@ -64,29 +64,25 @@ grpc::ServerUnaryReactor* ModelService::ListModels(grpc::CallbackServerContext* 
     }
     response->set_next_page_token(listed.next_page_token);
     return absl::OkStatus();
-  }();
-  return FinishUnary(context, status);
+  });
 }
 
 grpc::ServerUnaryReactor* ModelService::GetModel(grpc::CallbackServerContext* context,
                                                  const v1::GetModelRequest* request,
                                                  v1::Model* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
-  absl::Status status = [&]() -> absl::Status {
+  return ServeUnary(context, *auth_, [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateModelRef("model", request->model()));
     ASSIGN_OR_RETURN(v1::Model model, store_->GetModel(request->model()));
     registry_->Decorate(model);
     *response = std::move(model);
     return absl::OkStatus();
-  }();
-  return FinishUnary(context, status);
+  });
 }
 
 grpc::ServerUnaryReactor* ModelService::SetModelAlias(grpc::CallbackServerContext* context,
                                                       const v1::SetModelAliasRequest* request,
                                                       v1::Model* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
-  absl::Status status = [&]() -> absl::Status {
+  return ServeUnary(context, *auth_, [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateModelName("name", request->name()));
     if (request->version() < 1) {
       return absl::InvalidArgumentError(absl::StrCat("version: must be >= 1, got ", request->version()));
@@ -96,23 +92,20 @@ grpc::ServerUnaryReactor* ModelService::SetModelAlias(grpc::CallbackServerContex
     registry_->Decorate(model);
     *response = std::move(model);
     return absl::OkStatus();
-  }();
-  return FinishUnary(context, status);
+  });
 }
 
 grpc::ServerUnaryReactor* ModelService::DeleteModelAlias(grpc::CallbackServerContext* context,
                                                          const v1::DeleteModelAliasRequest* request,
                                                          v1::Model* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
-  absl::Status status = [&]() -> absl::Status {
+  return ServeUnary(context, *auth_, [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateModelName("name", request->name()));
     RETURN_IF_ERROR(ValidateAlias("alias", request->alias(), /*allow_latest=*/false));
     ASSIGN_OR_RETURN(v1::Model model, store_->DeleteAlias(request->name(), request->alias()));
     registry_->Decorate(model);
     *response = std::move(model);
     return absl::OkStatus();
-  }();
-  return FinishUnary(context, status);
+  });
 }
 
 grpc::ServerUnaryReactor* ModelService::LoadModel(grpc::CallbackServerContext* context,
@@ -142,14 +135,11 @@ grpc::ServerUnaryReactor* ModelService::LoadModel(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* ModelService::UnloadModel(grpc::CallbackServerContext* context,
                                                     const v1::UnloadModelRequest* request,
                                                     v1::Model* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
-  absl::Status status = [&]() -> absl::Status {
+  return ServeUnary(context, *auth_, [&]() -> absl::Status {
     RETURN_IF_ERROR(ValidateModelRef("model", request->model()));
-    ASSIGN_OR_RETURN(v1::Model model, registry_->Unload(request->model()));
-    *response = std::move(model);
+    ASSIGN_OR_RETURN(*response, registry_->Unload(request->model()));
     return absl::OkStatus();
-  }();
-  return FinishUnary(context, status);
+  });
 }
 
 }  // namespace verdict::server

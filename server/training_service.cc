@@ -6,7 +6,9 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "core/util/status_macros.h"
 #include "server/status_conversion.h"
+#include "server/unary_call.h"
 #include "server/validation.h"
 
 namespace verdict::server {
@@ -25,36 +27,33 @@ bool IsTerminalEvent(const v1::MetricsEvent& event) {
          to == v1::JOB_STATE_CANCELLED;
 }
 
-grpc::Status ListJobsInto(JobStore& store, JobManager& jobs, const v1::ListJobsRequest& request,
+absl::Status ListJobsInto(JobStore& store, JobManager& jobs, const v1::ListJobsRequest& request,
                           v1::ListJobsResponse* response) {
   if (request.page_size() < 0) {
-    return ToGrpcStatus(absl::InvalidArgumentError(
-        absl::StrCat("page_size: must be >= 0, got ", request.page_size())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: must be >= 0, got ", request.page_size()));
   }
   JobFilter filter;
   for (int state : request.states()) {
     if (!v1::JobState_IsValid(state) || state == v1::JOB_STATE_UNSPECIFIED) {
-      return ToGrpcStatus(
-          absl::InvalidArgumentError(absl::StrCat("states: unknown state ", state)));
+      return absl::InvalidArgumentError(absl::StrCat("states: unknown state ", state));
     }
     filter.states.push_back(static_cast<v1::JobState>(state));
   }
   if (!request.output_model_name().empty()) {
-    absl::Status name = ValidateModelName("output_model_name", request.output_model_name());
-    if (!name.ok()) return ToGrpcStatus(name);
+    RETURN_IF_ERROR(ValidateModelName("output_model_name", request.output_model_name()));
     filter.output_model_name = request.output_model_name();
   }
   PageRequest page;
   page.page_size = request.page_size();
   page.page_token = request.page_token();
-  auto listed = store.ListJobs(filter, page);
-  if (!listed.ok()) return ToGrpcStatus(listed.status());
-  for (v1::Job& job : listed->items) {
+  ASSIGN_OR_RETURN(Page<v1::Job> listed, store.ListJobs(filter, page));
+  for (v1::Job& job : listed.items) {
     jobs.SetQueuePosition(job);
     *response->add_jobs() = std::move(job);
   }
-  response->set_next_page_token(listed->next_page_token);
-  return grpc::Status::OK;
+  response->set_next_page_token(listed.next_page_token);
+  return absl::OkStatus();
 }
 
 // Events read from the store for one catch-up, and whether more remain.
@@ -280,35 +279,35 @@ class FailedStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEve
 grpc::ServerUnaryReactor* TrainingService::SubmitTrainingJob(
     grpc::CallbackServerContext* context, const v1::SubmitTrainingJobRequest* request,
     v1::Job* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
-  auto job = jobs_->Submit(*request);
-  if (job.ok()) *response = std::move(*job);
-  return FinishUnary(context, ToGrpcStatus(job.status()));
+  return ServeUnary(context, *auth_, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response, jobs_->Submit(*request));
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* TrainingService::GetJob(grpc::CallbackServerContext* context,
                                                   const v1::GetJobRequest* request,
                                                   v1::Job* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
-  auto job = jobs_->GetJob(request->job_id());
-  if (job.ok()) *response = std::move(*job);
-  return FinishUnary(context, ToGrpcStatus(job.status()));
+  return ServeUnary(context, *auth_, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response, jobs_->GetJob(request->job_id()));
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerUnaryReactor* TrainingService::ListJobs(grpc::CallbackServerContext* context,
                                                     const v1::ListJobsRequest* request,
                                                     v1::ListJobsResponse* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
-  return FinishUnary(context, ListJobsInto(*store_, *jobs_, *request, response));
+  return ServeUnary(context, *auth_,
+                    [&] { return ListJobsInto(*store_, *jobs_, *request, response); });
 }
 
 grpc::ServerUnaryReactor* TrainingService::CancelJob(grpc::CallbackServerContext* context,
                                                      const v1::CancelJobRequest* request,
                                                      v1::Job* response) {
-  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return FinishUnary(context, auth);
-  auto job = jobs_->Cancel(request->job_id(), request->reason());
-  if (job.ok()) *response = std::move(*job);
-  return FinishUnary(context, ToGrpcStatus(job.status()));
+  return ServeUnary(context, *auth_, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response, jobs_->Cancel(request->job_id(), request->reason()));
+    return absl::OkStatus();
+  });
 }
 
 grpc::ServerWriteReactor<v1::MetricsEvent>* TrainingService::StreamMetrics(
