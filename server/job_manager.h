@@ -43,7 +43,7 @@
 #include "server/job_runner.h"
 #include "server/job_store.h"
 #include "server/server_config.h"
-#include "server/spec_conversion.h"
+#include "server/proto_conversion.h"
 #include "verdict/v1/training.pb.h"
 
 namespace verdict {

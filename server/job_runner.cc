@@ -11,6 +11,7 @@
 #include "core/train/trainer.h"
 #include "core/util/status_macros.h"
 #include "server/logging.h"
+#include "server/proto_conversion.h"
 #include "server/proto_time.h"
 #include "server/server_metrics.h"
 
@@ -29,49 +30,15 @@ bool IsTerminal(v1::JobState state) {
          state == v1::JOB_STATE_CANCELLED;
 }
 
-void CopyTrainMetrics(const TrainStepMetrics& m, v1::TrainStepMetrics* out) {
-  out->set_loss(m.loss);
-  out->set_accuracy(m.accuracy);
-  out->set_margin(m.margin);
-  out->set_reward_mean(m.reward_mean);
-  out->set_reward_min(m.reward_min);
-  out->set_reward_max(m.reward_max);
-  out->set_chosen_reward_mean(m.chosen_reward_mean);
-  out->set_rejected_reward_mean(m.rejected_reward_mean);
-  out->set_learning_rate(m.learning_rate);
-  out->set_grad_norm(m.grad_norm);
-  out->set_pairs(m.pairs);
-  out->set_tokens(m.tokens);
-  out->set_pairs_per_second(m.pairs_per_second);
-  out->set_tokens_per_second(m.tokens_per_second);
-  out->set_padding_fraction(m.padding_fraction);
-  out->set_epoch(m.epoch);
-}
-
-void CopyEvalMetrics(const EvalMetrics& m, v1::EvalMetrics* out) {
-  out->set_loss(m.loss);
-  out->set_accuracy(m.accuracy);
-  out->set_margin(m.margin);
-  out->set_reward_mean(m.reward_mean);
-  out->set_reward_std(m.reward_std);
-  out->set_pairs(m.pairs);
-  SetDuration(absl::Seconds(m.seconds), out->mutable_duration());
-}
-
 // The registry entry for a trained model in `output_dir`.
 absl::StatusOr<v1::Model> DescribeModel(const ServerConfig& config, const v1::Job& job,
                                         const std::string& output_dir, int64_t parameters,
                                         double reward_mean, double reward_std, int64_t eval_pairs) {
-  ASSIGN_OR_RETURN(ModelConfig model_config,
-                   LoadModelConfig((fs::path(output_dir) / "config.json").string()));
+  ASSIGN_OR_RETURN(ModelConfig model_config, ReadModelDirectoryConfig(output_dir));
   v1::Model model;
   model.set_name(job.spec().output_model_name());
-  model.set_family(model_config.family == ModelFamily::kEncoder ? v1::MODEL_FAMILY_ENCODER
-                                                                : v1::MODEL_FAMILY_DECODER);
-  model.set_model_type(model_config.model_type);
+  DescribeArchitecture(model_config, &model);
   model.set_parameter_count(parameters);
-  model.set_vocab_size(model_config.vocab_size);
-  model.set_max_position_embeddings(model_config.max_position_embeddings);
   model.set_max_length(job.spec().hyperparameters().max_length());
   model.set_truncation(job.spec().hyperparameters().truncation());
   model.set_chat_format(job.spec().data_options().chat_format());
@@ -178,7 +145,7 @@ void JobRunner::Train() {
   callbacks.on_step = [&](const TrainStepMetrics& m) {
     v1::MetricsEvent event;
     event.set_step(m.step);
-    CopyTrainMetrics(m, event.mutable_train());
+    ToProto(m, event.mutable_train());
     v1::JobProgress* p = job_.mutable_progress();
     p->set_step(m.step);
     p->set_total_steps(m.total_steps);
@@ -207,7 +174,7 @@ void JobRunner::Train() {
   callbacks.on_eval = [&](const EvalMetrics& m) {
     v1::MetricsEvent event;
     event.set_step(m.step);
-    CopyEvalMetrics(m, event.mutable_eval());
+    ToProto(m, event.mutable_eval());
     *job_.mutable_progress()->mutable_last_eval_metrics() = event.eval();
     SaveProgress();
     EmitOrLog(event);

@@ -19,6 +19,7 @@
 #include "core/tokenize/tokenizer.h"
 #include "core/util/status_macros.h"
 #include "server/logging.h"
+#include "server/proto_conversion.h"
 #include "server/proto_time.h"
 #include "server/server_metrics.h"
 
@@ -43,27 +44,6 @@ ScoringRejection ToMetricReason(RejectionReason reason) {
       break;
   }
   return ScoringRejection::kInvalid;
-}
-
-ScoringSettings SettingsOf(const v1::Model& model) {
-  ScoringSettings settings;
-  settings.max_length = model.max_length();
-  settings.truncation = model.truncation() == v1::TRUNCATION_POLICY_DROP ? TruncationPolicy::kDrop
-                                                                          : TruncationPolicy::kTruncate;
-  switch (model.chat_format()) {
-    case v1::CHAT_FORMAT_CHATML:
-      settings.chat_format = ChatFormat::kChatML;
-      break;
-    case v1::CHAT_FORMAT_LLAMA2:
-      settings.chat_format = ChatFormat::kLlama2;
-      break;
-    default:
-      settings.chat_format = ChatFormat::kHhRlhf;
-  }
-  if (model.has_reward_stats() && model.reward_stats().std() > 0) {
-    settings.reward_stats = RewardStats{model.reward_stats().mean(), model.reward_stats().std()};
-  }
-  return settings;
 }
 
 std::string NewImportId() {
@@ -224,6 +204,7 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1
                                                                         const std::string& device,
                                                                         bool serving) {
   const std::string dir = StoragePath(model);
+  ASSIGN_OR_RETURN(const ScoringSettings settings, ScoringSettingsOf(model));
   // A device this server lacks is the caller's problem (FAILED_PRECONDITION); any other
   // failure to load files the import checked means they were damaged since (DATA_LOSS).
   ASSIGN_OR_RETURN(const c10::Device parsed, ParseDevice(device));
@@ -250,7 +231,7 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1
                                             ": ", tokenizer.status().message()));
   }
   ASSIGN_OR_RETURN(std::shared_ptr<ScoringModel> scoring,
-                   ScoringModel::Create(std::move(*reward_model), std::move(*tokenizer), SettingsOf(model)));
+                   ScoringModel::Create(std::move(*reward_model), std::move(*tokenizer), settings));
   auto loaded = std::make_shared<LoadedModel>();
   loaded->info = model;
   loaded->info.set_loaded(true);
@@ -438,7 +419,7 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const std::string& name, const s
                                                 const std::string& relative_path, int32_t max_length,
                                                 v1::TruncationPolicy truncation,
                                                 v1::ChatFormat chat_format) {
-  ASSIGN_OR_RETURN(ModelConfig model_config, LoadModelConfig((fs::path(source_dir) / "config.json").string()));
+  ASSIGN_OR_RETURN(ModelConfig model_config, ReadModelDirectoryConfig(source_dir));
   // A language model or bare backbone would load with a freshly initialised head, i.e. score
   // noise: it must be trained into a reward model first.
   if (!model_config.architectures.empty() &&
@@ -452,24 +433,22 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const std::string& name, const s
   // statistics: requests that leave them unset keep them, so that the import scores as the
   // training job's evaluation did.
   ASSIGN_OR_RETURN(ScoringSettings saved, ReadScoringSettings(source_dir));
-  const bool has_training_args = fs::exists(fs::path(source_dir) / "training_args.json");
+  const bool has_training_args = fs::exists(ModelFilePath(source_dir, kTrainingArgsFile));
   if (has_training_args) {
     if (max_length == 0 && saved.max_length > 0) max_length = static_cast<int32_t>(saved.max_length);
-    if (truncation == v1::TRUNCATION_POLICY_UNSPECIFIED) {
-      truncation = saved.truncation == TruncationPolicy::kDrop ? v1::TRUNCATION_POLICY_DROP
-                                                               : v1::TRUNCATION_POLICY_TRUNCATE;
-    }
-    if (chat_format == v1::CHAT_FORMAT_UNSPECIFIED) {
-      chat_format = saved.chat_format == ChatFormat::kChatML   ? v1::CHAT_FORMAT_CHATML
-                    : saved.chat_format == ChatFormat::kLlama2 ? v1::CHAT_FORMAT_LLAMA2
-                                                               : v1::CHAT_FORMAT_HH;
-    }
+    if (truncation == v1::TRUNCATION_POLICY_UNSPECIFIED) truncation = ToProto(saved.truncation);
+    if (chat_format == v1::CHAT_FORMAT_UNSPECIFIED) chat_format = ToProto(saved.chat_format);
   }
-  const int64_t limit = model_config.family == ModelFamily::kEncoder ? model_config.max_position_embeddings
-                                                                      : int64_t{1} << 20;
-  if (max_length == 0) max_length = static_cast<int32_t>(std::min<int64_t>(1024, limit));
-  if (max_length < 8 || max_length > limit) {
-    return absl::InvalidArgumentError(absl::StrCat("max_length: must be in [8, ", limit, "], got ", max_length));
+  // What neither the request nor the directory says takes core's training defaults.
+  const TrainingConfig defaults;
+  const int64_t positions = MaxSequenceLength(model_config);
+  if (max_length == 0) {
+    max_length = static_cast<int32_t>(EffectiveMaxLength(model_config, defaults.max_length));
+  }
+  if (max_length < 8 || (positions > 0 && max_length > positions)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_length: must be in [8, ", positions > 0 ? positions : int64_t{1} << 20, "], got ",
+        max_length));
   }
   // Copy first, then validate the copy by loading it: what is registered is what was checked.
   const std::string storage = (fs::path("models") / name / NewImportId()).string();
@@ -482,14 +461,12 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const std::string& name, const s
 
   v1::Model model;
   model.set_name(name);
-  model.set_family(model_config.family == ModelFamily::kEncoder ? v1::MODEL_FAMILY_ENCODER
-                                                               : v1::MODEL_FAMILY_DECODER);
-  model.set_model_type(model_config.model_type);
-  model.set_vocab_size(model_config.vocab_size);
-  model.set_max_position_embeddings(model_config.max_position_embeddings);
+  DescribeArchitecture(model_config, &model);
   model.set_max_length(max_length);
-  model.set_truncation(truncation == v1::TRUNCATION_POLICY_UNSPECIFIED ? v1::TRUNCATION_POLICY_TRUNCATE : truncation);
-  model.set_chat_format(chat_format == v1::CHAT_FORMAT_UNSPECIFIED ? v1::CHAT_FORMAT_HH : chat_format);
+  model.set_truncation(truncation == v1::TRUNCATION_POLICY_UNSPECIFIED ? ToProto(defaults.truncation)
+                                                                      : truncation);
+  model.set_chat_format(chat_format == v1::CHAT_FORMAT_UNSPECIFIED ? ToProto(defaults.chat_format)
+                                                                  : chat_format);
   model.set_import_path(relative_path);
   if (saved.reward_stats.has_value()) {
     model.mutable_reward_stats()->set_mean(saved.reward_stats->mean);

@@ -8,9 +8,14 @@
 #include "client/job_file.h"
 #include "client/output.h"
 #include "client/scoring.h"
+#include "core/train/training_config.h"
 
 namespace verdict::client {
 namespace {
+
+// Core's TrainingConfig is the one home of the training defaults: the server fills unset spec
+// fields from it, and the help text quotes it (header only: the CLI links no core library).
+const verdict::TrainingConfig kDefaults;
 
 using verdict::v1::TrainingJobSpec;
 
@@ -55,53 +60,66 @@ void AddFlags(FlagParser& flags, SubmitFlags& f) {
   flags.AddString("eval-dataset", &f.eval_dataset_id, "ID", "Eval on an uploaded dataset.");
   flags.AddString("eval-path", &f.eval_path, "PATH", "Eval on a file under --data_dir.");
   flags.AddDouble("eval-fraction", &f.eval_fraction, "F",
-                  "Hold out this fraction for eval (default 0.05; 0: none).");
+                  absl::StrCat("Hold out this fraction for eval (default ", kDefaults.eval_fraction,
+                               "; 0: none)."));
   flags.AddInt("eval-max-pairs", &f.eval_max_pairs, "N", "Evaluate on at most N pairs.");
   flags.AddInt("max-train-pairs", &f.max_train_pairs, "N", "Train on at most N pairs.");
   flags.AddBool("skip-invalid", &f.skip_invalid, "Skip invalid lines instead of failing the job.");
   flags.AddString("chat-format", &f.chat_format, "hh|chatml|llama2",
-                  "How message lists become text.");
+                  "How message lists become text (default hh).");
   flags.AddSection("Model:");
   flags.AddString("name", &f.name, "NAME", "Registered name of the result (default reward-model).");
   flags.AddString("preset", &f.preset, "PRESET",
-                  "Train from scratch: encoder-tiny, encoder-small (default),\n"
-                  "encoder-base, decoder-tiny, decoder-small.");
+                  absl::StrCat("Train from scratch (default ", kDefaults.preset,
+                               "): encoder-tiny, encoder-small,\n"
+                               "encoder-base, decoder-tiny, decoder-small."));
   flags.AddString("base-model", &f.base_model, "DIR",
                   "Start from a Hugging Face directory under --model_dir.");
   flags.AddString("from-model", &f.from_model, "NAME[:V]", "Continue training a registered model.");
   flags.AddString("tokenizer", &f.tokenizer_path, "PATH",
                   "Tokenizer file under --model_dir (presets only).");
   flags.AddInt("vocab-size", &f.vocab_size, "N",
-               "Train a SentencePiece tokenizer of N pieces (default 8000).");
-  flags.AddString("tokenizer-type", &f.tokenizer_type, "unigram|bpe", "Kind of trained tokenizer.");
+               absl::StrCat("Train a SentencePiece tokenizer of N pieces (default ",
+                            kDefaults.vocab_size, ")."));
+  flags.AddString("tokenizer-type", &f.tokenizer_type, "unigram|bpe",
+                  "Kind of trained tokenizer (default unigram).");
   flags.AddSection("Hyperparameters:");
-  flags.AddDouble("epochs", &f.epochs, "F", "Passes over the data (default 1).");
+  flags.AddDouble("epochs", &f.epochs, "F", absl::StrCat("Passes over the data (default ", kDefaults.num_epochs, ")."));
   flags.AddInt("max-steps", &f.max_steps, "N",
                "Stop after N optimizer steps (overrides --epochs).");
-  flags.AddDouble("lr", &f.learning_rate, "LR", "Peak learning rate (default 1e-4).");
-  flags.AddInt("batch-size", &f.batch_size, "N", "Pairs per micro-batch (default 8).");
+  flags.AddDouble("lr", &f.learning_rate, "LR", absl::StrCat("Peak learning rate (default ", kDefaults.learning_rate, ")."));
+  flags.AddInt("batch-size", &f.batch_size, "N", absl::StrCat("Pairs per micro-batch (default ", kDefaults.batch_size, ")."));
   flags.AddInt("eval-batch-size", &f.eval_batch_size, "N", "Pairs per eval batch.");
-  flags.AddInt("grad-accum", &f.grad_accum, "N", "Micro-batches per optimizer step (default 1).");
-  flags.AddInt("max-length", &f.max_length, "N", "Longest sequence in tokens (default 1024).");
-  flags.AddString("truncation", &f.truncation, "truncate|drop", "Policy for longer pairs.");
+  flags.AddInt("grad-accum", &f.grad_accum, "N", absl::StrCat("Micro-batches per optimizer step (default ",
+                            kDefaults.gradient_accumulation_steps, ")."));
+  flags.AddInt("max-length", &f.max_length, "N", absl::StrCat("Longest sequence in tokens (default ", kDefaults.max_length,
+                            ", at most the model's positions)."));
+  flags.AddString("truncation", &f.truncation, "truncate|drop", absl::StrCat("Policy for longer pairs (default ",
+                               verdict::TruncationPolicyName(kDefaults.truncation), ")."));
   flags.AddInt("warmup-steps", &f.warmup_steps, "N", "Linear warm-up steps.");
   flags.AddDouble("warmup-ratio", &f.warmup_ratio, "F", "Warm-up as a fraction of all steps.");
   flags.AddString("lr-scheduler", &f.lr_scheduler, "linear|cosine|constant",
-                  "Learning-rate shape.");
-  flags.AddDouble("weight-decay", &f.weight_decay, "F", "AdamW weight decay.");
-  flags.AddDouble("max-grad-norm", &f.max_grad_norm, "F", "Gradient clipping (0: off).");
+                  absl::StrCat("Learning-rate shape (default ",
+                               verdict::LrScheduleKindName(kDefaults.lr_scheduler), ")."));
+  flags.AddDouble("weight-decay", &f.weight_decay, "F", absl::StrCat("AdamW weight decay (default ", kDefaults.weight_decay, ")."));
+  flags.AddDouble("max-grad-norm", &f.max_grad_norm, "F", absl::StrCat("Gradient clipping (default ", kDefaults.max_grad_norm, "; 0: off)."));
   flags.AddDouble("center-rewards", &f.center_rewards, "F", "center_rewards_coefficient.");
   flags.AddInt("max-batch-tokens", &f.max_batch_tokens, "N", "Token budget of a micro-batch.");
-  flags.AddInt("seed", &f.seed, "N", "Seed of everything random (default 42).");
+  flags.AddInt("seed", &f.seed, "N", absl::StrCat("Seed of everything random (default ", kDefaults.seed, ")."));
   flags.AddSection("Schedule:");
   flags.AddInt("logging-steps", &f.logging_steps, "N",
-               "Log train metrics every N steps (default 10).");
+               absl::StrCat("Log train metrics every N steps (default ",
+                            kDefaults.logging_steps, ")."));
   flags.AddInt("eval-steps", &f.eval_steps, "N", "Evaluate every N steps (default: each epoch).");
   flags.AddInt("save-steps", &f.save_steps, "N",
-               "Checkpoint every N steps (default 500; 0: none).");
-  flags.AddInt("save-total-limit", &f.save_total_limit, "N", "Checkpoints kept while running.");
+               absl::StrCat("Checkpoint every N steps (default ", kDefaults.save_steps,
+                            "; 0: at the end only)."));
+  flags.AddInt("save-total-limit", &f.save_total_limit, "N", absl::StrCat("Checkpoints kept while running (default ",
+                            kDefaults.save_total_limit, ")."));
   flags.AddString("device", &f.device, "DEV", "cpu, cuda or cuda:N (default: the server's).");
-  flags.AddString("dtype", &f.dtype, "float32|bfloat16", "Training precision.");
+  flags.AddString("dtype", &f.dtype, "float32|bfloat16",
+                  absl::StrCat("Training precision (default ",
+                               verdict::DtypeName(kDefaults.dtype), ")."));
   flags.AddInt("priority", &f.priority, "N", "Higher runs sooner, in [-100, 100].");
   flags.AddSection("Submission:");
   flags.AddString("request-id", &f.request_id, "KEY",

@@ -32,16 +32,4 @@ absl::StatusOr<Dtype> ParseDtypeName(absl::string_view name) {
       absl::StrCat("unknown dtype \"", name, "\" (want float32, bfloat16 or float16)"));
 }
 
-absl::string_view DtypeName(Dtype dtype) {
-  switch (dtype) {
-    case Dtype::kFloat32:
-      return "float32";
-    case Dtype::kBFloat16:
-      return "bfloat16";
-    case Dtype::kFloat16:
-      return "float16";
-  }
-  return "float32";
-}
-
 }  // namespace verdict

@@ -40,7 +40,17 @@ enum class Dtype { kFloat32, kBFloat16, kFloat16 };
 // "float32" (or "fp32"), "bfloat16" ("bf16"), "float16" ("fp16"). InvalidArgument otherwise.
 absl::StatusOr<Dtype> ParseDtypeName(absl::string_view name);
 // "float32", "bfloat16", "float16".
-absl::string_view DtypeName(Dtype dtype);
+inline absl::string_view DtypeName(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::kFloat32:
+      return "float32";
+    case Dtype::kBFloat16:
+      return "bfloat16";
+    case Dtype::kFloat16:
+      return "float16";
+  }
+  return "float32";
+}
 
 }  // namespace verdict
 

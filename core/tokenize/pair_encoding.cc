@@ -51,10 +51,6 @@ absl::StatusOr<TruncationPolicy> ParseTruncationPolicy(absl::string_view name) {
       absl::StrCat("unknown truncation policy \"", name, "\" (want \"truncate\" or \"drop\")"));
 }
 
-absl::string_view TruncationPolicyName(TruncationPolicy policy) {
-  return policy == TruncationPolicy::kDrop ? "drop" : "truncate";
-}
-
 absl::StatusOr<PairEncoding> EncodePair(const Tokenizer& tokenizer, absl::string_view prompt,
                                         absl::string_view response,
                                         const PairEncodingOptions& options) {

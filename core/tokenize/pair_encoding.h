@@ -45,7 +45,9 @@ absl::StatusOr<PairEncoding> EncodePair(const Tokenizer& tokenizer, absl::string
 
 // "truncate", "drop" and back.
 absl::StatusOr<TruncationPolicy> ParseTruncationPolicy(absl::string_view name);
-absl::string_view TruncationPolicyName(TruncationPolicy policy);
+inline absl::string_view TruncationPolicyName(TruncationPolicy policy) {
+  return policy == TruncationPolicy::kDrop ? "drop" : "truncate";
+}
 
 }  // namespace verdict
 

@@ -15,18 +15,6 @@ absl::StatusOr<LrScheduleKind> ParseLrScheduleKind(absl::string_view name) {
       absl::StrCat("unknown lr_scheduler \"", name, "\" (want constant, linear or cosine)"));
 }
 
-absl::string_view LrScheduleKindName(LrScheduleKind kind) {
-  switch (kind) {
-    case LrScheduleKind::kConstant:
-      return "constant";
-    case LrScheduleKind::kLinear:
-      return "linear";
-    case LrScheduleKind::kCosine:
-      return "cosine";
-  }
-  return "linear";
-}
-
 double LrSchedule::At(int64_t step) const {
   if (step < warmup_steps) {
     return peak * static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, warmup_steps));

@@ -15,7 +15,17 @@ enum class LrScheduleKind { kConstant, kLinear, kCosine };
 
 // "constant", "linear", "cosine" and back.
 absl::StatusOr<LrScheduleKind> ParseLrScheduleKind(absl::string_view name);
-absl::string_view LrScheduleKindName(LrScheduleKind kind);
+inline absl::string_view LrScheduleKindName(LrScheduleKind kind) {
+  switch (kind) {
+    case LrScheduleKind::kConstant:
+      return "constant";
+    case LrScheduleKind::kLinear:
+      return "linear";
+    case LrScheduleKind::kCosine:
+      return "cosine";
+  }
+  return "linear";
+}
 
 struct LrSchedule {
   LrScheduleKind kind = LrScheduleKind::kLinear;

@@ -7,7 +7,7 @@
 //
 // ValidateTrainingConfig is the single authority for ranges and rules. Its errors are
 // INVALID_ARGUMENT and start with the field's name ("learning_rate: must be in (0, 1], got
-// -1"), so that the server can put the proto path in front (server/spec_conversion.cc holds
+// -1"), so that the server can put the proto path in front (server/proto_conversion.cc holds
 // the field-name -> proto-path table) and the CLI the flag.
 //
 // Torch-free on purpose: a command-line tool may include it just to print the defaults.

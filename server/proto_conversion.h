@@ -1,5 +1,9 @@
-// The one conversion point from a v1::TrainingJobSpec to the core trainer's TrainingConfig.
+// proto_conversion: every mapping between the API's messages (proto/verdict/v1) and core's
+// types, in one place: enums, training metrics, model descriptions and scoring settings, and
+// training job specs. Handlers and the job runner call these; nothing else in server/ spells a
+// proto enum next to a core one.
 //
+// Training job specs:
 // NormalizeTrainingJobSpec fills in every default from a default-constructed TrainingConfig
 // (core's defaults are the only ones) and validates the spec, so that Job.spec records exactly
 // what runs and a resubmitted spec reproduces it. Ranges and rules on the settings are core's
@@ -12,7 +16,7 @@
 //
 // Adding a hyper-parameter: the proto field, the TrainingConfig member (its default and its
 // rule in ValidateTrainingSettings), and here its default fill, one line in SettingsOf and one
-// row in kProtoPaths.
+// row in kProtoPaths (proto_conversion.cc).
 //
 // Thread-safe free functions; the resolvers are called on the caller's thread.
 #ifndef VERDICT_SERVER_SPEC_CONVERSION_H_
@@ -22,11 +26,49 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "core/data/chat_format.h"
+#include "core/model/device.h"
+#include "core/model/model_config.h"
+#include "core/model/model_directory.h"
+#include "core/score/scoring_model.h"
+#include "core/tokenize/pair_encoding.h"
+#include "core/tokenize/sentencepiece_tokenizer.h"
+#include "core/train/lr_schedule.h"
+#include "core/train/trainer.h"
 #include "core/train/training_config.h"
 #include "server/server_config.h"
+#include "verdict/v1/models.pb.h"
 #include "verdict/v1/training.pb.h"
 
 namespace verdict::server {
+
+// ---- enums: ToCore fails with INVALID_ARGUMENT "<field>: unknown value N" for UNSPECIFIED and
+// unknown numbers (callers fill defaults first); ToProto is total.
+absl::StatusOr<ChatFormat> ToCore(v1::ChatFormat v);
+v1::ChatFormat ToProto(ChatFormat v);
+absl::StatusOr<LrScheduleKind> ToCore(v1::LrScheduler v);
+v1::LrScheduler ToProto(LrScheduleKind v);
+absl::StatusOr<TruncationPolicy> ToCore(v1::TruncationPolicy v);
+v1::TruncationPolicy ToProto(TruncationPolicy v);
+absl::StatusOr<Dtype> ToCore(v1::Dtype v);
+v1::Dtype ToProto(Dtype v);
+absl::StatusOr<SentencePieceModelType> ToCore(v1::SentencePieceModelType v);
+v1::SentencePieceModelType ToProto(SentencePieceModelType v);
+v1::ModelFamily ToProto(ModelFamily v);
+
+// ---- training metrics, as MetricsEvent payloads.
+void ToProto(const TrainStepMetrics& metrics, v1::TrainStepMetrics* out);
+void ToProto(const EvalMetrics& metrics, v1::EvalMetrics* out);
+
+// ---- models
+// family, model_type, vocab_size, max_position_embeddings from a model directory's config.
+void DescribeArchitecture(const ModelConfig& config, v1::Model* model);
+// max_length, truncation, chat_format: how the version's inputs are built.
+void DescribeEncoding(const EncodingSettings& settings, v1::Model* model);
+// The settings a registered version is scored with (its encoding and reward statistics).
+absl::StatusOr<ScoringSettings> ScoringSettingsOf(const v1::Model& model);
+
+// ---- training job specs
 
 struct SpecResolvers {
   // The stored file of an uploaded dataset; NOT_FOUND when unknown.

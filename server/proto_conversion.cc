@@ -1,4 +1,4 @@
-#include "server/spec_conversion.h"
+#include "server/proto_conversion.h"
 
 #include <cmath>
 #include <filesystem>
@@ -11,12 +11,17 @@
 #include "core/model/reward_model.h"
 #include "core/util/status_macros.h"
 #include "server/path_resolver.h"
+#include "server/proto_time.h"
 #include "server/validation.h"
 
 namespace verdict::server {
 namespace {
 
 namespace fs = std::filesystem;
+
+absl::Status UnknownEnum(absl::string_view field, int value) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": unknown value ", value));
+}
 
 constexpr char kDefaultModelName[] = "reward-model";
 
@@ -77,109 +82,6 @@ absl::Status WithProtoPath(const absl::Status& status) {
     }
   }
   return status;
-}
-
-absl::Status UnknownEnum(absl::string_view field, int value) {
-  return absl::InvalidArgumentError(absl::StrCat(field, ": unknown value ", value));
-}
-
-// Core enums <-> proto enums. The proto's UNSPECIFIED means "the default", which
-// NormalizeTrainingJobSpec has filled in before these run.
-absl::StatusOr<ChatFormat> ToCore(v1::ChatFormat v) {
-  switch (v) {
-    case v1::CHAT_FORMAT_HH:
-      return ChatFormat::kHhRlhf;
-    case v1::CHAT_FORMAT_CHATML:
-      return ChatFormat::kChatML;
-    case v1::CHAT_FORMAT_LLAMA2:
-      return ChatFormat::kLlama2;
-    default:
-      return UnknownEnum("chat_format", v);
-  }
-}
-v1::ChatFormat ToProto(ChatFormat v) {
-  switch (v) {
-    case ChatFormat::kChatML:
-      return v1::CHAT_FORMAT_CHATML;
-    case ChatFormat::kLlama2:
-      return v1::CHAT_FORMAT_LLAMA2;
-    case ChatFormat::kHhRlhf:
-      break;
-  }
-  return v1::CHAT_FORMAT_HH;
-}
-absl::StatusOr<LrScheduleKind> ToCore(v1::LrScheduler v) {
-  switch (v) {
-    case v1::LR_SCHEDULER_LINEAR:
-      return LrScheduleKind::kLinear;
-    case v1::LR_SCHEDULER_COSINE:
-      return LrScheduleKind::kCosine;
-    case v1::LR_SCHEDULER_CONSTANT:
-      return LrScheduleKind::kConstant;
-    default:
-      return UnknownEnum("lr_scheduler", v);
-  }
-}
-v1::LrScheduler ToProto(LrScheduleKind v) {
-  switch (v) {
-    case LrScheduleKind::kCosine:
-      return v1::LR_SCHEDULER_COSINE;
-    case LrScheduleKind::kConstant:
-      return v1::LR_SCHEDULER_CONSTANT;
-    case LrScheduleKind::kLinear:
-      break;
-  }
-  return v1::LR_SCHEDULER_LINEAR;
-}
-absl::StatusOr<TruncationPolicy> ToCore(v1::TruncationPolicy v) {
-  switch (v) {
-    case v1::TRUNCATION_POLICY_TRUNCATE:
-      return TruncationPolicy::kTruncate;
-    case v1::TRUNCATION_POLICY_DROP:
-      return TruncationPolicy::kDrop;
-    default:
-      return UnknownEnum("truncation", v);
-  }
-}
-v1::TruncationPolicy ToProto(TruncationPolicy v) {
-  return v == TruncationPolicy::kDrop ? v1::TRUNCATION_POLICY_DROP : v1::TRUNCATION_POLICY_TRUNCATE;
-}
-absl::StatusOr<Dtype> ToCore(v1::Dtype v) {
-  switch (v) {
-    case v1::DTYPE_FLOAT32:
-      return Dtype::kFloat32;
-    case v1::DTYPE_BFLOAT16:
-      return Dtype::kBFloat16;
-    case v1::DTYPE_FLOAT16:
-      return Dtype::kFloat16;
-    default:
-      return UnknownEnum("dtype", v);
-  }
-}
-v1::Dtype ToProto(Dtype v) {
-  switch (v) {
-    case Dtype::kBFloat16:
-      return v1::DTYPE_BFLOAT16;
-    case Dtype::kFloat16:
-      return v1::DTYPE_FLOAT16;
-    case Dtype::kFloat32:
-      break;
-  }
-  return v1::DTYPE_FLOAT32;
-}
-absl::StatusOr<SentencePieceModelType> ToCore(v1::SentencePieceModelType v) {
-  switch (v) {
-    case v1::SENTENCE_PIECE_MODEL_TYPE_UNIGRAM:
-      return SentencePieceModelType::kUnigram;
-    case v1::SENTENCE_PIECE_MODEL_TYPE_BPE:
-      return SentencePieceModelType::kBpe;
-    default:
-      return UnknownEnum("tokenizer_type", v);
-  }
-}
-v1::SentencePieceModelType ToProto(SentencePieceModelType v) {
-  return v == SentencePieceModelType::kBpe ? v1::SENTENCE_PIECE_MODEL_TYPE_BPE
-                                           : v1::SENTENCE_PIECE_MODEL_TYPE_UNIGRAM;
 }
 
 // The settings a normalized spec describes, as core's config: every field but the paths,
@@ -320,6 +222,167 @@ absl::Status NormalizeHyperparameters(const ModelConfig& base, v1::Hyperparamete
 }
 
 }  // namespace
+
+// ---- enums ----------------------------------------------------------------------------------
+
+// One row per chat format: both directions read the same table.
+constexpr std::pair<v1::ChatFormat, ChatFormat> kChatFormats[] = {
+    {v1::CHAT_FORMAT_HH, ChatFormat::kHhRlhf},       {v1::CHAT_FORMAT_CHATML, ChatFormat::kChatML},
+    {v1::CHAT_FORMAT_LLAMA2, ChatFormat::kLlama2},   {v1::CHAT_FORMAT_QWEN3, ChatFormat::kQwen3},
+    {v1::CHAT_FORMAT_LLAMA3, ChatFormat::kLlama3},   {v1::CHAT_FORMAT_LLAMA3_1, ChatFormat::kLlama31},
+    {v1::CHAT_FORMAT_QWEN2, ChatFormat::kQwen2},     {v1::CHAT_FORMAT_QWEN2_5, ChatFormat::kQwen25},
+};
+
+absl::StatusOr<ChatFormat> ToCore(v1::ChatFormat v) {
+  for (const auto& [proto, core] : kChatFormats) {
+    if (proto == v) return core;
+  }
+  return UnknownEnum("chat_format", v);
+}
+
+v1::ChatFormat ToProto(ChatFormat v) {
+  for (const auto& [proto, core] : kChatFormats) {
+    if (core == v) return proto;
+  }
+  return v1::CHAT_FORMAT_UNSPECIFIED;  // unreachable: the table lists every core format
+}
+
+absl::StatusOr<LrScheduleKind> ToCore(v1::LrScheduler v) {
+  switch (v) {
+    case v1::LR_SCHEDULER_LINEAR:
+      return LrScheduleKind::kLinear;
+    case v1::LR_SCHEDULER_COSINE:
+      return LrScheduleKind::kCosine;
+    case v1::LR_SCHEDULER_CONSTANT:
+      return LrScheduleKind::kConstant;
+    default:
+      return UnknownEnum("lr_scheduler", v);
+  }
+}
+v1::LrScheduler ToProto(LrScheduleKind v) {
+  switch (v) {
+    case LrScheduleKind::kCosine:
+      return v1::LR_SCHEDULER_COSINE;
+    case LrScheduleKind::kConstant:
+      return v1::LR_SCHEDULER_CONSTANT;
+    case LrScheduleKind::kLinear:
+      break;
+  }
+  return v1::LR_SCHEDULER_LINEAR;
+}
+absl::StatusOr<TruncationPolicy> ToCore(v1::TruncationPolicy v) {
+  switch (v) {
+    case v1::TRUNCATION_POLICY_TRUNCATE:
+      return TruncationPolicy::kTruncate;
+    case v1::TRUNCATION_POLICY_DROP:
+      return TruncationPolicy::kDrop;
+    default:
+      return UnknownEnum("truncation", v);
+  }
+}
+v1::TruncationPolicy ToProto(TruncationPolicy v) {
+  return v == TruncationPolicy::kDrop ? v1::TRUNCATION_POLICY_DROP : v1::TRUNCATION_POLICY_TRUNCATE;
+}
+absl::StatusOr<Dtype> ToCore(v1::Dtype v) {
+  switch (v) {
+    case v1::DTYPE_FLOAT32:
+      return Dtype::kFloat32;
+    case v1::DTYPE_BFLOAT16:
+      return Dtype::kBFloat16;
+    case v1::DTYPE_FLOAT16:
+      return Dtype::kFloat16;
+    default:
+      return UnknownEnum("dtype", v);
+  }
+}
+v1::Dtype ToProto(Dtype v) {
+  switch (v) {
+    case Dtype::kBFloat16:
+      return v1::DTYPE_BFLOAT16;
+    case Dtype::kFloat16:
+      return v1::DTYPE_FLOAT16;
+    case Dtype::kFloat32:
+      break;
+  }
+  return v1::DTYPE_FLOAT32;
+}
+absl::StatusOr<SentencePieceModelType> ToCore(v1::SentencePieceModelType v) {
+  switch (v) {
+    case v1::SENTENCE_PIECE_MODEL_TYPE_UNIGRAM:
+      return SentencePieceModelType::kUnigram;
+    case v1::SENTENCE_PIECE_MODEL_TYPE_BPE:
+      return SentencePieceModelType::kBpe;
+    default:
+      return UnknownEnum("tokenizer_type", v);
+  }
+}
+v1::SentencePieceModelType ToProto(SentencePieceModelType v) {
+  return v == SentencePieceModelType::kBpe ? v1::SENTENCE_PIECE_MODEL_TYPE_BPE
+                                           : v1::SENTENCE_PIECE_MODEL_TYPE_UNIGRAM;
+}
+
+v1::ModelFamily ToProto(ModelFamily v) {
+  return v == ModelFamily::kEncoder ? v1::MODEL_FAMILY_ENCODER : v1::MODEL_FAMILY_DECODER;
+}
+
+// ---- metrics --------------------------------------------------------------------------------
+
+void ToProto(const TrainStepMetrics& m, v1::TrainStepMetrics* out) {
+  out->set_loss(m.loss);
+  out->set_accuracy(m.accuracy);
+  out->set_margin(m.margin);
+  out->set_reward_mean(m.reward_mean);
+  out->set_reward_min(m.reward_min);
+  out->set_reward_max(m.reward_max);
+  out->set_chosen_reward_mean(m.chosen_reward_mean);
+  out->set_rejected_reward_mean(m.rejected_reward_mean);
+  out->set_learning_rate(m.learning_rate);
+  out->set_grad_norm(m.grad_norm);
+  out->set_pairs(m.pairs);
+  out->set_tokens(m.tokens);
+  out->set_pairs_per_second(m.pairs_per_second);
+  out->set_tokens_per_second(m.tokens_per_second);
+  out->set_padding_fraction(m.padding_fraction);
+  out->set_epoch(m.epoch);
+}
+
+void ToProto(const EvalMetrics& m, v1::EvalMetrics* out) {
+  out->set_loss(m.loss);
+  out->set_accuracy(m.accuracy);
+  out->set_margin(m.margin);
+  out->set_reward_mean(m.reward_mean);
+  out->set_reward_std(m.reward_std);
+  out->set_pairs(m.pairs);
+  SetDuration(absl::Seconds(m.seconds), out->mutable_duration());
+}
+
+// ---- models ---------------------------------------------------------------------------------
+
+void DescribeArchitecture(const ModelConfig& config, v1::Model* model) {
+  model->set_family(ToProto(config.family));
+  model->set_model_type(config.model_type);
+  model->set_vocab_size(config.vocab_size);
+  model->set_max_position_embeddings(config.max_position_embeddings);
+}
+
+void DescribeEncoding(const EncodingSettings& settings, v1::Model* model) {
+  model->set_max_length(static_cast<int32_t>(settings.max_length));
+  model->set_truncation(ToProto(settings.truncation));
+  model->set_chat_format(ToProto(settings.chat_format));
+}
+
+absl::StatusOr<ScoringSettings> ScoringSettingsOf(const v1::Model& model) {
+  ScoringSettings settings;
+  settings.max_length = model.max_length();
+  ASSIGN_OR_RETURN(settings.truncation, ToCore(model.truncation()));
+  ASSIGN_OR_RETURN(settings.chat_format, ToCore(model.chat_format()));
+  if (model.has_reward_stats() && model.reward_stats().std() > 0) {
+    settings.reward_stats = RewardStats{model.reward_stats().mean(), model.reward_stats().std()};
+  }
+  return settings;
+}
+
+// ---- training job specs ---------------------------------------------------------------------
 
 absl::Status NormalizeTrainingJobSpec(const ServerConfig& server, const SpecResolvers& resolvers,
                                       v1::TrainingJobSpec* spec) {
