@@ -260,6 +260,49 @@ TEST(RewardModelPoolingTest, PoolsAtTheLastTokenThatIsNotThePadId) {
   EXPECT_NEAR(model->Forward(other_padding, mask)[0].item<double>(), want, 1e-5);
 }
 
+// Llama's attention_bias (q/k/v/o) and mlp_bias: zero biases score as the bias-free golden
+// model, a non-zero one moves the reward, and a checkpoint without them names the tensor.
+TEST(RewardModelBiasTest, LlamaAttentionAndMlpBiasesAreLoadedAndUsed) {
+  nlohmann::json config = ReadJson(TestDataPath("golden/llama/config.json"));
+  config["attention_bias"] = true;
+  config["mlp_bias"] = true;
+  auto add_biases = [](TensorMap& t) {
+    for (int layer = 0; layer < 2; ++layer) {
+      const std::string prefix = "model.layers." + std::to_string(layer) + ".";
+      for (const char* name : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                               "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+                               "mlp.down_proj"}) {
+        const std::string key = prefix + name;
+        t[key + ".bias"] = torch::zeros({t.at(key + ".weight").size(0)});
+      }
+    }
+  };
+  ScratchDir scratch;
+  auto dir = WriteEditedCopy(scratch, "llama", add_biases, config.dump());
+  auto biased = LoadOrDie(dir);
+  auto golden = LoadOrDie(TestDataPath("golden/llama"));
+  ASSERT_NE(biased, nullptr);
+  const nlohmann::json cases = ReadJson(TestDataPath("golden/llama/cases.json"));
+  const auto got = GoldenRewards(*biased, cases), want = GoldenRewards(*golden, cases);
+  for (size_t b = 0; b < got.size(); ++b) EXPECT_TRUE(torch::allclose(got[b], want[b]));
+  {
+    torch::NoGradGuard no_grad;
+    biased->StateDict().at("model.layers.1.self_attn.o_proj.bias").fill_(0.5);
+  }
+  EXPECT_FALSE(torch::allclose(GoldenRewards(*biased, cases)[0], want[0], 1e-3, 1e-3));
+
+  ScratchDir missing_scratch;
+  auto missing = WriteEditedCopy(
+      missing_scratch, "llama",
+      [&](TensorMap& t) {
+        add_biases(t);
+        t.erase("model.layers.0.mlp.down_proj.bias");
+      },
+      config.dump());
+  auto status = LoadRewardModel(missing, {}).status();
+  EXPECT_THAT(status.message(), HasSubstr("missing tensor \"model.layers.0.mlp.down_proj.bias\""));
+}
+
 // Mistral is the Llama layout: the golden Llama relabelled scores the same; saved, it stays
 // Mistral.
 TEST(RewardModelMistralTest, LoadsTheLlamaLayoutAndSavesAsMistral) {
