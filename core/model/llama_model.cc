@@ -1,6 +1,11 @@
-// Llama reward model, laid out exactly as Hugging Face's LlamaForSequenceClassification so that
-// parameter names match its state dict.
+// The decoder reward model, laid out exactly as Hugging Face's LlamaForSequenceClassification
+// (and Mistral-, Qwen2-, Qwen3ForSequenceClassification, which share its layout) so that
+// parameter names match their state dicts. One implementation; the families differ only in
+// ModelConfig switches: q/k/v and o biases, MLP biases, per-head q/k norms (Qwen3), RoPE
+// frequency scaling (Llama 3, linear) and a sliding attention window (Mistral).
 #include <cmath>
+#include <limits>
+#include <vector>
 
 #include "core/model/module_reward_model.h"
 #include "core/model/transformer_modules.h"
@@ -28,16 +33,51 @@ torch::Tensor RotateHalf(const torch::Tensor& x) {
   return torch::cat({-halves[1], halves[0]}, -1);
 }
 
+torch::nn::Linear MakeLinear(int64_t in, int64_t out, bool bias) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+}
+
+// RoPE inverse frequencies `rope_theta^(-2i/head_dim)`, rescaled as config.rope_scaling says
+// (transformers' _compute_llama3_parameters / _compute_linear_scaling_rope_parameters).
+// Computed in double, returned as float32, the dtype Hugging Face keeps them in.
+torch::Tensor InverseFrequencies(const ModelConfig& c) {
+  const ModelConfig::RopeScaling& r = c.rope_scaling;
+  std::vector<float> out;
+  for (int64_t i = 0; i < c.head_dim; i += 2) {
+    double inv_freq = std::pow(c.rope_theta, -static_cast<double>(i) / c.head_dim);
+    if (r.type == "linear") {
+      inv_freq /= r.factor;
+    } else if (r.type == "llama3") {
+      const double old = static_cast<double>(r.original_max_position_embeddings);
+      const double low_wavelen = old / r.low_freq_factor;
+      const double high_wavelen = old / r.high_freq_factor;
+      const double wavelen = 2 * M_PI / inv_freq;
+      if (wavelen > low_wavelen) {
+        inv_freq /= r.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth =
+            (old / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+        inv_freq = (1 - smooth) * inv_freq / r.factor + smooth * inv_freq;
+      }
+    }
+    out.push_back(static_cast<float>(inv_freq));
+  }
+  return torch::tensor(out, torch::kFloat32);
+}
+
 struct AttentionImpl : torch::nn::Module {
   explicit AttentionImpl(const ModelConfig& c)
       : num_heads(c.num_heads), num_kv_heads(c.num_kv_heads), head_dim(c.head_dim) {
-    auto linear = [&](int64_t in, int64_t out) {
-      return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-    };
-    q_proj = register_module("q_proj", linear(c.hidden_size, num_heads * head_dim));
-    k_proj = register_module("k_proj", linear(c.hidden_size, num_kv_heads * head_dim));
-    v_proj = register_module("v_proj", linear(c.hidden_size, num_kv_heads * head_dim));
-    o_proj = register_module("o_proj", linear(num_heads * head_dim, c.hidden_size));
+    q_proj = register_module("q_proj", MakeLinear(c.hidden_size, num_heads * head_dim, c.qkv_bias));
+    k_proj =
+        register_module("k_proj", MakeLinear(c.hidden_size, num_kv_heads * head_dim, c.qkv_bias));
+    v_proj =
+        register_module("v_proj", MakeLinear(c.hidden_size, num_kv_heads * head_dim, c.qkv_bias));
+    o_proj = register_module("o_proj", MakeLinear(num_heads * head_dim, c.hidden_size, c.o_bias));
+    if (c.qk_norm) {
+      q_norm = register_module("q_norm", RMSNorm(head_dim, c.norm_eps));
+      k_norm = register_module("k_norm", RMSNorm(head_dim, c.norm_eps));
+    }
   }
 
   // cos, sin: [seq, head_dim]; hidden_mask: [batch, 1, seq, seq], true where a query may not
@@ -45,9 +85,16 @@ struct AttentionImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& hidden_mask) {
     const int64_t batch = x.size(0), seq = x.size(1);
-    auto q = q_proj(x).view({batch, seq, num_heads, head_dim}).transpose(1, 2);
-    auto k = k_proj(x).view({batch, seq, num_kv_heads, head_dim}).transpose(1, 2);
+    auto q = q_proj(x).view({batch, seq, num_heads, head_dim});
+    auto k = k_proj(x).view({batch, seq, num_kv_heads, head_dim});
     auto v = v_proj(x).view({batch, seq, num_kv_heads, head_dim}).transpose(1, 2);
+    // Qwen3: each head's query and key normalised over head_dim, before the rotation.
+    if (q_norm) {
+      q = q_norm(q);
+      k = k_norm(k);
+    }
+    q = q.transpose(1, 2);
+    k = k.transpose(1, 2);
     q = q * cos + RotateHalf(q) * sin;
     k = k * cos + RotateHalf(k) * sin;
     if (num_kv_heads != num_heads) {
@@ -65,17 +112,16 @@ struct AttentionImpl : torch::nn::Module {
 
   int64_t num_heads, num_kv_heads, head_dim;
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};
 };
 TORCH_MODULE(Attention);
 
 struct MlpImpl : torch::nn::Module {
   explicit MlpImpl(const ModelConfig& c) {
-    auto linear = [&](int64_t in, int64_t out) {
-      return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-    };
-    gate_proj = register_module("gate_proj", linear(c.hidden_size, c.intermediate_size));
-    up_proj = register_module("up_proj", linear(c.hidden_size, c.intermediate_size));
-    down_proj = register_module("down_proj", linear(c.intermediate_size, c.hidden_size));
+    const bool bias = c.mlp_bias;
+    gate_proj = register_module("gate_proj", MakeLinear(c.hidden_size, c.intermediate_size, bias));
+    up_proj = register_module("up_proj", MakeLinear(c.hidden_size, c.intermediate_size, bias));
+    down_proj = register_module("down_proj", MakeLinear(c.intermediate_size, c.hidden_size, bias));
   }
   torch::Tensor forward(const torch::Tensor& x) {
     return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
@@ -104,7 +150,8 @@ struct DecoderLayerImpl : torch::nn::Module {
 TORCH_MODULE(DecoderLayer);
 
 struct LlamaImpl : torch::nn::Module {
-  explicit LlamaImpl(const ModelConfig& c) : head_dim(c.head_dim), rope_theta(c.rope_theta) {
+  explicit LlamaImpl(const ModelConfig& c)
+      : inv_freq(InverseFrequencies(c)), sliding_window(c.sliding_window) {
     auto embed_options = torch::nn::EmbeddingOptions(c.vocab_size, c.hidden_size);
     if (c.pad_token_id >= 0 && c.pad_token_id < c.vocab_size) {
       embed_options.padding_idx(c.pad_token_id);
@@ -120,13 +167,17 @@ struct LlamaImpl : torch::nn::Module {
     auto x = embed_tokens(input_ids);
     // Rotary tables in float32 (then the activations' dtype), rotate-half form.
     auto float_options = torch::TensorOptions().dtype(torch::kFloat32).device(x.device());
-    auto inv_freq = torch::pow(rope_theta, -torch::arange(0, head_dim, 2, float_options) / head_dim);
-    auto freqs = torch::outer(torch::arange(seq, float_options), inv_freq);
+    auto freqs = torch::outer(torch::arange(seq, float_options), inv_freq.to(x.device()));
     auto angles = torch::cat({freqs, freqs}, -1);
     auto cos = angles.cos().to(x.scalar_type()), sin = angles.sin().to(x.scalar_type());
     // A key is hidden from a query if it lies in the future or is padding.
     auto future = torch::ones({seq, seq}, torch::TensorOptions().dtype(torch::kBool).device(x.device()))
                       .triu(1);
+    // Mistral's window: query t sees keys t - window + 1 .. t.
+    if (sliding_window > 0) {
+      auto position = torch::arange(seq, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
+      future = future.logical_or(position.view({seq, 1}) - position.view({1, seq}) >= sliding_window);
+    }
     auto padding = (attention_mask == 0).view({attention_mask.size(0), 1, 1, seq});
     auto hidden_mask = future.view({1, 1, seq, seq}).logical_or(padding);
     for (const auto& layer : *layers) {
@@ -135,8 +186,8 @@ struct LlamaImpl : torch::nn::Module {
     return norm(x);
   }
 
-  int64_t head_dim;
-  double rope_theta;
+  torch::Tensor inv_freq;  // float32, CPU; not a parameter or buffer (stays float32 in bf16)
+  int64_t sliding_window;
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
@@ -163,12 +214,18 @@ class LlamaRewardModel : public ModuleRewardModel<LlamaReward> {
     return net_->model(input_ids.to(device), attention_mask.to(device));
   }
 
-  // Pools at the last position whose attention_mask is 1. For right-padded batches this is
-  // Hugging Face's "token before the first pad" without mistaking a real token that shares
-  // the pad id (Llama tokenizers often reuse </s> as pad) for padding.
+  // Pools by Hugging Face's rule (GenericForSequenceClassification): the rightmost token that
+  // is not pad_token_id, position 0 for a row without one. So a real token that shares the
+  // pad id at the end of a row (Qwen and Llama 3 tokenizers often reuse an end-of-text token
+  // as pad) is skipped here as in transformers and TRL, and a model trained here pools where
+  // Hugging Face will pool it. Positions where attention_mask is 0 never count, so a batch
+  // padded with some other id pools the same; without a pad id the mask alone decides
+  // (transformers then takes the last position, which is the same for an unpadded row).
   at::Tensor Forward(const at::Tensor& input_ids, const at::Tensor& attention_mask) override {
     auto hidden = HiddenStates(input_ids, attention_mask);
     auto mask = attention_mask.to(hidden.device(), torch::kLong);
+    const int64_t pad = config_.pad_token_id;
+    if (pad >= 0) mask = mask * input_ids.to(hidden.device()).ne(pad).to(torch::kLong);
     auto positions = torch::arange(input_ids.size(1), mask.options());
     auto last = (mask * positions).amax(1);
     auto batch_index = torch::arange(input_ids.size(0), last.options());

@@ -18,8 +18,17 @@ using Json = nlohmann::json;
 
 constexpr char kDistilBert[] = "distilbert";
 constexpr char kLlama[] = "llama";
+constexpr char kMistral[] = "mistral";
+constexpr char kQwen2[] = "qwen2";
+constexpr char kQwen3[] = "qwen3";
+constexpr char kRopeLlama3[] = "llama3";
+constexpr char kRopeLinear[] = "linear";
+constexpr int64_t kQwen3DefaultHeadDim = 128;
 constexpr char kDistilBertArchitecture[] = "DistilBertForSequenceClassification";
 constexpr char kLlamaArchitecture[] = "LlamaForSequenceClassification";
+constexpr char kMistralArchitecture[] = "MistralForSequenceClassification";
+constexpr char kQwen2Architecture[] = "Qwen2ForSequenceClassification";
+constexpr char kQwen3Architecture[] = "Qwen3ForSequenceClassification";
 // Hugging Face fixes DistilBERT's LayerNorm epsilon in the modelling code, not in config.json.
 constexpr double kDistilBertNormEps = 1e-12;
 // LlamaConfig's defaults for fields a config.json may leave out.
@@ -219,8 +228,81 @@ absl::Status ParseDistilBert(const ConfigFields& f, ModelConfig* c) {
   return absl::OkStatus();
 }
 
-absl::Status ParseLlama(const ConfigFields& f, ModelConfig* c) {
+// A rope_scaling (4.x) or rope_parameters (5.x) object. `source` names it in errors.
+absl::Status ParseRopeScaling(const Json& object, const std::string& source, ModelConfig* c) {
+  ConfigFields f(object, source);
+  if (!object.is_object()) {
+    return f.Error(absl::StrCat("must be an object, got ", object.type_name()));
+  }
+  // transformers reads "rope_type", falling back to the legacy "type".
+  std::string type = "default";
+  if (!f.IsNullOrAbsent("rope_type")) {
+    ASSIGN_OR_RETURN(type, f.RequiredString("rope_type"));
+  } else if (!f.IsNullOrAbsent("type")) {
+    ASSIGN_OR_RETURN(type, f.RequiredString("type"));
+  }
+  ModelConfig::RopeScaling& r = c->rope_scaling;
+  r = ModelConfig::RopeScaling{};
+  if (type == "default") return absl::OkStatus();
+  if (type != kRopeLlama3 && type != kRopeLinear) {
+    // dynamic NTK recomputes the frequencies from the padded batch width, so a sequence's
+    // reward would depend on what it is batched with; yarn, longrope, ... are not written.
+    return f.Unsupported(absl::StrCat("rope type ", Quoted(type), " is not implemented (",
+                                      "implemented: \"", kRopeLlama3, "\", \"", kRopeLinear,
+                                      "\")"));
+  }
+  r.type = type;
+  if (!f.Has("factor")) return f.Error("missing required field \"factor\"");
+  ASSIGN_OR_RETURN(r.factor, f.Number("factor", 1.0));
+  if (!(r.factor > 0)) {
+    return f.Error(absl::StrCat("field \"factor\" must be positive, got ", r.factor));
+  }
+  if (type == kRopeLlama3) {
+    for (const char* name : {"low_freq_factor", "high_freq_factor"}) {
+      if (!f.Has(name)) return f.Error(absl::StrCat("missing required field ", Quoted(name)));
+    }
+    ASSIGN_OR_RETURN(r.low_freq_factor, f.Number("low_freq_factor", 1.0));
+    ASSIGN_OR_RETURN(r.high_freq_factor, f.Number("high_freq_factor", 4.0));
+    ASSIGN_OR_RETURN(r.original_max_position_embeddings,
+                     f.RequiredInt("original_max_position_embeddings"));
+    if (!(r.low_freq_factor > 0) || !(r.high_freq_factor > r.low_freq_factor)) {
+      return f.Error(absl::StrCat("needs 0 < \"low_freq_factor\" < \"high_freq_factor\", got ",
+                                  r.low_freq_factor, " and ", r.high_freq_factor));
+    }
+    if (r.original_max_position_embeddings <= 0) {
+      return f.Error(absl::StrCat("field \"original_max_position_embeddings\" must be positive, got ",
+                                  r.original_max_position_embeddings));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Qwen2/Qwen3 sliding windows (use_sliding_window, layer_types) are refused by name; with
+// use_sliding_window false, transformers ignores "sliding_window".
+absl::Status RefuseQwenSlidingWindow(const ConfigFields& f) {
+  ASSIGN_OR_RETURN(bool sliding, f.Bool("use_sliding_window", false));
+  if (sliding) {
+    return f.Unsupported(
+        "field \"use_sliding_window\" is true; sliding-window attention is implemented for "
+        "mistral only");
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> layer_types, f.StringList("layer_types"));
+  for (const std::string& type : layer_types) {
+    if (type != "full_attention") {
+      return f.Unsupported(absl::StrCat("field \"layer_types\" has ", Quoted(type),
+                                        "; only \"full_attention\" is implemented"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The decoder types: llama, mistral, qwen2, qwen3 (one architecture, see model_config.h).
+absl::Status ParseLlama(const ConfigFields& f, const Json& json, absl::string_view source,
+                        ModelConfig* c) {
   c->family = ModelFamily::kDecoder;
+  const std::string& type = c->model_type;
+  const bool is_qwen2 = type == kQwen2, is_qwen3 = type == kQwen3;
+  const bool is_mistral = type == kMistral, is_llama = type == kLlama;
   ASSIGN_OR_RETURN(c->vocab_size, f.RequiredInt("vocab_size"));
   ASSIGN_OR_RETURN(c->hidden_size, f.RequiredInt("hidden_size"));
   ASSIGN_OR_RETURN(c->num_layers, f.RequiredInt("num_hidden_layers"));
@@ -236,7 +318,9 @@ absl::Status ParseLlama(const ConfigFields& f, ModelConfig* c) {
   } else {
     ASSIGN_OR_RETURN(c->num_kv_heads, f.RequiredInt("num_key_value_heads"));
   }
-  if (f.IsNullOrAbsent("head_dim")) {
+  if (f.IsNullOrAbsent("head_dim") && is_qwen3) {
+    c->head_dim = kQwen3DefaultHeadDim;  // Qwen3Config's default, not hidden / heads
+  } else if (f.IsNullOrAbsent("head_dim")) {
     if (c->hidden_size % c->num_heads != 0) {
       return f.Error(absl::StrCat("\"hidden_size\" (", c->hidden_size,
                                   ") is not divisible by \"num_attention_heads\" (", c->num_heads,
@@ -247,26 +331,55 @@ absl::Status ParseLlama(const ConfigFields& f, ModelConfig* c) {
     ASSIGN_OR_RETURN(c->head_dim, f.RequiredInt("head_dim"));
   }
   ASSIGN_OR_RETURN(c->norm_eps, f.Number("rms_norm_eps", kLlamaDefaultRmsNormEps));
-  ASSIGN_OR_RETURN(c->rope_theta, f.Number("rope_theta", 10000.0));
+  // RoPE: transformers 4.x writes rope_theta + rope_scaling, 5.x one rope_parameters object.
+  const bool has_parameters = !f.IsNullOrAbsent("rope_parameters");
+  double theta_fallback = 10000.0;
+  if (has_parameters && json["rope_parameters"].is_object() &&
+      json["rope_parameters"].contains("rope_theta")) {
+    ConfigFields parameters(json["rope_parameters"], source);
+    ASSIGN_OR_RETURN(theta_fallback, parameters.Number("rope_theta", 10000.0));
+  }
+  ASSIGN_OR_RETURN(c->rope_theta, f.Number("rope_theta", theta_fallback));
   if (!f.IsNullOrAbsent("rope_scaling")) {
-    return f.Unsupported("field \"rope_scaling\" is set; only unscaled RoPE is implemented");
+    RETURN_IF_ERROR(ParseRopeScaling(json["rope_scaling"],
+                                     absl::StrCat(source, ": field \"rope_scaling\""), c));
+  } else if (has_parameters) {
+    RETURN_IF_ERROR(ParseRopeScaling(json["rope_parameters"],
+                                     absl::StrCat(source, ": field \"rope_parameters\""), c));
   }
   ASSIGN_OR_RETURN(c->hidden_act, f.String("hidden_act", "silu"));
   if (c->hidden_act != "silu") {
     return f.Unsupported(absl::StrCat("field \"hidden_act\" is ", Quoted(c->hidden_act),
                                       "; only \"silu\" is implemented"));
   }
-  for (const char* bias : {"attention_bias", "mlp_bias"}) {
-    ASSIGN_OR_RETURN(bool has_bias, f.Bool(bias, false));
-    if (has_bias) {
-      return f.Unsupported(
-          absl::StrCat("field ", Quoted(bias), " is true; only bias-free Llama is implemented"));
+  // Biases and norms as each Hugging Face class builds them.
+  if (is_llama || is_qwen3) {
+    ASSIGN_OR_RETURN(bool attention_bias, f.Bool("attention_bias", false));
+    c->qkv_bias = c->o_bias = attention_bias;
+  }
+  if (is_llama) {
+    ASSIGN_OR_RETURN(c->mlp_bias, f.Bool("mlp_bias", false));
+  }
+  if (is_qwen2) c->qkv_bias = true;
+  c->qk_norm = is_qwen3;
+  if (is_qwen2 || is_qwen3) {
+    RETURN_IF_ERROR(RefuseQwenSlidingWindow(f));
+  }
+  if (is_mistral && !f.IsNullOrAbsent("sliding_window")) {
+    ASSIGN_OR_RETURN(c->sliding_window, f.RequiredInt("sliding_window"));
+    if (c->sliding_window <= 0) {
+      return f.Error(
+          absl::StrCat("field \"sliding_window\" must be positive or null, got ", c->sliding_window));
     }
   }
   ASSIGN_OR_RETURN(c->tie_word_embeddings, f.Bool("tie_word_embeddings", false));
   ASSIGN_OR_RETURN(c->pad_token_id, f.TokenId("pad_token_id", -1));
-  ASSIGN_OR_RETURN(c->bos_token_id, f.TokenId("bos_token_id", kLlamaDefaultBosTokenId));
-  ASSIGN_OR_RETURN(c->eos_token_id, f.TokenId("eos_token_id", kLlamaDefaultEosTokenId));
+  // LlamaConfig and MistralConfig default bos/eos to 1/2; the Qwen configs to none.
+  const bool default_ids = is_llama || is_mistral;
+  ASSIGN_OR_RETURN(c->bos_token_id,
+                   f.TokenId("bos_token_id", default_ids ? kLlamaDefaultBosTokenId : -1));
+  ASSIGN_OR_RETURN(c->eos_token_id,
+                   f.TokenId("eos_token_id", default_ids ? kLlamaDefaultEosTokenId : -1));
   ASSIGN_OR_RETURN(c->initializer_range, f.Number("initializer_range", 0.02));
   return absl::OkStatus();
 }
@@ -287,12 +400,14 @@ absl::StatusOr<ModelConfig> Parse(absl::string_view json_text, absl::string_view
   ASSIGN_OR_RETURN(config.architectures, fields.StringList("architectures"));
   if (config.model_type == kDistilBert) {
     RETURN_IF_ERROR(ParseDistilBert(fields, &config));
-  } else if (config.model_type == kLlama) {
-    RETURN_IF_ERROR(ParseLlama(fields, &config));
+  } else if (config.model_type == kLlama || config.model_type == kMistral ||
+             config.model_type == kQwen2 || config.model_type == kQwen3) {
+    RETURN_IF_ERROR(ParseLlama(fields, json, source, &config));
   } else {
     return fields.Error(absl::StrCat("model_type ", Quoted(config.model_type),
                                      " is not supported (supported: \"", kDistilBert, "\", \"",
-                                     kLlama, "\")"));
+                                     kLlama, "\", \"", kMistral, "\", \"", kQwen2, "\", \"",
+                                     kQwen3, "\")"));
   }
   RETURN_IF_ERROR(Validate(config, source));
   return config;
@@ -343,10 +458,27 @@ Json DistilBertJson(const ModelConfig& c) {
   return json;
 }
 
+Json RopeScalingJson(const ModelConfig::RopeScaling& r) {
+  if (r.type.empty()) return nullptr;
+  Json json = {{"rope_type", r.type}, {"factor", r.factor}};
+  if (r.type == kRopeLlama3) {
+    json["low_freq_factor"] = r.low_freq_factor;
+    json["high_freq_factor"] = r.high_freq_factor;
+    json["original_max_position_embeddings"] = r.original_max_position_embeddings;
+  }
+  return json;
+}
+
+// The decoder types, each with the keys its transformers config class writes.
 Json LlamaJson(const ModelConfig& c) {
-  return {
-      {"architectures", Json::array({kLlamaArchitecture})},
-      {"model_type", kLlama},
+  const std::string& type = c.model_type.empty() ? std::string(kLlama) : c.model_type;
+  const char* architecture = type == kMistral ? kMistralArchitecture
+                             : type == kQwen2 ? kQwen2Architecture
+                             : type == kQwen3 ? kQwen3Architecture
+                                              : kLlamaArchitecture;
+  Json json = {
+      {"architectures", Json::array({architecture})},
+      {"model_type", type},
       {"vocab_size", c.vocab_size},
       {"hidden_size", c.hidden_size},
       {"num_hidden_layers", c.num_layers},
@@ -357,19 +489,33 @@ Json LlamaJson(const ModelConfig& c) {
       {"max_position_embeddings", c.max_position_embeddings},
       {"rms_norm_eps", c.norm_eps},
       {"rope_theta", c.rope_theta},
-      {"rope_scaling", nullptr},
+      {"rope_scaling", RopeScalingJson(c.rope_scaling)},
       {"hidden_act", c.hidden_act.empty() ? "silu" : c.hidden_act},
-      {"attention_bias", false},
       {"attention_dropout", 0.0},
-      {"mlp_bias", false},
-      {"pretraining_tp", 1},
       {"tie_word_embeddings", c.tie_word_embeddings},
       {"initializer_range", c.initializer_range},
-      {"pad_token_id", TokenIdJson(c.pad_token_id)},
+      // See SerializeModelConfig: never null, so that HF's classifier batches.
+      {"pad_token_id", c.pad_token_id >= 0 ? c.pad_token_id : 0},
       {"bos_token_id", TokenIdJson(c.bos_token_id)},
       {"eos_token_id", TokenIdJson(c.eos_token_id)},
       {"use_cache", true},
   };
+  if (type == kLlama) {
+    json["attention_bias"] = c.qkv_bias;
+    json["mlp_bias"] = c.mlp_bias;
+    json["pretraining_tp"] = 1;
+  } else if (type == kMistral) {
+    json["sliding_window"] = c.sliding_window > 0 ? Json(c.sliding_window) : Json(nullptr);
+  } else {  // qwen2, qwen3
+    if (type == kQwen3) json["attention_bias"] = c.qkv_bias;
+    // Qwen2Config has no head_dim; its attention reads one when present.
+    if (type == kQwen2 && c.head_dim * c.num_heads == c.hidden_size) json.erase("head_dim");
+    json["use_sliding_window"] = false;
+    json["sliding_window"] = nullptr;
+    json["max_window_layers"] = c.num_layers;
+    json["layer_types"] = std::vector<std::string>(c.num_layers, "full_attention");
+  }
+  return json;
 }
 
 struct Preset {

@@ -2,8 +2,11 @@
 // config.json.
 //
 // Two layouts are understood: DistilBERT ("model_type": "distilbert": dim, n_layers, n_heads,
-// hidden_dim, ...) and Llama ("model_type": "llama": hidden_size, num_hidden_layers,
-// num_attention_heads, num_key_value_heads, intermediate_size, rope_theta, ...).
+// hidden_dim, ...) and the Llama decoder ("model_type" "llama", "mistral", "qwen2" or "qwen3":
+// hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads, head_dim,
+// intermediate_size, rope_theta, rope_scaling, ...). The decoder types are one architecture
+// with switches (DESIGN.md): qwen2 adds q/k/v biases, qwen3 per-head q/k RMSNorm, mistral a
+// sliding attention window; llama may scale RoPE (llama3, linear) and carry biases.
 //
 // Parsing follows Hugging Face: the sizes that fix weight shapes (vocab_size, hidden size,
 // layers, heads, intermediate size, max_position_embeddings) are required; other fields take
@@ -11,9 +14,11 @@
 //   InvalidArgument  malformed JSON, unknown model_type, a missing or mistyped field
 //                    ("config.json: field \"n_heads\" must be an integer, got string"),
 //                    sizes that do not divide or ids outside the vocabulary;
-//   Unimplemented    valid Hugging Face settings this project does not implement
-//                    (sinusoidal_pos_embds, rope_scaling, attention/MLP biases, an
-//                    activation other than silu for Llama).
+//   Unimplemented    valid Hugging Face settings this project does not implement, named:
+//                    sinusoidal_pos_embds; a rope_scaling type other than llama3 / linear
+//                    (dynamic, yarn, longrope, ...); a Qwen sliding window
+//                    (use_sliding_window true, a layer_types entry other than
+//                    "full_attention"); an activation other than silu for decoders.
 // Keys this project has no use for (dropouts, use_cache, torch_dtype, ...) are ignored.
 //
 // Plain value type; thread-compatible.
@@ -46,7 +51,7 @@ struct ModelConfig {
   int64_t num_layers = 0;         // distilbert: n_layers
   int64_t num_heads = 0;          // distilbert: n_heads
   int64_t num_kv_heads = 0;       // llama: num_key_value_heads (defaults to num_heads)
-  int64_t head_dim = 0;           // llama: head_dim (defaults to hidden_size / num_heads)
+  int64_t head_dim = 0;  // decoders: head_dim (default hidden_size / num_heads; qwen3: 128)
   int64_t intermediate_size = 0;  // distilbert: hidden_dim
   int64_t max_position_embeddings = 0;
   double norm_eps = 0;          // distilbert: 1e-12 (fixed); llama: rms_norm_eps
@@ -62,6 +67,25 @@ struct ModelConfig {
   int64_t eos_token_id = -1;
   bool tie_word_embeddings = false;
   bool sinusoidal_pos_embds = false;  // distilbert; only false is supported
+
+  // Decoder switches (model_type llama, mistral, qwen2, qwen3). Defaults are plain Llama 2.
+  // RoPE frequency scaling ("rope_scaling" in transformers 4.x, "rope_parameters" in 5.x).
+  // `type` is "" (none), "llama3" or "linear"; the other fields are those types' parameters.
+  struct RopeScaling {
+    std::string type;
+    double factor = 1.0;
+    double low_freq_factor = 1.0;                  // llama3
+    double high_freq_factor = 4.0;                 // llama3
+    int64_t original_max_position_embeddings = 0;  // llama3
+  };
+  RopeScaling rope_scaling;
+  bool qkv_bias = false;   // q/k/v projections have biases (llama/qwen3 attention_bias; qwen2)
+  bool o_bias = false;     // o_proj has a bias (llama/qwen3 attention_bias; never qwen2)
+  bool mlp_bias = false;   // llama mlp_bias: gate/up/down projections have biases
+  bool qk_norm = false;    // qwen3: RMSNorm over each head's query and key before RoPE
+  // mistral: a query sees only the `sliding_window` most recent keys (itself included);
+  // -1 for none.
+  int64_t sliding_window = -1;
 };
 
 // Parses config.json text. Rejects unknown model types, missing or mistyped fields, and
@@ -73,9 +97,15 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path);
 
 // config.json text for the sequence-classification (num_labels = 1) form of `config`, as
 // AutoModelForSequenceClassification.from_pretrained expects it: HF field names of the
-// family, "architectures" DistilBertForSequenceClassification / LlamaForSequenceClassification
-// (regardless of `config.architectures`), id2label {"0": "LABEL_0"}, float32, HF's default
-// dropouts. ParseModelConfig of the result gives `config` back, architectures aside.
+// family, "architectures" <Type>ForSequenceClassification for the model_type (regardless of
+// `config.architectures`), id2label {"0": "LABEL_0"}, float32, HF's default dropouts, and the
+// family's own keys (head_dim, rope_scaling, attention_bias, sliding_window, ...).
+// ParseModelConfig of the result gives `config` back, architectures aside, with one
+// exception: a decoder without a pad id (-1) is written with "pad_token_id" 0, the id the
+// trainer and scorer pad with when the tokenizer has none, because Hugging Face's classifier
+// refuses batches of more than one row without a pad id. (The end-of-sequence id would be
+// wrong: SentencePiece pair framing ends every sequence with it, and HF pools at the last
+// token that is not the pad id.)
 std::string SerializeModelConfig(const ModelConfig& config);
 
 // Architectures for from-scratch training: "encoder-tiny", "encoder-small", "encoder-base",

@@ -3,8 +3,9 @@
 // Two families share this interface:
 //   - encoder, DistilBERT layout (DistilBertForSequenceClassification): pooled at the first
 //     token, `classifier(ReLU(pre_classifier(h0)))`;
-//   - decoder, Llama layout (LlamaForSequenceClassification): `score` applied at the last
-//     non-padding token.
+//   - decoder, Llama layout (Llama-, Mistral-, Qwen2-, Qwen3ForSequenceClassification):
+//     `score` applied at the last token that is not pad_token_id (Hugging Face's rule),
+//     among those with attention_mask 1.
 // Parameters carry Hugging Face state-dict names ("distilbert.embeddings.word_embeddings.weight",
 // "model.layers.0.self_attn.q_proj.weight", "score.weight", ...), so weights load from and
 // save to Hugging Face directories without renaming.
@@ -84,7 +85,8 @@ absl::StatusOr<std::unique_ptr<RewardModel>> CreateRewardModel(const ModelConfig
 
 // Loads a Hugging Face model directory (config.json + model.safetensors or sharded index).
 // A reward checkpoint (…ForSequenceClassification) loads whole. A base checkpoint
-// (LlamaForCausalLM, LlamaModel, DistilBertModel, DistilBertForMaskedLM) loads its backbone,
+// (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, LlamaModel, ...,
+// DistilBertModel, DistilBertForMaskedLM) loads its backbone,
 // ignores its language-model head, and gets a freshly initialised reward head. Missing or
 // unexpected tensors and shape mismatches fail with the tensor's name.
 absl::StatusOr<std::unique_ptr<RewardModel>> LoadRewardModel(const std::string& dir,

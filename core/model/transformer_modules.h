@@ -14,7 +14,8 @@ namespace verdict {
 // left uninitialised: the caller initialises or loads them.
 std::unique_ptr<RewardModel> NewDistilBertRewardModel(const ModelConfig& config);
 
-// LlamaForSequenceClassification (num_labels = 1), likewise.
+// LlamaForSequenceClassification (num_labels = 1), likewise; also Mistral, Qwen2 and Qwen3
+// (the same layout with the ModelConfig switches: biases, q/k norms, RoPE scaling, window).
 std::unique_ptr<RewardModel> NewLlamaRewardModel(const ModelConfig& config);
 
 // Names of the parameters of the reward head, which a base checkpoint lacks.

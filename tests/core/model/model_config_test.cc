@@ -36,6 +36,17 @@ void ExpectSameArchitecture(const ModelConfig& a, const ModelConfig& b) {
   EXPECT_EQ(a.eos_token_id, b.eos_token_id);
   EXPECT_EQ(a.tie_word_embeddings, b.tie_word_embeddings);
   EXPECT_EQ(a.sinusoidal_pos_embds, b.sinusoidal_pos_embds);
+  EXPECT_EQ(a.rope_scaling.type, b.rope_scaling.type);
+  EXPECT_EQ(a.rope_scaling.factor, b.rope_scaling.factor);
+  EXPECT_EQ(a.rope_scaling.low_freq_factor, b.rope_scaling.low_freq_factor);
+  EXPECT_EQ(a.rope_scaling.high_freq_factor, b.rope_scaling.high_freq_factor);
+  EXPECT_EQ(a.rope_scaling.original_max_position_embeddings,
+            b.rope_scaling.original_max_position_embeddings);
+  EXPECT_EQ(a.qkv_bias, b.qkv_bias);
+  EXPECT_EQ(a.o_bias, b.o_bias);
+  EXPECT_EQ(a.mlp_bias, b.mlp_bias);
+  EXPECT_EQ(a.qk_norm, b.qk_norm);
+  EXPECT_EQ(a.sliding_window, b.sliding_window);
 }
 
 // The golden DistilBERT config.json with one field replaced (or removed, for null).
@@ -217,13 +228,114 @@ TEST(ModelConfigTest, RefusesHuggingFaceFeaturesThisProjectDoesNotImplement) {
               "\"sinusoidal_pos_embds\"");
   ExpectError(DistilBertWith("activation", "relu"), absl::StatusCode::kUnimplemented,
               "field \"activation\" is \"relu\"");
-  ExpectError(LlamaWith("rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}}),
-              absl::StatusCode::kUnimplemented, "\"rope_scaling\"");
+  ExpectError(LlamaWith("rope_scaling", {{"rope_type", "dynamic"}, {"factor", 2.0}}),
+              absl::StatusCode::kUnimplemented,
+              "config.json: field \"rope_scaling\": rope type \"dynamic\" is not implemented");
+  ExpectError(LlamaWith("rope_scaling", {{"type", "yarn"}, {"factor", 4.0}}),
+              absl::StatusCode::kUnimplemented, "rope type \"yarn\"");
   ExpectError(LlamaWith("hidden_act", "gelu"), absl::StatusCode::kUnimplemented,
               "field \"hidden_act\" is \"gelu\"");
-  ExpectError(LlamaWith("attention_bias", true), absl::StatusCode::kUnimplemented,
-              "\"attention_bias\"");
-  ExpectError(LlamaWith("mlp_bias", true), absl::StatusCode::kUnimplemented, "\"mlp_bias\"");
+  Json qwen = Json::parse(LlamaWith("model_type", "qwen2"));
+  qwen["use_sliding_window"] = true;
+  ExpectError(qwen.dump(), absl::StatusCode::kUnimplemented, "\"use_sliding_window\" is true");
+  qwen["use_sliding_window"] = false;
+  qwen["model_type"] = "qwen3";
+  qwen["layer_types"] = {"full_attention", "sliding_attention"};
+  ExpectError(qwen.dump(), absl::StatusCode::kUnimplemented,
+              "\"layer_types\" has \"sliding_attention\"");
+}
+
+TEST(ModelConfigTest, RejectsMalformedRopeScaling) {
+  ExpectError(LlamaWith("rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}}),
+              absl::StatusCode::kInvalidArgument,
+              "field \"rope_scaling\": missing required field \"low_freq_factor\"");
+  ExpectError(LlamaWith("rope_scaling", {{"rope_type", "linear"}}),
+              absl::StatusCode::kInvalidArgument, "missing required field \"factor\"");
+  ExpectError(LlamaWith("rope_scaling", {{"rope_type", "llama3"},
+                                         {"factor", 8.0},
+                                         {"low_freq_factor", 4.0},
+                                         {"high_freq_factor", 1.0},
+                                         {"original_max_position_embeddings", 64}}),
+              absl::StatusCode::kInvalidArgument, "0 < \"low_freq_factor\" < \"high_freq_factor\"");
+  ExpectError(LlamaWith("rope_scaling", "llama3"), absl::StatusCode::kInvalidArgument,
+              "must be an object, got string");
+  Json mistral = Json::parse(LlamaWith("model_type", "mistral"));
+  mistral["sliding_window"] = 0;
+  ExpectError(mistral.dump(), absl::StatusCode::kInvalidArgument,
+              "\"sliding_window\" must be positive or null");
+}
+
+TEST(ModelConfigTest, ParsesGoldenLlama3Qwen2AndQwen3Configs) {
+  absl::StatusOr<ModelConfig> llama3 = LoadModelConfig(TestDataPath("golden/llama3/config.json"));
+  ASSERT_TRUE(llama3.ok()) << llama3.status();
+  EXPECT_EQ(llama3->family, ModelFamily::kDecoder);
+  EXPECT_EQ(llama3->rope_scaling.type, "llama3");
+  EXPECT_EQ(llama3->rope_scaling.factor, 8.0);
+  EXPECT_EQ(llama3->rope_scaling.low_freq_factor, 1.0);
+  EXPECT_EQ(llama3->rope_scaling.high_freq_factor, 4.0);
+  EXPECT_EQ(llama3->rope_scaling.original_max_position_embeddings, 64);
+  EXPECT_EQ(llama3->rope_theta, 500000.0);
+  EXPECT_FALSE(llama3->qkv_bias || llama3->o_bias || llama3->mlp_bias || llama3->qk_norm);
+
+  absl::StatusOr<ModelConfig> qwen2 = LoadModelConfig(TestDataPath("golden/qwen2/config.json"));
+  ASSERT_TRUE(qwen2.ok()) << qwen2.status();
+  EXPECT_EQ(qwen2->model_type, "qwen2");
+  EXPECT_EQ(qwen2->head_dim, 16);  // hidden / heads: no head_dim in the file
+  EXPECT_TRUE(qwen2->qkv_bias);
+  EXPECT_FALSE(qwen2->o_bias);
+  EXPECT_FALSE(qwen2->qk_norm);
+  EXPECT_EQ(qwen2->sliding_window, -1);
+  EXPECT_EQ(qwen2->rope_scaling.type, "");
+  EXPECT_EQ(qwen2->bos_token_id, -1);
+
+  absl::StatusOr<ModelConfig> qwen3 = LoadModelConfig(TestDataPath("golden/qwen3/config.json"));
+  ASSERT_TRUE(qwen3.ok()) << qwen3.status();
+  EXPECT_EQ(qwen3->head_dim, 24);
+  EXPECT_TRUE(qwen3->qk_norm);
+  EXPECT_FALSE(qwen3->qkv_bias || qwen3->o_bias);
+  EXPECT_THAT(qwen3->architectures, ElementsAre("Qwen3ForSequenceClassification"));
+}
+
+TEST(ModelConfigTest, ReadsDecoderSwitchesPerModelType) {
+  Json llama = Json::parse(LlamaWith("attention_bias", true));
+  llama["mlp_bias"] = true;
+  llama["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};  // the legacy key
+  absl::StatusOr<ModelConfig> c = ParseModelConfig(llama.dump());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->qkv_bias && c->o_bias && c->mlp_bias);
+  EXPECT_EQ(c->rope_scaling.type, "linear");
+  EXPECT_EQ(c->rope_scaling.factor, 2.0);
+
+  // Mistral has no bias keys; its window is kept.
+  Json mistral = Json::parse(LlamaWith("model_type", "mistral"));
+  mistral["sliding_window"] = 4096;
+  c = ParseModelConfig(mistral.dump());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->sliding_window, 4096);
+  EXPECT_EQ(c->bos_token_id, 1);
+
+  // Qwen3Config's head_dim default is 128, not hidden / heads; a window that is off is fine.
+  Json qwen3 = Json::parse(LlamaWith("model_type", "qwen3"));
+  qwen3["use_sliding_window"] = false;
+  qwen3["sliding_window"] = 4096;
+  c = ParseModelConfig(qwen3.dump());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->head_dim, 128);
+  EXPECT_EQ(c->sliding_window, -1);
+
+  // transformers 5: one rope_parameters object.
+  Json v5 = Json::parse(LlamaWith("rope_parameters", {{"rope_type", "llama3"},
+                                                       {"rope_theta", 500000.0},
+                                                       {"factor", 32.0},
+                                                       {"low_freq_factor", 1.0},
+                                                       {"high_freq_factor", 4.0},
+                                                       {"original_max_position_embeddings", 8192}}));
+  c = ParseModelConfig(v5.dump());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rope_theta, 500000.0);
+  EXPECT_EQ(c->rope_scaling.type, "llama3");
+  EXPECT_EQ(c->rope_scaling.factor, 32.0);
+  EXPECT_EQ(c->rope_scaling.original_max_position_embeddings, 8192);
 }
 
 TEST(ModelConfigTest, LoadNamesTheFile) {
@@ -233,14 +345,66 @@ TEST(ModelConfigTest, LoadNamesTheFile) {
 
 TEST(ModelConfigTest, SerializesWhatParsesBackForEveryFamily) {
   for (const char* path : {"golden/distilbert/config.json", "golden/llama/config.json",
-                           "models/stories260K-hf/config.json"}) {
+                           "golden/llama3/config.json", "golden/qwen2/config.json",
+                           "golden/qwen3/config.json", "models/stories260K-hf/config.json"}) {
     SCOPED_TRACE(path);
     absl::StatusOr<ModelConfig> original = LoadModelConfig(TestDataPath(path));
     ASSERT_TRUE(original.ok()) << original.status();
     absl::StatusOr<ModelConfig> again = ParseModelConfig(SerializeModelConfig(*original));
     ASSERT_TRUE(again.ok()) << again.status();
+    // A decoder without a pad id is written with 0 (see SerializeModelConfig).
+    if (original->pad_token_id < 0) original->pad_token_id = 0;
+    ExpectSameArchitecture(*again, *original);
+    if (original->architectures[0].find("ForSequenceClassification") != std::string::npos) {
+      EXPECT_EQ(again->architectures, original->architectures);
+    }
+  }
+  // Switches no golden file sets.
+  Json mistral = Json::parse(LlamaWith("model_type", "mistral"));
+  mistral["sliding_window"] = 4096;
+  mistral["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 2.0}};
+  Json llama = Json::parse(LlamaWith("attention_bias", true));
+  llama["mlp_bias"] = true;
+  for (const Json& json : {mistral, llama}) {
+    absl::StatusOr<ModelConfig> original = ParseModelConfig(json.dump());
+    ASSERT_TRUE(original.ok()) << original.status();
+    absl::StatusOr<ModelConfig> again = ParseModelConfig(SerializeModelConfig(*original));
+    ASSERT_TRUE(again.ok()) << again.status();
+    original->pad_token_id = 0;
     ExpectSameArchitecture(*again, *original);
   }
+}
+
+TEST(ModelConfigTest, SerializesEachDecoderTypeWithItsOwnKeys) {
+  absl::StatusOr<ModelConfig> qwen2 = LoadModelConfig(TestDataPath("golden/qwen2/config.json"));
+  ASSERT_TRUE(qwen2.ok()) << qwen2.status();
+  Json json = Json::parse(SerializeModelConfig(*qwen2));
+  EXPECT_EQ(json["architectures"], Json::array({"Qwen2ForSequenceClassification"}));
+  EXPECT_EQ(json["model_type"], "qwen2");
+  EXPECT_FALSE(json.contains("head_dim"));
+  EXPECT_FALSE(json.contains("attention_bias"));
+  EXPECT_EQ(json["use_sliding_window"], false);
+
+  absl::StatusOr<ModelConfig> qwen3 = LoadModelConfig(TestDataPath("golden/qwen3/config.json"));
+  ASSERT_TRUE(qwen3.ok()) << qwen3.status();
+  json = Json::parse(SerializeModelConfig(*qwen3));
+  EXPECT_EQ(json["architectures"], Json::array({"Qwen3ForSequenceClassification"}));
+  EXPECT_EQ(json["head_dim"], 24);
+  EXPECT_EQ(json["attention_bias"], false);
+
+  absl::StatusOr<ModelConfig> llama3 = LoadModelConfig(TestDataPath("golden/llama3/config.json"));
+  ASSERT_TRUE(llama3.ok()) << llama3.status();
+  json = Json::parse(SerializeModelConfig(*llama3));
+  EXPECT_EQ(json["rope_scaling"], Json::parse(R"({"rope_type": "llama3", "factor": 8.0,
+      "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64})"));
+
+  Json mistral_in = Json::parse(LlamaWith("model_type", "mistral"));
+  absl::StatusOr<ModelConfig> mistral = ParseModelConfig(mistral_in.dump());
+  ASSERT_TRUE(mistral.ok()) << mistral.status();
+  json = Json::parse(SerializeModelConfig(*mistral));
+  EXPECT_EQ(json["architectures"], Json::array({"MistralForSequenceClassification"}));
+  EXPECT_TRUE(json["sliding_window"].is_null());
+  EXPECT_FALSE(json.contains("mlp_bias"));
 }
 
 TEST(ModelConfigTest, SerializesTheSequenceClassificationFormWithHuggingFaceNames) {
@@ -255,7 +419,8 @@ TEST(ModelConfigTest, SerializesTheSequenceClassificationFormWithHuggingFaceName
   EXPECT_EQ(json["num_key_value_heads"], 4);
   EXPECT_EQ(json["head_dim"], 8);
   EXPECT_EQ(json["rms_norm_eps"], 1e-5);
-  EXPECT_TRUE(json["pad_token_id"].is_null());
+  // No pad id in the file: written as 0, never null, so that HF's classifier batches.
+  EXPECT_EQ(json["pad_token_id"], 0);
   EXPECT_TRUE(json["rope_scaling"].is_null());
   EXPECT_EQ(json["hidden_act"], "silu");
 
