@@ -63,14 +63,14 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(const ServerConfi
   }
   std::unique_ptr<JobManager> manager(new JobManager(config, std::move(dependencies)));
   RETURN_IF_ERROR(manager->Recover());
-  const int workers = std::max(1, config.max_concurrent_jobs);
-  for (int i = 0; i < workers; ++i) {
-    manager->workers_.emplace_back([m = manager.get()] { m->WorkerLoop(); });
-  }
-  if (manager->deps_.metrics != nullptr) {
-    manager->reaper_ = std::thread([m = manager.get()] { m->ReapLoop(); });
-  }
   return manager;
+}
+
+void JobManager::StartWorkers() {
+  if (!workers_.empty()) return;
+  const int workers = std::max(1, config_.max_concurrent_jobs);
+  for (int i = 0; i < workers; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  if (deps_.metrics != nullptr) reaper_ = std::thread([this] { ReapLoop(); });
 }
 
 JobManager::~JobManager() {
@@ -151,15 +151,25 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::SubmitTrainingJobRequest& r
   }
 
   {
-    // Checked, not reserved: concurrent submits may overshoot the limit by a few jobs, which
-    // is better than holding the queue lock across the store writes below.
+    // A queue place is reserved here and released below once the job is in the queue (or
+    // has failed to get there): the store writes run without the queue lock, and concurrent
+    // submits still cannot overshoot max_queued_jobs.
     absl::MutexLock lock(&mutex_);
     if (draining_) return absl::UnavailableError("the server is shutting down");
-    if (static_cast<int>(queue_.size()) >= config_.max_queued_jobs) {
+    if (static_cast<int>(queue_.size()) + reserved_places_ >= config_.max_queued_jobs) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "the job queue is full (", config_.max_queued_jobs, " jobs queued); retry later"));
     }
+    ++reserved_places_;
   }
+  absl::StatusOr<v1::Job> submitted = StoreAndEnqueue(request, std::move(job));
+  absl::MutexLock lock(&mutex_);
+  --reserved_places_;
+  return submitted;
+}
+
+absl::StatusOr<v1::Job> JobManager::StoreAndEnqueue(const v1::SubmitTrainingJobRequest& request,
+                                                    v1::Job job) {
   job.set_id(NewJobId());
   job.set_request_id(request.request_id());
   job.set_state(v1::JOB_STATE_QUEUED);

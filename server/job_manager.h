@@ -64,8 +64,13 @@ class JobManager : private JobRunner::Host {
     ServerMetrics* metrics = nullptr;  // optional
   };
 
+  // Recovers the store's unfinished jobs into the queue; runs none of them yet.
   static absl::StatusOr<std::unique_ptr<JobManager>> Create(const ServerConfig& config,
                                                             Dependencies dependencies);
+  // Starts the `max_concurrent_jobs` workers (and the metric-series reaper). Called once the
+  // server owns its port, so that a server that fails to start never runs a job. Call once,
+  // from the thread that created the manager; later calls do nothing.
+  void StartWorkers();
   // Drains (see Drain) and joins the workers.
   ~JobManager();
 
@@ -108,6 +113,9 @@ class JobManager : private JobRunner::Host {
 
   JobManager(const ServerConfig& config, Dependencies dependencies);
   absl::Status Recover();
+  // Submit's second half, once a queue place is reserved: stores the job and enqueues it.
+  absl::StatusOr<v1::Job> StoreAndEnqueue(const v1::SubmitTrainingJobRequest& request,
+                                          v1::Job job);
   void WorkerLoop();
   void Enqueue(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void SetQueuePositionLocked(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
@@ -137,6 +145,8 @@ class JobManager : private JobRunner::Host {
   std::vector<QueueEntry> queue_ ABSL_GUARDED_BY(mutex_);  // a heap
   int64_t next_order_ ABSL_GUARDED_BY(mutex_) = 0;
   bool draining_ ABSL_GUARDED_BY(mutex_) = false;
+  // Queue places held by submits between their limit check and their Enqueue.
+  int reserved_places_ ABSL_GUARDED_BY(mutex_) = 0;
   std::map<std::string, Running> running_ ABSL_GUARDED_BY(mutex_);
   // Finished jobs' metric series by when to remove them; reaper_wake_ tells the reaper that
   // one was added.

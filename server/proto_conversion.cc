@@ -52,6 +52,7 @@ constexpr std::pair<absl::string_view, absl::string_view> kProtoPaths[] = {
     {"lr_scheduler", "spec.hyperparameters.lr_scheduler"},
     {"warmup_steps", "spec.hyperparameters.warmup_steps"},
     {"warmup_ratio", "spec.hyperparameters.warmup_ratio"},
+    {"min_lr_ratio", "spec.hyperparameters.min_lr_ratio"},
     {"batch_size", "spec.hyperparameters.per_device_train_batch_size"},
     {"eval_batch_size", "spec.hyperparameters.per_device_eval_batch_size"},
     {"gradient_accumulation_steps", "spec.hyperparameters.gradient_accumulation_steps"},
@@ -109,6 +110,7 @@ absl::StatusOr<TrainingConfig> SettingsOf(const v1::TrainingJobSpec& spec) {
   c.warmup_steps = h.has_warmup_steps() ? h.warmup_steps() : 0;
   c.warmup_ratio = h.has_warmup_ratio() ? h.warmup_ratio() : 0;
   ASSIGN_OR_RETURN(c.lr_scheduler, ToCore(h.lr_scheduler()));
+  c.min_lr_ratio = h.min_lr_ratio();
   c.batch_size = h.per_device_train_batch_size();
   c.eval_batch_size = h.per_device_eval_batch_size();
   c.gradient_accumulation_steps = h.gradient_accumulation_steps();
@@ -194,6 +196,7 @@ absl::Status NormalizeHyperparameters(const ModelConfig& base, v1::Hyperparamete
   if (!h->has_adam_epsilon()) h->set_adam_epsilon(d.adam_epsilon);
   if (h->warmup_case() == v1::Hyperparameters::WARMUP_NOT_SET) h->set_warmup_steps(d.warmup_steps);
   if (h->lr_scheduler() == v1::LR_SCHEDULER_UNSPECIFIED) h->set_lr_scheduler(ToProto(d.lr_scheduler));
+  if (!h->has_min_lr_ratio()) h->set_min_lr_ratio(d.min_lr_ratio);
   if (!h->has_per_device_train_batch_size()) {
     h->set_per_device_train_batch_size(static_cast<int32_t>(d.batch_size));
   }

@@ -316,6 +316,7 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
   if (p.grpc_server == nullptr || p.port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.host, ":", config.port));
   }
+  p.jobs->StartWorkers();
   auto* health = p.grpc_server->GetHealthCheckService();
   health->SetServingStatus(true);
   for (const char* service : kServices) health->SetServingStatus(service, true);

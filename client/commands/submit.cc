@@ -34,7 +34,7 @@ struct SubmitFlags {
   std::optional<int64_t> vocab_size;
   std::optional<std::string> tokenizer_type;
   // hyperparameters
-  std::optional<double> epochs, learning_rate, warmup_ratio, weight_decay, max_grad_norm,
+  std::optional<double> epochs, learning_rate, warmup_ratio, min_lr_ratio, weight_decay, max_grad_norm,
       center_rewards;
   std::optional<int64_t> max_steps, batch_size, eval_batch_size, grad_accum, max_length,
       warmup_steps, max_batch_tokens, seed;
@@ -98,6 +98,9 @@ void AddFlags(FlagParser& flags, SubmitFlags& f) {
                                verdict::TruncationPolicyName(kDefaults.truncation), ")."));
   flags.AddInt("warmup-steps", &f.warmup_steps, "N", "Linear warm-up steps.");
   flags.AddDouble("warmup-ratio", &f.warmup_ratio, "F", "Warm-up as a fraction of all steps.");
+  flags.AddDouble("min-lr-ratio", &f.min_lr_ratio, "F",
+                  absl::StrCat("Decay to this fraction of --lr (default ", kDefaults.min_lr_ratio,
+                               ")."));
   flags.AddString("lr-scheduler", &f.lr_scheduler, "linear|cosine|constant",
                   absl::StrCat("Learning-rate shape (default ",
                                verdict::LrScheduleKindName(kDefaults.lr_scheduler), ")."));
@@ -192,6 +195,7 @@ bool ApplyFlags(const SubmitFlags& f, TrainingJobSpec& spec, CommandEnv& env) {
   if (f.max_length) h->set_max_length(static_cast<int32_t>(*f.max_length));
   if (f.warmup_steps) h->set_warmup_steps(*f.warmup_steps);
   if (f.warmup_ratio) h->set_warmup_ratio(*f.warmup_ratio);
+  if (f.min_lr_ratio) h->set_min_lr_ratio(*f.min_lr_ratio);
   if (f.weight_decay) h->set_weight_decay(*f.weight_decay);
   if (f.max_grad_norm) h->set_max_grad_norm(*f.max_grad_norm);
   if (f.center_rewards) h->set_center_rewards_coefficient(*f.center_rewards);

@@ -21,13 +21,14 @@ double LrSchedule::At(int64_t step) const {
   }
   const double decay_steps = static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps));
   const double progress = std::min(1.0, static_cast<double>(step - warmup_steps) / decay_steps);
+  const double floor = peak * min_ratio;
   switch (kind) {
     case LrScheduleKind::kConstant:
       return peak;
     case LrScheduleKind::kLinear:
-      return peak * std::max(0.0, 1.0 - progress);
+      return floor + (peak - floor) * std::max(0.0, 1.0 - progress);
     case LrScheduleKind::kCosine:
-      return peak * 0.5 * (1.0 + std::cos(M_PI * progress));
+      return floor + (peak - floor) * 0.5 * (1.0 + std::cos(M_PI * progress));
   }
   return peak;
 }

@@ -32,6 +32,8 @@ struct LrSchedule {
   double peak = 1e-4;
   int64_t warmup_steps = 0;
   int64_t total_steps = 1;
+  // Linear and cosine decay end at min_ratio * peak rather than 0.
+  double min_ratio = 0.0;
 
   // The rate for optimizer step `step` (0-based: the first update uses step 0).
   double At(int64_t step) const;

@@ -477,6 +477,7 @@ absl::Status TrainerImpl::EncodeData(const TrainEvalData& data) {
 void TrainerImpl::BuildOptimizer(const StepPlan& plan) {
   schedule_.kind = config_.lr_scheduler;
   schedule_.peak = config_.learning_rate;
+  schedule_.min_ratio = config_.min_lr_ratio;
   schedule_.total_steps = plan.total_steps;
   schedule_.warmup_steps = config_.warmup_steps > 0
                                ? config_.warmup_steps

@@ -75,6 +75,7 @@ absl::Status ValidateTrainingSettings(const TrainingConfig& c) {
   RETURN_IF_ERROR(CheckDouble("adam_epsilon", c.adam_epsilon, 0, 1, true));
   RETURN_IF_ERROR(CheckInt("warmup_steps", c.warmup_steps, 0, kMaxCount));
   RETURN_IF_ERROR(CheckDouble("warmup_ratio", c.warmup_ratio, 0, 1, false));
+  RETURN_IF_ERROR(CheckDouble("min_lr_ratio", c.min_lr_ratio, 0, 1, false));
   RETURN_IF_ERROR(CheckInt("batch_size", c.batch_size, 1, 4096));
   RETURN_IF_ERROR(CheckInt("eval_batch_size", c.eval_batch_size, 0, 4096));
   RETURN_IF_ERROR(CheckInt("gradient_accumulation_steps", c.gradient_accumulation_steps, 1, 1024));
@@ -131,6 +132,7 @@ std::string TrainingConfigToJson(const TrainingConfig& c) {
       {"lr_scheduler", std::string(LrScheduleKindName(c.lr_scheduler))},
       {"warmup_steps", c.warmup_steps},
       {"warmup_ratio", c.warmup_ratio},
+      {"min_lr_ratio", c.min_lr_ratio},
       {"batch_size", c.batch_size},
       {"eval_batch_size", c.eval_batch_size},
       {"gradient_accumulation_steps", c.gradient_accumulation_steps},

@@ -60,6 +60,7 @@ struct TrainingConfig {
   double adam_beta2 = 0.999;
   double adam_epsilon = 1e-8;
   LrScheduleKind lr_scheduler = LrScheduleKind::kLinear;
+  double min_lr_ratio = 0.0;             // linear/cosine decay to min_lr_ratio * learning_rate
   int64_t warmup_steps = 0;
   double warmup_ratio = 0.0;             // used when warmup_steps is 0
   int64_t batch_size = 8;                // pairs per micro-batch (per_device_train_batch_size)

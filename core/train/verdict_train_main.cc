@@ -62,6 +62,8 @@ ABSL_FLAG(std::string, truncation, Name(verdict::TruncationPolicyName(Defaults()
           "truncate or drop: what happens to a longer pair.");
 ABSL_FLAG(int64_t, warmup_steps, Defaults().warmup_steps, "Linear warm-up steps.");
 ABSL_FLAG(double, warmup_ratio, Defaults().warmup_ratio, "Warm-up as a fraction of all steps (when --warmup-steps is 0).");
+ABSL_FLAG(double, min_lr_ratio, Defaults().min_lr_ratio,
+          "Linear/cosine decay ends at this fraction of --lr (0: decays to 0).");
 ABSL_FLAG(std::string, lr_scheduler, Name(verdict::LrScheduleKindName(Defaults().lr_scheduler)),
           "linear, cosine or constant.");
 ABSL_FLAG(double, weight_decay, Defaults().weight_decay, "AdamW weight decay.");
@@ -137,6 +139,7 @@ bool ConfigFromFlags(verdict::TrainingConfig& c) {
   c.max_length = absl::GetFlag(FLAGS_max_length);
   c.warmup_steps = absl::GetFlag(FLAGS_warmup_steps);
   c.warmup_ratio = absl::GetFlag(FLAGS_warmup_ratio);
+  c.min_lr_ratio = absl::GetFlag(FLAGS_min_lr_ratio);
   c.weight_decay = absl::GetFlag(FLAGS_weight_decay);
   c.max_grad_norm = absl::GetFlag(FLAGS_max_grad_norm);
   c.center_rewards_coefficient = absl::GetFlag(FLAGS_center_rewards);

@@ -146,6 +146,7 @@ class JobManagerTest : public ::testing::Test {
 
   void StartManager(JobStore* store) {
     auto manager = JobManager::Create(config_, Deps(store));
+    if (manager.ok()) (*manager)->StartWorkers();
     ASSERT_TRUE(manager.ok()) << manager.status();
     manager_ = *std::move(manager);
   }

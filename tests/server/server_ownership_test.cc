@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/server.h"
+#include "server/sqlite_job_store.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/test_paths.h"
 
@@ -33,6 +34,37 @@ TEST(ServerOwnershipTest, ASecondServerOnTheSamePortFailsToStart) {
   EXPECT_FALSE(second.ok()) << "two servers share port " << config.port;
   if (second.ok()) return;
   EXPECT_THAT(second.status().message(), HasSubstr(absl::StrCat(config.port)));
+}
+
+// Before: the job workers started before the port was bound, so a server that then failed to
+// start had already picked up (and failed) the queued jobs of its state directory.
+TEST(ServerOwnershipTest, AServerThatCannotBindItsPortRunsNoneOfItsQueuedJobs) {
+  ScratchDir scratch;
+  auto first = VerdictServer::Start(TestServerConfig(scratch.path() / "first"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  ServerConfig config = TestServerConfig(scratch.path() / "second");
+  fs::create_directories(config.state_dir);
+  const std::string db = (fs::path(config.state_dir) / "verdict.db").string();
+  {
+    auto store = SqliteJobStore::Open(db);
+    ASSERT_TRUE(store.ok()) << store.status();
+    v1::Job job;
+    job.set_id("job-queued");
+    job.set_state(v1::JOB_STATE_QUEUED);
+    job.mutable_create_time()->set_seconds(1);
+    job.mutable_spec()->set_output_model_name("rm");
+    job.mutable_spec()->mutable_train_data()->set_path("missing.jsonl");
+    ASSERT_TRUE((*store)->CreateJob(job).ok());
+  }
+  config.port = (*first)->port();
+  ASSERT_FALSE(VerdictServer::Start(config).ok());
+
+  auto store = SqliteJobStore::Open(db);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto job = (*store)->GetJob("job-queued");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::JOB_STATE_QUEUED);
+  EXPECT_EQ(job->attempt(), 0);
 }
 
 TEST(ServerOwnershipTest, ASecondServerOnTheSameStateDirFailsNamingItAndTheHolder) {

@@ -63,6 +63,8 @@ TEST(TrainingConfigTest, EveryRangeErrorStartsWithTheFieldName) {
       {"adam_beta1", [](auto& c) { c.adam_beta1 = 1; }},
       {"adam_epsilon", [](auto& c) { c.adam_epsilon = 0; }},
       {"warmup_ratio", [](auto& c) { c.warmup_ratio = 1.5; }},
+      {"min_lr_ratio", [](auto& c) { c.min_lr_ratio = -0.1; }},
+      {"min_lr_ratio", [](auto& c) { c.min_lr_ratio = 1.5; }},
       {"batch_size", [](auto& c) { c.batch_size = 5000; }},
       {"eval_batch_size", [](auto& c) { c.eval_batch_size = -1; }},
       {"gradient_accumulation_steps", [](auto& c) { c.gradient_accumulation_steps = 2000; }},
