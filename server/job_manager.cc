@@ -21,11 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string StateName(v1::JobState state) {
-  std::string name = v1::JobState_Name(state);
-  return name.substr(std::string("JOB_STATE_").size());
-}
-
 std::string NewJobId() {
   static std::mutex mutex;
   static std::mt19937_64 rng(std::random_device{}());
@@ -181,7 +176,7 @@ absl::StatusOr<v1::Job> JobManager::StoreAndEnqueue(const v1::SubmitTrainingJobR
     return deps_.store->FindJobByRequestId(job.request_id());
   }
   RETURN_IF_ERROR(created);
-  if (deps_.metrics) deps_.metrics->RecordJobStateChange("", StateName(v1::JOB_STATE_QUEUED));
+  if (deps_.metrics) deps_.metrics->RecordJobStateChange("", JobStateName(v1::JOB_STATE_QUEUED));
   v1::MetricsEvent event;
   event.mutable_state_change()->set_to_state(v1::JOB_STATE_QUEUED);
   event.mutable_state_change()->set_message("submitted");
@@ -269,7 +264,7 @@ absl::StatusOr<v1::Job> JobManager::Cancel(const std::string& job_id, const std:
         return job;
       default:
         return absl::FailedPreconditionError(
-            absl::StrCat("job ", job_id, " is already ", StateName(job.state())));
+            absl::StrCat("job ", job_id, " is already ", JobStateName(job.state())));
     }
     if (changed.ok()) return *std::move(changed);  // no longer QUEUED: queue_position stays 0
     if (!absl::IsFailedPrecondition(changed.status())) return changed.status();
@@ -393,18 +388,18 @@ absl::StatusOr<v1::Job> JobManager::ChangeState(const std::string& job_id,
   // of `from` the job leaves is known once the store has checked it: the gauge takes the first
   // and is corrected if it was another.
   const v1::JobState assumed = from.front();
-  if (deps_.metrics) deps_.metrics->RecordJobStateChange(StateName(assumed), StateName(to));
+  if (deps_.metrics) deps_.metrics->RecordJobStateChange(JobStateName(assumed), JobStateName(to));
   v1::JobState actual = assumed;
   absl::StatusOr<v1::Job> stored = deps_.store->TransitionJob(job_id, from, to, [&](v1::Job& job) {
     actual = job.state();
     if (edit) edit(job);
   });
   if (!stored.ok()) {
-    if (deps_.metrics) deps_.metrics->RecordJobStateChange(StateName(to), StateName(assumed));
+    if (deps_.metrics) deps_.metrics->RecordJobStateChange(JobStateName(to), JobStateName(assumed));
     return stored.status();
   }
   if (deps_.metrics && actual != assumed) {
-    deps_.metrics->RecordJobStateChange(StateName(actual), StateName(assumed));
+    deps_.metrics->RecordJobStateChange(JobStateName(actual), JobStateName(assumed));
   }
   v1::MetricsEvent event;
   event.set_step(stored->progress().step());
@@ -418,8 +413,8 @@ absl::StatusOr<v1::Job> JobManager::ChangeState(const std::string& job_id,
   if (deps_.logger) {
     deps_.logger->Info("job.state")
         .With("job_id", job_id)
-        .With("from", StateName(actual))
-        .With("to", StateName(to))
+        .With("from", JobStateName(actual))
+        .With("to", JobStateName(to))
         .With("message", message);
   }
   return stored;
@@ -458,7 +453,7 @@ void JobManager::CountJobsByState() {
       if (listed->next_page_token.empty()) break;
       page.page_token = listed->next_page_token;
     }
-    deps_.metrics->SetJobCount(StateName(state), count);
+    deps_.metrics->SetJobCount(JobStateName(state), count);
   }
 }
 

@@ -20,16 +20,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string StateName(v1::JobState state) {
-  std::string name = v1::JobState_Name(state);
-  return name.substr(std::string("JOB_STATE_").size());
-}
-
-bool IsTerminal(v1::JobState state) {
-  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
-         state == v1::JOB_STATE_CANCELLED;
-}
-
 // The registry entry for a trained model in `output_dir`.
 absl::StatusOr<v1::Model> DescribeModel(const ServerConfig& config, const v1::Job& job,
                                         const std::string& output_dir, int64_t parameters,
@@ -246,7 +236,7 @@ void JobRunner::FinishSucceeded(const std::string& output_dir, int64_t parameter
   job_ = completed->job;
   if (deps_.metrics && completed->from_state != v1::JOB_STATE_RUNNING) {
     // A cancel came after the last step: it was CANCELLING, not RUNNING, that ended.
-    deps_.metrics->RecordJobStateChange(StateName(completed->from_state), "RUNNING");
+    deps_.metrics->RecordJobStateChange(JobStateName(completed->from_state), "RUNNING");
   }
   v1::MetricsEvent event;
   event.set_step(job_.progress().step());
@@ -339,7 +329,7 @@ void JobRunner::RecordEnd(v1::JobState state) {
   // A job that never started has no duration (its start_time is unset, not the epoch).
   if (IsTerminal(state) && job_.has_start_time()) {
     const absl::Time end = job_.has_end_time() ? FromTimestamp(job_.end_time()) : absl::Now();
-    deps_.metrics->RecordJobFinished(StateName(state), end - FromTimestamp(job_.start_time()));
+    deps_.metrics->RecordJobFinished(JobStateName(state), end - FromTimestamp(job_.start_time()));
   }
   // The job's per-job series end with this attempt; its last values stay in the store.
   deps_.host->RetireJobSeries(job_id_);

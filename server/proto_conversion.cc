@@ -328,6 +328,18 @@ v1::ModelFamily ToProto(ModelFamily v) {
   return v == ModelFamily::kEncoder ? v1::MODEL_FAMILY_ENCODER : v1::MODEL_FAMILY_DECODER;
 }
 
+// ---- job states -----------------------------------------------------------------------------
+
+std::string JobStateName(v1::JobState state) {
+  std::string name = v1::JobState_Name(state);
+  return name.substr(std::string("JOB_STATE_").size());
+}
+
+bool IsTerminal(v1::JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_CANCELLED;
+}
+
 // ---- metrics --------------------------------------------------------------------------------
 
 void ToProto(const TrainStepMetrics& m, v1::TrainStepMetrics* out) {

@@ -56,6 +56,12 @@ absl::StatusOr<SentencePieceModelType> ToCore(v1::SentencePieceModelType v);
 v1::SentencePieceModelType ToProto(SentencePieceModelType v);
 v1::ModelFamily ToProto(ModelFamily v);
 
+// ---- job states
+// "QUEUED", "RUNNING", ...: the enum's name without its prefix (logs, metric labels).
+std::string JobStateName(v1::JobState state);
+// SUCCEEDED, FAILED or CANCELLED: nothing will change the job any more.
+bool IsTerminal(v1::JobState state);
+
 // ---- training metrics, as MetricsEvent payloads.
 void ToProto(const TrainStepMetrics& metrics, v1::TrainStepMetrics* out);
 void ToProto(const EvalMetrics& metrics, v1::EvalMetrics* out);

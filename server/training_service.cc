@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/util/status_macros.h"
+#include "server/proto_conversion.h"
 #include "server/status_conversion.h"
 #include "server/unary_call.h"
 #include "server/validation.h"
@@ -22,9 +23,7 @@ constexpr int64_t kReadBatch = 1024;
 
 bool IsTerminalEvent(const v1::MetricsEvent& event) {
   if (!event.has_state_change()) return false;
-  const v1::JobState to = event.state_change().to_state();
-  return to == v1::JOB_STATE_SUCCEEDED || to == v1::JOB_STATE_FAILED ||
-         to == v1::JOB_STATE_CANCELLED;
+  return IsTerminal(event.state_change().to_state());
 }
 
 absl::Status ListJobsInto(JobStore& store, JobManager& jobs, const v1::ListJobsRequest& request,

@@ -36,4 +36,19 @@ absl::Status CreateDirectories(const std::string& dir) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::optional<std::string>> TokenField(const nlohmann::json& config,
+                                                      absl::string_view file, const char* field) {
+  auto it = config.find(field);
+  if (it == config.end() || it->is_null()) return std::nullopt;
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object()) {
+    auto content = it->find("content");
+    if (content != it->end() && content->is_string()) return content->get<std::string>();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(file, ": field \"", field,
+                                                 "\" must be a string or an object with a string "
+                                                 "\"content\", got ",
+                                                 it->type_name()));
+}
+
 }  // namespace verdict

@@ -5,12 +5,14 @@
 #ifndef VERDICT_CORE_TOKENIZE_JSON_FILES_H_
 #define VERDICT_CORE_TOKENIZE_JSON_FILES_H_
 
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace verdict {
 
@@ -19,6 +21,12 @@ absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path);
 
 // Writes `value` indented, atomically, as Hugging Face writes its own config files.
 absl::Status WriteJsonFile(const std::string& path, const nlohmann::json& value);
+
+// A special token of tokenizer_config.json / special_tokens_map.json as transformers writes
+// it: a string, or an AddedToken object whose "content" is the string. nullopt when absent or
+// null; InvalidArgument naming `file` and `field` for anything else.
+absl::StatusOr<std::optional<std::string>> TokenField(const nlohmann::json& config,
+                                                      absl::string_view file, const char* field);
 
 // Creates `dir` and its parents where missing.
 absl::Status CreateDirectories(const std::string& dir);

@@ -61,20 +61,6 @@ absl::StatusOr<std::optional<std::string>> StringField(const Json& config, absl:
   return it->get<std::string>();
 }
 
-// A special token as transformers writes it: a string, or an AddedToken object whose
-// "content" is the string.
-absl::StatusOr<std::optional<std::string>> TokenField(const Json& config, absl::string_view file,
-                                                      const char* field) {
-  auto it = config.find(field);
-  if (it == config.end() || it->is_null()) return std::nullopt;
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_object()) {
-    auto content = it->find("content");
-    if (content != it->end() && content->is_string()) return content->get<std::string>();
-  }
-  return WrongType(file, field, "a string or an object with a string \"content\"", *it);
-}
-
 // model_max_length; 0 when absent or when it is transformers' "no limit" sentinel (1e30).
 absl::StatusOr<int64_t> MaxLengthField(const Json& config) {
   auto it = config.find("model_max_length");

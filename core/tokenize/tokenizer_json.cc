@@ -286,21 +286,6 @@ bool FlagOf(const Json& object, const char* field, bool fallback) {
   return it != object.end() && it->is_boolean() ? it->get<bool>() : fallback;
 }
 
-absl::StatusOr<std::optional<std::string>> TokenField(const Json& config, absl::string_view file,
-                                                      const char* field) {
-  auto it = config.find(field);
-  if (it == config.end() || it->is_null()) return std::nullopt;
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_object()) {
-    auto content = it->find("content");
-    if (content != it->end() && content->is_string()) return content->get<std::string>();
-  }
-  return absl::InvalidArgumentError(absl::StrCat(file, ": field \"", field,
-                                                 "\" must be a string or an object with a "
-                                                 "string \"content\", got ",
-                                                 it->type_name()));
-}
-
 }  // namespace
 
 class TokenizerJson::Impl {

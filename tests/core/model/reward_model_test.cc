@@ -173,7 +173,7 @@ TEST_P(GoldenTest, HalfPrecisionCheckpointsLoadAndRunInTheRequestedDtype) {
 
     if (dtype != torch::kBFloat16) continue;
     ModelOptions bf16;
-    bf16.dtype = "bfloat16";
+    bf16.dtype = Dtype::kBFloat16;
     auto in_bf16 = LoadOrDie(dir, bf16);
     ASSERT_NE(in_bf16, nullptr);
     EXPECT_EQ(in_bf16->StateDict().begin()->second.scalar_type(), torch::kBFloat16);
