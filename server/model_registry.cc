@@ -1,9 +1,5 @@
 #include "server/model_registry.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <random>
@@ -165,9 +161,6 @@ std::string ModelRegistry::StoragePath(const v1::Model& model) const {
 void ModelRegistry::Enqueue(Task task) { tasks_.push_back(std::move(task)); }
 
 void ModelRegistry::LoaderLoop() {
-  // Loading is background work and scoring is latency-bound: on a machine with few cores the
-  // loader yields the CPU to the scoring threads (Linux applies nice per thread). Best effort.
-  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kLoaderNice);
   const bool sample_memory = deps_.metrics != nullptr && torch::cuda::is_available();
   for (;;) {
     Task task;

@@ -107,8 +107,6 @@ class ModelRegistry {
 
   // How often the loader thread samples device memory while idle.
   static constexpr absl::Duration kDeviceMemoryInterval = absl::Seconds(5);
-  // The loader thread's nice value: it yields the CPU to scoring (bench/RESULTS.md, section 4).
-  static constexpr int kLoaderNice = 10;
 
   // Starts the loader thread.
   ModelRegistry(const ServerConfig& config, Dependencies dependencies);

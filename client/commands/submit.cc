@@ -71,8 +71,8 @@ void AddFlags(FlagParser& flags, SubmitFlags& f) {
   flags.AddString("name", &f.name, "NAME", "Registered name of the result (default reward-model).");
   flags.AddString("preset", &f.preset, "PRESET",
                   absl::StrCat("Train from scratch (default ", kDefaults.preset,
-                               "): encoder-tiny, encoder-small,\n"
-                               "encoder-base, decoder-tiny, decoder-small."));
+                               "):\nencoder-tiny, encoder-small, encoder-base, decoder-tiny,\n"
+                               "decoder-small."));
   flags.AddString("base-model", &f.base_model, "DIR",
                   "Start from a Hugging Face directory under --model_dir.");
   flags.AddString("from-model", &f.from_model, "NAME[:V]", "Continue training a registered model.");
