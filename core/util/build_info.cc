@@ -34,8 +34,10 @@ void SetUpProgramUsage(absl::string_view program, absl::string_view usage,
   config.contains_helpshort_flags = config.contains_help_flags;
   const std::string version = VersionLine(program) + "\n";
   config.version_string = [version] { return version; };
-  // Compilers see sources as "../server/main.cc" from the build directory: show "server/main.cc".
-  config.normalize_filename = [](absl::string_view path) {
+  // The compiler names the main file by an absolute path ("/src/server/main.cc") or one relative
+  // to the build directory ("../server/main.cc", with ccache): show it as "server/main.cc".
+  config.normalize_filename = [file](absl::string_view path) {
+    if (absl::EndsWith(path, file)) return file;
     while (absl::ConsumePrefix(&path, "../")) {
     }
     return std::string(path);
