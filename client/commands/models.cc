@@ -108,8 +108,9 @@ int RunImport(const std::vector<std::string>& args, CommandEnv& env) {
   flags.AddInt("max-length", &max_length, "N",
                "Longest sequence scored (default min(1024, positions)).");
   flags.AddString("truncation", &truncation, "truncate|drop", "Policy for longer items.");
-  flags.AddString("chat-format", &chat_format, "hh|chatml|llama2",
-                  "How conversations are rendered.");
+  flags.AddString("chat-format", &chat_format, "FORMAT",
+                  "How conversations are rendered: hh, chatml, llama2, qwen3, qwen2,\n"
+                  "qwen2_5, llama3, llama3_1.");
   std::vector<std::string> positional;
   if (auto exit = ParseCommandArgs(flags, args, env, 2, 2, &positional)) return *exit;
   verdict::v1::ImportModelRequest request;

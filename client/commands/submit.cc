@@ -65,8 +65,9 @@ void AddFlags(FlagParser& flags, SubmitFlags& f) {
   flags.AddInt("eval-max-pairs", &f.eval_max_pairs, "N", "Evaluate on at most N pairs.");
   flags.AddInt("max-train-pairs", &f.max_train_pairs, "N", "Train on at most N pairs.");
   flags.AddBool("skip-invalid", &f.skip_invalid, "Skip invalid lines instead of failing the job.");
-  flags.AddString("chat-format", &f.chat_format, "hh|chatml|llama2",
-                  "How message lists become text (default hh).");
+  flags.AddString("chat-format", &f.chat_format, "FORMAT",
+                  "How message lists become text (default hh): hh, chatml, llama2,\n"
+                  "qwen3, qwen2, qwen2_5, llama3, llama3_1.");
   flags.AddSection("Model:");
   flags.AddString("name", &f.name, "NAME", "Registered name of the result (default reward-model).");
   flags.AddString("preset", &f.preset, "PRESET",
