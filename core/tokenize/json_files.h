@@ -16,6 +16,13 @@
 
 namespace verdict {
 
+// The files of a Hugging Face tokenizer directory, named once for every loader and writer.
+inline constexpr char kTokenizerJsonFile[] = "tokenizer.json";
+inline constexpr char kTokenizerConfigFile[] = "tokenizer_config.json";
+inline constexpr char kSpecialTokensMapFile[] = "special_tokens_map.json";
+inline constexpr char kSentencePieceModelFile[] = "tokenizer.model";
+inline constexpr char kWordPieceVocabFile[] = "vocab.txt";
+
 // Parses `path` as JSON; InvalidArgument naming the file when it is not.
 absl::StatusOr<nlohmann::json> ReadJsonFile(const std::string& path);
 

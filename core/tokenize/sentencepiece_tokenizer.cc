@@ -261,7 +261,7 @@ absl::Status SentencePieceTokenizer::SaveToDirectory(const std::string& dir) con
   RETURN_IF_ERROR(CreateDirectories(dir));
   const std::filesystem::path root(dir);
   RETURN_IF_ERROR(
-      WriteFileAtomically((root / "tokenizer.model").string(), backend_->SerializedModel()));
+      WriteFileAtomically((root / kSentencePieceModelFile).string(), backend_->SerializedModel()));
 
   nlohmann::json special_map = nlohmann::json::object();
   const std::pair<const char*, int32_t> named[] = {
@@ -288,8 +288,8 @@ absl::Status SentencePieceTokenizer::SaveToDirectory(const std::string& dir) con
     }
   }
   if (options_.model_max_length > 0) config["model_max_length"] = options_.model_max_length;
-  RETURN_IF_ERROR(WriteJsonFile((root / "tokenizer_config.json").string(), config));
-  return WriteJsonFile((root / "special_tokens_map.json").string(), special_map);
+  RETURN_IF_ERROR(WriteJsonFile((root / kTokenizerConfigFile).string(), config));
+  return WriteJsonFile((root / kSpecialTokensMapFile).string(), special_map);
 }
 
 }  // namespace verdict

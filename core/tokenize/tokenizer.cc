@@ -20,8 +20,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr char kConfigFile[] = "tokenizer_config.json";
-constexpr char kSpecialTokensFile[] = "special_tokens_map.json";
 
 bool IsFile(const std::filesystem::path& path) {
   std::error_code error;
@@ -65,11 +63,11 @@ absl::StatusOr<std::optional<std::string>> StringField(const Json& config, absl:
 absl::StatusOr<int64_t> MaxLengthField(const Json& config) {
   auto it = config.find("model_max_length");
   if (it == config.end() || it->is_null()) return 0;
-  if (!it->is_number()) return WrongType(kConfigFile, "model_max_length", "a number", *it);
+  if (!it->is_number()) return WrongType(kTokenizerConfigFile, "model_max_length", "a number", *it);
   const double value = it->get<double>();
   if (!(value > 0)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        kConfigFile, ": field \"model_max_length\" must be positive, got ", it->dump()));
+        kTokenizerConfigFile, ": field \"model_max_length\" must be positive, got ", it->dump()));
   }
   if (it->is_number_integer() && value < 9e18) return it->get<int64_t>();
   if (value >= 9e18 || value != std::floor(value)) return 0;
@@ -80,28 +78,28 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePiece(const std::filesyst
                                                              const Json& config,
                                                              const Json& special_tokens) {
   SentencePieceTokenizer::Options options;
-  ASSIGN_OR_RETURN(options.add_bos, BoolField(config, kConfigFile, "add_bos_token", true));
-  ASSIGN_OR_RETURN(options.add_eos, BoolField(config, kConfigFile, "add_eos_token", false));
+  ASSIGN_OR_RETURN(options.add_bos, BoolField(config, kTokenizerConfigFile, "add_bos_token", true));
+  ASSIGN_OR_RETURN(options.add_eos, BoolField(config, kTokenizerConfigFile, "add_eos_token", false));
   ASSIGN_OR_RETURN(options.model_max_length, MaxLengthField(config));
   // transformers lets special_tokens_map.json override tokenizer_config.json.
   ASSIGN_OR_RETURN(std::optional<std::string> pad_token,
-                   TokenField(special_tokens, kSpecialTokensFile, "pad_token"));
+                   TokenField(special_tokens, kSpecialTokensMapFile, "pad_token"));
   if (!pad_token.has_value()) {
-    ASSIGN_OR_RETURN(pad_token, TokenField(config, kConfigFile, "pad_token"));
+    ASSIGN_OR_RETURN(pad_token, TokenField(config, kTokenizerConfigFile, "pad_token"));
   }
   options.pad_token = pad_token;
   ASSIGN_OR_RETURN(std::unique_ptr<SentencePieceTokenizer> tokenizer,
-                   SentencePieceTokenizer::Load((root / "tokenizer.model").string(), options));
+                   SentencePieceTokenizer::Load((root / kSentencePieceModelFile).string(), options));
   return std::unique_ptr<Tokenizer>(std::move(tokenizer));
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadWordPiece(const std::filesystem::path& root,
                                                          const Json& config) {
   WordPieceTokenizer::Options options;
-  ASSIGN_OR_RETURN(options.do_lower_case, BoolField(config, kConfigFile, "do_lower_case", true));
+  ASSIGN_OR_RETURN(options.do_lower_case, BoolField(config, kTokenizerConfigFile, "do_lower_case", true));
   ASSIGN_OR_RETURN(options.model_max_length, MaxLengthField(config));
   ASSIGN_OR_RETURN(std::optional<std::string> tokenizer_class,
-                   StringField(config, kConfigFile, "tokenizer_class"));
+                   StringField(config, kTokenizerConfigFile, "tokenizer_class"));
   if (tokenizer_class.has_value()) {
     options.tokenizer_class = *tokenizer_class;
   } else {
@@ -113,7 +111,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadWordPiece(const std::filesystem::
     }
   }
   ASSIGN_OR_RETURN(std::unique_ptr<WordPieceTokenizer> tokenizer,
-                   WordPieceTokenizer::Load((root / "vocab.txt").string(), options));
+                   WordPieceTokenizer::Load((root / kWordPieceVocabFile).string(), options));
   return std::unique_ptr<Tokenizer>(std::move(tokenizer));
 }
 
@@ -121,13 +119,13 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadWordPiece(const std::filesystem::
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromDirectory(const std::string& dir) {
   const std::filesystem::path root(dir);
-  const bool has_sentencepiece = IsFile(root / "tokenizer.model");
-  const bool has_wordpiece = IsFile(root / "vocab.txt");
+  const bool has_sentencepiece = IsFile(root / kSentencePieceModelFile);
+  const bool has_wordpiece = IsFile(root / kWordPieceVocabFile);
   // transformers' fast tokenizers prefer tokenizer.json to the files of the slow ones. A
   // tokenizer.json of a kind TokenizerJson does not implement (Llama 2's SentencePiece-style
   // BPE, BERT's WordPiece) is skipped when the slow tokenizer's file is there, as
   // use_fast=False would; without one, its refusal is the answer.
-  if (IsFile(root / "tokenizer.json")) {
+  if (IsFile(root / kTokenizerJsonFile)) {
     absl::StatusOr<std::unique_ptr<TokenizerJson>> tokenizer =
         TokenizerJson::LoadFromDirectory(dir);
     if (tokenizer.ok()) return std::unique_ptr<Tokenizer>(std::move(*tokenizer));
@@ -140,9 +138,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFromDirectory(const std:
         absl::StrCat("no tokenizer in ", dir,
                      ": it holds none of tokenizer.json, tokenizer.model and vocab.txt"));
   }
-  ASSIGN_OR_RETURN(Json config, ReadOptionalJsonObject(root / kConfigFile));
+  ASSIGN_OR_RETURN(Json config, ReadOptionalJsonObject(root / kTokenizerConfigFile));
   if (has_sentencepiece) {
-    ASSIGN_OR_RETURN(Json special_tokens, ReadOptionalJsonObject(root / kSpecialTokensFile));
+    ASSIGN_OR_RETURN(Json special_tokens, ReadOptionalJsonObject(root / kSpecialTokensMapFile));
     return LoadSentencePiece(root, config, special_tokens);
   }
   return LoadWordPiece(root, config);

@@ -25,9 +25,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-constexpr char kTokenizerFile[] = "tokenizer.json";
-constexpr char kConfigFile[] = "tokenizer_config.json";
-constexpr char kSpecialTokensFile[] = "special_tokens_map.json";
 
 // GPT-2's pre-tokenizer regex, which the ByteLevel pre-tokenizer runs when use_regex is true.
 constexpr char kGpt2Pattern[] =
@@ -368,7 +365,7 @@ absl::Status TokenizerJson::Impl::Load(absl::string_view json_text, absl::string
   if (!config_text.empty()) {
     config = Json::parse(config_text, nullptr, false);
     if (config.is_discarded() || !config.is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(kConfigFile, " is not a JSON object"));
+      return absl::InvalidArgumentError(absl::StrCat(kTokenizerConfigFile, " is not a JSON object"));
     }
     config_ = config;
   }
@@ -376,7 +373,7 @@ absl::Status TokenizerJson::Impl::Load(absl::string_view json_text, absl::string
   if (!special_tokens_text.empty()) {
     special_tokens_map = Json::parse(special_tokens_text, nullptr, false);
     if (special_tokens_map.is_discarded() || !special_tokens_map.is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(kSpecialTokensFile, " is not a JSON object"));
+      return absl::InvalidArgumentError(absl::StrCat(kSpecialTokensMapFile, " is not a JSON object"));
     }
     special_tokens_map_ = special_tokens_map;
   }
@@ -692,14 +689,14 @@ absl::Status TokenizerJson::Impl::LoadSpecialTokens(const Json& config,
   // transformers lets special_tokens_map.json override tokenizer_config.json.
   const auto resolve = [&](const char* field, int32_t fallback) -> absl::StatusOr<int32_t> {
     ASSIGN_OR_RETURN(std::optional<std::string> token,
-                     TokenField(special_tokens_map, kSpecialTokensFile, field));
+                     TokenField(special_tokens_map, kSpecialTokensMapFile, field));
     if (!token.has_value()) {
-      ASSIGN_OR_RETURN(token, TokenField(config, kConfigFile, field));
+      ASSIGN_OR_RETURN(token, TokenField(config, kTokenizerConfigFile, field));
     }
     if (!token.has_value()) return fallback;
     const int32_t id = TokenToId(*token);
     if (id < 0) {
-      return absl::InvalidArgumentError(absl::StrCat(kConfigFile, ": ", field, " \"", *token,
+      return absl::InvalidArgumentError(absl::StrCat(kTokenizerConfigFile, ": ", field, " \"", *token,
                                                      "\" is not a token of tokenizer.json"));
     }
     return id;
@@ -965,15 +962,15 @@ absl::StatusOr<std::unique_ptr<TokenizerJson>> TokenizerJson::FromStrings(
 absl::StatusOr<std::unique_ptr<TokenizerJson>> TokenizerJson::LoadFromDirectory(
     const std::string& dir) {
   const std::filesystem::path root(dir);
-  const std::string json_path = (root / kTokenizerFile).string();
+  const std::string json_path = (root / kTokenizerJsonFile).string();
   ASSIGN_OR_RETURN(std::string json_text, ReadFileToString(json_path));
   std::string config_text, special_tokens_text;
   std::error_code error;
-  if (std::filesystem::is_regular_file(root / kConfigFile, error)) {
-    ASSIGN_OR_RETURN(config_text, ReadFileToString((root / kConfigFile).string()));
+  if (std::filesystem::is_regular_file(root / kTokenizerConfigFile, error)) {
+    ASSIGN_OR_RETURN(config_text, ReadFileToString((root / kTokenizerConfigFile).string()));
   }
-  if (std::filesystem::is_regular_file(root / kSpecialTokensFile, error)) {
-    ASSIGN_OR_RETURN(special_tokens_text, ReadFileToString((root / kSpecialTokensFile).string()));
+  if (std::filesystem::is_regular_file(root / kSpecialTokensMapFile, error)) {
+    ASSIGN_OR_RETURN(special_tokens_text, ReadFileToString((root / kSpecialTokensMapFile).string()));
   }
   auto impl = std::make_unique<Impl>();
   RETURN_IF_ERROR(impl->Load(json_text, config_text, special_tokens_text, json_path));
@@ -1040,7 +1037,7 @@ int64_t TokenizerJson::vocab_size() const { return impl_->vocab_size(); }
 absl::Status TokenizerJson::SaveToDirectory(const std::string& dir) const {
   RETURN_IF_ERROR(CreateDirectories(dir));
   const std::filesystem::path root(dir);
-  RETURN_IF_ERROR(WriteFileAtomically((root / kTokenizerFile).string(), impl_->json_text_));
+  RETURN_IF_ERROR(WriteFileAtomically((root / kTokenizerJsonFile).string(), impl_->json_text_));
   Json config = impl_->config_;
   if (config.is_null()) {
     config = Json::object();
@@ -1054,9 +1051,9 @@ absl::Status TokenizerJson::SaveToDirectory(const std::string& dir) const {
       if (id >= 0) config[field] = impl_->IdToToken(id);
     }
   }
-  RETURN_IF_ERROR(WriteJsonFile((root / kConfigFile).string(), config));
+  RETURN_IF_ERROR(WriteJsonFile((root / kTokenizerConfigFile).string(), config));
   if (impl_->special_tokens_map_.is_null()) return absl::OkStatus();
-  return WriteJsonFile((root / kSpecialTokensFile).string(), impl_->special_tokens_map_);
+  return WriteJsonFile((root / kSpecialTokensMapFile).string(), impl_->special_tokens_map_);
 }
 
 std::string TokenizerJson::IdToToken(int32_t id) const { return impl_->IdToToken(id); }

@@ -335,7 +335,7 @@ absl::Status WordPieceTokenizer::SaveToDirectory(const std::string& dir) const {
   const std::filesystem::path root(dir);
   std::string vocab;
   for (const std::string& token : tokens_) absl::StrAppend(&vocab, token, "\n");
-  RETURN_IF_ERROR(WriteFileAtomically((root / "vocab.txt").string(), vocab));
+  RETURN_IF_ERROR(WriteFileAtomically((root / kWordPieceVocabFile).string(), vocab));
 
   nlohmann::json config = {
       {"tokenizer_class", options_.tokenizer_class},
@@ -355,8 +355,8 @@ absl::Status WordPieceTokenizer::SaveToDirectory(const std::string& dir) const {
     special_map[name] = token;
   }
   if (options_.model_max_length > 0) config["model_max_length"] = options_.model_max_length;
-  RETURN_IF_ERROR(WriteJsonFile((root / "tokenizer_config.json").string(), config));
-  return WriteJsonFile((root / "special_tokens_map.json").string(), special_map);
+  RETURN_IF_ERROR(WriteJsonFile((root / kTokenizerConfigFile).string(), config));
+  return WriteJsonFile((root / kSpecialTokensMapFile).string(), special_map);
 }
 
 }  // namespace verdict

@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/model/model_directory.h"
 #include "core/model/reward_model.h"
 #include "core/model/safetensors.h"
 #include "core/util/file_util.h"
@@ -102,7 +103,7 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> LoadLatestCheckpoint(const std::
   const fs::path dir = fs::path(run_dir) / CheckpointName(steps.back());
   LoadedCheckpoint loaded;
   loaded.path = dir.string();
-  ASSIGN_OR_RETURN(TensorMap weights, ReadSafetensors((dir / "model.safetensors").string()));
+  ASSIGN_OR_RETURN(TensorMap weights, ReadSafetensors((dir / kModelWeightsFile).string()));
   TensorMap params = model.StateDict();
   if (weights.size() != params.size()) {
     return absl::DataLossError(absl::StrCat(dir.string(), ": checkpoint holds ", weights.size(),
