@@ -203,6 +203,47 @@ LineReader::LineReader(std::unique_ptr<Source> source, std::string name, size_t 
 
 LineReader::~LineReader() = default;
 
+absl::StatusOr<bool> LineReader::Fill() {
+  if (chunk_pos_ < chunk_len_) return true;
+  if (end_of_input_) return false;
+  absl::StatusOr<size_t> n = source_->Read(chunk_.get(), kBufferBytes);
+  if (!n.ok()) return n.status();
+  chunk_pos_ = 0;
+  chunk_len_ = *n;
+  if (*n == 0) end_of_input_ = true;
+  return *n > 0;
+}
+
+absl::StatusOr<int> LineReader::SkipLeadingSpace() {
+  if (!error_.ok()) return error_;
+  while (true) {
+    absl::StatusOr<bool> more = Fill();
+    if (!more.ok()) {
+      error_ = absl::Status(more.status().code(), absl::StrCat(name_, ":", line_number_ + 1, ": ",
+                                                               more.status().message()));
+      return error_;
+    }
+    if (!*more) return -1;
+    const char c = chunk_[chunk_pos_];
+    if (c != ' ' && c != '\t' && c != '\r' && c != '\n') return static_cast<unsigned char>(c);
+    if (c == '\n') ++line_number_;
+    ++chunk_pos_;
+  }
+}
+
+absl::StatusOr<absl::string_view> LineReader::NextBytes() {
+  if (!error_.ok()) return error_;
+  absl::StatusOr<bool> more = Fill();
+  if (!more.ok()) {
+    error_ = absl::Status(more.status().code(), absl::StrCat(name_, ": ", more.status().message()));
+    return error_;
+  }
+  if (!*more) return absl::string_view();
+  absl::string_view bytes(chunk_.get() + chunk_pos_, chunk_len_ - chunk_pos_);
+  chunk_pos_ = chunk_len_;
+  return bytes;
+}
+
 absl::StatusOr<bool> LineReader::Next(TextLine* line) {
   if (!error_.ok()) return error_;
   line_.clear();
@@ -210,19 +251,13 @@ absl::StatusOr<bool> LineReader::Next(TextLine* line) {
   bool started = false;  // a byte or a "\n" of this line has been seen
   while (true) {
     if (chunk_pos_ == chunk_len_) {
-      if (end_of_input_) break;
-      absl::StatusOr<size_t> n = source_->Read(chunk_.get(), kBufferBytes);
-      if (!n.ok()) {
-        error_ = absl::Status(n.status().code(), absl::StrCat(name_, ":", line_number_ + 1, ": ",
-                                                              n.status().message()));
+      absl::StatusOr<bool> more = Fill();
+      if (!more.ok()) {
+        error_ = absl::Status(more.status().code(), absl::StrCat(name_, ":", line_number_ + 1, ": ",
+                                                                 more.status().message()));
         return error_;
       }
-      chunk_pos_ = 0;
-      chunk_len_ = *n;
-      if (*n == 0) {
-        end_of_input_ = true;
-        break;
-      }
+      if (!*more) break;
     }
     started = true;
     const char* begin = chunk_.get() + chunk_pos_;

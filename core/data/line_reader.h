@@ -11,6 +11,10 @@
 // last line needs no "\n". A line longer than `max_line_bytes` is skipped without being
 // buffered and reported as `too_long`, so one huge line cannot exhaust memory.
 //
+// A reader that finds record boundaries itself (a JSON array, whose elements may span lines or
+// share one) takes the decoded bytes instead: SkipLeadingSpace() then NextBytes(). The two
+// ways may be mixed only as SkipLeadingSpace() first, then either Next() or NextBytes().
+//
 // Thread-compatible: a reader is used by one thread at a time.
 //
 // Example:
@@ -63,11 +67,27 @@ class LineReader {
   // and again on every later call.
   absl::StatusOr<bool> Next(TextLine* line);
 
+  // Consumes the whitespace (space, tab, CR, LF) at the start of the input and returns the
+  // first other byte, left unread, or -1 when the input holds nothing else. Lines it passes
+  // count as read: the next Next() numbers its line after them. Call it before anything else.
+  absl::StatusOr<int> SkipLeadingSpace();
+
+  // The decoded bytes not read yet, a buffer at a time (valid until the next call); empty at
+  // the end of the input. Lines are not counted: the caller counts them. A read or
+  // decompression failure comes back as "NAME: reason".
+  absl::StatusOr<absl::string_view> NextBytes();
+
+  // Lines ended so far (by Next() or SkipLeadingSpace()).
+  int64_t line_number() const { return line_number_; }
+
   const std::string& name() const { return name_; }
 
  private:
   class Source;
   LineReader(std::unique_ptr<Source> source, std::string name, size_t max_line_bytes);
+
+  // Refills the chunk when it is used up; false at the end of the input.
+  absl::StatusOr<bool> Fill();
 
   std::unique_ptr<Source> source_;
   const std::string name_;

@@ -11,12 +11,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "core/data/json_array_reader.h"
 #include "core/util/status_macros.h"
 
 namespace verdict {
 namespace {
 
-using Json = nlohmann::json;
+// Ordered: a message that lists a record's keys lists them as the file has them.
+using Json = nlohmann::ordered_json;
 
 constexpr absl::string_view kAssistantMarker = "\n\nAssistant:";
 
@@ -88,20 +90,36 @@ bool NestsDeeperThan(absl::string_view text, int limit) {
 absl::Status Malformed(absl::string_view reason) { return absl::InvalidArgumentError(reason); }
 
 // nlohmann's messages start with "[json.exception.parse_error.101] " and count lines within
-// the text parsed, which here is always line 1: keep what helps the reader.
-std::string DescribeJsonError(absl::string_view what) {
+// the text parsed, a line or an array element starting on line `line` of the file: keep what
+// helps the reader, with lines counted in the file.
+std::string DescribeJsonError(absl::string_view what, int64_t line) {
   if (size_t end = what.find("] ");
       absl::StartsWith(what, "[json.exception.") && end != absl::string_view::npos) {
     what.remove_prefix(end + 2);
   }
-  return absl::StrReplaceAll(what, {{"at line 1, column ", "at column "}});
+  std::string text(what);
+  constexpr absl::string_view kAtLine = "at line ";
+  const size_t at = text.find(kAtLine.data(), 0, kAtLine.size());
+  if (at == std::string::npos) return text;
+  const size_t number_start = at + kAtLine.size();
+  size_t number_end = number_start;
+  int64_t relative = 0;
+  while (number_end < text.size() && absl::ascii_isdigit(text[number_end])) {
+    relative = relative * 10 + (text[number_end++] - '0');
+  }
+  if (number_end == number_start) return text;
+  if (relative == 1) {
+    // On the record's first line columns count from the record's start: say so only then.
+    return absl::StrReplaceAll(text, {{"at line 1, column ", "at column "}});
+  }
+  return absl::StrCat(text.substr(0, number_start), line + relative - 1, text.substr(number_end));
 }
 
-absl::StatusOr<Json> ParseJson(absl::string_view text) {
+absl::StatusOr<Json> ParseJson(absl::string_view text, int64_t line) {
   try {
     return Json::parse(text.begin(), text.end());
   } catch (const Json::exception& e) {
-    return Malformed(absl::StrCat("invalid JSON: ", DescribeJsonError(e.what())));
+    return Malformed(absl::StrCat("invalid JSON: ", DescribeJsonError(e.what(), line)));
   }
 }
 
@@ -215,14 +233,9 @@ absl::Status ParseMargin(const Json& line, PreferencePair* pair) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<PreferencePair> ParseLine(absl::string_view text, ChatFormat format) {
-  if (size_t byte = FirstInvalidUtf8Byte(text); byte != 0) {
-    return Malformed(absl::StrCat("invalid UTF-8 at byte ", byte));
-  }
-  if (NestsDeeperThan(text, kMaxJsonDepth)) {
-    return Malformed(absl::StrCat("JSON nested deeper than ", kMaxJsonDepth, " levels"));
-  }
-  ASSIGN_OR_RETURN(Json line, ParseJson(text));
+// The explicit-prompt, implicit-prompt and conversational layouts: "chosen" and "rejected" are
+// strings or message lists.
+absl::StatusOr<PreferencePair> ParseStandard(const Json& line, ChatFormat format) {
   if (!line.is_object()) {
     return Malformed(absl::StrCat("expected a JSON object, got ", line.type_name()));
   }
@@ -276,6 +289,169 @@ absl::StatusOr<PreferencePair> ParseLine(absl::string_view text, ChatFormat form
   return pair;
 }
 
+// LLaMA-Factory's ShareGPT role tags (its dataset_info.json defaults) and the OpenAI names.
+absl::StatusOr<ChatRole> ShareGptRole(absl::string_view from) {
+  if (from == "human" || from == "user") return ChatRole::kUser;
+  if (from == "gpt" || from == "assistant") return ChatRole::kAssistant;
+  if (from == "system") return ChatRole::kSystem;
+  return Malformed(
+      absl::StrCat("role \"", from, "\" is not supported (human, user, gpt, assistant, system)"));
+}
+
+absl::StatusOr<ChatMessage> ParseShareGptMessage(const Json& item, absl::string_view where) {
+  if (!item.is_object()) {
+    return Malformed(absl::StrCat(where, " must be an object with \"from\" and \"value\", got ",
+                                  item.type_name()));
+  }
+  const Json* from = Find(item, "from");
+  const Json* value = Find(item, "value");
+  if (from == nullptr || !from->is_string()) {
+    return Malformed(absl::StrCat(where, ".from must be a string"));
+  }
+  if (value == nullptr || !value->is_string()) {
+    return Malformed(absl::StrCat(where, ".value must be a string"));
+  }
+  absl::StatusOr<ChatRole> role = ShareGptRole(from->get_ref<const std::string&>());
+  if (!role.ok()) return Malformed(absl::StrCat(where, ".from: ", role.status().message()));
+  return ChatMessage{*role, value->get<std::string>()};
+}
+
+// LLaMA-Factory's ShareGPT preference record: the conversation (after an optional "system") is
+// the prompt, "chosen" and "rejected" the two assistant replies to it. Rendered exactly as a
+// conversational record with that prompt.
+absl::StatusOr<PreferencePair> ParseShareGpt(const Json& record, ChatFormat format) {
+  const Json* conversations = Find(record, "conversations");
+  if (conversations == nullptr || !conversations->is_array()) {
+    return Malformed(
+        absl::StrCat("\"conversations\" must be a list of {\"from\", \"value\"} messages, got ",
+                     conversations == nullptr ? "null" : conversations->type_name()));
+  }
+  std::vector<ChatMessage> prompt;
+  if (const Json* system = Find(record, "system"); system != nullptr) {
+    if (!system->is_string()) {
+      return Malformed(absl::StrCat("\"system\" must be a string, got ", system->type_name()));
+    }
+    // LLaMA-Factory treats an empty system prompt as none.
+    if (!system->get_ref<const std::string&>().empty()) {
+      prompt.push_back({ChatRole::kSystem, system->get<std::string>()});
+    }
+  }
+  for (size_t i = 0; i < conversations->size(); ++i) {
+    ASSIGN_OR_RETURN(
+        ChatMessage message,
+        ParseShareGptMessage((*conversations)[i], absl::StrCat("\"conversations\"[", i, "]")));
+    if (message.role == ChatRole::kSystem && !prompt.empty()) {
+      return Malformed(absl::StrCat("\"conversations\"[", i,
+                                    "]: a system message may only come first (and not together "
+                                    "with a \"system\" key)"));
+    }
+    prompt.push_back(std::move(message));
+  }
+  std::vector<ChatMessage> responses[2];
+  const char* const keys[2] = {"chosen", "rejected"};
+  for (int k = 0; k < 2; ++k) {
+    const Json* response = Find(record, keys[k]);
+    if (response == nullptr) return Malformed(absl::StrCat("missing \"", keys[k], "\""));
+    ASSIGN_OR_RETURN(ChatMessage message,
+                     ParseShareGptMessage(*response, absl::StrCat("\"", keys[k], "\"")));
+    if (message.role != ChatRole::kAssistant) {
+      return Malformed(absl::StrCat("\"", keys[k], "\".from must be \"gpt\": it is a response"));
+    }
+    responses[k].push_back(std::move(message));
+  }
+  PreferencePair pair;
+  RETURN_IF_ERROR(ParseMargin(record, &pair));
+  RETURN_IF_ERROR(RenderConversations(prompt, responses[0], responses[1], format, &pair));
+  return pair;
+}
+
+enum class Layout { kNone, kStandard, kShareGpt };
+
+Layout DetectLayout(const Json& record) {
+  if (!record.is_object()) return Layout::kNone;
+  // A ShareGPT record without responses is supervised fine-tuning data, not preference data.
+  if (Find(record, "chosen") == nullptr && Find(record, "rejected") == nullptr) {
+    return Layout::kNone;
+  }
+  return Find(record, "conversations") != nullptr ? Layout::kShareGpt : Layout::kStandard;
+}
+
+// What a record that is not preference data is, for the wrong-format message.
+std::string DescribeValue(const Json& value) {
+  if (!value.is_object()) {
+    return value.is_null() ? "null" : absl::StrCat("a JSON ", value.type_name());
+  }
+  if (value.empty()) return "an empty JSON object";
+  constexpr size_t kMaxKeys = 8;
+  std::vector<std::string> keys;
+  for (auto it = value.begin(); it != value.end() && keys.size() < kMaxKeys; ++it) {
+    keys.push_back(absl::StrCat("\"", it.key(), "\""));
+  }
+  if (value.size() > kMaxKeys) keys.push_back("...");
+  return absl::StrCat("a JSON object with ", value.size() == 1 ? "key " : "keys ",
+                      absl::StrJoin(keys, ", "));
+}
+
+std::string Accepted(DataFormat format) {
+  constexpr absl::string_view kStandard =
+      "{\"prompt\": str, \"chosen\": str, \"rejected\": str} (explicit prompt); "
+      "{\"chosen\": str, \"rejected\": str} (hh-rlhf transcripts, implicit prompt); "
+      "{\"chosen\": [{\"role\", \"content\"}, ...], \"rejected\": [...]} with an optional "
+      "\"prompt\": [...] (conversational); ";
+  constexpr absl::string_view kShareGpt =
+      "{\"conversations\": [{\"from\", \"value\"}, ...], \"chosen\": {\"from\": \"gpt\", "
+      "\"value\"}, \"rejected\": {...}} with an optional \"system\" (LLaMA-Factory ShareGPT)";
+  absl::string_view containers =
+      "JSON Lines (one record per line) or a JSON array of records, plain or gzip";
+  if (format == DataFormat::kJsonl) containers = "JSON Lines (one record per line), plain or gzip";
+  if (format == DataFormat::kJson) containers = "a JSON array of records, plain or gzip";
+  if (format == DataFormat::kShareGpt) {
+    return absl::StrCat(containers, ", each record ", kShareGpt);
+  }
+  return absl::StrCat(containers, ", each record one of ", kStandard, kShareGpt);
+}
+
+// One record: a JSON Lines line or a JSON array element starting on line `line`. Sets
+// `*unrecognised` to what the record is when it is not recognisably preference data (in the
+// layouts `options.format` accepts); leaves it empty otherwise, valid or not.
+absl::StatusOr<PreferencePair> ParseRecord(absl::string_view text, int64_t line,
+                                           const PreferenceReaderOptions& options, bool in_array,
+                                           std::string* unrecognised) {
+  if (size_t byte = FirstInvalidUtf8Byte(text); byte != 0) {
+    const std::string reason = absl::StrCat("invalid UTF-8 at byte ", byte);
+    *unrecognised = absl::StrCat(reason, " (not a text file?)");
+    return Malformed(reason);
+  }
+  if (NestsDeeperThan(text, kMaxJsonDepth)) {
+    const std::string reason = absl::StrCat("JSON nested deeper than ", kMaxJsonDepth, " levels");
+    *unrecognised = reason;
+    return Malformed(reason);
+  }
+  absl::StatusOr<Json> record = ParseJson(text, line);
+  if (!record.ok()) {
+    *unrecognised = std::string(record.status().message());
+    if (!in_array && absl::StrContains(*unrecognised, "unexpected end of input")) {
+      absl::StrAppend(unrecognised,
+                      " (a JSON document spread over several lines is not JSON Lines)");
+    }
+    return record.status();
+  }
+  const Layout layout = DetectLayout(*record);
+  if (options.format == DataFormat::kShareGpt) {
+    if (layout != Layout::kShareGpt) {
+      *unrecognised = DescribeValue(*record);
+      if (!record->is_object()) {
+        return Malformed(absl::StrCat("expected a JSON object, got ", record->type_name()));
+      }
+      return Malformed("missing \"conversations\" (format sharegpt)");
+    }
+    return ParseShareGpt(*record, options.chat_format);
+  }
+  if (layout == Layout::kNone) *unrecognised = DescribeValue(*record);
+  if (layout == Layout::kShareGpt) return ParseShareGpt(*record, options.chat_format);
+  return ParseStandard(*record, options.chat_format);
+}
+
 }  // namespace
 
 std::string ReadStats::Summary() const {
@@ -311,49 +487,133 @@ PreferenceReader::PreferenceReader(std::unique_ptr<LineReader> lines,
                                    const PreferenceReaderOptions& options)
     : lines_(std::move(lines)), options_(options) {}
 
-absl::Status PreferenceReader::Reject(int64_t line, absl::string_view reason) {
+PreferenceReader::~PreferenceReader() = default;
+
+absl::Status PreferenceReader::WrongFormat(int64_t line, absl::string_view found) const {
+  return absl::InvalidArgumentError(
+      absl::StrCat(lines_->name(), ":", line, ": not preference data",
+                   options_.format == DataFormat::kAuto
+                       ? ""
+                       : absl::StrCat(" in format ", DataFormatName(options_.format)),
+                   ": found ", found, ". Accepted: ", Accepted(options_.format)));
+}
+
+absl::Status PreferenceReader::Start() {
+  ASSIGN_OR_RETURN(int first, lines_->SkipLeadingSpace());
+  stats_.lines = stats_.blank_lines = lines_->line_number();
+  const bool array = options_.format == DataFormat::kJson ||
+                     (options_.format != DataFormat::kJsonl && first == '[');
+  if (!array) return absl::OkStatus();
+  if (first != '[') {
+    return WrongFormat(
+        lines_->line_number() + 1,
+        first < 0
+            ? std::string("no JSON array: the file holds only whitespace")
+            : absl::StrCat("no JSON array: the file starts with ",
+                           first >= 0x20 && first < 0x7f
+                               ? absl::StrCat("'", std::string(1, static_cast<char>(first)), "'")
+                               : absl::StrCat("byte ", first),
+                           ", not '['"));
+  }
+  array_ = std::make_unique<JsonArrayReader>(lines_.get(), options_.max_line_bytes);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> PreferenceReader::NextRecord(Record* record) {
+  if (array_ != nullptr) {
+    JsonElement element;
+    ASSIGN_OR_RETURN(bool more, array_->Next(&element));
+    stats_.lines = array_->lines();
+    if (!more) return false;
+    *record = {element.text, element.line, element.index, element.too_long};
+    return true;
+  }
+  TextLine line;
+  ASSIGN_OR_RETURN(bool more, lines_->Next(&line));
+  if (!more) return false;
+  ++stats_.lines;
+  *record = {line.text, line.number, 0, line.too_long};
+  return true;
+}
+
+absl::Status PreferenceReader::Reject(const Record& record, absl::string_view reason,
+                                      absl::string_view unrecognised) {
+  if (!unrecognised.empty() && !recognised_) {
+    // Nothing so far says this is preference data: say what the file is, not what this
+    // record lacks.
+    std::string found(unrecognised);
+    if (array_ != nullptr) absl::StrAppend(&found, " (element ", record.index, " of the array)");
+    if (!options_.skip_invalid) {
+      error_ = WrongFormat(record.line, found);
+      return error_;
+    }
+    if (first_unrecognised_.empty()) {
+      first_unrecognised_ = std::move(found);
+      first_unrecognised_line_ = record.line;
+    }
+  }
   if (!options_.skip_invalid) {
-    error_ = absl::InvalidArgumentError(absl::StrCat(lines_->name(), ":", line, ": ", reason));
+    error_ =
+        absl::InvalidArgumentError(absl::StrCat(lines_->name(), ":", record.line, ": ", reason));
     return error_;
   }
   ++stats_.invalid_lines;
   if (stats_.first_invalid.size() < options_.max_reported_invalid) {
-    stats_.first_invalid.push_back({line, std::string(reason)});
+    stats_.first_invalid.push_back({record.line, std::string(reason)});
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<bool> PreferenceReader::Next(PreferencePair* pair) {
   if (!error_.ok()) return error_;
-  TextLine line;
+  if (!started_) {
+    started_ = true;
+    if (absl::Status started = Start(); !started.ok()) {
+      error_ = started;
+      return error_;
+    }
+  }
+  Record record;
   while (true) {
-    absl::StatusOr<bool> more = lines_->Next(&line);
+    absl::StatusOr<bool> more = NextRecord(&record);
     if (!more.ok()) {
       error_ = more.status();
       return error_;
     }
-    if (!*more) return false;
-    ++stats_.lines;
-    if (line.too_long) {
-      RETURN_IF_ERROR(Reject(
-          line.number, absl::StrCat("line is longer than ", options_.max_line_bytes, " bytes")));
+    if (!*more) {
+      if (!recognised_ && !first_unrecognised_.empty()) {
+        // skip_invalid skipped every record, and none looked like preference data.
+        error_ = WrongFormat(first_unrecognised_line_, first_unrecognised_);
+        return error_;
+      }
+      return false;
+    }
+    if (record.too_long) {
+      const std::string reason =
+          absl::StrCat(array_ != nullptr ? "array element" : "line", " is longer than ",
+                       options_.max_line_bytes, " bytes");
+      RETURN_IF_ERROR(Reject(record, reason, reason));
       continue;
     }
-    if (absl::StripAsciiWhitespace(line.text).empty()) {
+    if (array_ == nullptr && absl::StripAsciiWhitespace(record.text).empty()) {
       ++stats_.blank_lines;
       continue;
     }
-    absl::StatusOr<PreferencePair> parsed = ParseLine(line.text, options_.chat_format);
+    std::string unrecognised;
+    absl::StatusOr<PreferencePair> parsed =
+        ParseRecord(record.text, record.line, options_, array_ != nullptr, &unrecognised);
     if (!parsed.ok()) {
-      RETURN_IF_ERROR(Reject(line.number, parsed.status().message()));
+      RETURN_IF_ERROR(Reject(record, parsed.status().message(), unrecognised));
+      if (unrecognised.empty()) recognised_ = true;
       continue;
     }
+    recognised_ = true;
     if (parsed->chosen == parsed->rejected) {
       ++stats_.identical_dropped;
       continue;
     }
     *pair = *std::move(parsed);
-    pair->line = line.number;
+    pair->line = record.line;
     ++stats_.pairs;
     return true;
   }

@@ -1,7 +1,15 @@
-// PreferenceReader: streams PreferencePairs out of JSON Lines preference data, plain or gzip.
+// PreferenceReader: streams PreferencePairs out of preference data files, plain or gzip.
 //
-// One JSON object per line; `.jsonl` and `.jsonl.gz` alike (gzip is recognised by its magic
-// bytes; see LineReader). Each line picks its own layout:
+// Containers (gzip is recognised by its magic bytes, see LineReader; the container by the first
+// byte that is not whitespace, unless options.format names it, see data_format.h):
+//   JSON Lines   one record per line (.jsonl, .jsonl.gz). Lines holding only whitespace are
+//                skipped silently (counted in ReadStats::blank_lines).
+//   JSON array   the file is one JSON array of records (.json, as LLaMA-Factory ships data),
+//                starting with "[". Streamed element by element (JsonArrayReader), never held
+//                whole; a record's "line" is the line its element starts on. A broken array
+//                frame (a missing or extra ",", a missing "]", bytes after it) fails the read
+//                with its line, skip_invalid or not.
+// Each record picks its own layout:
 //
 //   explicit prompt   {"prompt": str, "chosen": str, "rejected": str}
 //                     chosen and rejected are the responses, taken as they are (one that
@@ -16,18 +24,29 @@
 //                     prompt, the messages both share up to the assistant message where they
 //                     part are the prompt. Text is rendered with options.chat_format (see
 //                     chat_format.h): the prompt ends with the assistant opener.
+//   ShareGPT          LLaMA-Factory's preference records ("ranking: true" sharegpt datasets):
+//                     {"conversations": [{"from": str, "value": str}, ...],
+//                      "chosen": {"from": "gpt", "value": str}, "rejected": {...}} with an
+//                     optional "system": str. "from" is human/user, gpt/assistant or system
+//                     (any other, e.g. observation or function_call, is a bad record). The
+//                     conversation is the prompt and chosen/rejected the assistant replies,
+//                     rendered as a conversational record with that prompt.
 //
 // An optional numeric "margin" is kept; a null prompt or margin counts as absent; other keys
-// are ignored. Lines holding only whitespace are skipped silently (counted in
-// ReadStats::blank_lines). A pair whose chosen and rejected responses are equal teaches
-// nothing and is dropped (ReadStats::identical_dropped).
+// are ignored. An empty response is valid (a policy can generate one); a pair whose chosen and
+// rejected responses are equal (both empty included) teaches nothing and is dropped
+// (ReadStats::identical_dropped).
 //
-// A malformed line (too long, invalid UTF-8, bad JSON, JSON nested deeper than 32 levels, not
+// A malformed record (too long, invalid UTF-8, bad JSON, JSON nested deeper than 32 levels, not
 // an object, a missing key, a value of the wrong type, a bad message) fails the read with
 // InvalidArgumentError "NAME:LINE: reason", LINE 1-based; with options.skip_invalid it is
-// skipped and counted instead, and the first few reasons are kept in ReadStats. Errors reading the bytes
-// themselves (I/O, corrupt gzip) always fail the read. Once Next() has failed it fails again
-// on every later call.
+// skipped and counted instead, and the first few reasons are kept in ReadStats. A file that is
+// not preference data at all -- its first record is not recognisably one (not JSON, not an
+// object, or an object with neither "chosen" nor "rejected"; in format sharegpt, no
+// "conversations"), or, with skip_invalid, no record is -- fails with one message instead:
+// "NAME:LINE: not preference data: found <what>. Accepted: <containers and layouts>".
+// Errors reading the bytes themselves (I/O, corrupt gzip) always fail the read. Once Next()
+// has failed it fails again on every later call.
 //
 // Thread-compatible: a reader is used by one thread at a time. The Read* functions are
 // thread-safe.
@@ -48,7 +67,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/data/chat_format.h"
+#include "core/data/data_format.h"
+#include "core/data/json_array_reader.h"
 #include "core/data/line_reader.h"
 #include "core/data/preference_pair.h"
 
@@ -57,8 +79,10 @@ namespace verdict {
 struct PreferenceReaderOptions {
   // Skip malformed lines, counting them, instead of failing on the first one.
   bool skip_invalid = false;
-  // How conversational lines become text.
+  // How conversational and ShareGPT records become text.
   ChatFormat chat_format = ChatFormat::kHhRlhf;
+  // The container and layouts accepted (data_format.h); kAuto detects them.
+  DataFormat format = DataFormat::kAuto;
   // Longer lines are malformed; this bounds the memory one line can take.
   size_t max_line_bytes = LineReader::kDefaultMaxLineBytes;
   // How many skipped lines ReadStats::first_invalid describes.
@@ -103,15 +127,39 @@ class PreferenceReader {
   // Counts so far; final once Next() has returned false.
   const ReadStats& stats() const { return stats_; }
 
+  ~PreferenceReader();
+  PreferenceReader(const PreferenceReader&) = delete;
+  PreferenceReader& operator=(const PreferenceReader&) = delete;
+
  private:
+  // One JSON Lines line or JSON array element.
+  struct Record {
+    absl::string_view text;
+    int64_t line = 0;
+    int64_t index = 0;  // position in the JSON array; 0 for JSON Lines
+    bool too_long = false;
+  };
+
   PreferenceReader(std::unique_ptr<LineReader> lines, const PreferenceReaderOptions& options);
 
-  absl::Status Reject(int64_t line, absl::string_view reason);
+  // Picks the container from the first byte that is not whitespace.
+  absl::Status Start();
+  absl::StatusOr<bool> NextRecord(Record* record);
+  // A bad record: fails the read or counts it (skip_invalid). `unrecognised` says what the
+  // record is when it is not recognisably preference data, else it is empty.
+  absl::Status Reject(const Record& record, absl::string_view reason,
+                      absl::string_view unrecognised);
+  absl::Status WrongFormat(int64_t line, absl::string_view found) const;
 
   std::unique_ptr<LineReader> lines_;
+  std::unique_ptr<JsonArrayReader> array_;  // set when the data is a JSON array
   const PreferenceReaderOptions options_;
   ReadStats stats_;
   absl::Status error_;
+  bool started_ = false;
+  bool recognised_ = false;         // a record was preference data (valid or not)
+  std::string first_unrecognised_;  // skip_invalid: what the first skipped record was
+  int64_t first_unrecognised_line_ = 0;
 };
 
 // Every pair of a file or of in-memory bytes, with the counts.

@@ -151,12 +151,12 @@ TEST(LoadTrainEvalDataTest, RejectsDataWithNothingToTrainOn) {
 
 TEST(LoadTrainEvalDataTest, PassesReaderErrorsThrough) {
   ScratchDir dir;
-  WriteBytes(dir.Path("bad.jsonl"), "{oops\n");
+  WriteBytes(dir.Path("bad.jsonl"), "{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n{oops\n");
   PreferenceDataSpec spec;
   spec.train_path = dir.Path("bad.jsonl");
   auto data = LoadTrainEvalData(spec);
   EXPECT_EQ(data.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(data.status().message(), HasSubstr("bad.jsonl:1: invalid JSON"));
+  EXPECT_THAT(data.status().message(), HasSubstr("bad.jsonl:2: invalid JSON"));
 }
 
 }  // namespace
