@@ -107,6 +107,10 @@ absl::StatusOr<verdict::v1::Dataset> UploadDatasetFile(Connection& connection,
   }
   writer->WritesDone();
   const grpc::Status status = writer->Finish();
+  if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+    // The server checked the bytes ("line 3: missing \"rejected\""): say which file.
+    return absl::InvalidArgumentError(absl::StrCat(name, ": ", status.error_message()));
+  }
   if (!status.ok()) return FromGrpc(status);
   return dataset;
 }

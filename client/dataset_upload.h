@@ -39,7 +39,8 @@ struct FileDigest {
 absl::StatusOr<FileDigest> DigestLocalFile(absl::string_view path);
 
 // Uploads `path` and returns the Dataset the server created. Local read errors name the file;
-// server errors keep their gRPC code and message.
+// server errors keep their gRPC code and message, and those about the file's contents
+// (INVALID_ARGUMENT, e.g. "line 1: not preference data: ...") are prefixed with `path`.
 absl::StatusOr<verdict::v1::Dataset> UploadDatasetFile(Connection& connection,
                                                        absl::string_view path,
                                                        const UploadOptions& options);

@@ -165,6 +165,9 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequ
   grpc::Status Validate(const std::string& sha256) {
     PreferenceReaderOptions options;
     options.skip_invalid = metadata_.skip_invalid();
+    // Any accepted file (JSON Lines or a JSON array, any record layout): a job that names a
+    // DataOptions.format holds the dataset to it when it reads it.
+    options.format = DataFormat::kAuto;
     auto reader = PreferenceReader::OpenFile(temp_path_, options);
     if (!reader.ok()) return ToGrpcStatus(reader.status());
     PreferencePair pair;
@@ -172,10 +175,18 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequ
     while (true) {
       auto next = (*reader)->Next(&pair);
       if (!next.ok()) {
-        // Name the upload, not the temporary file.
+        // Not the temporary file's name: "line N: problem" (the client names its file), or
+        // the bare problem when it has no line (a damaged gzip stream).
         std::string message(next.status().message());
         const std::string prefix = temp_path_ + ":";
-        if (message.rfind(prefix, 0) == 0) message = "line " + message.substr(prefix.size());
+        if (message.rfind(prefix, 0) == 0) {
+          message = message.substr(prefix.size());
+          if (!message.empty() && absl::ascii_isdigit(message[0])) {
+            message = "line " + message;
+          } else {
+            message = std::string(absl::StripLeadingAsciiWhitespace(message));
+          }
+        }
         return grpc::Status(static_cast<grpc::StatusCode>(next.status().code()), message);
       }
       if (!*next) break;

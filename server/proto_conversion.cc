@@ -43,6 +43,7 @@ constexpr std::pair<absl::string_view, absl::string_view> kProtoPaths[] = {
     {"max_eval_pairs", "spec.eval.max_pairs"},
     {"max_train_pairs", "spec.data_options.max_train_pairs"},
     {"chat_format", "spec.data_options.chat_format"},
+    {"data_format", "spec.data_options.format"},
     {"skip_invalid", "spec.data_options.skip_invalid"},
     {"learning_rate", "spec.hyperparameters.learning_rate"},
     {"weight_decay", "spec.hyperparameters.weight_decay"},
@@ -101,6 +102,7 @@ absl::StatusOr<TrainingConfig> SettingsOf(const v1::TrainingJobSpec& spec) {
   c.max_train_pairs = spec.data_options().max_train_pairs();
   c.skip_invalid = spec.data_options().skip_invalid();
   ASSIGN_OR_RETURN(c.chat_format, ToCore(spec.data_options().chat_format()));
+  ASSIGN_OR_RETURN(c.data_format, ToCore(spec.data_options().format()));
   const v1::Hyperparameters& h = spec.hyperparameters();
   c.learning_rate = h.learning_rate();
   c.weight_decay = h.weight_decay();
@@ -248,6 +250,28 @@ v1::ChatFormat ToProto(ChatFormat v) {
     if (core == v) return proto;
   }
   return v1::CHAT_FORMAT_UNSPECIFIED;  // unreachable: the table lists every core format
+}
+
+// One row per data format: both directions read the same table.
+constexpr std::pair<v1::DataFormat, DataFormat> kDataFormats[] = {
+    {v1::DATA_FORMAT_AUTO, DataFormat::kAuto},
+    {v1::DATA_FORMAT_JSONL, DataFormat::kJsonl},
+    {v1::DATA_FORMAT_JSON, DataFormat::kJson},
+    {v1::DATA_FORMAT_SHAREGPT, DataFormat::kShareGpt},
+};
+
+absl::StatusOr<DataFormat> ToCore(v1::DataFormat v) {
+  for (const auto& [proto, core] : kDataFormats) {
+    if (proto == v) return core;
+  }
+  return UnknownEnum("data_format", v);
+}
+
+v1::DataFormat ToProto(DataFormat v) {
+  for (const auto& [proto, core] : kDataFormats) {
+    if (core == v) return proto;
+  }
+  return v1::DATA_FORMAT_UNSPECIFIED;  // unreachable: the table lists every core format
 }
 
 absl::StatusOr<LrScheduleKind> ToCore(v1::LrScheduler v) {
@@ -442,6 +466,9 @@ absl::Status NormalizeTrainingJobSpec(const ServerConfig& server, const SpecReso
   v1::DataOptions* data = spec->mutable_data_options();
   if (data->chat_format() == v1::CHAT_FORMAT_UNSPECIFIED) {
     data->set_chat_format(ToProto(defaults.chat_format));
+  }
+  if (data->format() == v1::DATA_FORMAT_UNSPECIFIED) {
+    data->set_format(ToProto(defaults.data_format));
   }
 
   RETURN_IF_ERROR(NormalizeHyperparameters(base, spec->mutable_hyperparameters()));

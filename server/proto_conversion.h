@@ -27,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/data/chat_format.h"
+#include "core/data/data_format.h"
 #include "core/model/device.h"
 #include "core/model/model_config.h"
 #include "core/model/model_directory.h"
@@ -46,6 +47,8 @@ namespace verdict::server {
 // unknown numbers (callers fill defaults first); ToProto is total.
 absl::StatusOr<ChatFormat> ToCore(v1::ChatFormat v);
 v1::ChatFormat ToProto(ChatFormat v);
+absl::StatusOr<DataFormat> ToCore(v1::DataFormat v);
+v1::DataFormat ToProto(DataFormat v);
 absl::StatusOr<LrScheduleKind> ToCore(v1::LrScheduler v);
 v1::LrScheduler ToProto(LrScheduleKind v);
 absl::StatusOr<TruncationPolicy> ToCore(v1::TruncationPolicy v);

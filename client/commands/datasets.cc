@@ -62,8 +62,9 @@ int RunDatasets(const std::vector<std::string>& args, CommandEnv& env) {
 int RunUpload(const std::vector<std::string>& args, CommandEnv& env) {
   FlagParser flags(
       "verdict upload FILE [flags]",
-      "Uploads a preference file (JSON lines, plain or gzip) and prints the dataset id\n"
-      "(details go to stderr). The server checks every line, the size and the SHA-256.");
+      "Uploads a preference file (JSON Lines or a JSON array, plain or gzip) and prints the\n"
+      "dataset id (details go to stderr). The server checks every record, the size and the\n"
+      "SHA-256.");
   std::string name;
   bool skip_invalid = false;
   flags.AddString("name", &name, "NAME", "Name shown in listings (default: the file's name).");

@@ -28,7 +28,7 @@ struct SubmitFlags {
   std::optional<double> eval_fraction;
   std::optional<int64_t> eval_max_pairs, max_train_pairs;
   bool skip_invalid = false;
-  std::optional<std::string> chat_format;
+  std::optional<std::string> chat_format, data_format;
   // model
   std::optional<std::string> name, preset, base_model, from_model, tokenizer_path;
   std::optional<int64_t> vocab_size;
@@ -53,7 +53,8 @@ void AddFlags(FlagParser& flags, SubmitFlags& f) {
                   "Flags given as well override the file.");
   flags.AddSection("Data:");
   flags.AddString("train", &f.train_file, "FILE",
-                  "Local JSONL/JSONL.GZ file: uploaded first, then trained on.");
+                  "Local preference file (JSON Lines or a JSON array, plain or gzip):\n"
+                  "uploaded first, then trained on.");
   flags.AddString("dataset", &f.dataset_id, "ID", "A dataset uploaded earlier.");
   flags.AddString("data-path", &f.data_path, "PATH", "A file under the server's --data_dir.");
   flags.AddString("eval-file", &f.eval_file, "FILE", "Local eval file, uploaded first.");
@@ -68,6 +69,9 @@ void AddFlags(FlagParser& flags, SubmitFlags& f) {
   flags.AddString("chat-format", &f.chat_format, "FORMAT",
                   "How message lists become text (default hh): hh, chatml, llama2,\n"
                   "qwen3, qwen2, qwen2_5, llama3, llama3_1.");
+  flags.AddString("data-format", &f.data_format, "FORMAT",
+                  "Files accepted (default auto: detected): auto, jsonl, json (a JSON\n"
+                  "array), sharegpt (LLaMA-Factory preference records).");
   flags.AddSection("Model:");
   flags.AddString("name", &f.name, "NAME", "Registered name of the result (default reward-model).");
   flags.AddString("preset", &f.preset, "PRESET",
@@ -213,6 +217,12 @@ bool ApplyFlags(const SubmitFlags& f, TrainingJobSpec& spec, CommandEnv& env) {
              [&](int v) {
                spec.mutable_data_options()->set_chat_format(
                    static_cast<verdict::v1::ChatFormat>(v));
+             },
+             env) &&
+         SetEnum(
+             f.data_format, *verdict::v1::DataFormat_descriptor(), "data-format",
+             [&](int v) {
+               spec.mutable_data_options()->set_format(static_cast<verdict::v1::DataFormat>(v));
              },
              env) &&
          SetEnum(

@@ -444,6 +444,7 @@ absl::StatusOr<TrainEvalData> TrainerImpl::LoadData() {
   data.seed = config_.split_seed;
   data.reader.skip_invalid = config_.skip_invalid;
   data.reader.chat_format = config_.chat_format;
+  data.reader.format = config_.data_format;
   ASSIGN_OR_RETURN(TrainEvalData train_data, LoadTrainEvalData(data));
   summary_.invalid_lines = train_data.train_stats.invalid_lines + train_data.eval_stats.invalid_lines;
   summary_.identical_dropped =

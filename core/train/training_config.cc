@@ -123,6 +123,7 @@ std::string TrainingConfigToJson(const TrainingConfig& c) {
       {"max_train_pairs", c.max_train_pairs},
       {"max_eval_pairs", c.max_eval_pairs},
       {"chat_format", std::string(ChatFormatName(c.chat_format))},
+      {"data_format", std::string(DataFormatName(c.data_format))},
       {"skip_invalid", c.skip_invalid},
       {"learning_rate", c.learning_rate},
       {"weight_decay", c.weight_decay},

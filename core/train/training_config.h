@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/data/chat_format.h"
+#include "core/data/data_format.h"
 #include "core/model/device.h"
 #include "core/tokenize/pair_encoding.h"
 #include "core/tokenize/sentencepiece_tokenizer.h"
@@ -44,13 +45,14 @@ struct TrainingConfig {
   SentencePieceModelType tokenizer_type = SentencePieceModelType::kUnigram;  // when training
 
   // --- data
-  std::string train_path;       // .jsonl or .jsonl.gz
+  std::string train_path;       // .jsonl or .json, plain or gzip
   std::string eval_path;        // optional separate eval file
   double eval_fraction = 0.05;  // held out of train_path when eval_path is empty
   uint64_t split_seed = 42;     // seed of the eval_fraction draw
   int64_t max_train_pairs = 0;  // use at most this many training pairs (after the split); 0 = all
   int64_t max_eval_pairs = 0;   // evaluate on at most this many pairs; 0 = all
   ChatFormat chat_format = ChatFormat::kHhRlhf;  // for conversational rows
+  DataFormat data_format = DataFormat::kAuto;    // container and layouts (data_format.h)
   bool skip_invalid = false;    // skip and count malformed lines instead of failing
 
   // --- optimisation (AdamW with decoupled weight decay)

@@ -33,7 +33,7 @@ std::string Name(absl::string_view name) { return std::string(name); }
 }  // namespace
 
 // Data.
-ABSL_FLAG(std::string, train, "", "Training data (.jsonl or .jsonl.gz). Required.");
+ABSL_FLAG(std::string, train, "", "Training data (.jsonl or .json, plain or gzip). Required.");
 ABSL_FLAG(std::string, eval_file, "", "Separate eval data; default: hold out --eval-fraction.");
 ABSL_FLAG(double, eval_fraction, Defaults().eval_fraction, "Share of --train held out for evaluation.");
 ABSL_FLAG(int64_t, eval_max_pairs, Defaults().max_eval_pairs, "Evaluate on at most N pairs (0: all).");
@@ -41,6 +41,8 @@ ABSL_FLAG(int64_t, max_train_pairs, Defaults().max_train_pairs, "Train on at mos
 ABSL_FLAG(bool, skip_invalid, Defaults().skip_invalid, "Skip invalid lines instead of failing.");
 ABSL_FLAG(std::string, chat_format, Name(verdict::ChatFormatName(Defaults().chat_format)),
           "hh (hh-rlhf), chatml or llama2, for conversational rows.");
+ABSL_FLAG(std::string, data_format, Name(verdict::DataFormatName(Defaults().data_format)),
+          "auto (detected), jsonl, json (a JSON array) or sharegpt (LLaMA-Factory).");
 // Model.
 ABSL_FLAG(std::string, output, "", "Directory for the trained model. Required.");
 ABSL_FLAG(std::string, run_dir, "", "Checkpoints (resumed from if present); default: OUTPUT.run.");
@@ -153,6 +155,8 @@ bool ConfigFromFlags(verdict::TrainingConfig& c) {
   c.save_total_limit = absl::GetFlag(FLAGS_save_total_limit);
   return Parse("chat-format", absl::GetFlag(FLAGS_chat_format), &ParseChatFormatFlag,
                &c.chat_format) &&
+         Parse("data-format", absl::GetFlag(FLAGS_data_format), &verdict::ParseDataFormat,
+               &c.data_format) &&
          Parse("tokenizer-type", absl::GetFlag(FLAGS_tokenizer_type), &verdict::ParseTokenizerType,
                &c.tokenizer_type) &&
          Parse("truncation", absl::GetFlag(FLAGS_truncation), &verdict::ParseTruncationPolicy,

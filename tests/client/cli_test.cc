@@ -346,6 +346,59 @@ TEST_F(CliTest, UploadChecksTheFileAndDatasetsListsIt) {
   ExpectCleanFailure(missing);
 }
 
+TEST_F(CliTest, SubmitTrainsOnALlamaFactoryShareGptFile) {
+  // LLaMA-Factory ships preference data as a JSON array of ShareGPT records.
+  const std::string file = TestDataPath("preference/llama-factory-sharegpt/hh-helpful-40.json");
+  CommandResult r =
+      Verdict({"submit", "--train", file, "--data-format", "sharegpt", "--preset", "encoder-tiny",
+               "--vocab-size", "500", "--max-steps", "3", "--batch-size", "4", "--eval-fraction",
+               "0.1", "--name", "llama-factory", "--watch", "--no-progress"});
+  ASSERT_EQ(r.exit_code, kExitOk) << Show(r) << "\nserver log:\n" << server().log();
+  EXPECT_THAT(r.err,
+              AllOf(HasSubstr("uploaded " + file + " as dataset ds-"), HasSubstr("(40 pairs")));
+  EXPECT_THAT(r.out, AllOf(HasSubstr("RUNNING -> SUCCEEDED"), HasSubstr("model llama-factory")));
+  const std::string job(absl::StripAsciiWhitespace(r.out.substr(0, r.out.find('\n'))));
+  CommandResult get = Verdict({"--output", "json", "get", job});
+  ASSERT_EQ(get.exit_code, kExitOk) << Show(get);
+  EXPECT_EQ(Json::parse(get.out)["spec"]["dataOptions"]["format"], "DATA_FORMAT_SHAREGPT");
+
+  CommandResult bad = Verdict({"submit", "--train", file, "--data-format", "csv"});
+  EXPECT_EQ(bad.exit_code, kExitUsage) << Show(bad);
+  EXPECT_THAT(bad.err, HasSubstr("--data-format: expected one of auto, jsonl, json, sharegpt"));
+}
+
+TEST_F(CliTest, AFileThatIsNotPreferenceDataIsNamedWithWhatIsAccepted) {
+  const std::string questions = Scratch("questions.jsonl");
+  WriteFile(questions, "{\"question\": \"2+2?\", \"answer\": \"4\"}\n");
+  const std::string numbers = Scratch("numbers.json");
+  WriteFile(numbers, "[1, 2, 3]\n");
+  const std::string csv = Scratch("pairs.csv");
+  WriteFile(csv, "prompt,chosen,rejected\nq,a,b\n");
+  const struct {
+    std::string file, found;
+  } cases[] = {
+      {questions, "a JSON object with keys \"question\", \"answer\""},
+      {numbers, "a JSON number (element 1 of the array)"},
+      {csv, "invalid JSON"},
+  };
+  for (const auto& c : cases) {
+    for (const std::vector<std::string>& command :
+         {std::vector<std::string>{"submit", "--train", c.file, "--preset", "encoder-tiny"},
+          std::vector<std::string>{"upload", c.file}}) {
+      CommandResult r = Verdict(command);
+      EXPECT_EQ(r.exit_code, kExitError) << Show(r);
+      ExpectCleanFailure(r);
+      EXPECT_THAT(r.err,
+                  AllOf(HasSubstr(c.file + ": line 1: not preference data: found " + c.found),
+                        HasSubstr("Accepted: JSON Lines (one record per line) or a JSON array "
+                                  "of records, plain or gzip"),
+                        HasSubstr("(explicit prompt)"), HasSubstr("(conversational)"),
+                        HasSubstr("(LLaMA-Factory ShareGPT)")))
+          << Show(r);
+    }
+  }
+}
+
 TEST_F(CliTest, ScoreOneItemPrintsItsScore) {
   ASSERT_EQ(TinyModel().submit.exit_code, kExitOk);
   const double a = ScoreOne("tiny", "\n\nHuman: What is two plus two?\n\nAssistant:", " Four.");

@@ -20,7 +20,7 @@ TEST(JobFileTest, YamlScalarsTakeTheTypeOfTheirField) {
       "tokenizer: {train: {vocab_size: 400, model_type: bpe}}\n"
       "train_data: {path: hh/train.jsonl.gz}\n"
       "eval: {eval_fraction: 0.1, split_seed: 18446744073709551615}\n"
-      "data_options: {skip_invalid: yes, chat_format: chatml}\n"
+      "data_options: {skip_invalid: yes, chat_format: chatml, format: sharegpt}\n"
       "hyperparameters:\n"
       "  learningRate: 3e-4\n"
       "  max_steps: 200\n"
@@ -41,6 +41,7 @@ TEST(JobFileTest, YamlScalarsTakeTheTypeOfTheirField) {
   EXPECT_EQ(spec.eval().split_seed(), 18446744073709551615ull);
   EXPECT_TRUE(spec.data_options().skip_invalid());
   EXPECT_EQ(spec.data_options().chat_format(), verdict::v1::CHAT_FORMAT_CHATML);
+  EXPECT_EQ(spec.data_options().format(), verdict::v1::DATA_FORMAT_SHAREGPT);
   EXPECT_DOUBLE_EQ(spec.hyperparameters().learning_rate(), 3e-4);
   EXPECT_EQ(spec.hyperparameters().max_steps(), 200);
   EXPECT_DOUBLE_EQ(spec.hyperparameters().warmup_ratio(), 0.1);

@@ -69,6 +69,16 @@ TEST(ProtoConversionTest, UnspecifiedAndUnknownEnumsNameTheirField) {
   EXPECT_THAT(std::string(chat.status().message()), StartsWith("chat_format: "));
   absl::StatusOr<Dtype> dtype = ToCore(static_cast<v1::Dtype>(99));
   EXPECT_THAT(std::string(dtype.status().message()), StartsWith("dtype: unknown value 99"));
+
+  // Every data format both ways; an unknown one is named by its proto path.
+  for (DataFormat format :
+       {DataFormat::kAuto, DataFormat::kJsonl, DataFormat::kJson, DataFormat::kShareGpt}) {
+    EXPECT_EQ(*ToCore(ToProto(format)), format);
+  }
+  v1::TrainingJobSpec spec = MinimalSpec();
+  spec.mutable_data_options()->set_format(static_cast<v1::DataFormat>(99));
+  absl::Status unknown = NormalizeTrainingJobSpec(TestServer(), NoResolvers(), &spec);
+  EXPECT_THAT(std::string(unknown.message()), StartsWith("spec.data_options.format: unknown"));
 }
 
 TEST(ProtoConversionTest, NormalizingFillsEveryDefaultFromCoresTrainingConfig) {
@@ -90,6 +100,8 @@ TEST(ProtoConversionTest, NormalizingFillsEveryDefaultFromCoresTrainingConfig) {
   EXPECT_EQ(*ToCore(h.truncation()), defaults.truncation);
   EXPECT_EQ(*ToCore(h.lr_scheduler()), defaults.lr_scheduler);
   EXPECT_EQ(*ToCore(spec.data_options().chat_format()), defaults.chat_format);
+  EXPECT_EQ(spec.data_options().format(), v1::DATA_FORMAT_AUTO);
+  EXPECT_EQ(*ToCore(spec.data_options().format()), defaults.data_format);
   EXPECT_EQ(*ToCore(spec.dtype()), defaults.dtype);
   EXPECT_EQ(spec.save_steps(), defaults.save_steps);
   EXPECT_EQ(spec.eval().eval_fraction(), defaults.eval_fraction);
@@ -139,6 +151,7 @@ TEST(ProtoConversionTest, ANormalizedSpecBecomesTheTrainerConfig) {
   spec.mutable_hyperparameters()->set_min_lr_ratio(0.1);
   spec.mutable_hyperparameters()->set_lr_scheduler(v1::LR_SCHEDULER_COSINE);
   spec.mutable_data_options()->set_chat_format(v1::CHAT_FORMAT_QWEN3);
+  spec.mutable_data_options()->set_format(v1::DATA_FORMAT_SHAREGPT);
   spec.set_dtype(v1::DTYPE_BFLOAT16);
   ASSERT_TRUE(NormalizeTrainingJobSpec(TestServer(), NoResolvers(), &spec).ok());
   absl::StatusOr<TrainingConfig> config =
@@ -147,6 +160,7 @@ TEST(ProtoConversionTest, ANormalizedSpecBecomesTheTrainerConfig) {
   EXPECT_EQ(config->min_lr_ratio, 0.1);
   EXPECT_EQ(config->lr_scheduler, LrScheduleKind::kCosine);
   EXPECT_EQ(config->chat_format, ChatFormat::kQwen3);
+  EXPECT_EQ(config->data_format, DataFormat::kShareGpt);
   EXPECT_EQ(config->dtype, Dtype::kBFloat16);
   EXPECT_EQ(config->train_path, TestDataPath("synthetic/helpful-concise.jsonl"));
   EXPECT_EQ(config->run_dir, "/tmp/run");

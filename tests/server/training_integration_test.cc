@@ -125,13 +125,24 @@ TEST_F(TrainingIntegrationTest, UploadsAChunkedDatasetAndCountsItsPairs) {
   EXPECT_EQ(hh.size_bytes(), static_cast<int64_t>(gz.size()));
   EXPECT_GT(hh.pairs(), 100);
 
+  // LLaMA-Factory's layout: a JSON array of ShareGPT records, one with an empty response.
+  const std::string sharegpt =
+      ReadFileOrDie(TestDataPath("preference/llama-factory-sharegpt/hh-helpful-40.json"));
+  v1::Dataset llama_factory;
+  status = UploadWithChecks(*clients_->datasets, sharegpt, "llama-factory", &llama_factory);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_FALSE(llama_factory.gzip());
+  EXPECT_EQ(llama_factory.pairs(), 40);
+  EXPECT_EQ(llama_factory.invalid_lines(), 0);
+
   v1::ListDatasetsRequest list;
   v1::ListDatasetsResponse listed;
   context = NewContext();
   ASSERT_TRUE(clients_->datasets->ListDatasets(context.get(), list, &listed).ok());
-  ASSERT_EQ(listed.datasets_size(), 2);
-  EXPECT_EQ(listed.datasets(0).id(), hh.id());  // newest first
-  EXPECT_EQ(listed.datasets(1).id(), dataset.id());
+  ASSERT_EQ(listed.datasets_size(), 3);
+  EXPECT_EQ(listed.datasets(0).id(), llama_factory.id());  // newest first
+  EXPECT_EQ(listed.datasets(1).id(), hh.id());
+  EXPECT_EQ(listed.datasets(2).id(), dataset.id());
 }
 
 TEST_F(TrainingIntegrationTest, RejectsBrokenUploadsAndLeavesNothingBehind) {
@@ -193,7 +204,18 @@ TEST_F(TrainingIntegrationTest, RejectsBrokenUploadsAndLeavesNothingBehind) {
     grpc::Status status =
         UploadBytes(*clients_->datasets, "{\"text\": \"hello\"}\n", metadata, 100, &dataset);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-    EXPECT_THAT(status.error_message(), HasSubstr("line 1"));
+    EXPECT_THAT(status.error_message(),
+                ::testing::StartsWith("line 1: not preference data: found a JSON object with key "
+                                      "\"text\". Accepted: "));
+  }
+  {  // A JSON array of numbers, even when invalid records may be skipped.
+    v1::UploadDatasetMetadata skipping = metadata;
+    skipping.set_skip_invalid(true);
+    grpc::Status status = UploadBytes(*clients_->datasets, "[1, 2]", skipping, 100, &dataset);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(),
+                ::testing::StartsWith("line 1: not preference data: found a JSON number "
+                                      "(element 1 of the array). Accepted: "));
   }
   {  // Metadata only: an empty file.
     grpc::Status status = UploadBytes(*clients_->datasets, "", metadata, 100, &dataset);

@@ -114,6 +114,43 @@ TEST(LineReaderTest, TellsGzipByItsContentNotItsName) {
   EXPECT_THAT(*AllLines(**LineReader::OpenFile(dir.Path("one-byte"))), ElementsAre("\x1f"));
 }
 
+TEST(LineReaderTest, SkipsLeadingSpaceCountingItsLinesThenReadsLines) {
+  for (bool gzip : {false, true}) {
+    const std::string text = "\n \t\r\n  {\"a\": 1}\nnext";
+    auto reader = LineReader::FromString(gzip ? Gzip(text) : text, "mem");
+    absl::StatusOr<int> first = reader->SkipLeadingSpace();
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_EQ(*first, '{');
+    EXPECT_EQ(reader->line_number(), 2);
+    TextLine line;
+    ASSERT_TRUE(*reader->Next(&line));
+    EXPECT_EQ(line.text, "{\"a\": 1}");
+    EXPECT_EQ(line.number, 3);
+    ASSERT_TRUE(*reader->Next(&line));
+    EXPECT_EQ(line.number, 4);
+    EXPECT_FALSE(*reader->Next(&line));
+  }
+  EXPECT_EQ(*LineReader::FromString(" \n\t", "mem")->SkipLeadingSpace(), -1);
+}
+
+TEST(LineReaderTest, HandsOutEveryByteAfterTheLeadingSpace) {
+  std::string text = "\n\n[";
+  for (int i = 0; i < 100000; ++i) text += "1,";
+  text += "2]";
+  for (bool gzip : {false, true}) {
+    auto reader = LineReader::FromString(gzip ? Gzip(text) : text, "mem");
+    ASSERT_EQ(*reader->SkipLeadingSpace(), '[');
+    std::string bytes;
+    while (true) {
+      absl::StatusOr<absl::string_view> chunk = reader->NextBytes();
+      ASSERT_TRUE(chunk.ok()) << chunk.status();
+      if (chunk->empty()) break;
+      bytes.append(chunk->data(), chunk->size());
+    }
+    EXPECT_EQ(bytes, text.substr(2));
+  }
+}
+
 TEST(LineReaderTest, ReportsMissingFilesAndDirectories) {
   ScratchDir dir;
   EXPECT_EQ(LineReader::OpenFile(dir.Path("absent.jsonl")).status().code(),

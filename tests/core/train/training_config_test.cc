@@ -34,6 +34,7 @@ TEST(TrainingConfigTest, DefaultsAreTheDocumentedServerDefaults) {
   EXPECT_EQ(c.tokenizer_type, SentencePieceModelType::kUnigram);
   EXPECT_EQ(c.eval_fraction, 0.05);
   EXPECT_EQ(c.chat_format, ChatFormat::kHhRlhf);
+  EXPECT_EQ(c.data_format, DataFormat::kAuto);
   EXPECT_EQ(c.learning_rate, 1e-4);
   EXPECT_EQ(c.lr_scheduler, LrScheduleKind::kLinear);
   EXPECT_EQ(c.batch_size, 8);
@@ -114,12 +115,14 @@ TEST(TrainingConfigTest, JsonWritesEnumsByName) {
   TrainingConfig config = Valid();
   config.truncation = TruncationPolicy::kDrop;
   config.chat_format = ChatFormat::kChatML;
+  config.data_format = DataFormat::kShareGpt;
   config.lr_scheduler = LrScheduleKind::kCosine;
   config.dtype = Dtype::kBFloat16;
   config.device = Device{DeviceKind::kCuda, 1};
   const nlohmann::json json = nlohmann::json::parse(TrainingConfigToJson(config));
   EXPECT_EQ(json["truncation"], "drop");
   EXPECT_EQ(json["chat_format"], "chatml");
+  EXPECT_EQ(json["data_format"], "sharegpt");
   EXPECT_EQ(json["lr_scheduler"], "cosine");
   EXPECT_EQ(json["dtype"], "bfloat16");
   EXPECT_EQ(json["device"], "cuda:1");
