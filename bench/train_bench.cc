@@ -282,8 +282,9 @@ absl::Status Run() {
   SentencePieceTokenizer::TrainOptions tokenizer_options;
   tokenizer_options.vocab_size = static_cast<int32_t>(config.vocab_size);
   tokenizer_options.hard_vocab_limit = false;
+  // Llama's convention (add_bos_token only): TRL's concat rule appends the EOS to the text.
   tokenizer_options.tokenizer.add_bos = true;
-  tokenizer_options.tokenizer.add_eos = true;
+  tokenizer_options.tokenizer.add_eos = false;
   auto start = Clock::now();
   ASSIGN_OR_RETURN(auto trained, SentencePieceTokenizer::Train(texts, tokenizer_options));
   const double tokenizer_seconds = Seconds(start);
@@ -292,14 +293,15 @@ absl::Status Run() {
   ASSIGN_OR_RETURN(auto tokenizer, LoadTokenizerFromDirectory(config.tokenizer_path));
 
   ASSIGN_OR_RETURN(ModelConfig preset_config, PresetModelConfig(config.preset, tokenizer->vocab_size(), 0));
-  PairEncodingOptions encoding;
-  encoding.layout = PairLayoutOf(preset_config.family);
-  encoding.max_length = EffectiveMaxLength(preset_config, config.max_length);
-  encoding.policy = TruncationPolicy::kTruncate;
+  // As the trainer encodes.
+  const InputEncoding encoding = InputEncodingOf(preset_config, EncodingOf(config));
   std::vector<EncodedPair> pairs;
   for (const PreferencePair& pair : split.train) {
-    ASSIGN_OR_RETURN(PairEncoding chosen, EncodePair(*tokenizer, pair.prompt, pair.chosen, encoding));
-    ASSIGN_OR_RETURN(PairEncoding rejected, EncodePair(*tokenizer, pair.prompt, pair.rejected, encoding));
+    const TextOrigin origin = pair.conversational ? TextOrigin::kRendered : TextOrigin::kPlain;
+    ASSIGN_OR_RETURN(PairEncoding chosen,
+                     EncodeInput(*tokenizer, encoding, pair.prompt, pair.chosen, origin));
+    ASSIGN_OR_RETURN(PairEncoding rejected,
+                     EncodeInput(*tokenizer, encoding, pair.prompt, pair.rejected, origin));
     pairs.push_back(EncodedPair{std::move(chosen.ids), std::move(rejected.ids), 0.0f});
   }
   std::cout << absl::StrFormat("tokenizer: %d pieces trained on %d train pairs in %.1f s\n",

@@ -32,6 +32,7 @@ absl::StatusOr<v1::Model> DescribeModel(const ServerConfig& config, const v1::Jo
   model.set_max_length(job.spec().hyperparameters().max_length());
   model.set_truncation(job.spec().hyperparameters().truncation());
   model.set_chat_format(job.spec().data_options().chat_format());
+  model.set_input_rule(job.spec().data_options().input_rule());
   model.set_training_job_id(job.id());
   SetTimestamp(absl::Now(), model.mutable_create_time());
   model.mutable_reward_stats()->set_mean(reward_mean);

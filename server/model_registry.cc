@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "core/model/model_config.h"
@@ -415,10 +416,8 @@ absl::StatusOr<v1::Model> ModelRegistry::Unload(const v1::ModelRef& ref) {
   return model;
 }
 
-absl::StatusOr<v1::Model> ModelRegistry::Import(const std::string& name, const std::string& source_dir,
-                                                const std::string& relative_path, int32_t max_length,
-                                                v1::TruncationPolicy truncation,
-                                                v1::ChatFormat chat_format) {
+absl::StatusOr<v1::Model> ModelRegistry::Import(const v1::ImportModelRequest& request,
+                                                const std::string& source_dir) {
   ASSIGN_OR_RETURN(ModelConfig model_config, ReadModelDirectoryConfig(source_dir));
   // A language model or bare backbone would load with a freshly initialised head, i.e. score
   // noise: it must be trained into a reward model first.
@@ -429,45 +428,64 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const std::string& name, const s
         "path: config.json architectures is ", model_config.architectures.front(),
         ", a checkpoint without a reward head; train it first, naming it as a job's base_model"));
   }
-  // A directory a verdict job wrote carries the settings it was trained with and its reward
-  // statistics: requests that leave them unset keep them, so that the import scores as the
-  // training job's evaluation did.
+  // A directory that records its encoding (one a verdict job wrote) keeps it for what the
+  // request leaves unset, so that the import scores as the training job's evaluation did.
   ASSIGN_OR_RETURN(ScoringSettings saved, ReadScoringSettings(source_dir));
-  const bool has_training_args = fs::exists(ModelFilePath(source_dir, kTrainingArgsFile));
-  if (has_training_args) {
-    if (max_length == 0 && saved.max_length > 0) max_length = static_cast<int32_t>(saved.max_length);
-    if (truncation == v1::TRUNCATION_POLICY_UNSPECIFIED) truncation = ToProto(saved.truncation);
-    if (chat_format == v1::CHAT_FORMAT_UNSPECIFIED) chat_format = ToProto(saved.chat_format);
-  }
+  const bool recorded = HasEncodingRecord(source_dir);
   // What neither the request nor the directory says takes core's training defaults.
   const TrainingConfig defaults;
-  const int64_t positions = MaxSequenceLength(model_config);
-  if (max_length == 0) {
-    max_length = static_cast<int32_t>(EffectiveMaxLength(model_config, defaults.max_length));
+  EncodingSettings encoding;
+  if (request.input_rule() != v1::INPUT_RULE_UNSPECIFIED) {
+    ASSIGN_OR_RETURN(encoding.input_rule, ToCore(request.input_rule()));
+  } else {
+    encoding.input_rule = recorded ? saved.input_rule : defaults.input_rule;
   }
-  if (max_length < 8 || (positions > 0 && max_length > positions)) {
+  if (request.truncation() != v1::TRUNCATION_POLICY_UNSPECIFIED) {
+    ASSIGN_OR_RETURN(encoding.truncation, ToCore(request.truncation()));
+  } else {
+    encoding.truncation = recorded ? saved.truncation : defaults.truncation;
+  }
+  if (request.chat_format() != v1::CHAT_FORMAT_UNSPECIFIED) {
+    ASSIGN_OR_RETURN(encoding.chat_format, ToCore(request.chat_format()));
+  } else {
+    absl::StatusOr<ChatFormat> implied = ImpliedChatFormat(source_dir);
+    if (!implied.ok()) {
+      // The message names the server's path; the client knows the directory by request.path.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "chat_format: ",
+          absl::StrReplaceAll(implied.status().message(), {{source_dir, request.path()}}),
+          "; name the chat format (hh when only plain text is scored)"));
+    }
+    encoding.chat_format = *implied;
+  }
+  encoding.max_length = request.max_length();
+  if (encoding.max_length == 0 && recorded) encoding.max_length = saved.max_length;
+  if (encoding.max_length == 0) encoding.max_length = EffectiveMaxLength(model_config, defaults.max_length);
+  const int64_t positions = MaxSequenceLength(model_config);
+  if (encoding.max_length < 8 || (positions > 0 && encoding.max_length > positions)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "max_length: must be in [8, ", positions > 0 ? positions : int64_t{1} << 20, "], got ",
-        max_length));
+        encoding.max_length));
   }
   // Copy first, then validate the copy by loading it: what is registered is what was checked.
-  const std::string storage = (fs::path("models") / name / NewImportId()).string();
+  const std::string storage = (fs::path("models") / request.name() / NewImportId()).string();
   const fs::path target = fs::path(config_.state_dir) / storage;
   std::error_code error;
   fs::create_directories(target.parent_path(), error);
   fs::copy(source_dir, target, fs::copy_options::recursive, error);
   if (error) return absl::InternalError(absl::StrCat("cannot copy ", source_dir, ": ", error.message()));
   auto cleanup = [&] { fs::remove_all(target, error); };
+  // The copy records how it is scored, as a trained model's directory does.
+  if (absl::Status written = WriteEncodingSettings(target.string(), encoding); !written.ok()) {
+    cleanup();
+    return written;
+  }
 
   v1::Model model;
-  model.set_name(name);
+  model.set_name(request.name());
   DescribeArchitecture(model_config, &model);
-  model.set_max_length(max_length);
-  model.set_truncation(truncation == v1::TRUNCATION_POLICY_UNSPECIFIED ? ToProto(defaults.truncation)
-                                                                      : truncation);
-  model.set_chat_format(chat_format == v1::CHAT_FORMAT_UNSPECIFIED ? ToProto(defaults.chat_format)
-                                                                  : chat_format);
-  model.set_import_path(relative_path);
+  DescribeEncoding(encoding, &model);
+  model.set_import_path(request.path());
   if (saved.reward_stats.has_value()) {
     model.mutable_reward_stats()->set_mean(saved.reward_stats->mean);
     model.mutable_reward_stats()->set_std(saved.reward_stats->std);
@@ -490,19 +508,17 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const std::string& name, const s
   return stored;
 }
 
-void ModelRegistry::ImportAsync(std::string name, std::string source_dir, std::string relative_path,
-                                int32_t max_length, v1::TruncationPolicy truncation,
-                                v1::ChatFormat chat_format, ImportDone done) {
+void ModelRegistry::ImportAsync(v1::ImportModelRequest request, std::string source_dir,
+                                ImportDone done) {
   // While draining the loader runs it as cancelled: `done` never runs under the lock.
   absl::MutexLock lock(&mutex_);
-  Enqueue([this, name = std::move(name), source_dir = std::move(source_dir),
-           relative_path = std::move(relative_path), max_length, truncation, chat_format,
+  Enqueue([this, request = std::move(request), source_dir = std::move(source_dir),
            done = std::move(done)](bool cancelled) {
     if (cancelled) {
       done(absl::UnavailableError("the server is shutting down"));
       return;
     }
-    done(Import(name, source_dir, relative_path, max_length, truncation, chat_format));
+    done(Import(request, source_dir));
   });
 }
 

@@ -133,15 +133,14 @@ class ModelRegistry {
   // still serves the requests waiting for it, and is then dropped. Returns its info.
   absl::StatusOr<v1::Model> Unload(const v1::ModelRef& ref);
 
-  // Validates the Hugging Face directory by loading it, copies it into the server's state
-  // and registers it as the next version of `name`. Blocking: see the header comment.
-  absl::StatusOr<v1::Model> Import(const std::string& name, const std::string& source_dir,
-                                   const std::string& relative_path, int32_t max_length,
-                                   v1::TruncationPolicy truncation, v1::ChatFormat chat_format);
+  // Validates the Hugging Face directory `source_dir` (request.path resolved) by loading it,
+  // copies it into the server's state with the encoding settings it is registered with
+  // (encoding.json), and registers it as the next version of request.name. The alias is the
+  // caller's. Blocking: see the header comment.
+  absl::StatusOr<v1::Model> Import(const v1::ImportModelRequest& request,
+                                   const std::string& source_dir);
   // Import on the loader thread; `done` runs there (or with UNAVAILABLE at shutdown).
-  void ImportAsync(std::string name, std::string source_dir, std::string relative_path,
-                   int32_t max_length, v1::TruncationPolicy truncation, v1::ChatFormat chat_format,
-                   ImportDone done);
+  void ImportAsync(v1::ImportModelRequest request, std::string source_dir, ImportDone done);
 
   // Sets `loaded` and `device` on a stored model message. Never waits for a load.
   void Decorate(v1::Model& model);

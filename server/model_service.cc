@@ -19,6 +19,7 @@ grpc::ServerUnaryReactor* ModelService::ImportModel(grpc::CallbackServerContext*
     if (!request->alias().empty()) RETURN_IF_ERROR(ValidateAlias("alias", request->alias(), false));
     if (!v1::TruncationPolicy_IsValid(request->truncation())) return absl::InvalidArgumentError("truncation: unknown value");
     if (!v1::ChatFormat_IsValid(request->chat_format())) return absl::InvalidArgumentError("chat_format: unknown value");
+    if (!v1::InputRule_IsValid(request->input_rule())) return absl::InvalidArgumentError("input_rule: unknown value");
     ASSIGN_OR_RETURN(dir, ResolveUnderRoot(config_.model_dir, request->path(), "path"));
     return absl::OkStatus();
   }();
@@ -27,9 +28,7 @@ grpc::ServerUnaryReactor* ModelService::ImportModel(grpc::CallbackServerContext*
   // loader thread, which finishes the RPC.
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   registry_->ImportAsync(
-      request->name(), dir, request->path(), request->max_length(), request->truncation(),
-      request->chat_format(),
-      [this, request, response, reactor](absl::StatusOr<v1::Model> imported) {
+      *request, dir, [this, request, response, reactor](absl::StatusOr<v1::Model> imported) {
         absl::Status status = [&]() -> absl::Status {
           ASSIGN_OR_RETURN(v1::Model model, std::move(imported));
           if (!request->alias().empty()) {

@@ -6,6 +6,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "core/model/model_config.h"
 #include "core/model/model_directory.h"
 #include "core/model/reward_model.h"
@@ -44,6 +45,7 @@ constexpr std::pair<absl::string_view, absl::string_view> kProtoPaths[] = {
     {"max_train_pairs", "spec.data_options.max_train_pairs"},
     {"chat_format", "spec.data_options.chat_format"},
     {"data_format", "spec.data_options.format"},
+    {"input_rule", "spec.data_options.input_rule"},
     {"skip_invalid", "spec.data_options.skip_invalid"},
     {"learning_rate", "spec.hyperparameters.learning_rate"},
     {"weight_decay", "spec.hyperparameters.weight_decay"},
@@ -103,6 +105,7 @@ absl::StatusOr<TrainingConfig> SettingsOf(const v1::TrainingJobSpec& spec) {
   c.skip_invalid = spec.data_options().skip_invalid();
   ASSIGN_OR_RETURN(c.chat_format, ToCore(spec.data_options().chat_format()));
   ASSIGN_OR_RETURN(c.data_format, ToCore(spec.data_options().format()));
+  ASSIGN_OR_RETURN(c.input_rule, ToCore(spec.data_options().input_rule()));
   const v1::Hyperparameters& h = spec.hyperparameters();
   c.learning_rate = h.learning_rate();
   c.weight_decay = h.weight_decay();
@@ -136,13 +139,15 @@ absl::StatusOr<TrainingConfig> SettingsOf(const v1::TrainingJobSpec& spec) {
   return c;
 }
 
-// The architecture the spec's base implies, for the tokenizer and max_length rules.
+// The architecture the spec's base implies, for the tokenizer and max_length rules, and the
+// base model's directory (empty for a preset).
 absl::StatusOr<ModelConfig> BaseConfig(const ServerConfig& server, const SpecResolvers& resolvers,
-                                       v1::TrainingJobSpec* spec) {
+                                       v1::TrainingJobSpec* spec, std::string* base_dir) {
   switch (spec->base_case()) {
     case v1::TrainingJobSpec::kBaseModel: {
       ASSIGN_OR_RETURN(std::string dir,
                        ResolveUnderRoot(server.model_dir, spec->base_model(), "spec.base_model"));
+      *base_dir = dir;
       auto config = ReadModelDirectoryConfig(dir);
       if (!config.ok()) {
         return absl::InvalidArgumentError(absl::StrCat("spec.base_model: ", config.status().message()));
@@ -154,6 +159,7 @@ absl::StatusOr<ModelConfig> BaseConfig(const ServerConfig& server, const SpecRes
       ASSIGN_OR_RETURN(auto resolved, resolvers.registered_model(spec->registered_model()));
       // Pin the version so the job never changes model if an alias moves.
       spec->mutable_registered_model()->set_version(resolved.second);
+      *base_dir = resolved.first;
       return ReadModelDirectoryConfig(resolved.first);
     }
     case v1::TrainingJobSpec::kPreset:
@@ -272,6 +278,26 @@ v1::DataFormat ToProto(DataFormat v) {
     if (core == v) return proto;
   }
   return v1::DATA_FORMAT_UNSPECIFIED;  // unreachable: the table lists every core format
+}
+
+constexpr std::pair<v1::InputRule, InputRule> kInputRules[] = {
+    {v1::INPUT_RULE_CONCAT, InputRule::kConcat},
+    {v1::INPUT_RULE_PAIR, InputRule::kPair},
+    {v1::INPUT_RULE_CHAT, InputRule::kChat},
+};
+
+absl::StatusOr<InputRule> ToCore(v1::InputRule v) {
+  for (const auto& [proto, core] : kInputRules) {
+    if (proto == v) return core;
+  }
+  return UnknownEnum("input_rule", v);
+}
+
+v1::InputRule ToProto(InputRule v) {
+  for (const auto& [proto, core] : kInputRules) {
+    if (core == v) return proto;
+  }
+  return v1::INPUT_RULE_UNSPECIFIED;  // unreachable: the table lists every core rule
 }
 
 absl::StatusOr<LrScheduleKind> ToCore(v1::LrScheduler v) {
@@ -408,6 +434,7 @@ void DescribeEncoding(const EncodingSettings& settings, v1::Model* model) {
   model->set_max_length(static_cast<int32_t>(settings.max_length));
   model->set_truncation(ToProto(settings.truncation));
   model->set_chat_format(ToProto(settings.chat_format));
+  model->set_input_rule(ToProto(settings.input_rule));
 }
 
 absl::StatusOr<ScoringSettings> ScoringSettingsOf(const v1::Model& model) {
@@ -415,6 +442,11 @@ absl::StatusOr<ScoringSettings> ScoringSettingsOf(const v1::Model& model) {
   settings.max_length = model.max_length();
   ASSIGN_OR_RETURN(settings.truncation, ToCore(model.truncation()));
   ASSIGN_OR_RETURN(settings.chat_format, ToCore(model.chat_format()));
+  // Versions registered before input rules existed were scored by what is now "pair".
+  settings.input_rule = InputRule::kPair;
+  if (model.input_rule() != v1::INPUT_RULE_UNSPECIFIED) {
+    ASSIGN_OR_RETURN(settings.input_rule, ToCore(model.input_rule()));
+  }
   if (model.has_reward_stats() && model.reward_stats().std() > 0) {
     settings.reward_stats = RewardStats{model.reward_stats().mean(), model.reward_stats().std()};
   }
@@ -427,7 +459,8 @@ absl::Status NormalizeTrainingJobSpec(const ServerConfig& server, const SpecReso
                                       v1::TrainingJobSpec* spec) {
   if (spec->output_model_name().empty()) spec->set_output_model_name(kDefaultModelName);
   RETURN_IF_ERROR(ValidateModelName("spec.output_model_name", spec->output_model_name()));
-  ASSIGN_OR_RETURN(ModelConfig base, BaseConfig(server, resolvers, spec));
+  std::string base_dir;
+  ASSIGN_OR_RETURN(ModelConfig base, BaseConfig(server, resolvers, spec, &base_dir));
   const TrainingConfig defaults;
 
   // Tokenizer: a base model brings its own; a preset trains one unless given a file.
@@ -465,7 +498,23 @@ absl::Status NormalizeTrainingJobSpec(const ServerConfig& server, const SpecReso
 
   v1::DataOptions* data = spec->mutable_data_options();
   if (data->chat_format() == v1::CHAT_FORMAT_UNSPECIFIED) {
-    data->set_chat_format(ToProto(defaults.chat_format));
+    // A base model's own chat template, as TRL renders conversations with the tokenizer's.
+    ChatFormat format = defaults.chat_format;
+    if (!base_dir.empty()) {
+      absl::StatusOr<ChatFormat> implied = ImpliedChatFormat(base_dir);
+      if (!implied.ok()) {
+        // The message names the server's path; the client knows the base by its own name.
+        return absl::InvalidArgumentError(absl::StrCat(
+            "spec.data_options.chat_format: ",
+            absl::StrReplaceAll(implied.status().message(), {{base_dir, "the base model"}}),
+            "; name the chat format (hh for plain-text data)"));
+      }
+      format = *implied;
+    }
+    data->set_chat_format(ToProto(format));
+  }
+  if (data->input_rule() == v1::INPUT_RULE_UNSPECIFIED) {
+    data->set_input_rule(ToProto(defaults.input_rule));
   }
   if (data->format() == v1::DATA_FORMAT_UNSPECIFIED) {
     data->set_format(ToProto(defaults.data_format));

@@ -49,6 +49,8 @@ absl::StatusOr<ChatFormat> ToCore(v1::ChatFormat v);
 v1::ChatFormat ToProto(ChatFormat v);
 absl::StatusOr<DataFormat> ToCore(v1::DataFormat v);
 v1::DataFormat ToProto(DataFormat v);
+absl::StatusOr<InputRule> ToCore(v1::InputRule v);
+v1::InputRule ToProto(InputRule v);
 absl::StatusOr<LrScheduleKind> ToCore(v1::LrScheduler v);
 v1::LrScheduler ToProto(LrScheduleKind v);
 absl::StatusOr<TruncationPolicy> ToCore(v1::TruncationPolicy v);

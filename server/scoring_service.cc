@@ -19,9 +19,6 @@ absl::StatusOr<std::vector<int32_t>> EncodeItem(const ScoringModel& model, const
   switch (item.kind_case()) {
     case v1::ScoreItem::kPromptResponse: {
       const v1::PromptResponse& pair = item.prompt_response();
-      if (pair.response().empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(field, ".prompt_response.response: must not be empty"));
-      }
       if (static_cast<int64_t>(pair.prompt().size() + pair.response().size()) > max_item_bytes) {
         return absl::InvalidArgumentError(absl::StrCat(field, ": more than ", max_item_bytes, " bytes of text"));
       }
@@ -49,9 +46,9 @@ absl::StatusOr<std::vector<int32_t>> EncodeItem(const ScoringModel& model, const
       if (bytes > max_item_bytes) {
         return absl::InvalidArgumentError(absl::StrCat(field, ": more than ", max_item_bytes, " bytes of text"));
       }
-      if (chat.back().role != ChatRole::kAssistant || chat.back().content.empty()) {
+      if (chat.back().role != ChatRole::kAssistant) {
         return absl::InvalidArgumentError(absl::StrCat(
-            field, ".conversation.messages: the last message must be a non-empty assistant message"));
+            field, ".conversation.messages: the last message must be an assistant message"));
       }
       auto ids = model.EncodeConversation(chat);
       if (!ids.ok()) return absl::Status(ids.status().code(), absl::StrCat(field, ".conversation: ", ids.status().message()));

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <ostream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -19,6 +20,16 @@ std::string ParameterCount(int64_t n) {
   if (n >= 1'000'000) return absl::StrFormat("%.1fM", n / 1e6);
   if (n >= 1'000) return absl::StrFormat("%.1fK", n / 1e3);
   return absl::StrCat(n);
+}
+
+// "concat/qwen3": the input rule and the chat format (a version registered before input rules
+// existed scores by the pair rule).
+std::string InputDescription(const Model& m) {
+  const int rule = m.input_rule() == verdict::v1::INPUT_RULE_UNSPECIFIED ? verdict::v1::INPUT_RULE_PAIR
+                                                                        : m.input_rule();
+  return absl::AsciiStrToLower(
+      absl::StrCat(EnumName(verdict::v1::InputRule_descriptor(), rule), "/",
+                   EnumName(verdict::v1::ChatFormat_descriptor(), m.chat_format())));
 }
 
 std::string Source(const Model& m) {
@@ -86,12 +97,13 @@ int RunModels(const std::vector<std::string>& args, CommandEnv& env) {
     *env.out << "no models\n";
     return kExitOk;
   }
-  TextTable table({"NAME", "VERSION", "ALIASES", "TYPE", "PARAMS", "LOADED", "SOURCE", "CREATED"});
+  TextTable table(
+      {"NAME", "VERSION", "ALIASES", "TYPE", "PARAMS", "INPUT", "LOADED", "SOURCE", "CREATED"});
   for (const Model& m : all.models()) {
     table.AddRow({m.name(), absl::StrCat(m.version()),
                   m.aliases_size() > 0 ? absl::StrJoin(m.aliases(), ",") : "-", m.model_type(),
-                  ParameterCount(m.parameter_count()), m.loaded() ? m.device() : "-", Source(m),
-                  FormatTimestamp(m.create_time())});
+                  ParameterCount(m.parameter_count()), InputDescription(m),
+                  m.loaded() ? m.device() : "-", Source(m), FormatTimestamp(m.create_time())});
   }
   *env.out << table.Render();
   return kExitOk;
@@ -102,7 +114,7 @@ int RunImport(const std::vector<std::string>& args, CommandEnv& env) {
       "verdict import DIR NAME [flags]",
       "Registers the Hugging Face reward-model directory DIR (relative to the server's\n"
       "--model_dir: config.json, model.safetensors, tokenizer) as the next version of NAME.");
-  std::string alias, truncation, chat_format;
+  std::string alias, truncation, chat_format, input_rule;
   int64_t max_length = 0;
   flags.AddString("alias", &alias, "ALIAS", "Also point ALIAS at the new version.");
   flags.AddInt("max-length", &max_length, "N",
@@ -110,7 +122,11 @@ int RunImport(const std::vector<std::string>& args, CommandEnv& env) {
   flags.AddString("truncation", &truncation, "truncate|drop", "Policy for longer items.");
   flags.AddString("chat-format", &chat_format, "FORMAT",
                   "How conversations are rendered: hh, chatml, llama2, qwen3, qwen2,\n"
-                  "qwen2_5, llama3, llama3_1.");
+                  "qwen2_5, llama3, llama3_1 (default: the directory's record, else its\n"
+                  "chat template's).");
+  flags.AddString("input-rule", &input_rule, "RULE",
+                  "How prompt and response become input tokens: concat (default, as TRL\n"
+                  "trains), pair ([CLS] prompt [SEP] response [SEP]) or chat.");
   std::vector<std::string> positional;
   if (auto exit = ParseCommandArgs(flags, args, env, 2, 2, &positional)) return *exit;
   verdict::v1::ImportModelRequest request;
@@ -120,7 +136,8 @@ int RunImport(const std::vector<std::string>& args, CommandEnv& env) {
   request.set_max_length(static_cast<int32_t>(max_length));
   for (const auto& [text, type, flag] :
        {std::tuple{truncation, verdict::v1::TruncationPolicy_descriptor(), "truncation"},
-        std::tuple{chat_format, verdict::v1::ChatFormat_descriptor(), "chat-format"}}) {
+        std::tuple{chat_format, verdict::v1::ChatFormat_descriptor(), "chat-format"},
+        std::tuple{input_rule, verdict::v1::InputRule_descriptor(), "input-rule"}}) {
     if (text.empty()) continue;
     absl::StatusOr<int> value = ParseEnumValue(*type, text);
     if (!value.ok()) {
@@ -129,8 +146,10 @@ int RunImport(const std::vector<std::string>& args, CommandEnv& env) {
     }
     if (type == verdict::v1::TruncationPolicy_descriptor()) {
       request.set_truncation(static_cast<verdict::v1::TruncationPolicy>(*value));
-    } else {
+    } else if (type == verdict::v1::ChatFormat_descriptor()) {
       request.set_chat_format(static_cast<verdict::v1::ChatFormat>(*value));
+    } else {
+      request.set_input_rule(static_cast<verdict::v1::InputRule>(*value));
     }
   }
   int exit_code = kExitOk;

@@ -28,7 +28,7 @@ struct SubmitFlags {
   std::optional<double> eval_fraction;
   std::optional<int64_t> eval_max_pairs, max_train_pairs;
   bool skip_invalid = false;
-  std::optional<std::string> chat_format, data_format;
+  std::optional<std::string> chat_format, data_format, input_rule;
   // model
   std::optional<std::string> name, preset, base_model, from_model, tokenizer_path;
   std::optional<int64_t> vocab_size;
@@ -72,6 +72,9 @@ void AddFlags(FlagParser& flags, SubmitFlags& f) {
   flags.AddString("data-format", &f.data_format, "FORMAT",
                   "Files accepted (default auto: detected): auto, jsonl, json (a JSON\n"
                   "array), sharegpt (LLaMA-Factory preference records).");
+  flags.AddString("input-rule", &f.input_rule, "RULE",
+                  "How prompt and response become input tokens (default concat, TRL's):\n"
+                  "concat, pair ([CLS] prompt [SEP] response [SEP]), chat (as a conversation).");
   flags.AddSection("Model:");
   flags.AddString("name", &f.name, "NAME", "Registered name of the result (default reward-model).");
   flags.AddString("preset", &f.preset, "PRESET",
@@ -217,6 +220,12 @@ bool ApplyFlags(const SubmitFlags& f, TrainingJobSpec& spec, CommandEnv& env) {
              [&](int v) {
                spec.mutable_data_options()->set_chat_format(
                    static_cast<verdict::v1::ChatFormat>(v));
+             },
+             env) &&
+         SetEnum(
+             f.input_rule, *verdict::v1::InputRule_descriptor(), "input-rule",
+             [&](int v) {
+               spec.mutable_data_options()->set_input_rule(static_cast<verdict::v1::InputRule>(v));
              },
              env) &&
          SetEnum(

@@ -297,6 +297,10 @@ absl::string_view ChatRoleName(ChatRole role) {
   return "unknown";
 }
 
+bool ChatFormatWritesSpecialTokens(ChatFormat format) {
+  return format != ChatFormat::kHhRlhf && format != ChatFormat::kLlama2;
+}
+
 absl::StatusOr<std::string> RenderChat(absl::Span<const ChatMessage> messages, ChatFormat format) {
   return RenderChat(messages, format, ChatRenderOptions());
 }

@@ -85,6 +85,10 @@ struct PromptAndResponse {
 absl::StatusOr<ChatFormat> ParseChatFormat(absl::string_view name);
 absl::string_view ChatFormatName(ChatFormat format);
 
+// Whether the format writes its special tokens as text (chatml, the Qwen and Llama 3 formats),
+// so that the rendered text is the model's whole input; hh-rlhf and llama2 write none.
+bool ChatFormatWritesSpecialTokens(ChatFormat format);
+
 // "system", "user", "assistant" (the names chat datasets use) and back.
 absl::StatusOr<ChatRole> ParseChatRole(absl::string_view name);
 absl::string_view ChatRoleName(ChatRole role);

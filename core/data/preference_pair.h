@@ -20,6 +20,9 @@ struct PreferencePair {
   // How strongly `chosen` is preferred, when the data says so (TRL's `margin` column); the
   // trainer subtracts it inside the Bradley–Terry loss.
   std::optional<double> margin;
+  // Whether the texts are a conversation rendered with the reader's chat format (a chat
+  // template may have written special tokens into them) rather than text as given.
+  bool conversational = false;
   int64_t line = 0;  // 1-based line in the source it was read from
 };
 

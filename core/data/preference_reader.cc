@@ -192,6 +192,7 @@ absl::Status RenderConversations(absl::Span<const ChatMessage> prompt,
   pair->prompt = std::move(chosen_text->prompt);
   pair->chosen = std::move(chosen_text->response);
   pair->rejected = std::move(rejected_text->response);
+  pair->conversational = true;
   return absl::OkStatus();
 }
 

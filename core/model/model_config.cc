@@ -603,10 +603,6 @@ std::vector<std::string> PresetNames() {
   return names;
 }
 
-PairLayout PairLayoutOf(ModelFamily family) {
-  return family == ModelFamily::kEncoder ? PairLayout::kEncoder : PairLayout::kDecoder;
-}
-
 int64_t MaxSequenceLength(const ModelConfig& config) {
   return config.family == ModelFamily::kEncoder ? config.max_position_embeddings : 0;
 }

@@ -31,16 +31,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "core/tokenize/pair_encoding.h"
 
 namespace verdict {
 
 // Encoders (DistilBERT layout) pool the first token and have learned positions; decoders
 // (Llama layout) pool the last real token and have rotary positions.
 enum class ModelFamily { kEncoder, kDecoder };
-
-// How core/tokenize frames a pair for this family.
-PairLayout PairLayoutOf(ModelFamily family);
 
 struct ModelConfig {
   ModelFamily family = ModelFamily::kEncoder;

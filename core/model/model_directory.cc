@@ -35,33 +35,73 @@ bool HasTrainingArgs(const std::string& dir) {
   return fs::exists(ModelFilePath(dir, kTrainingArgsFile));
 }
 
+InputEncoding InputEncodingOf(const ModelConfig& config, const EncodingSettings& settings) {
+  InputEncoding encoding;
+  encoding.rule = settings.input_rule;
+  encoding.encoder = config.family == ModelFamily::kEncoder;
+  encoding.chat_format = settings.chat_format;
+  encoding.max_length = EffectiveMaxLength(config, settings.max_length);
+  encoding.truncation = settings.truncation;
+  return encoding;
+}
+
 absl::StatusOr<EncodingSettings> ReadEncodingSettings(const std::string& dir) {
   EncodingSettings settings;
-  const std::string path = ModelFilePath(dir, kTrainingArgsFile);
-  if (!fs::exists(path)) return settings;
+  std::string path = ModelFilePath(dir, kEncodingFile);
+  if (!fs::exists(path)) {
+    path = ModelFilePath(dir, kTrainingArgsFile);
+    if (!fs::exists(path)) {
+      settings.chat_format = ImpliedChatFormat(dir).value_or(ChatFormat::kHhRlhf);
+      return settings;
+    }
+    settings.input_rule = InputRule::kPair;
+  }
   ASSIGN_OR_RETURN(nlohmann::json args, ReadJsonObject(path));
   auto field_error = [&](absl::string_view key, absl::string_view want) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": \"", key, "\" must be ", want));
   };
+  // A named setting: a string `parse` accepts.
+  auto read_name = [&](absl::string_view key, auto parse, auto* out) -> absl::Status {
+    auto it = args.find(std::string(key));
+    if (it == args.end()) return absl::OkStatus();
+    if (!it->is_string()) return field_error(key, "a string");
+    auto parsed = parse(it->template get<std::string>());
+    if (!parsed.ok()) return field_error(key, parsed.status().message());
+    *out = *parsed;
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(read_name("input_rule", &ParseInputRule, &settings.input_rule));
+  RETURN_IF_ERROR(read_name("truncation", &ParseTruncationPolicy, &settings.truncation));
+  RETURN_IF_ERROR(read_name("chat_format", &ParseChatFormat, &settings.chat_format));
   if (auto it = args.find("max_length"); it != args.end()) {
     if (!it->is_number_integer() || it->get<int64_t>() < 0) {
       return field_error("max_length", "an integer >= 0");
     }
     settings.max_length = it->get<int64_t>();
   }
-  if (auto it = args.find("truncation"); it != args.end()) {
-    if (!it->is_string()) return field_error("truncation", "a string");
-    absl::StatusOr<TruncationPolicy> policy = ParseTruncationPolicy(it->get<std::string>());
-    if (!policy.ok()) return field_error("truncation", policy.status().message());
-    settings.truncation = *policy;
-  }
-  if (auto it = args.find("chat_format"); it != args.end()) {
-    if (!it->is_string()) return field_error("chat_format", "a string");
-    absl::StatusOr<ChatFormat> format = ParseChatFormat(it->get<std::string>());
-    if (!format.ok()) return field_error("chat_format", format.status().message());
-    settings.chat_format = *format;
-  }
   return settings;
+}
+
+bool HasEncodingRecord(const std::string& dir) {
+  return fs::exists(ModelFilePath(dir, kEncodingFile)) || HasTrainingArgs(dir);
+}
+
+absl::StatusOr<ChatFormat> ImpliedChatFormat(const std::string& dir) {
+  if (HasEncodingRecord(dir)) {
+    ASSIGN_OR_RETURN(EncodingSettings recorded, ReadEncodingSettings(dir));
+    return recorded.chat_format;
+  }
+  absl::StatusOr<ChatFormat> format = ChooseChatFormat(dir, "");
+  if (absl::IsNotFound(format.status())) return ChatFormat::kHhRlhf;
+  return format;
+}
+
+absl::Status WriteEncodingSettings(const std::string& dir, const EncodingSettings& settings) {
+  const nlohmann::json json = {{"input_rule", std::string(InputRuleName(settings.input_rule))},
+                               {"chat_format", std::string(ChatFormatName(settings.chat_format))},
+                               {"max_length", settings.max_length},
+                               {"truncation", std::string(TruncationPolicyName(settings.truncation))}};
+  return WriteFileAtomically(ModelFilePath(dir, kEncodingFile), json.dump(2) + "\n");
 }
 
 absl::StatusOr<std::optional<RewardStats>> ReadRewardStats(const std::string& dir) {
@@ -106,6 +146,7 @@ absl::Status WriteModelDirectory(const std::string& dir, RewardModel& model,
                                 {"eval_accuracy", s.eval_accuracy},
                                 {"eval_loss", s.eval_loss}};
   RETURN_IF_ERROR(WriteFileAtomically((staging / kRewardStatsFile).string(), stats.dump(2)));
+  RETURN_IF_ERROR(WriteEncodingSettings(staging.string(), extras.encoding));
   RETURN_IF_ERROR(
       WriteFileAtomically((staging / kTrainingArgsFile).string(), extras.training_args_json));
   fs::remove_all(output, ignored);

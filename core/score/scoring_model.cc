@@ -64,10 +64,8 @@ ScoringModel::ScoringModel(std::unique_ptr<RewardModel> model, std::unique_ptr<T
                            const ScoringSettings& settings)
     : model_(std::move(model)), tokenizer_(std::move(tokenizer)), settings_(settings) {
   const ModelConfig& config = model_->config();
-  encoding_.layout = PairLayoutOf(config.family);
-  encoding_.policy = settings_.truncation;
   // As the trainer does.
-  encoding_.max_length = EffectiveMaxLength(config, settings_.max_length);
+  encoding_ = InputEncodingOf(config, settings_);
   // The trainer pads with the tokenizer's pad id, or 0 without one; the mask hides it anyway.
   if (tokenizer_ != nullptr) {
     pad_id_ = std::max<int32_t>(0, tokenizer_->special_tokens().pad);
@@ -82,10 +80,16 @@ ScoringModel::ScoringModel(std::unique_ptr<RewardModel> model, std::unique_ptr<T
 
 absl::StatusOr<std::vector<int32_t>> ScoringModel::Encode(absl::string_view prompt,
                                                           absl::string_view response) const {
+  return EncodeText(prompt, response, TextOrigin::kPlain);
+}
+
+absl::StatusOr<std::vector<int32_t>> ScoringModel::EncodeText(absl::string_view prompt,
+                                                              absl::string_view response,
+                                                              TextOrigin origin) const {
   if (tokenizer_ == nullptr) {
     return absl::FailedPreconditionError("this model has no tokenizer; send token ids");
   }
-  absl::StatusOr<PairEncoding> encoded = EncodePair(*tokenizer_, prompt, response, encoding_);
+  absl::StatusOr<PairEncoding> encoded = EncodeInput(*tokenizer_, encoding_, prompt, response, origin);
   if (!encoded.ok()) {
     // OutOfRange means "this text is too long for the model": the caller's input is at fault.
     if (encoded.status().code() == absl::StatusCode::kOutOfRange) {
@@ -111,7 +115,7 @@ absl::StatusOr<std::vector<int32_t>> ScoringModel::EncodeConversation(
     absl::Span<const ChatMessage> prompt, absl::Span<const ChatMessage> response) const {
   ASSIGN_OR_RETURN(PromptAndResponse text,
                    RenderPromptAndResponse(prompt, response, settings_.chat_format));
-  return Encode(text.prompt, text.response);
+  return EncodeText(text.prompt, text.response, TextOrigin::kRendered);
 }
 
 absl::Status ScoringModel::ValidateSequence(absl::Span<const int32_t> ids) const {

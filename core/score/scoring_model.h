@@ -6,10 +6,10 @@
 // registry, the DynamicBatcher that runs its forwards and the requests in flight; the last
 // holder frees it, so a replaced version stays alive until its last request is done.
 //
-// Encoding: Encode(prompt, response) is EncodePair() with the model's family, max_length and
-// truncation policy (training_args.json of a trained model directory), so the reward of a text
-// scored here equals the trainer's eval reward for it. EncodeConversation() renders messages
-// with the model's chat format first. Scoring: ScoreEncoded() runs one right-padded forward
+// Encoding: Encode(prompt, response) is EncodeInput() (core/model/input_rule.h) with the
+// model's input rule, family, max_length and truncation policy (encoding.json of the model
+// directory), so the reward of a text scored here equals the trainer's eval reward for it.
+// EncodeConversation() renders messages with the model's chat format first. Scoring: ScoreEncoded() runs one right-padded forward
 // under inference mode; sequences must pass ValidateSequence() (the DynamicBatcher checks at
 // Submit, so that one bad request never fails a batch shared with others).
 //
@@ -36,6 +36,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "core/data/chat_format.h"
+#include "core/model/input_rule.h"
 #include "core/model/model_config.h"
 #include "core/model/model_directory.h"
 #include "core/model/reward_model.h"
@@ -53,8 +54,8 @@ struct ScoringSettings : EncodingSettings {
 class ScoringModel {
  public:
   // Loads a model directory (model_directory.h): config.json + weights (LoadRewardModel), the
-  // tokenizer, training_args.json when present (max_length, truncation, chat_format;
-  // otherwise EncodingSettings' defaults) and reward_stats.json when present. Fails on
+  // tokenizer, its encoding settings (ReadEncodingSettings) and reward_stats.json when
+  // present. Fails on
   // missing or malformed files, naming the file; float16 on the CPU is InvalidArgument.
   static absl::StatusOr<std::shared_ptr<ScoringModel>> Load(const std::string& dir,
                                                             const ModelOptions& options);
@@ -68,9 +69,9 @@ class ScoringModel {
   ScoringModel(const ScoringModel&) = delete;
   ScoringModel& operator=(const ScoringModel&) = delete;
 
-  // The token ids the model scores for `prompt` followed by `response`. A text longer than
-  // max_length fails with InvalidArgument under the "drop" policy ("... tokens, over
-  // max_length ..."), and is truncated as in training under "truncate".
+  // The token ids the model scores for `prompt` followed by `response` (either may be empty).
+  // A text longer than max_length fails with InvalidArgument under the "drop" policy ("...
+  // tokens, over max_length ..."), and is truncated as in training under "truncate".
   absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view prompt,
                                               absl::string_view response) const;
 
@@ -117,12 +118,16 @@ class ScoringModel {
   ScoringModel(std::unique_ptr<RewardModel> model, std::unique_ptr<Tokenizer> tokenizer,
                const ScoringSettings& settings);
 
+  absl::StatusOr<std::vector<int32_t>> EncodeText(absl::string_view prompt,
+                                                  absl::string_view response,
+                                                  TextOrigin origin) const;
+
   // Forward() is called from several threads at once under inference mode, which the
   // RewardModel contract allows; nothing else touches the model after construction.
   std::unique_ptr<RewardModel> model_;
   std::unique_ptr<const Tokenizer> tokenizer_;
   ScoringSettings settings_;
-  PairEncodingOptions encoding_;
+  InputEncoding encoding_;
   int32_t pad_id_ = 0;
   c10::Device device_ = c10::Device(c10::kCPU);
   int64_t parameter_count_ = 0;

@@ -1,6 +1,7 @@
 #include "core/tokenize/pair_encoding.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/util/status_macros.h"
@@ -8,36 +9,46 @@
 namespace verdict {
 namespace {
 
-// The special tokens the layout wraps a pair in, resolved against what the vocabulary has.
+// The special tokens the framing wraps a pair in, resolved against what the vocabulary has.
 struct PairFrame {
   std::vector<int32_t> before_prompt;
   std::vector<int32_t> between;  // after the prompt, before the response
   std::vector<int32_t> after_response;
 };
 
-absl::StatusOr<PairFrame> FrameFor(const SpecialTokens& special, PairLayout layout) {
+absl::StatusOr<PairFrame> FrameFor(const Tokenizer& tokenizer, PairFraming framing) {
   PairFrame frame;
-  if (layout == PairLayout::kEncoder) {
-    // SentencePiece vocabularies trained for encoders may have no [CLS]/[SEP]; BOS/EOS stand
-    // in for them, as in ALBERT-style models.
-    int32_t cls = special.cls >= 0 ? special.cls : special.bos;
-    int32_t sep = special.sep >= 0 ? special.sep : special.eos;
-    if (cls < 0 || sep < 0) {
-      return absl::FailedPreconditionError(
-          "encoder pair encoding needs [CLS] and [SEP] (or <s> and </s>) in the vocabulary");
+  switch (framing) {
+    case PairFraming::kTextPair: {
+      const SpecialTokens& special = tokenizer.special_tokens();
+      // SentencePiece vocabularies trained for encoders may have no [CLS]/[SEP]; BOS/EOS stand
+      // in for them, as in ALBERT-style models.
+      const int32_t cls = special.cls >= 0 ? special.cls : special.bos;
+      const int32_t sep = special.sep >= 0 ? special.sep : special.eos;
+      if (cls < 0 || sep < 0) {
+        return absl::FailedPreconditionError(
+            "text-pair encoding needs [CLS] and [SEP] (or <s> and </s>) in the vocabulary");
+      }
+      frame.before_prompt = {cls};
+      frame.between = {sep};
+      frame.after_response = {sep};
+      break;
     }
-    frame.before_prompt = {cls};
-    frame.between = {sep};
-    frame.after_response = {sep};
-  } else {
-    if (special.add_bos) {
-      if (special.bos < 0) return absl::FailedPreconditionError("tokenizer adds BOS but has none");
-      frame.before_prompt = {special.bos};
+    case PairFraming::kJoined:
+    case PairFraming::kJoinedWithEos: {
+      SequenceFrame single = tokenizer.single_sequence_frame();
+      for (int32_t id : single.prefix) {
+        if (id < 0) return absl::FailedPreconditionError("the tokenizer adds a BOS it does not have");
+      }
+      for (int32_t id : single.suffix) {
+        if (id < 0) return absl::FailedPreconditionError("the tokenizer adds an EOS it does not have");
+      }
+      frame.before_prompt = std::move(single.prefix);
+      frame.after_response = std::move(single.suffix);
+      break;
     }
-    if (special.add_eos) {
-      if (special.eos < 0) return absl::FailedPreconditionError("tokenizer adds EOS but has none");
-      frame.after_response = {special.eos};
-    }
+    case PairFraming::kAsRendered:
+      break;
   }
   return frame;
 }
@@ -54,17 +65,26 @@ absl::StatusOr<TruncationPolicy> ParseTruncationPolicy(absl::string_view name) {
 absl::StatusOr<PairEncoding> EncodePair(const Tokenizer& tokenizer, absl::string_view prompt,
                                         absl::string_view response,
                                         const PairEncodingOptions& options) {
-  ASSIGN_OR_RETURN(PairFrame frame, FrameFor(tokenizer.special_tokens(), options.layout));
+  ASSIGN_OR_RETURN(PairFrame frame, FrameFor(tokenizer, options.framing));
   std::vector<int32_t> prompt_ids, response_ids;
-  if (options.layout == PairLayout::kDecoder) {
-    // Decoders see prompt and response as one text, as TRL concatenates them before
-    // tokenizing: pieces may span the join.
+  if (options.framing == PairFraming::kTextPair) {
+    ASSIGN_OR_RETURN(prompt_ids, tokenizer.Encode(prompt));
+    ASSIGN_OR_RETURN(response_ids, tokenizer.Encode(response));
+  } else {
+    // One text, as TRL concatenates prompt and response before tokenizing: pieces may span
+    // the join.
     ASSIGN_OR_RETURN(SplitEncoding split, tokenizer.EncodeConcatenated(prompt, response));
     prompt_ids.assign(split.ids.begin(), split.ids.begin() + split.first_length);
     response_ids.assign(split.ids.begin() + split.first_length, split.ids.end());
-  } else {
-    ASSIGN_OR_RETURN(prompt_ids, tokenizer.Encode(prompt));
-    ASSIGN_OR_RETURN(response_ids, tokenizer.Encode(response));
+  }
+  if (options.framing == PairFraming::kJoinedWithEos) {
+    // TRL appends eos_token to the text unless the text already ends with it; the EOS then
+    // belongs to the frame, so truncation keeps it.
+    const int32_t eos = tokenizer.special_tokens().eos;
+    const std::vector<int32_t>& last_part = response_ids.empty() ? prompt_ids : response_ids;
+    if (eos >= 0 && (last_part.empty() || last_part.back() != eos)) {
+      frame.after_response.insert(frame.after_response.begin(), eos);
+    }
   }
 
   const size_t special_count =

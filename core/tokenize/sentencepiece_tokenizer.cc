@@ -253,6 +253,13 @@ std::string SentencePieceTokenizer::Decode(const std::vector<int32_t>& ids) cons
 
 int64_t SentencePieceTokenizer::vocab_size() const { return backend_->piece_count(); }
 
+SequenceFrame SentencePieceTokenizer::single_sequence_frame() const {
+  SequenceFrame frame;
+  if (special_.add_bos) frame.prefix.push_back(special_.bos);
+  if (special_.add_eos) frame.suffix.push_back(special_.eos);
+  return frame;
+}
+
 std::string SentencePieceTokenizer::IdToPiece(int32_t id) const { return backend_->IdToPiece(id); }
 
 std::string SentencePieceTokenizer::SerializedModel() const { return backend_->SerializedModel(); }

@@ -107,6 +107,8 @@ class SentencePieceTokenizer : public Tokenizer {
   // Skips bos / eos / unk / pad and control pieces, and ids outside the vocabulary.
   std::string Decode(const std::vector<int32_t>& ids) const override;
   const SpecialTokens& special_tokens() const override { return special_; }
+  // BOS before when add_bos, EOS after when add_eos.
+  SequenceFrame single_sequence_frame() const override;
   int64_t vocab_size() const override;
   // Writes tokenizer.model, tokenizer_config.json (LlamaTokenizer) and special_tokens_map.json,
   // creating `dir` if needed.

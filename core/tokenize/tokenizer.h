@@ -39,8 +39,16 @@ struct SpecialTokens {
 struct SplitEncoding {
   std::vector<int32_t> ids;
   // ids[0, first_length) came from `first`, the rest from `second`. A token that straddles
-  // the boundary counts as part of `first`.
+  // the boundary counts as part of `first` (WordPiece: the pieces of a word that straddles it
+  // count as `second`'s).
   size_t first_length = 0;
+};
+
+// The special tokens transformers' `tokenizer(text)` puts around one sequence: BERT's
+// [CLS] ... [SEP], Llama's <s> ..., none for Qwen.
+struct SequenceFrame {
+  std::vector<int32_t> prefix;
+  std::vector<int32_t> suffix;
 };
 
 class Tokenizer {
@@ -50,9 +58,8 @@ class Tokenizer {
   // Plain encoding of `text`, without special tokens. Fails only on invalid UTF-8.
   virtual absl::StatusOr<std::vector<int32_t>> Encode(absl::string_view text) const = 0;
 
-  // Encodes the concatenation `first + second` and reports which tokens came from which
-  // part. Tokenizers whose pieces can span the join (SentencePiece) encode the joined text;
-  // WordPiece encodes the parts separately, as BERT does for text pairs.
+  // Encodes the concatenation `first + second` as one text (pieces may span the join) and
+  // reports which tokens came from which part.
   virtual absl::StatusOr<SplitEncoding> EncodeConcatenated(absl::string_view first,
                                                            absl::string_view second) const = 0;
 
@@ -60,6 +67,9 @@ class Tokenizer {
   virtual std::string Decode(const std::vector<int32_t>& ids) const = 0;
 
   virtual const SpecialTokens& special_tokens() const = 0;
+  // What `tokenizer(text)` adds around Encode(text) (its post-processor, or add_bos_token /
+  // add_eos_token).
+  virtual SequenceFrame single_sequence_frame() const = 0;
   virtual int64_t vocab_size() const = 0;
 
   // Writes the files a Hugging Face model directory holds for this tokenizer

@@ -305,6 +305,7 @@ class TokenizerJson::Impl {
     out.insert(out.end(), suffix_.begin(), suffix_.end());
     return out;
   }
+  SequenceFrame single_sequence_frame() const { return SequenceFrame{prefix_, suffix_}; }
   std::string Decode(const std::vector<int32_t>& ids, bool skip_special) const;
   std::string IdToToken(int32_t id) const {
     if (id < 0 || static_cast<size_t>(id) >= id_to_token_.size()) return "";
@@ -1031,6 +1032,10 @@ std::string TokenizerJson::Decode(const std::vector<int32_t>& ids, bool skip_spe
 }
 
 const SpecialTokens& TokenizerJson::special_tokens() const { return impl_->special_; }
+
+SequenceFrame TokenizerJson::single_sequence_frame() const {
+  return impl_->single_sequence_frame();
+}
 
 int64_t TokenizerJson::vocab_size() const { return impl_->vocab_size(); }
 

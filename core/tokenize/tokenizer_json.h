@@ -82,6 +82,8 @@ class TokenizerJson : public Tokenizer {
   std::string Decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const;
 
   const SpecialTokens& special_tokens() const override;
+  // The post-processor's single template.
+  SequenceFrame single_sequence_frame() const override;
   // The largest id + 1 (vocabulary and added tokens).
   int64_t vocab_size() const override;
   // Writes tokenizer.json byte for byte as loaded, and tokenizer_config.json (as loaded, or a

@@ -1,5 +1,7 @@
 #include "core/tokenize/wordpiece_tokenizer.h"
 
+#include <algorithm>
+
 #include <utf8proc.h>
 
 #include <cstdlib>
@@ -301,11 +303,18 @@ void WordPieceTokenizer::EncodeWord(const std::u32string& word, std::vector<int3
 absl::StatusOr<SplitEncoding> WordPieceTokenizer::EncodeConcatenated(
     absl::string_view first, absl::string_view second) const {
   SplitEncoding out;
-  ASSIGN_OR_RETURN(out.ids, Encode(first));
-  out.first_length = out.ids.size();
-  ASSIGN_OR_RETURN(std::vector<int32_t> rest, Encode(second));
-  out.ids.insert(out.ids.end(), rest.begin(), rest.end());
+  ASSIGN_OR_RETURN(out.ids, Encode(absl::StrCat(first, second)));
+  // Words are cut at whitespace and punctuation, so `first`'s own tokens start the joined
+  // encoding up to the word that straddles the join, if one does.
+  ASSIGN_OR_RETURN(std::vector<int32_t> first_ids, Encode(first));
+  out.first_length = static_cast<size_t>(
+      std::mismatch(first_ids.begin(), first_ids.end(), out.ids.begin(), out.ids.end()).first -
+      first_ids.begin());
   return out;
+}
+
+SequenceFrame WordPieceTokenizer::single_sequence_frame() const {
+  return SequenceFrame{{special_.cls}, {special_.sep}};
 }
 
 std::string WordPieceTokenizer::Decode(const std::vector<int32_t>& ids) const {

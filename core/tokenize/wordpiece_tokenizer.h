@@ -12,7 +12,8 @@
 //   3. WordPiece: greedy longest match first, continuations prefixed with `##`; a word with no
 //      match, or longer than 100 characters, becomes [UNK].
 //
-// Pairs: EncodeConcatenated() encodes the two texts separately, as BERT does for text pairs.
+// EncodeConcatenated() encodes the joined text, as `tokenizer(first + second)` does; text pairs
+// in BERT's [CLS] A [SEP] B [SEP] form encode the two parts with Encode() each.
 //
 // Example:
 //   ASSIGN_OR_RETURN(auto tokenizer, WordPieceTokenizer::Load(dir + "/vocab.txt"));
@@ -71,6 +72,8 @@ class WordPieceTokenizer : public Tokenizer {
   // BertTokenizer.decode does by default ("hello , world" -> "hello, world").
   std::string Decode(const std::vector<int32_t>& ids) const override;
   const SpecialTokens& special_tokens() const override { return special_; }
+  // [CLS] ... [SEP].
+  SequenceFrame single_sequence_frame() const override;
   int64_t vocab_size() const override { return static_cast<int64_t>(tokens_.size()); }
   // Writes vocab.txt, tokenizer_config.json and special_tokens_map.json, creating `dir` if
   // needed.

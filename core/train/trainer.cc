@@ -220,7 +220,7 @@ class TrainerImpl : public Trainer {
   LrSchedule schedule_;
   torch::Device device_{torch::kCPU};
   int32_t pad_id_ = 0;
-  PairEncodingOptions encoding_;
+  InputEncoding encoding_;
   std::vector<EncodedPair> train_, eval_;
   DataSummary summary_;
 };
@@ -257,8 +257,9 @@ absl::Status TrainerImpl::PrepareTokenizer(const std::vector<PreferencePair>& tr
   options.vocab_size = static_cast<int32_t>(config_.vocab_size);
   options.hard_vocab_limit = false;
   options.model_type = config_.tokenizer_type;
+  // Llama's convention (add_bos_token only): TRL's concat rule appends the EOS to the text.
   options.tokenizer.add_bos = true;
-  options.tokenizer.add_eos = true;
+  options.tokenizer.add_eos = false;
   ASSIGN_OR_RETURN(auto trained, SentencePieceTokenizer::Train(texts, options));
   RETURN_IF_ERROR(trained->SaveToDirectory(saved));
   Log(absl::StrCat("trained a sentencepiece tokenizer: ", trained->vocab_size(), " pieces"));
@@ -287,9 +288,7 @@ absl::Status TrainerImpl::PrepareModel() {
   }
   device_ = ToTorchDevice(config_.device);
   pad_id_ = std::max<int32_t>(0, tokenizer_->special_tokens().pad);
-  encoding_.layout = PairLayoutOf(model_->config().family);
-  encoding_.policy = config_.truncation;
-  encoding_.max_length = EffectiveMaxLength(model_->config(), config_.max_length);
+  encoding_ = InputEncodingOf(model_->config(), EncodingOf(config_));
   for (const auto& p : model_->module().parameters()) summary_.parameters += p.numel();
   return absl::OkStatus();
 }
@@ -298,12 +297,13 @@ absl::Status TrainerImpl::EncodePairs(const std::vector<PreferencePair>& pairs,
                                       std::vector<EncodedPair>& out) {
   out.reserve(pairs.size());
   for (const PreferencePair& pair : pairs) {
-    auto chosen = EncodePair(*tokenizer_, pair.prompt, pair.chosen, encoding_);
-    auto rejected = EncodePair(*tokenizer_, pair.prompt, pair.rejected, encoding_);
+    const TextOrigin origin = pair.conversational ? TextOrigin::kRendered : TextOrigin::kPlain;
+    auto chosen = EncodeInput(*tokenizer_, encoding_, pair.prompt, pair.chosen, origin);
+    auto rejected = EncodeInput(*tokenizer_, encoding_, pair.prompt, pair.rejected, origin);
     if (!chosen.ok() || !rejected.ok()) {
       const absl::Status& status = chosen.ok() ? rejected.status() : chosen.status();
       if (status.code() == absl::StatusCode::kOutOfRange &&
-          encoding_.policy == TruncationPolicy::kDrop) {
+          encoding_.truncation == TruncationPolicy::kDrop) {
         ++summary_.too_long_dropped;
         continue;
       }
@@ -407,6 +407,7 @@ absl::StatusOr<TrainingResult> TrainerImpl::WriteOutput(int64_t steps, const Eva
   extras.reward_stats.pairs = final_eval.pairs;
   extras.reward_stats.eval_accuracy = final_eval.accuracy;
   extras.reward_stats.eval_loss = final_eval.loss;
+  extras.encoding = EncodingOf(config_);
   extras.training_args_json = TrainingConfigToJson(config_);
   RETURN_IF_ERROR(WriteModelDirectory(config_.output_dir, *model_, *tokenizer_, extras));
   TrainingResult result;

@@ -107,6 +107,15 @@ absl::Status ValidateTrainingConfig(const TrainingConfig& c) {
   return ValidateTrainingSettings(c);
 }
 
+EncodingSettings EncodingOf(const TrainingConfig& config) {
+  EncodingSettings encoding;
+  encoding.input_rule = config.input_rule;
+  encoding.max_length = config.max_length;
+  encoding.truncation = config.truncation;
+  encoding.chat_format = config.chat_format;
+  return encoding;
+}
+
 std::string TrainingConfigToJson(const TrainingConfig& c) {
   nlohmann::json j = {
       {"base_model_dir", c.base_model_dir},
@@ -124,6 +133,7 @@ std::string TrainingConfigToJson(const TrainingConfig& c) {
       {"max_eval_pairs", c.max_eval_pairs},
       {"chat_format", std::string(ChatFormatName(c.chat_format))},
       {"data_format", std::string(DataFormatName(c.data_format))},
+      {"input_rule", std::string(InputRuleName(c.input_rule))},
       {"skip_invalid", c.skip_invalid},
       {"learning_rate", c.learning_rate},
       {"weight_decay", c.weight_decay},

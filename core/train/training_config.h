@@ -24,6 +24,8 @@
 #include "core/data/chat_format.h"
 #include "core/data/data_format.h"
 #include "core/model/device.h"
+#include "core/model/input_rule.h"
+#include "core/model/model_directory.h"
 #include "core/tokenize/pair_encoding.h"
 #include "core/tokenize/sentencepiece_tokenizer.h"
 #include "core/train/lr_schedule.h"
@@ -53,6 +55,9 @@ struct TrainingConfig {
   int64_t max_eval_pairs = 0;   // evaluate on at most this many pairs; 0 = all
   ChatFormat chat_format = ChatFormat::kHhRlhf;  // for conversational rows
   DataFormat data_format = DataFormat::kAuto;    // container and layouts (data_format.h)
+  // How a prompt and a response become the model's input (core/model/input_rule.h); recorded
+  // in the model directory. concat is TRL's rule.
+  InputRule input_rule = InputRule::kConcat;
   bool skip_invalid = false;    // skip and count malformed lines instead of failing
 
   // --- optimisation (AdamW with decoupled weight decay)
@@ -96,6 +101,9 @@ absl::Status ValidateTrainingSettings(const TrainingConfig& config);
 
 // ValidateTrainingSettings, and the paths must be set.
 absl::Status ValidateTrainingConfig(const TrainingConfig& config);
+
+// The encoding settings a model trained with `config` records (its encoding.json).
+EncodingSettings EncodingOf(const TrainingConfig& config);
 
 // The config as JSON (saved as training_args.json beside a trained model); enums by name.
 std::string TrainingConfigToJson(const TrainingConfig& config);

@@ -50,6 +50,8 @@ ABSL_FLAG(std::string, preset, Defaults().preset, "From-scratch architecture whe
 ABSL_FLAG(std::string, base_model, "", "Hugging Face model directory to start from.");
 ABSL_FLAG(std::string, tokenizer, "", "SentencePiece .model / vocab.txt; default: the base model's or trained.");
 ABSL_FLAG(int64_t, vocab_size, Defaults().vocab_size, "Vocabulary of a tokenizer trained on the data.");
+ABSL_FLAG(std::string, input_rule, Name(verdict::InputRuleName(Defaults().input_rule)),
+          "How prompt and response become input tokens: concat (TRL's), pair or chat.");
 ABSL_FLAG(std::string, tokenizer_type, Name(verdict::TokenizerTypeName(Defaults().tokenizer_type)),
           "unigram or bpe: the kind of trained tokenizer.");
 // Hyperparameters.
@@ -163,6 +165,8 @@ bool ConfigFromFlags(verdict::TrainingConfig& c) {
                &c.truncation) &&
          Parse("lr-scheduler", absl::GetFlag(FLAGS_lr_scheduler), &verdict::ParseLrScheduleKind,
                &c.lr_scheduler) &&
+         Parse("input-rule", absl::GetFlag(FLAGS_input_rule), &verdict::ParseInputRule,
+               &c.input_rule) &&
          Parse("device", absl::GetFlag(FLAGS_device), &verdict::ParseDeviceName, &c.device) &&
          Parse("dtype", absl::GetFlag(FLAGS_dtype), &verdict::ParseDtypeName, &c.dtype);
 }

@@ -6,10 +6,13 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -414,9 +417,6 @@ TEST_F(CliTest, ScoreOneItemPrintsItsScore) {
   CommandResult unknown = Verdict({"score", "--model", "no-such-model", "--response", "x"});
   EXPECT_EQ(unknown.exit_code, kExitError) << Show(unknown);
   EXPECT_THAT(unknown.err, HasSubstr("verdict: NOT_FOUND: "));
-  CommandResult empty = Verdict({"score", "--model", "tiny", "--response", ""});
-  EXPECT_EQ(empty.exit_code, kExitError) << Show(empty);
-  EXPECT_THAT(empty.err, HasSubstr("verdict: INVALID_ARGUMENT: "));
 }
 
 TEST_F(CliTest, ScoreJsonLinesKeepsOrderAndKeysAcrossParallelBatches) {
@@ -512,6 +512,115 @@ TEST_F(CliTest, ScoreNamesTheBadInputLine) {
   EXPECT_EQ(r.exit_code, kExitError) << Show(r);
   EXPECT_THAT(r.err, HasSubstr(path + ":2: expected \"response\""));
   ExpectCleanFailure(r);
+}
+
+// A Qwen3ForSequenceClassification directory as the hub ships one: bfloat16 weights (random,
+// seeded: there are no pretrained ones here), Qwen3's real tokenizer.json and
+// tokenizer_config.json (whose chat template names the format). The vocabulary is Qwen3's
+// (151936 rows), the rest as small as a Qwen3 can be.
+void WriteTinyQwen3Directory(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  constexpr int kVocab = 151936, kHidden = 16, kIntermediate = 32, kHeads = 2, kKvHeads = 1,
+                kHeadDim = 8;
+  const Json config = {{"architectures", {"Qwen3ForSequenceClassification"}},
+                       {"model_type", "qwen3"},
+                       {"vocab_size", kVocab},
+                       {"hidden_size", kHidden},
+                       {"intermediate_size", kIntermediate},
+                       {"num_hidden_layers", 1},
+                       {"num_attention_heads", kHeads},
+                       {"num_key_value_heads", kKvHeads},
+                       {"head_dim", kHeadDim},
+                       {"max_position_embeddings", 4096},
+                       {"rms_norm_eps", 1e-6},
+                       {"rope_theta", 1000000.0},
+                       {"tie_word_embeddings", false},
+                       {"hidden_act", "silu"},
+                       {"pad_token_id", 151643},
+                       {"num_labels", 1},
+                       {"torch_dtype", "bfloat16"}};
+  WriteFile(dir + "/config.json", config.dump(2));
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> tensors = {
+      {"model.embed_tokens.weight", {kVocab, kHidden}},
+      {"model.layers.0.input_layernorm.weight", {kHidden}},
+      {"model.layers.0.self_attn.q_proj.weight", {kHeads * kHeadDim, kHidden}},
+      {"model.layers.0.self_attn.k_proj.weight", {kKvHeads * kHeadDim, kHidden}},
+      {"model.layers.0.self_attn.v_proj.weight", {kKvHeads * kHeadDim, kHidden}},
+      {"model.layers.0.self_attn.o_proj.weight", {kHidden, kHeads * kHeadDim}},
+      {"model.layers.0.self_attn.q_norm.weight", {kHeadDim}},
+      {"model.layers.0.self_attn.k_norm.weight", {kHeadDim}},
+      {"model.layers.0.post_attention_layernorm.weight", {kHidden}},
+      {"model.layers.0.mlp.gate_proj.weight", {kIntermediate, kHidden}},
+      {"model.layers.0.mlp.up_proj.weight", {kIntermediate, kHidden}},
+      {"model.layers.0.mlp.down_proj.weight", {kHidden, kIntermediate}},
+      {"model.norm.weight", {kHidden}},
+      {"score.weight", {1, kHidden}}};
+  std::mt19937 random(7);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  Json header = Json::object();
+  std::string data;
+  for (const auto& [name, shape] : tensors) {
+    int64_t count = 1;
+    for (int64_t d : shape) count *= d;
+    const bool norm = name.find("norm") != std::string::npos;
+    const size_t begin = data.size();
+    for (int64_t i = 0; i < count; ++i) {
+      const float value = norm ? 1.0f : normal(random);
+      uint32_t bits;
+      std::memcpy(&bits, &value, sizeof bits);
+      const uint16_t bf16 = static_cast<uint16_t>(bits >> 16);  // truncation is a bf16 value too
+      data.append(reinterpret_cast<const char*>(&bf16), sizeof bf16);
+    }
+    header[name] = {{"dtype", "BF16"}, {"shape", shape}, {"data_offsets", {begin, data.size()}}};
+  }
+  std::string header_text = header.dump();
+  header_text.append((8 - header_text.size() % 8) % 8, ' ');
+  const uint64_t header_size = header_text.size();
+  std::string file(reinterpret_cast<const char*>(&header_size), sizeof header_size);
+  file += header_text + data;
+  WriteFile(dir + "/model.safetensors", file);
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+    std::filesystem::copy_file(TestDataPath(std::string("tokenizers/qwen3/") + name),
+                               dir + "/" + name);
+  }
+}
+
+// The model families people bring: a Qwen3-layout directory with tokenizer.json imports with
+// TRL's input rule and the chat format its template names, and scores a conversation. The
+// chat rule builds the same input from a plain prompt and response, so a second import of the
+// same weights under it gives the same score.
+TEST_F(CliTest, ImportsAQwen3DirectoryAndScoresAConversation) {
+  WriteTinyQwen3Directory(server().model_dir() + "/qwen3-rm");
+  CommandResult imported = Verdict({"import", "qwen3-rm", "qwen3rm"});
+  ASSERT_EQ(imported.exit_code, kExitOk) << Show(imported);
+  EXPECT_THAT(imported.out, HasSubstr("imported qwen3rm version 1 (latest)"));
+  CommandResult as_chat = Verdict({"import", "qwen3-rm", "qwen3chat", "--input-rule", "chat"});
+  ASSERT_EQ(as_chat.exit_code, kExitOk) << Show(as_chat);
+  CommandResult listed = Verdict({"models"});
+  EXPECT_THAT(listed.out, AllOf(HasSubstr("concat/qwen3"), HasSubstr("chat/qwen3")));
+  CommandResult json = Verdict({"--output", "json", "models", "qwen3rm"});
+  ASSERT_EQ(json.exit_code, kExitOk) << Show(json);
+  const Json model = Json::parse(json.out)["models"][0];
+  EXPECT_EQ(model["modelType"], "qwen3");
+  EXPECT_EQ(model["chatFormat"], "CHAT_FORMAT_QWEN3");
+  EXPECT_EQ(model["inputRule"], "INPUT_RULE_CONCAT");
+
+  const std::string question = "Write a haiku about rain.";
+  const std::string haiku = "Soft rain on the roof\nthe gutter hums an old tune\nstreetlights blur";
+  const Json conversation = {{"messages",
+                              {{{"role", "user"}, {"content", question}},
+                               {{"role", "assistant"}, {"content", haiku}}}}};
+  CommandResult scored = Verdict({"score", "--model", "qwen3rm"}, conversation.dump() + "\n");
+  ASSERT_EQ(scored.exit_code, kExitOk) << Show(scored);
+  const double conversation_score = Json::parse(scored.out)["score"].get<double>();
+  EXPECT_TRUE(std::isfinite(conversation_score));
+  EXPECT_NEAR(ScoreOne("qwen3chat", question, haiku), conversation_score, 1e-5);
+  // Under concat the same strings as plain text are other tokens (no template, an EOS).
+  EXPECT_GT(std::abs(ScoreOne("qwen3rm", question, haiku) - conversation_score), 1e-6);
+  // An empty response is scored too (a policy may generate nothing).
+  CommandResult empty =
+      Verdict({"score", "--model", "qwen3rm", "--prompt", question, "--response", ""});
+  EXPECT_EQ(empty.exit_code, kExitOk) << Show(empty);
 }
 
 TEST_F(CliTest, ImportAndAliasRegisterAndMoveVersions) {

@@ -1,5 +1,7 @@
 #include "server/proto_conversion.h"
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -45,6 +47,10 @@ TEST(ProtoConversionTest, EveryEnumValueRoundTrips) {
                        ChatFormat::kQwen2, ChatFormat::kQwen25}) {
     EXPECT_NE(ToProto(f), v1::CHAT_FORMAT_UNSPECIFIED) << ChatFormatName(f);
     EXPECT_EQ(*ToCore(ToProto(f)), f) << ChatFormatName(f);
+  }
+  for (InputRule r : {InputRule::kConcat, InputRule::kPair, InputRule::kChat}) {
+    EXPECT_NE(ToProto(r), v1::INPUT_RULE_UNSPECIFIED) << InputRuleName(r);
+    EXPECT_EQ(*ToCore(ToProto(r)), r) << InputRuleName(r);
   }
   for (LrScheduleKind k : {LrScheduleKind::kConstant, LrScheduleKind::kLinear,
                            LrScheduleKind::kCosine}) {
@@ -100,6 +106,8 @@ TEST(ProtoConversionTest, NormalizingFillsEveryDefaultFromCoresTrainingConfig) {
   EXPECT_EQ(*ToCore(h.truncation()), defaults.truncation);
   EXPECT_EQ(*ToCore(h.lr_scheduler()), defaults.lr_scheduler);
   EXPECT_EQ(*ToCore(spec.data_options().chat_format()), defaults.chat_format);
+  EXPECT_EQ(spec.data_options().input_rule(), v1::INPUT_RULE_CONCAT);
+  EXPECT_EQ(*ToCore(spec.data_options().input_rule()), defaults.input_rule);
   EXPECT_EQ(spec.data_options().format(), v1::DATA_FORMAT_AUTO);
   EXPECT_EQ(*ToCore(spec.data_options().format()), defaults.data_format);
   EXPECT_EQ(*ToCore(spec.dtype()), defaults.dtype);
@@ -199,6 +207,7 @@ TEST(ProtoConversionTest, AModelDescriptionRoundTripsItsEncodingSettings) {
   settings.max_length = 300;
   settings.truncation = TruncationPolicy::kDrop;
   settings.chat_format = ChatFormat::kLlama3;
+  settings.input_rule = InputRule::kChat;
   v1::Model model;
   DescribeEncoding(settings, &model);
   model.mutable_reward_stats()->set_mean(0.5);
@@ -208,11 +217,50 @@ TEST(ProtoConversionTest, AModelDescriptionRoundTripsItsEncodingSettings) {
   EXPECT_EQ(back->max_length, 300);
   EXPECT_EQ(back->truncation, TruncationPolicy::kDrop);
   EXPECT_EQ(back->chat_format, ChatFormat::kLlama3);
+  EXPECT_EQ(back->input_rule, InputRule::kChat);
   ASSERT_TRUE(back->reward_stats.has_value());
   EXPECT_EQ(back->reward_stats->std, 2.0);
+  // A version registered before input rules existed was scored by the pair rule, and still is.
+  model.clear_input_rule();
+  EXPECT_EQ(ScoringSettingsOf(model)->input_rule, InputRule::kPair);
 
   model.mutable_reward_stats()->set_std(0);  // no spread: nothing to normalize with
   EXPECT_FALSE(ScoringSettingsOf(model)->reward_stats.has_value());
+}
+
+// A job from a base model renders conversations with the base model's own chat template, as
+// TRL does; a template verdict does not know is refused, naming the field and not the
+// server's path.
+TEST(ProtoConversionTest, ABaseModelsChatTemplateChoosesTheChatFormat) {
+  ::verdict::testing::ScratchDir models;
+  ServerConfig server = TestServer();
+  server.model_dir = models.Path("");
+  for (const char* name : {"qwen3-base", "odd-base"}) {
+    const std::filesystem::path dir = models.Path(name);
+    std::filesystem::create_directories(dir);
+    std::filesystem::copy_file(TestDataPath("golden/qwen3/config.json"), dir / "config.json");
+  }
+  std::filesystem::copy_file(TestDataPath("tokenizers/qwen3/tokenizer_config.json"),
+                             models.Path("qwen3-base/tokenizer_config.json"));
+  std::ofstream(models.Path("odd-base/tokenizer_config.json"))
+      << R"({"chat_template": "{% for m in messages %}{{ m.content }}{% endfor %}"})";
+
+  v1::TrainingJobSpec spec = MinimalSpec();
+  spec.set_base_model("qwen3-base");
+  ASSERT_TRUE(NormalizeTrainingJobSpec(server, NoResolvers(), &spec).ok());
+  EXPECT_EQ(spec.data_options().chat_format(), v1::CHAT_FORMAT_QWEN3);
+
+  spec = MinimalSpec();
+  spec.set_base_model("odd-base");
+  absl::Status odd = NormalizeTrainingJobSpec(server, NoResolvers(), &spec);
+  EXPECT_EQ(odd.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(odd.message()), StartsWith("spec.data_options.chat_format: "));
+  EXPECT_THAT(std::string(odd.message()), ::testing::Not(HasSubstr(models.Path(""))));
+  // Named, it is what the job uses.
+  spec = MinimalSpec();
+  spec.set_base_model("odd-base");
+  spec.mutable_data_options()->set_chat_format(v1::CHAT_FORMAT_HH);
+  EXPECT_TRUE(NormalizeTrainingJobSpec(server, NoResolvers(), &spec).ok());
 }
 
 }  // namespace

@@ -26,10 +26,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "core/model/model_directory.h"
 #include "core/model/reward_model.h"
 #include "core/score/scoring_model.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/proto_conversion.h"
 #include "server/server.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/test_paths.h"
@@ -278,6 +280,8 @@ TEST_F(ScoringIntegrationTest, ScoresEqualAnInProcessForwardOfTheSameDirectory) 
   EXPECT_EQ(imported_model.max_length(), trained_model.max_length());
   EXPECT_EQ(imported_model.truncation(), trained_model.truncation());
   EXPECT_EQ(imported_model.chat_format(), trained_model.chat_format());
+  EXPECT_EQ(trained_model.input_rule(), v1::INPUT_RULE_CONCAT);
+  EXPECT_EQ(imported_model.input_rule(), trained_model.input_rule());
   EXPECT_EQ(imported_model.import_path(), "enc-copy");
   EXPECT_NEAR(imported_model.reward_stats().mean(), trained_model.reward_stats().mean(), 1e-6);
   EXPECT_NEAR(imported_model.reward_stats().std(), trained_model.reward_stats().std(), 1e-6);
@@ -359,6 +363,87 @@ TEST_F(ScoringIntegrationTest, NormalizeUsesTheModelsRewardStats) {
   EXPECT_FALSE(GetModel(Ref("llama")).has_reward_stats());
   status = Score(clients(), Ref("llama"), items, &normalized, true);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << status.error_message();
+}
+
+// An import records the input rule it is given (TRL's concat by default) in its registry
+// entry and in its directory's encoding.json, and scores by it: the same directory under
+// three rules reads three different token sequences, each the one the rule builds from the
+// tokenizer's own special tokens.
+TEST_F(ScoringIntegrationTest, AnImportScoresByTheInputRuleItRecords) {
+  const std::string prompt = "\n\nHuman: Is the sky blue?\n\nAssistant:", response = " Yes.";
+  v1::ScoreItem item;
+  item.mutable_prompt_response()->set_prompt(prompt);
+  item.mutable_prompt_response()->set_response(response);
+  auto tokenizer = LoadTokenizerFromDirectory(TestDataPath("models/stories260K-hf"));
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  auto text_ids = (*tokenizer)->Encode(prompt + response);
+  ASSERT_TRUE(text_ids.ok());
+  const int32_t bos = (*tokenizer)->special_tokens().bos, eos = (*tokenizer)->special_tokens().eos;
+  auto with = [&](std::vector<int32_t> before, std::vector<int32_t> ids, std::vector<int32_t> after) {
+    before.insert(before.end(), ids.begin(), ids.end());
+    before.insert(before.end(), after.begin(), after.end());
+    return before;
+  };
+  auto chat_ids = (*tokenizer)->Encode("\n\nHuman: " + prompt + "\n\nAssistant: " + response);
+  ASSERT_TRUE(chat_ids.ok());
+  struct Case {
+    v1::InputRule rule;
+    const char* name;
+    std::vector<int32_t> ids;  // built by hand: stories260K's tokenizer adds BOS only
+  };
+  const std::vector<Case> cases = {
+      {v1::INPUT_RULE_UNSPECIFIED, "rule-default", with({bos}, *text_ids, {eos})},
+      {v1::INPUT_RULE_PAIR, "rule-pair", with({bos}, *text_ids, {})},
+      {v1::INPUT_RULE_CHAT, "rule-chat", with({bos}, *chat_ids, {eos})},
+  };
+  std::map<std::string, double> scores;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    v1::ImportModelRequest request;
+    request.set_name(c.name);
+    request.set_path("golden-llama");
+    request.set_input_rule(c.rule);
+    request.set_chat_format(v1::CHAT_FORMAT_HH);
+    v1::Model model;
+    auto context = NewContext();
+    grpc::Status status = clients().models->ImportModel(context.get(), request, &model);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(model.input_rule(), c.rule == v1::INPUT_RULE_UNSPECIFIED ? v1::INPUT_RULE_CONCAT : c.rule);
+    auto recorded = ReadEncodingSettings(StorageDir(Ref(c.name)).string());
+    ASSERT_TRUE(recorded.ok()) << recorded.status();
+    EXPECT_EQ(server::ToProto(recorded->input_rule), model.input_rule());
+
+    v1::ScoreBatchResponse response;
+    ASSERT_TRUE(Score(clients(), Ref(c.name), {item}, &response).ok());
+    ASSERT_EQ(response.token_counts_size(), 1);
+    EXPECT_EQ(response.token_counts(0), static_cast<int>(c.ids.size()));
+    // The score of exactly those ids, in process.
+    auto in_process = ScoringModel::Load(StorageDir(Ref(c.name)).string(), ModelOptions{});
+    ASSERT_TRUE(in_process.ok()) << in_process.status();
+    auto expected = (*in_process)->ScoreEncoded({c.ids});
+    ASSERT_TRUE(expected.ok()) << expected.status();
+    EXPECT_NEAR(response.scores(0), (*expected)[0], kTolerance);
+    scores[c.name] = response.scores(0);
+  }
+  EXPECT_NE(scores["rule-default"], scores["rule-pair"]);
+  EXPECT_NE(scores["rule-default"], scores["rule-chat"]);
+}
+
+// A policy may generate nothing: an empty response is an item like any other.
+TEST_F(ScoringIntegrationTest, AnEmptyResponseGetsAScore) {
+  v1::ScoreItem empty;
+  empty.mutable_prompt_response()->set_prompt("\n\nHuman: Say something.\n\nAssistant:");
+  v1::ScoreItem empty_turn;
+  auto* messages = empty_turn.mutable_conversation()->mutable_messages();
+  messages->Add()->set_role("user");
+  messages->Mutable(0)->set_content("Say something.");
+  messages->Add()->set_role("assistant");
+  v1::ScoreBatchResponse response;
+  grpc::Status status = Score(clients(), Ref("llama"), {empty, empty_turn}, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.scores_size(), 2);
+  EXPECT_TRUE(std::isfinite(response.scores(0)));
+  EXPECT_THAT(response.token_counts(), ::testing::Each(::testing::Gt(1)));
 }
 
 // ---- versions and aliases -----------------------------------------------------------------
@@ -471,11 +556,6 @@ TEST_F(ScoringIntegrationTest, BadItemsAndUnknownModelsAreNamed) {
   expect(Score(clients(), Ref("llama"), {}, &response), grpc::StatusCode::INVALID_ARGUMENT, "items");
 
   std::vector<v1::ScoreItem> items = good;
-  items[2].mutable_prompt_response()->set_response("");
-  expect(Score(clients(), Ref("llama"), items, &response), grpc::StatusCode::INVALID_ARGUMENT,
-         "items[2].prompt_response.response");
-
-  items = good;
   items[6].mutable_conversation()->mutable_messages(1)->set_role("robot");
   expect(Score(clients(), Ref("llama"), items, &response), grpc::StatusCode::INVALID_ARGUMENT,
          "items[6].conversation.messages[1].role");

@@ -26,12 +26,14 @@ TEST(ModelDirectoryTest, WritesAWholeDirectoryThatReadsBack) {
   ASSERT_TRUE(model.ok()) << model.status();
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   ModelDirectoryExtras extras;
+  extras.encoding = {InputRule::kChat, 64, TruncationPolicy::kDrop, ChatFormat::kLlama2};
   extras.reward_stats = {0.5, 2.0, 10, 0.9, 0.3};
-  extras.training_args_json = R"({"max_length": 64, "truncation": "drop", "chat_format": "llama2"})";
+  extras.training_args_json = R"({"max_length": 32})";
   const std::string dir = scratch.Path("model");
   ASSERT_TRUE(WriteModelDirectory(dir, **model, **tokenizer, extras).ok());
   EXPECT_FALSE(fs::exists(dir + ".tmp"));
-  for (const char* file : {kModelConfigFile, kModelWeightsFile, kTrainingArgsFile, kRewardStatsFile}) {
+  for (const char* file :
+       {kModelConfigFile, kModelWeightsFile, kEncodingFile, kTrainingArgsFile, kRewardStatsFile}) {
     EXPECT_TRUE(fs::exists(ModelFilePath(dir, file))) << file;
   }
   auto config = ReadModelDirectoryConfig(dir);
@@ -39,6 +41,8 @@ TEST(ModelDirectoryTest, WritesAWholeDirectoryThatReadsBack) {
   EXPECT_EQ(config->family, ModelFamily::kEncoder);
   auto settings = ReadEncodingSettings(dir);
   ASSERT_TRUE(settings.ok()) << settings.status();
+  // encoding.json, not training_args.json.
+  EXPECT_EQ(settings->input_rule, InputRule::kChat);
   EXPECT_EQ(settings->max_length, 64);
   EXPECT_EQ(settings->truncation, TruncationPolicy::kDrop);
   EXPECT_EQ(settings->chat_format, ChatFormat::kLlama2);
@@ -67,6 +71,42 @@ TEST(ModelDirectoryTest, AbsentSideFilesGiveTheDefaultsAndMalformedOnesNameTheFi
   EXPECT_THAT(ReadEncodingSettings(dir).status().message(), HasSubstr(kTrainingArgsFile));
 }
 
+TEST(ModelDirectoryTest, OlderDirectoriesReadTrainingArgsWithThePairRule) {
+  ScratchDir scratch;
+  const std::string dir = scratch.Path("old");
+  fs::create_directories(dir);
+  ASSERT_TRUE(WriteFileAtomically(ModelFilePath(dir, kTrainingArgsFile),
+                                  R"({"max_length": 64, "chat_format": "chatml"})")
+                  .ok());
+  ASSERT_TRUE(HasEncodingRecord(dir));
+  auto settings = ReadEncodingSettings(dir);
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_EQ(settings->input_rule, InputRule::kPair);
+  EXPECT_EQ(settings->chat_format, ChatFormat::kChatML);
+  EXPECT_EQ(*ImpliedChatFormat(dir), ChatFormat::kChatML);
+}
+
+// A Hugging Face directory records nothing: TRL's rule, and its chat template's format when
+// it is a known one; an unknown template is reported by ImpliedChatFormat.
+TEST(ModelDirectoryTest, HuggingFaceDirectoriesTakeTheirChatTemplatesFormat) {
+  ScratchDir scratch;
+  const std::string dir = scratch.Path("hf");
+  fs::create_directories(dir);
+  EXPECT_FALSE(HasEncodingRecord(dir));
+  EXPECT_EQ(*ImpliedChatFormat(dir), ChatFormat::kHhRlhf) << "no tokenizer_config.json";
+  fs::copy_file(TestDataPath("tokenizers/qwen3/tokenizer_config.json"),
+                ModelFilePath(dir, "tokenizer_config.json"));
+  auto settings = ReadEncodingSettings(dir);
+  ASSERT_TRUE(settings.ok()) << settings.status();
+  EXPECT_EQ(settings->input_rule, InputRule::kConcat);
+  EXPECT_EQ(settings->chat_format, ChatFormat::kQwen3);
+  ASSERT_TRUE(WriteFileAtomically(ModelFilePath(dir, "tokenizer_config.json"),
+                                  R"({"chat_template": "{{ messages | tojson }}"})")
+                  .ok());
+  EXPECT_EQ(ImpliedChatFormat(dir).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReadEncodingSettings(dir)->chat_format, ChatFormat::kHhRlhf);
+}
+
 TEST(ModelDirectoryTest, MaxLengthIsCappedAtAnEncodersPositionsOnly) {
   ModelConfig encoder;
   encoder.family = ModelFamily::kEncoder;
@@ -80,7 +120,6 @@ TEST(ModelDirectoryTest, MaxLengthIsCappedAtAnEncodersPositionsOnly) {
   decoder.max_position_embeddings = 2048;
   EXPECT_EQ(MaxSequenceLength(decoder), 0);
   EXPECT_EQ(EffectiveMaxLength(decoder, 4096), 4096);
-  EXPECT_EQ(PairLayoutOf(ModelFamily::kDecoder), PairLayout::kDecoder);
 }
 
 }  // namespace

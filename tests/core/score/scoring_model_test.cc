@@ -28,6 +28,7 @@ namespace verdict {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::verdict::testing::ScratchDir;
 using ::verdict::testing::TestDataPath;
@@ -163,6 +164,7 @@ TEST_F(ScoringModelTest, LoadReadsTheSettingsStatisticsAndSizeOfATrainedModel) {
   EXPECT_EQ(model_->max_length(), kMaxLength);
   EXPECT_EQ(model_->settings().truncation, TruncationPolicy::kTruncate);
   EXPECT_EQ(model_->settings().chat_format, ChatFormat::kChatML);
+  EXPECT_EQ(model_->settings().input_rule, InputRule::kConcat);
   EXPECT_EQ(model_->device(), "cpu");
   ASSERT_NE(model_->tokenizer(), nullptr);
   EXPECT_EQ(model_->pad_id(), std::max<int32_t>(0, model_->tokenizer()->special_tokens().pad));
@@ -202,8 +204,9 @@ TEST_F(ScoringModelTest, EncodeIsThePairEncodingTheTrainerUses) {
   for (const std::string& response : {std::string(" Blue."), long_response}) {
     auto ids = model_->Encode(prompt, response);
     ASSERT_TRUE(ids.ok()) << ids.status();
+    // TRL's rule, the trainer's default: [CLS] prompt + response + EOS [SEP].
     auto expected = EncodePair(*model_->tokenizer(), prompt, response,
-                               {PairLayout::kEncoder, kMaxLength, TruncationPolicy::kTruncate});
+                               {PairFraming::kJoinedWithEos, kMaxLength, TruncationPolicy::kTruncate});
     ASSERT_TRUE(expected.ok());
     EXPECT_EQ(*ids, expected->ids);
     EXPECT_LE(static_cast<int64_t>(ids->size()), kMaxLength);
@@ -224,9 +227,12 @@ TEST_F(ScoringModelTest, EncodesConversationsWithTheModelsChatFormat) {
                               absl::MakeConstSpan(conversation).subspan(3), ChatFormat::kChatML);
   ASSERT_TRUE(text.ok());
   EXPECT_THAT(text->prompt, HasSubstr("<|im_start|>assistant\n"));
-  auto expected = model_->Encode(text->prompt, text->response);
+  // ChatML writes its own special tokens: the rendering is encoded as it stands, as
+  // apply_chat_template(..., tokenize=True) does, with no [CLS] / EOS added.
+  auto expected = EncodePair(*model_->tokenizer(), text->prompt, text->response,
+                             {PairFraming::kAsRendered, kMaxLength, TruncationPolicy::kTruncate});
   ASSERT_TRUE(expected.ok());
-  EXPECT_EQ(*ids, *expected);
+  EXPECT_EQ(*ids, expected->ids);
 
   auto ends_with_user = model_->EncodeConversation(absl::MakeConstSpan(conversation).subspan(0, 3));
   EXPECT_EQ(ends_with_user.status().code(), absl::StatusCode::kInvalidArgument);
@@ -272,10 +278,12 @@ TEST_F(ScoringModelTest, AForwardThatFailsInLibTorchComesBackAsAStatus) {
 
 TEST_F(ScoringModelTest, DirectoryWithoutTrainingFilesGetsTheDefaults) {
   ScratchDir scratch;
-  const std::string dir = CopyModelDir(scratch, {"training_args.json", kRewardStatsFile});
+  const std::string dir =
+      CopyModelDir(scratch, {kEncodingFile, kTrainingArgsFile, kRewardStatsFile});
   auto model = ScoringModel::Load(dir, ModelOptions{});
   ASSERT_TRUE(model.ok()) << model.status();
-  // min(512, max_position_embeddings) for an encoder; truncate; hh-rlhf.
+  // TRL's input rule; min(512, max_position_embeddings) for an encoder; truncate; hh-rlhf.
+  EXPECT_EQ((*model)->settings().input_rule, InputRule::kConcat);
   EXPECT_EQ((*model)->max_length(),
             std::min<int64_t>(512, (*model)->config().max_position_embeddings));
   EXPECT_EQ((*model)->settings().truncation, TruncationPolicy::kTruncate);
@@ -294,14 +302,45 @@ TEST_F(ScoringModelTest, DirectoryWithoutTrainingFilesGetsTheDefaults) {
   EXPECT_FLOAT_EQ((*here)[0], (*there)[0]);
 }
 
+// A directory trained before encoding.json existed: training_args.json's settings, scored by
+// the rule it was trained with, [CLS] prompt [SEP] response [SEP].
+TEST_F(ScoringModelTest, ADirectoryWithOnlyTrainingArgsScoresByThePairRule) {
+  ScratchDir scratch;
+  auto args = ReadFileToString((fs::path(*model_dir_) / kTrainingArgsFile).string());
+  ASSERT_TRUE(args.ok());
+  nlohmann::json old_args = nlohmann::json::parse(*args);
+  old_args.erase("input_rule");
+  const std::string dir =
+      CopyModelDir(scratch, {kEncodingFile}, {{kTrainingArgsFile, old_args.dump()}});
+  auto model = ScoringModel::Load(dir, ModelOptions{});
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->settings().input_rule, InputRule::kPair);
+  EXPECT_EQ((*model)->settings().chat_format, ChatFormat::kChatML);
+  EXPECT_EQ((*model)->max_length(), kMaxLength);
+  const std::string prompt = "\n\nHuman: Hi\n\nAssistant:", response = " Hello.";
+  auto ids = (*model)->Encode(prompt, response);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  auto expected = EncodePair(*model_->tokenizer(), prompt, response,
+                             {PairFraming::kTextPair, kMaxLength, TruncationPolicy::kTruncate});
+  ASSERT_TRUE(expected.ok());
+  EXPECT_EQ(*ids, expected->ids);
+  EXPECT_NE(*ids, *model_->Encode(prompt, response));
+}
+
 TEST_F(ScoringModelTest, LoadFailsOnBrokenFilesNamingThem) {
-  {
+  for (const char* file : {kEncodingFile, kTrainingArgsFile}) {
     ScratchDir scratch;
-    const std::string dir =
-        CopyModelDir(scratch, {}, {{"training_args.json", R"({"truncation": "chop"})"}});
+    // Without encoding.json, training_args.json is read.
+    const std::string dir = CopyModelDir(scratch, {kEncodingFile}, {{file, R"({"truncation": "chop"})"}});
     auto model = ScoringModel::Load(dir, ModelOptions{});
     EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(model.status().message(), HasSubstr("training_args.json"));
+    EXPECT_THAT(model.status().message(), HasSubstr(file));
+  }
+  {
+    ScratchDir scratch;
+    const std::string dir = CopyModelDir(scratch, {}, {{kEncodingFile, R"({"input_rule": "mix"})"}});
+    auto model = ScoringModel::Load(dir, ModelOptions{});
+    EXPECT_THAT(model.status().message(), AllOf(HasSubstr(kEncodingFile), HasSubstr("input_rule")));
   }
   {
     ScratchDir scratch;

@@ -32,10 +32,10 @@ std::unique_ptr<Tokenizer> SentencePiece(
   return tokenizer.ok() ? std::move(*tokenizer) : nullptr;
 }
 
-PairEncodingOptions Options(PairLayout layout, int64_t max_length = 0,
+PairEncodingOptions Options(PairFraming framing, int64_t max_length = 0,
                             TruncationPolicy policy = TruncationPolicy::kTruncate) {
   PairEncodingOptions options;
-  options.layout = layout;
+  options.framing = framing;
   options.max_length = max_length;
   options.policy = policy;
   return options;
@@ -48,7 +48,7 @@ constexpr char kFox[] = "The quick brown fox jumps over the lazy dog";
 TEST(EncodePairTest, FramesAnEncoderPairWithClsAndSep) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
-  auto pair = EncodePair(*bert, "Hello world", "Hi there", Options(PairLayout::kEncoder));
+  auto pair = EncodePair(*bert, "Hello world", "Hi there", Options(PairFraming::kTextPair));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(101, 7592, 2088, 102, 7632, 2045, 102));
   EXPECT_EQ(pair->prompt_length, 4u);
@@ -58,7 +58,7 @@ TEST(EncodePairTest, FramesAnEncoderPairWithClsAndSep) {
 TEST(EncodePairTest, FramesADecoderPairWithBosOnlyAsLlamaTokenizerDoes) {
   auto stories = SentencePiece("models/stories260K-hf/tokenizer.model");
   ASSERT_NE(stories, nullptr);
-  auto pair = EncodePair(*stories, "Once upon", " a time", Options(PairLayout::kDecoder));
+  auto pair = EncodePair(*stories, "Once upon", " a time", Options(PairFraming::kJoined));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(1, 403, 407, 261, 378));
   EXPECT_EQ(pair->prompt_length, 3u);
@@ -70,7 +70,7 @@ TEST(EncodePairTest, EndsADecoderPairWithEosWhenTheTokenizerAddsIt) {
   options.add_eos = true;
   auto stories = SentencePiece("models/stories260K-hf/tokenizer.model", options);
   ASSERT_NE(stories, nullptr);
-  auto pair = EncodePair(*stories, "Once upon", " a time", Options(PairLayout::kDecoder));
+  auto pair = EncodePair(*stories, "Once upon", " a time", Options(PairFraming::kJoined));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(403, 407, 261, 378, 2));
   EXPECT_EQ(pair->prompt_length, 2u);
@@ -81,7 +81,7 @@ TEST(EncodePairTest, EncodesADecoderPairAsOneText) {
   ASSERT_NE(llama, nullptr);
   const std::string prompt = "\n\nHuman: Is the sky blue?\n\nAssistant:";
   const std::string response = " Yes, on a clear day.";
-  auto pair = EncodePair(*llama, prompt, response, Options(PairLayout::kDecoder));
+  auto pair = EncodePair(*llama, prompt, response, Options(PairFraming::kJoined));
   ASSERT_TRUE(pair.ok()) << pair.status();
   auto whole = llama->Encode(prompt + response);
   ASSERT_TRUE(whole.ok()) << whole.status();
@@ -93,10 +93,47 @@ TEST(EncodePairTest, EncodesADecoderPairAsOneText) {
   EXPECT_EQ(llama->Decode(response_ids), "Yes, on a clear day.");
 }
 
+TEST(EncodePairTest, JoinedWithEosAppendsTheEosUnlessTheTextEndsWithIt) {
+  auto stories = SentencePiece("models/stories260K-hf/tokenizer.model");
+  ASSERT_NE(stories, nullptr);
+  auto pair = EncodePair(*stories, "Once upon", " a time", Options(PairFraming::kJoinedWithEos));
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  EXPECT_THAT(pair->ids, ElementsAre(1, 403, 407, 261, 378, 2));
+  // Truncation keeps the appended EOS, as it keeps the frame.
+  auto truncated =
+      EncodePair(*stories, "Once upon", " a time", Options(PairFraming::kJoinedWithEos, 5));
+  ASSERT_TRUE(truncated.ok()) << truncated.status();
+  EXPECT_THAT(truncated->ids, ElementsAre(1, 407, 261, 378, 2));
+}
+
+TEST(EncodePairTest, JoinedEncodesAWordPiecePairAsOneText) {
+  auto bert = Bert();
+  ASSERT_NE(bert, nullptr);
+  // "Hello" + "world" is one word, "helloworld", as tokenizer("Helloworld") reads it.
+  auto pair = EncodePair(*bert, "Hello", "world", Options(PairFraming::kJoinedWithEos));
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  auto whole = bert->Encode("Helloworld");
+  ASSERT_TRUE(whole.ok());
+  std::vector<int32_t> expected = {101};
+  expected.insert(expected.end(), whole->begin(), whole->end());
+  expected.push_back(102);
+  EXPECT_THAT(pair->ids, ElementsAreArray(expected));
+  // [CLS] and "hello", the piece the prompt alone also starts with; "##world" is the response's.
+  EXPECT_EQ(pair->prompt_length, 2u);
+}
+
+TEST(EncodePairTest, AsRenderedAddsNothing) {
+  auto stories = SentencePiece("models/stories260K-hf/tokenizer.model");
+  ASSERT_NE(stories, nullptr);
+  auto pair = EncodePair(*stories, "Once upon", " a time", Options(PairFraming::kAsRendered));
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  EXPECT_THAT(pair->ids, ElementsAre(403, 407, 261, 378));
+}
+
 TEST(EncodePairTest, UsesBosAndEosAsClsAndSepForSentencePieceEncoders) {
   auto stories = SentencePiece("models/stories260K-hf/tokenizer.model");
   ASSERT_NE(stories, nullptr);
-  auto pair = EncodePair(*stories, "Once upon", "a time", Options(PairLayout::kEncoder));
+  auto pair = EncodePair(*stories, "Once upon", "a time", Options(PairFraming::kTextPair));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(1, 403, 407, 2, 261, 378, 2));
 }
@@ -105,7 +142,7 @@ TEST(EncodePairTest, TruncatesThePromptFromItsStartFirst) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
   // 3 special + 9 prompt + 2 response = 14 tokens; 10 allowed: the prompt loses 4 at its start.
-  auto pair = EncodePair(*bert, kFox, "Hi there", Options(PairLayout::kEncoder, 10));
+  auto pair = EncodePair(*bert, kFox, "Hi there", Options(PairFraming::kTextPair, 10));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(101, 14523, 2058, 1996, 13971, 3899, 102, 7632, 2045, 102));
   EXPECT_EQ(pair->prompt_length, 7u);
@@ -115,7 +152,7 @@ TEST(EncodePairTest, TruncatesThePromptFromItsStartFirst) {
 TEST(EncodePairTest, TruncatesTheResponseEndOnceThePromptIsGone) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
-  auto pair = EncodePair(*bert, "Hi there", kFox, Options(PairLayout::kEncoder, 7));
+  auto pair = EncodePair(*bert, "Hi there", kFox, Options(PairFraming::kTextPair, 7));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(101, 102, 1996, 4248, 2829, 4419, 102));
   EXPECT_EQ(pair->prompt_length, 2u);
@@ -125,7 +162,7 @@ TEST(EncodePairTest, TruncatesTheResponseEndOnceThePromptIsGone) {
 TEST(EncodePairTest, TruncatesADecoderPromptKeepingBos) {
   auto stories = SentencePiece("models/stories260K-hf/tokenizer.model");
   ASSERT_NE(stories, nullptr);
-  auto pair = EncodePair(*stories, "Once upon", " a time", Options(PairLayout::kDecoder, 4));
+  auto pair = EncodePair(*stories, "Once upon", " a time", Options(PairFraming::kJoined, 4));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(1, 407, 261, 378));
   EXPECT_EQ(pair->prompt_length, 2u);
@@ -134,7 +171,7 @@ TEST(EncodePairTest, TruncatesADecoderPromptKeepingBos) {
 TEST(EncodePairTest, LeavesAPairThatFitsExactlyAlone) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
-  auto pair = EncodePair(*bert, kFox, "Hi there", Options(PairLayout::kEncoder, 14));
+  auto pair = EncodePair(*bert, kFox, "Hi there", Options(PairFraming::kTextPair, 14));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_EQ(pair->ids.size(), 14u);
   EXPECT_FALSE(pair->truncated);
@@ -144,7 +181,7 @@ TEST(EncodePairTest, DropsAnOverlongPairWithItsLengthInTheError) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
   auto pair = EncodePair(*bert, kFox, "Hi there",
-                         Options(PairLayout::kEncoder, 13, TruncationPolicy::kDrop));
+                         Options(PairFraming::kTextPair, 13, TruncationPolicy::kDrop));
   EXPECT_EQ(pair.status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_THAT(std::string(pair.status().message()), HasSubstr("14 tokens"));
   EXPECT_THAT(std::string(pair.status().message()), HasSubstr("max_length 13"));
@@ -153,14 +190,14 @@ TEST(EncodePairTest, DropsAnOverlongPairWithItsLengthInTheError) {
 TEST(EncodePairTest, RejectsAMaxLengthWithNoRoomBesideTheSpecialTokens) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
-  auto pair = EncodePair(*bert, kFox, "Hi there", Options(PairLayout::kEncoder, 3));
+  auto pair = EncodePair(*bert, kFox, "Hi there", Options(PairFraming::kTextPair, 3));
   EXPECT_EQ(pair.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(EncodePairTest, TruncatesAPromptBeforeAnEmptyResponse) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
-  auto pair = EncodePair(*bert, kFox, "", Options(PairLayout::kEncoder, 5));
+  auto pair = EncodePair(*bert, kFox, "", Options(PairFraming::kTextPair, 5));
   ASSERT_TRUE(pair.ok()) << pair.status();
   EXPECT_THAT(pair->ids, ElementsAre(101, 13971, 3899, 102, 102));
 }
@@ -168,7 +205,7 @@ TEST(EncodePairTest, TruncatesAPromptBeforeAnEmptyResponse) {
 TEST(EncodePairTest, PassesOnInvalidUtf8AsInvalidArgument) {
   auto bert = Bert();
   ASSERT_NE(bert, nullptr);
-  auto pair = EncodePair(*bert, "fine", "bad \xff", Options(PairLayout::kEncoder));
+  auto pair = EncodePair(*bert, "fine", "bad \xff", Options(PairFraming::kTextPair));
   EXPECT_EQ(pair.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
