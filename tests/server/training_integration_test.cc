@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "core/data/preference_reader.h"
 #include "server/server.h"
 #include "tests/server/server_test_util.h"
 #include "tests/testing/test_paths.h"
@@ -377,6 +379,65 @@ TEST_F(TrainingIntegrationTest, TrainsAJobAndStreamsEveryEventInOrder) {
 
   // The job ended: its checkpoints are gone, the registered model is what remains.
   EXPECT_FALSE(fs::exists(fs::path(TestServerConfig(scratch_.path()).state_dir) / "runs" / submitted.id()));
+}
+
+// What a trained model scores through ScoreBatch is what the trainer's final evaluation
+// measured on the same pairs: the same inputs (TRL's concat rule, the default) and the same
+// forward, so the same reward mean, spread and accuracy.
+TEST_F(TrainingIntegrationTest, ScoreBatchGivesTheTrainersEvalRewards) {
+  StartServer();
+  const std::string train_id = UploadPairs(300);
+  // Pairs the job never trained on, with long ones that max_length truncates.
+  std::string eval_bytes;
+  {
+    const std::string lines = FirstLines(SyntheticPairs(), 340);
+    size_t start = 0;
+    for (int i = 0; i < 300; ++i) start = lines.find('\n', start) + 1;
+    eval_bytes = lines.substr(start);
+  }
+  v1::Dataset eval_dataset;
+  ASSERT_TRUE(UploadWithChecks(*clients_->datasets, eval_bytes, "eval", &eval_dataset).ok());
+  v1::TrainingJobSpec spec = TinyJobSpec(train_id, 8);
+  spec.mutable_eval()->mutable_dataset()->set_dataset_id(eval_dataset.id());
+  spec.mutable_eval()->set_max_pairs(0);
+  spec.mutable_hyperparameters()->set_max_length(48);
+  v1::Job submitted;
+  ASSERT_TRUE(Submit(spec, &submitted).ok());
+  auto job = WaitForTerminal(*clients_->training, submitted.id());
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_EQ(job->state(), v1::JOB_STATE_SUCCEEDED) << job->error_message();
+  EXPECT_EQ(job->spec().data_options().input_rule(), v1::INPUT_RULE_CONCAT);
+  const v1::EvalMetrics& eval = job->progress().last_eval_metrics();
+
+  auto pairs = ReadPreferenceString(eval_bytes, "eval");
+  ASSERT_TRUE(pairs.ok()) << pairs.status();
+  ASSERT_EQ(static_cast<int64_t>(pairs->pairs.size()), eval.pairs());
+  v1::ScoreBatchRequest request;
+  request.mutable_model()->set_name("tiny");
+  for (const PreferencePair& pair : pairs->pairs) {
+    for (const std::string* response : {&pair.chosen, &pair.rejected}) {
+      v1::PromptResponse* item = request.add_items()->mutable_prompt_response();
+      item->set_prompt(pair.prompt);
+      item->set_response(*response);
+    }
+  }
+  v1::ScoreBatchResponse scored;
+  auto context = NewContext();
+  grpc::Status status = clients_->scoring->ScoreBatch(context.get(), request, &scored);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  double sum = 0, sum_sq = 0;
+  int right = 0;
+  for (int i = 0; i < scored.scores_size(); ++i) {
+    sum += scored.scores(i);
+    sum_sq += scored.scores(i) * scored.scores(i);
+    if (i % 2 == 1 && scored.scores(i - 1) > scored.scores(i)) ++right;
+  }
+  const double n = scored.scores_size();
+  const double mean = sum / n;
+  EXPECT_NEAR(mean, eval.reward_mean(), 1e-5);
+  EXPECT_NEAR(std::sqrt(std::max(0.0, sum_sq / n - mean * mean)), eval.reward_std(), 1e-4);
+  EXPECT_DOUBLE_EQ(right / (n / 2), eval.accuracy());
+  EXPECT_THAT(scored.token_counts(), ::testing::Contains(48)) << "no pair was truncated";
 }
 
 TEST_F(TrainingIntegrationTest, CancelsRunningAndQueuedJobs) {
