@@ -460,7 +460,9 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const v1::ImportModelRequest& re
   }
   encoding.max_length = request.max_length();
   if (encoding.max_length == 0 && recorded) encoding.max_length = saved.max_length;
-  if (encoding.max_length == 0) encoding.max_length = EffectiveMaxLength(model_config, defaults.max_length);
+  if (encoding.max_length == 0) {
+    encoding.max_length = EffectiveMaxLength(model_config, defaults.max_length);
+  }
   const int64_t positions = MaxSequenceLength(model_config);
   if (encoding.max_length < 8 || (positions > 0 && encoding.max_length > positions)) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -19,7 +19,9 @@ grpc::ServerUnaryReactor* ModelService::ImportModel(grpc::CallbackServerContext*
     if (!request->alias().empty()) RETURN_IF_ERROR(ValidateAlias("alias", request->alias(), false));
     if (!v1::TruncationPolicy_IsValid(request->truncation())) return absl::InvalidArgumentError("truncation: unknown value");
     if (!v1::ChatFormat_IsValid(request->chat_format())) return absl::InvalidArgumentError("chat_format: unknown value");
-    if (!v1::InputRule_IsValid(request->input_rule())) return absl::InvalidArgumentError("input_rule: unknown value");
+    if (!v1::InputRule_IsValid(request->input_rule())) {
+      return absl::InvalidArgumentError("input_rule: unknown value");
+    }
     ASSIGN_OR_RETURN(dir, ResolveUnderRoot(config_.model_dir, request->path(), "path"));
     return absl::OkStatus();
   }();

@@ -236,69 +236,54 @@ absl::Status NormalizeHyperparameters(const ModelConfig& base, v1::Hyperparamete
 
 // ---- enums ----------------------------------------------------------------------------------
 
-// One row per chat format: both directions read the same table.
-constexpr std::pair<v1::ChatFormat, ChatFormat> kChatFormats[] = {
-    {v1::CHAT_FORMAT_HH, ChatFormat::kHhRlhf},       {v1::CHAT_FORMAT_CHATML, ChatFormat::kChatML},
-    {v1::CHAT_FORMAT_LLAMA2, ChatFormat::kLlama2},   {v1::CHAT_FORMAT_QWEN3, ChatFormat::kQwen3},
-    {v1::CHAT_FORMAT_LLAMA3, ChatFormat::kLlama3},   {v1::CHAT_FORMAT_LLAMA3_1, ChatFormat::kLlama31},
-    {v1::CHAT_FORMAT_QWEN2, ChatFormat::kQwen2},     {v1::CHAT_FORMAT_QWEN2_5, ChatFormat::kQwen25},
-};
-
-absl::StatusOr<ChatFormat> ToCore(v1::ChatFormat v) {
-  for (const auto& [proto, core] : kChatFormats) {
+// Enums mapped by a table of (proto, core) rows: both directions read the same rows.
+template <typename Proto, typename Core, size_t N>
+absl::StatusOr<Core> CoreOf(const std::pair<Proto, Core> (&table)[N], Proto v,
+                            absl::string_view field) {
+  for (const auto& [proto, core] : table) {
     if (proto == v) return core;
   }
-  return UnknownEnum("chat_format", v);
+  return UnknownEnum(field, v);
 }
 
-v1::ChatFormat ToProto(ChatFormat v) {
-  for (const auto& [proto, core] : kChatFormats) {
+// The table lists every core value, so the UNSPECIFIED (0) fallback is unreachable.
+template <typename Proto, typename Core, size_t N>
+Proto ProtoOf(const std::pair<Proto, Core> (&table)[N], Core v) {
+  for (const auto& [proto, core] : table) {
     if (core == v) return proto;
   }
-  return v1::CHAT_FORMAT_UNSPECIFIED;  // unreachable: the table lists every core format
+  return static_cast<Proto>(0);
 }
 
-// One row per data format: both directions read the same table.
+constexpr std::pair<v1::ChatFormat, ChatFormat> kChatFormats[] = {
+    {v1::CHAT_FORMAT_HH, ChatFormat::kHhRlhf},         {v1::CHAT_FORMAT_CHATML, ChatFormat::kChatML},
+    {v1::CHAT_FORMAT_LLAMA2, ChatFormat::kLlama2},     {v1::CHAT_FORMAT_QWEN3, ChatFormat::kQwen3},
+    {v1::CHAT_FORMAT_LLAMA3, ChatFormat::kLlama3},     {v1::CHAT_FORMAT_QWEN2, ChatFormat::kQwen2},
+    {v1::CHAT_FORMAT_LLAMA3_1, ChatFormat::kLlama31},  {v1::CHAT_FORMAT_QWEN2_5, ChatFormat::kQwen25},
+};
+absl::StatusOr<ChatFormat> ToCore(v1::ChatFormat v) {
+  return CoreOf(kChatFormats, v, "chat_format");
+}
+v1::ChatFormat ToProto(ChatFormat v) { return ProtoOf(kChatFormats, v); }
+
 constexpr std::pair<v1::DataFormat, DataFormat> kDataFormats[] = {
     {v1::DATA_FORMAT_AUTO, DataFormat::kAuto},
     {v1::DATA_FORMAT_JSONL, DataFormat::kJsonl},
     {v1::DATA_FORMAT_JSON, DataFormat::kJson},
     {v1::DATA_FORMAT_SHAREGPT, DataFormat::kShareGpt},
 };
-
 absl::StatusOr<DataFormat> ToCore(v1::DataFormat v) {
-  for (const auto& [proto, core] : kDataFormats) {
-    if (proto == v) return core;
-  }
-  return UnknownEnum("data_format", v);
+  return CoreOf(kDataFormats, v, "data_format");
 }
-
-v1::DataFormat ToProto(DataFormat v) {
-  for (const auto& [proto, core] : kDataFormats) {
-    if (core == v) return proto;
-  }
-  return v1::DATA_FORMAT_UNSPECIFIED;  // unreachable: the table lists every core format
-}
+v1::DataFormat ToProto(DataFormat v) { return ProtoOf(kDataFormats, v); }
 
 constexpr std::pair<v1::InputRule, InputRule> kInputRules[] = {
     {v1::INPUT_RULE_CONCAT, InputRule::kConcat},
     {v1::INPUT_RULE_PAIR, InputRule::kPair},
     {v1::INPUT_RULE_CHAT, InputRule::kChat},
 };
-
-absl::StatusOr<InputRule> ToCore(v1::InputRule v) {
-  for (const auto& [proto, core] : kInputRules) {
-    if (proto == v) return core;
-  }
-  return UnknownEnum("input_rule", v);
-}
-
-v1::InputRule ToProto(InputRule v) {
-  for (const auto& [proto, core] : kInputRules) {
-    if (core == v) return proto;
-  }
-  return v1::INPUT_RULE_UNSPECIFIED;  // unreachable: the table lists every core rule
-}
+absl::StatusOr<InputRule> ToCore(v1::InputRule v) { return CoreOf(kInputRules, v, "input_rule"); }
+v1::InputRule ToProto(InputRule v) { return ProtoOf(kInputRules, v); }
 
 absl::StatusOr<LrScheduleKind> ToCore(v1::LrScheduler v) {
   switch (v) {

@@ -25,8 +25,9 @@ std::string ParameterCount(int64_t n) {
 // "concat/qwen3": the input rule and the chat format (a version registered before input rules
 // existed scores by the pair rule).
 std::string InputDescription(const Model& m) {
-  const int rule = m.input_rule() == verdict::v1::INPUT_RULE_UNSPECIFIED ? verdict::v1::INPUT_RULE_PAIR
-                                                                        : m.input_rule();
+  const int rule = m.input_rule() == verdict::v1::INPUT_RULE_UNSPECIFIED
+                       ? verdict::v1::INPUT_RULE_PAIR
+                       : m.input_rule();
   return absl::AsciiStrToLower(
       absl::StrCat(EnumName(verdict::v1::InputRule_descriptor(), rule), "/",
                    EnumName(verdict::v1::ChatFormat_descriptor(), m.chat_format())));

@@ -97,10 +97,11 @@ absl::StatusOr<ChatFormat> ImpliedChatFormat(const std::string& dir) {
 }
 
 absl::Status WriteEncodingSettings(const std::string& dir, const EncodingSettings& settings) {
-  const nlohmann::json json = {{"input_rule", std::string(InputRuleName(settings.input_rule))},
-                               {"chat_format", std::string(ChatFormatName(settings.chat_format))},
-                               {"max_length", settings.max_length},
-                               {"truncation", std::string(TruncationPolicyName(settings.truncation))}};
+  const nlohmann::json json = {
+      {"input_rule", std::string(InputRuleName(settings.input_rule))},
+      {"chat_format", std::string(ChatFormatName(settings.chat_format))},
+      {"max_length", settings.max_length},
+      {"truncation", std::string(TruncationPolicyName(settings.truncation))}};
   return WriteFileAtomically(ModelFilePath(dir, kEncodingFile), json.dump(2) + "\n");
 }
 

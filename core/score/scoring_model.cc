@@ -89,7 +89,8 @@ absl::StatusOr<std::vector<int32_t>> ScoringModel::EncodeText(absl::string_view 
   if (tokenizer_ == nullptr) {
     return absl::FailedPreconditionError("this model has no tokenizer; send token ids");
   }
-  absl::StatusOr<PairEncoding> encoded = EncodeInput(*tokenizer_, encoding_, prompt, response, origin);
+  absl::StatusOr<PairEncoding> encoded =
+      EncodeInput(*tokenizer_, encoding_, prompt, response, origin);
   if (!encoded.ok()) {
     // OutOfRange means "this text is too long for the model": the caller's input is at fault.
     if (encoded.status().code() == absl::StatusCode::kOutOfRange) {

@@ -9,8 +9,8 @@
 // Encoding: Encode(prompt, response) is EncodeInput() (core/model/input_rule.h) with the
 // model's input rule, family, max_length and truncation policy (encoding.json of the model
 // directory), so the reward of a text scored here equals the trainer's eval reward for it.
-// EncodeConversation() renders messages with the model's chat format first. Scoring: ScoreEncoded() runs one right-padded forward
-// under inference mode; sequences must pass ValidateSequence() (the DynamicBatcher checks at
+// EncodeConversation() renders messages with the model's chat format first. Scoring:
+// ScoreEncoded() runs one right-padded forward under inference mode; sequences must pass ValidateSequence() (the DynamicBatcher checks at
 // Submit, so that one bad request never fails a batch shared with others).
 //
 // Thread safety: every method is const and may be called from any number of threads at once.

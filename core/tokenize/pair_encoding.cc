@@ -38,10 +38,14 @@ absl::StatusOr<PairFrame> FrameFor(const Tokenizer& tokenizer, PairFraming frami
     case PairFraming::kJoinedWithEos: {
       SequenceFrame single = tokenizer.single_sequence_frame();
       for (int32_t id : single.prefix) {
-        if (id < 0) return absl::FailedPreconditionError("the tokenizer adds a BOS it does not have");
+        if (id < 0) {
+          return absl::FailedPreconditionError("the tokenizer adds a BOS it does not have");
+        }
       }
       for (int32_t id : single.suffix) {
-        if (id < 0) return absl::FailedPreconditionError("the tokenizer adds an EOS it does not have");
+        if (id < 0) {
+          return absl::FailedPreconditionError("the tokenizer adds an EOS it does not have");
+        }
       }
       frame.before_prompt = std::move(single.prefix);
       frame.after_response = std::move(single.suffix);
