@@ -208,14 +208,8 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1
   ASSIGN_OR_RETURN(const ScoringSettings settings, ScoringSettingsOf(model));
   // A device this server lacks is the caller's problem (FAILED_PRECONDITION); any other
   // failure to load files the import checked means they were damaged since (DATA_LOSS).
-  ASSIGN_OR_RETURN(const c10::Device parsed, ParseDevice(device));
-  if (parsed.is_cuda()) {
-    const int64_t count = torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
-    if (count == 0 || (parsed.has_index() && parsed.index() >= count)) {
-      return absl::FailedPreconditionError(absl::StrCat("device \"", device, "\": this server has ", count,
-                                                        " CUDA device", count == 1 ? "" : "s"));
-    }
-  }
+  ASSIGN_OR_RETURN(const Device parsed, ParseDeviceName(device));
+  RETURN_IF_ERROR(CheckDeviceAvailable(parsed));
   ModelOptions options;
   options.device = device;
   auto reward_model = LoadRewardModel(dir, options);

@@ -520,7 +520,12 @@ absl::Status NormalizeTrainingJobSpec(const ServerConfig& server, const SpecReso
   // Every range and rule on the settings is core's.
   absl::StatusOr<TrainingConfig> settings = SettingsOf(*spec);
   if (!settings.ok()) return WithProtoPath(settings.status());
-  return WithProtoPath(ValidateTrainingSettings(*settings));
+  RETURN_IF_ERROR(WithProtoPath(ValidateTrainingSettings(*settings)));
+  // A device this server lacks is refused now, not when the job starts.
+  if (absl::Status available = CheckDeviceAvailable(settings->device); !available.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat("spec.device: ", available.message()));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<TrainingConfig> ToTrainingConfig(const ServerConfig& server,

@@ -132,14 +132,14 @@ class LineReader::Source {
         if (absl::Status s = Buffer(2); !s.ok()) return s;
         if (Buffered() == 0) return 0;
         if (!StartsWithGzipMagic()) {
-          return absl::DataLossError("unexpected bytes after the end of the gzip data");
+          return absl::InvalidArgumentError("unexpected bytes after the end of the gzip data");
         }
         inflateReset(&stream_);
         member_ended_ = false;
       }
       if (Buffered() == 0) {
         if (absl::Status s = Buffer(1); !s.ok()) return s;
-        if (Buffered() == 0) return absl::DataLossError("gzip data ends early (truncated file?)");
+        if (Buffered() == 0) return absl::InvalidArgumentError("gzip data ends early (truncated file?)");
       }
       stream_.next_in = reinterpret_cast<Bytef*>(in_.get() + in_pos_);
       stream_.avail_in = static_cast<uInt>(Buffered());
@@ -152,10 +152,10 @@ class LineReader::Source {
       if (result == Z_STREAM_END) {
         member_ended_ = true;
       } else if (result != Z_OK && result != Z_BUF_ERROR) {
-        return absl::DataLossError(
+        return absl::InvalidArgumentError(
             absl::StrCat("corrupt gzip data: ", stream_.msg ? stream_.msg : "unknown error"));
       } else if (consumed == 0 && produced == 0 && Buffered() > 0) {
-        return absl::DataLossError("corrupt gzip data: decompression makes no progress");
+        return absl::InvalidArgumentError("corrupt gzip data: decompression makes no progress");
       }
       if (produced > 0) return produced;
     }

@@ -63,8 +63,8 @@ class LineReader {
   LineReader& operator=(const LineReader&) = delete;
 
   // Reads the next line into `*line`; returns false at the end of the input. A read or
-  // decompression failure comes back as "NAME:LINE: reason" (DataLossError for bad gzip data)
-  // and again on every later call.
+  // decompression failure comes back as "NAME:LINE: reason" (InvalidArgumentError for bad gzip
+  // data: the input is at fault, not storage) and again on every later call.
   absl::StatusOr<bool> Next(TextLine* line);
 
   // Consumes the whitespace (space, tab, CR, LF) at the start of the input and returns the

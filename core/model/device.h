@@ -27,7 +27,7 @@ struct Device {
   friend bool operator!=(const Device& a, const Device& b) { return !(a == b); }
 };
 
-// "cpu", "cuda", "cuda:N" (0 <= N < 64). InvalidArgument otherwise.
+// "cpu", "cuda", "cuda:N" (N >= 0). InvalidArgument otherwise.
 absl::StatusOr<Device> ParseDeviceName(absl::string_view name);
 // The text ParseDeviceName reads back.
 std::string DeviceName(const Device& device);

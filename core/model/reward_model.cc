@@ -53,7 +53,8 @@ std::vector<std::string> ParameterNames(const RewardModel& model) {
 }
 
 absl::Status MoveTo(RewardModel& model, const ModelOptions& options) {
-  ASSIGN_OR_RETURN(c10::Device device, ParseDevice(options.device));
+  ASSIGN_OR_RETURN(const Device parsed, ParseDeviceName(options.device));
+  const c10::Device device = ToTorchDevice(parsed);
   const c10::ScalarType dtype = ToScalarType(options.dtype);
   if (options.dtype == Dtype::kFloat16 && !device.is_cuda()) {
     // LibTorch's CPU kernels (addmm, layer_norm, ...) have no float16 versions: the model
@@ -62,15 +63,7 @@ absl::Status MoveTo(RewardModel& model, const ModelOptions& options) {
         "dtype float16 needs a CUDA device (the CPU has no float16 kernels); use float32 or "
         "bfloat16 on the CPU");
   }
-  if (device.is_cuda() && !torch::cuda::is_available()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("device \"", options.device, "\" requested but CUDA is not available"));
-  }
-  if (device.is_cuda() && device.has_index() &&
-      device.index() >= static_cast<int>(torch::cuda::device_count())) {
-    return absl::InvalidArgumentError(absl::StrCat("device \"", options.device, "\": only ",
-                                                   torch::cuda::device_count(), " CUDA devices"));
-  }
+  RETURN_IF_ERROR(CheckDeviceAvailable(parsed));
   model.module().to(device, dtype);
   model.module().eval();
   return absl::OkStatus();
@@ -177,6 +170,18 @@ bool IsRewardHeadParameter(const ModelConfig& config, const std::string& name) {
 absl::StatusOr<c10::Device> ParseDevice(const std::string& device) {
   ASSIGN_OR_RETURN(Device parsed, ParseDeviceName(device));
   return ToTorchDevice(parsed);
+}
+
+absl::Status CheckDeviceAvailable(const Device& device) {
+  if (!device.is_cuda()) return absl::OkStatus();
+  const int64_t count =
+      torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
+  if (count == 0 || device.index >= count) {
+    return absl::FailedPreconditionError(absl::StrCat("device \"", DeviceName(device),
+                                                      "\": this machine has ", count,
+                                                      " CUDA device", count == 1 ? "" : "s"));
+  }
+  return absl::OkStatus();
 }
 
 c10::Device ToTorchDevice(const Device& device) {

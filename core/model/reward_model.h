@@ -71,6 +71,9 @@ class RewardModel {
 // ParseDeviceName as a c10::Device; ToTorch maps the parsed values.
 absl::StatusOr<c10::Device> ParseDevice(const std::string& device);
 c10::Device ToTorchDevice(const Device& device);
+// OK for the CPU and for a CUDA device this process has; FailedPrecondition otherwise
+// ("device \"cuda:3\": this machine has 1 CUDA device").
+absl::Status CheckDeviceAvailable(const Device& device);
 c10::ScalarType ToScalarType(Dtype dtype);
 
 // model.Forward() with LibTorch's errors as a Status (ResourceExhausted for out of memory,

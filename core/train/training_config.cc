@@ -85,13 +85,10 @@ absl::Status ValidateTrainingSettings(const TrainingConfig& c) {
   RETURN_IF_ERROR(CheckInt("max_length", c.max_length, 8, int64_t{1} << 20));
   RETURN_IF_ERROR(CheckDouble("center_rewards_coefficient", c.center_rewards_coefficient, 0, 100,
                               false));
+  // A budget below one pair's 2 * max_length is allowed: an over-budget pair forms a batch of
+  // its own (batching.h), as the proto documents.
   if (c.max_batch_tokens != 0) {
     RETURN_IF_ERROR(CheckInt("max_batch_tokens", c.max_batch_tokens, 16, 1000000000));
-    if (c.max_batch_tokens < 2 * c.max_length) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("max_batch_tokens: must be 0 or at least 2 * max_length (",
-                       2 * c.max_length, "), got ", c.max_batch_tokens));
-    }
   }
   RETURN_IF_ERROR(CheckInt("logging_steps", c.logging_steps, 1, 1000000));
   RETURN_IF_ERROR(CheckInt("eval_steps", c.eval_steps, 0, 1000000));

@@ -228,6 +228,22 @@ TEST(ProtoConversionTest, AModelDescriptionRoundTripsItsEncodingSettings) {
   EXPECT_FALSE(ScoringSettingsOf(model)->reward_stats.has_value());
 }
 
+// A CUDA device this server lacks is refused at submit (before, the job failed when it ran).
+TEST(ProtoConversionTest, ADeviceTheServerLacksIsAFailedPreconditionAtSubmit) {
+  for (const char* device : {"cuda:64", "cuda"}) {
+    v1::TrainingJobSpec spec = MinimalSpec();
+    spec.set_device(device);
+    const absl::Status status = NormalizeTrainingJobSpec(TestServer(), NoResolvers(), &spec);
+    if (CheckDeviceAvailable(*ParseDeviceName(device)).ok()) continue;  // a GPU machine
+    EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << device;
+    EXPECT_THAT(std::string(status.message()), StartsWith("spec.device: ")) << device;
+  }
+  v1::TrainingJobSpec spec = MinimalSpec();
+  spec.set_device("gpu");
+  EXPECT_THAT(std::string(NormalizeTrainingJobSpec(TestServer(), NoResolvers(), &spec).message()),
+              StartsWith("spec.device: "));
+}
+
 // A job from a base model renders conversations with the base model's own chat template, as
 // TRL does; a template verdict does not know is refused, naming the field and not the
 // server's path.

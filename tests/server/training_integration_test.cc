@@ -202,6 +202,14 @@ TEST_F(TrainingIntegrationTest, RejectsBrokenUploadsAndLeavesNothingBehind) {
     EXPECT_THAT(status.error_message(), HasSubstr("line 3"));
     EXPECT_THAT(status.error_message(), ::testing::Not(HasSubstr(".upload")));
   }
+  {  // A truncated gzip file: the client's bytes are at fault (DATA_LOSS is for a digest that
+     // does not match what arrived).
+    const std::string gz = ReadFileOrDie(TestDataPath("hh-rlhf/helpful-base/test.jsonl.gz"));
+    grpc::Status status =
+        UploadBytes(*clients_->datasets, gz.substr(0, gz.size() / 2), metadata, 1 << 16, &dataset);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr("gzip"));
+  }
   {  // Valid JSON of no preference layout.
     grpc::Status status =
         UploadBytes(*clients_->datasets, "{\"text\": \"hello\"}\n", metadata, 100, &dataset);

@@ -70,14 +70,14 @@ TEST(LineReaderTest, SkipsATooLongLineAndGoesOn) {
   EXPECT_THAT(*LinesOf(std::string(10, 'z'), 10), ElementsAre(std::string(10, 'z')));
 }
 
-TEST(LineReaderTest, ReportsTruncatedGzipAsDataLossAtTheLineBeingRead) {
+TEST(LineReaderTest, ReportsTruncatedGzipAsInvalidArgumentAtTheLineBeingRead) {
   std::string text;
   for (int i = 0; i < 2000; ++i) text += "line " + std::to_string(i) + "\n";
   const std::string gzip = Gzip(text);
   auto reader = LineReader::FromString(gzip.substr(0, gzip.size() - 20), "cut.gz");
   absl::StatusOr<std::vector<std::string>> lines = AllLines(*reader);
   ASSERT_FALSE(lines.ok());
-  EXPECT_EQ(lines.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(lines.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(lines.status().message(), HasSubstr("cut.gz:"));
   EXPECT_THAT(lines.status().message(), HasSubstr("truncated"));
   // The failure sticks.
@@ -90,14 +90,14 @@ TEST(LineReaderTest, ReportsAChecksumMismatchAsCorruptGzip) {
   gzip[gzip.size() - 6] ^= 0x01;  // inside the CRC-32 of the trailer
   absl::StatusOr<std::vector<std::string>> lines = LinesOf(gzip);
   ASSERT_FALSE(lines.ok());
-  EXPECT_EQ(lines.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(lines.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(lines.status().message(), HasSubstr("corrupt gzip data"));
 }
 
 TEST(LineReaderTest, RejectsBytesAfterTheLastGzipMember) {
   absl::StatusOr<std::vector<std::string>> lines = LinesOf(Gzip("a\nb\n") + "extra");
   ASSERT_FALSE(lines.ok());
-  EXPECT_EQ(lines.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(lines.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(lines.status().message(), HasSubstr("mem:3: unexpected bytes after the end"));
 }
 

@@ -586,7 +586,13 @@ TEST(DeviceTest, NamesParseAndPrintBack) {
     ASSERT_TRUE(device.ok()) << name;
     EXPECT_EQ(DeviceName(*device), name);
   }
-  EXPECT_FALSE(ParseDeviceName("cuda:64").ok());
+  EXPECT_EQ(DeviceName(*ParseDeviceName("cuda:64")), "cuda:64");
+  EXPECT_FALSE(ParseDeviceName("cuda:-1").ok());
+  EXPECT_TRUE(CheckDeviceAvailable(*ParseDeviceName("cpu")).ok());
+  // An index no machine here has is a precondition of this machine, not a malformed name.
+  const absl::Status missing = CheckDeviceAvailable(*ParseDeviceName("cuda:64"));
+  EXPECT_EQ(missing.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(missing.message(), HasSubstr("cuda:64"));
   EXPECT_FALSE(ParseDeviceName("gpu").ok());
   for (Dtype dtype : {Dtype::kFloat32, Dtype::kBFloat16, Dtype::kFloat16}) {
     EXPECT_EQ(*ParseDtypeName(DtypeName(dtype)), dtype);

@@ -74,7 +74,7 @@ TEST(TrainingConfigTest, EveryRangeErrorStartsWithTheFieldName) {
       {"max_steps", [](auto& c) { c.max_steps = 2000000000; }},
       {"max_length", [](auto& c) { c.max_length = 4; }},
       {"center_rewards_coefficient", [](auto& c) { c.center_rewards_coefficient = 1000; }},
-      {"max_batch_tokens", [](auto& c) { c.max_batch_tokens = 100; }},
+      {"max_batch_tokens", [](auto& c) { c.max_batch_tokens = 15; }},
       {"vocab_size", [](auto& c) { c.vocab_size = 10; }},
       {"eval_fraction", [](auto& c) { c.eval_fraction = 0.9; }},
       {"logging_steps", [](auto& c) { c.logging_steps = 0; }},
