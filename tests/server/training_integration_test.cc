@@ -569,6 +569,27 @@ TEST_F(TrainingIntegrationTest, NamesTheFieldOfEveryBadRequest) {
   std::filesystem::copy_file(SyntheticPairs(), outside);
   fs::create_symlink(outside, fs::path(config.data_dir) / "escape.jsonl");
   fs::copy_file(SyntheticPairs(), fs::path(config.data_dir) / "inside.jsonl");
+  fs::create_directories(fs::path(config.data_dir) / "a-directory");
+  // Base models: a real copy, and one whose weights are a link to a file outside --model_dir
+  // (the directory itself is inside: only its files lead out).
+  const fs::path stories = TestDataPath("models/stories260K-hf");
+  for (const char* base : {"base-copy", "base-leaky"}) {
+    fs::create_directories(fs::path(config.model_dir) / base);
+    for (const char* file : {"config.json", "tokenizer.model", "tokenizer_config.json"}) {
+      fs::copy_file(stories / file, fs::path(config.model_dir) / base / file);
+    }
+  }
+  fs::copy_file(stories / "model.safetensors",
+                fs::path(config.model_dir) / "base-copy" / "model.safetensors");
+  fs::create_symlink(stories / "model.safetensors",
+                     fs::path(config.model_dir) / "base-leaky" / "model.safetensors");
+  auto from_base = [](const std::string& base) {
+    return [base](v1::TrainingJobSpec& s) {
+      s.set_base_model(base);
+      s.clear_tokenizer();
+      s.mutable_data_options()->set_chat_format(v1::CHAT_FORMAT_HH);
+    };
+  };
 
   struct Case {
     std::string name;
@@ -608,6 +629,16 @@ TEST_F(TrainingIntegrationTest, NamesTheFieldOfEveryBadRequest) {
        grpc::StatusCode::PERMISSION_DENIED, "spec.train_data.path"},
       {"missing file", [](auto& s) { s.mutable_train_data()->set_path("nope.jsonl"); },
        grpc::StatusCode::NOT_FOUND, "spec.train_data.path"},
+      // Accepted at submit, the job failed when it started reading.
+      {"directory as data", [](auto& s) { s.mutable_train_data()->set_path("a-directory"); },
+       grpc::StatusCode::INVALID_ARGUMENT, "spec.train_data.path: \"a-directory\" is a directory"},
+      {"directory as eval data",
+       [](auto& s) { s.mutable_eval()->mutable_dataset()->set_path("a-directory"); },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       "spec.eval.dataset.path: \"a-directory\" is a directory"},
+      // The trainer would have read the file outside --model_dir.
+      {"base model with a file linked from outside", from_base("base-leaky"),
+       grpc::StatusCode::PERMISSION_DENIED, "spec.base_model: \"base-leaky/model.safetensors\""},
       {"eval path with ..",
        [](auto& s) { s.mutable_eval()->mutable_dataset()->set_path("sub/../../x.jsonl"); },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.eval.dataset.path"},
@@ -632,6 +663,13 @@ TEST_F(TrainingIntegrationTest, NamesTheFieldOfEveryBadRequest) {
   {  // A file inside --data_dir is fine (validate only: nothing runs).
     v1::TrainingJobSpec spec = TinyJobSpec(dataset_id, 10);
     spec.mutable_train_data()->set_path("inside.jsonl");
+    v1::Job job;
+    grpc::Status status = Submit(spec, &job, "", true);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+  }
+  {  // So is the base model whose files are all inside: only the link made the other fail.
+    v1::TrainingJobSpec spec = TinyJobSpec(dataset_id, 10);
+    from_base("base-copy")(spec);
     v1::Job job;
     grpc::Status status = Submit(spec, &job, "", true);
     EXPECT_TRUE(status.ok()) << status.error_message();
