@@ -465,6 +465,43 @@ TEST_F(TrainingIntegrationTest, CancelsRunningAndQueuedJobs) {
   EXPECT_FALSE(fs::exists(fs::path(TestServerConfig(scratch_.path()).state_dir) / "runs" / running.id()));
 }
 
+// A watcher that asks for events after a sequence the job has not reached: nothing is sent,
+// but the stream still ends when the job does (it used to run until its deadline, the
+// terminal event filtered out with the rest).
+TEST_F(TrainingIntegrationTest, AStreamAfterTheLastSequenceEndsWhenTheJobEnds) {
+  StartServer();
+  const std::string dataset_id = UploadPairs(200);
+  v1::Job running;
+  ASSERT_TRUE(Submit(TinyJobSpec(dataset_id, 100000), &running).ok());
+  ASSERT_NO_FATAL_FAILURE(WaitForStep(running.id(), 2));
+  StreamResult stream;
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    v1::StreamMetricsRequest request;
+    request.set_job_id(running.id());
+    request.set_after_sequence(1000000000);
+    stream = ReadMetrics(*clients_->training, request, absl::Seconds(30));
+    done = true;
+  });
+  // The stream is open and waiting (the job runs on) before the job ends.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_FALSE(done);
+  v1::Job job;
+  ASSERT_TRUE(Cancel(running.id(), &job).ok());
+  const absl::Time cancelled = absl::Now();
+  watcher.join();
+  EXPECT_TRUE(stream.status.ok()) << stream.status.error_message();
+  EXPECT_TRUE(stream.events.empty());
+  EXPECT_LT(absl::Now() - cancelled, absl::Seconds(10));
+  // Started after the job ended, the same request ends at once.
+  v1::StreamMetricsRequest request;
+  request.set_job_id(running.id());
+  request.set_after_sequence(1000000000);
+  stream = ReadMetrics(*clients_->training, request, absl::Seconds(10));
+  EXPECT_TRUE(stream.status.ok()) << stream.status.error_message();
+  EXPECT_TRUE(stream.events.empty());
+}
+
 TEST_F(TrainingIntegrationTest, SubmitIsIdempotentPerRequestId) {
   StartServer();
   const std::string dataset_id = UploadPairs(200);
