@@ -257,7 +257,7 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
 
   ASSIGN_OR_RETURN(p.store, SqliteJobStore::Open((fs::path(config.state_dir) / "verdict.db").string()));
   std::string token = config.api_token;
-  p.auth = std::make_unique<Authenticator>(token);
+  p.auth = std::make_unique<Authenticator>(token, p.logger.get());
 
   Parts* raw = &p;
   ModelRegistry::Dependencies model_deps;
