@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "core/util/build_info.h"
 #include "core/util/file_util.h"
+#include "server/auth.h"
 #include "server/server.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for every interface).");
@@ -32,7 +33,9 @@ ABSL_FLAG(int64_t, max_queued_items, 4096, "Sequences waiting per model before R
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0: LibTorch's default).");
 ABSL_FLAG(std::vector<std::string>, preload_models, {}, "Models to load at start: name or name:version or name:alias.");
 ABSL_FLAG(double, drain_grace_seconds, 30, "On SIGTERM, how long in-flight RPCs may take.");
-ABSL_FLAG(std::string, token_file, "", "File holding the bearer token clients must send (empty: no auth).");
+ABSL_FLAG(std::string, token_file, "",
+          "File holding the bearer token clients must send (flag unset: no auth; an empty file or "
+          "a placeholder such as changeme is refused).");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls_key, serve TLS.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key.");
 ABSL_FLAG(std::string, log_format, "text", "text or json.");
@@ -70,12 +73,13 @@ int main(int argc, char** argv) {
   config.log_format = absl::GetFlag(FLAGS_log_format);
   config.log_level = absl::GetFlag(FLAGS_log_level);
   if (const std::string token_file = absl::GetFlag(FLAGS_token_file); !token_file.empty()) {
-    auto token = verdict::ReadFileToString(token_file);
+    // An empty file would turn authentication off without a word: refused.
+    auto token = verdict::server::ReadTokenFile(token_file);
     if (!token.ok()) {
-      std::cerr << "verdictd: --token_file: " << token.status().message() << "\n";
+      std::cerr << "verdictd: " << token.status().message() << "\n";
       return 2;
     }
-    config.api_token = std::string(absl::StripAsciiWhitespace(*token));
+    config.api_token = *std::move(token);
   }
   absl::Status status = verdict::server::RunServer(config);
   if (!status.ok()) {

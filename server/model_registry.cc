@@ -20,6 +20,7 @@
 #include "core/tokenize/tokenizer.h"
 #include "core/util/status_macros.h"
 #include "server/logging.h"
+#include "server/path_resolver.h"
 #include "server/proto_conversion.h"
 #include "server/proto_time.h"
 #include "server/server_metrics.h"
@@ -412,6 +413,10 @@ absl::StatusOr<v1::Model> ModelRegistry::Unload(const v1::ModelRef& ref) {
 
 absl::StatusOr<v1::Model> ModelRegistry::Import(const v1::ImportModelRequest& request,
                                                 const std::string& source_dir) {
+  // Every file of the directory, at any depth, before any is read: a link inside it to a file
+  // outside --model_dir would otherwise be read here and copied into the registry.
+  ASSIGN_OR_RETURN(const std::vector<TreeFile> files,
+                   ListTreeUnderRoot(config_.model_dir, request.path(), "path"));
   ASSIGN_OR_RETURN(ModelConfig model_config, ReadModelDirectoryConfig(source_dir));
   // A language model or bare backbone would load with a freshly initialised head, i.e. score
   // noise: it must be trained into a reward model first.
@@ -467,10 +472,22 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const v1::ImportModelRequest& re
   const std::string storage = (fs::path("models") / request.name() / NewImportId()).string();
   const fs::path target = fs::path(config_.state_dir) / storage;
   std::error_code error;
-  fs::create_directories(target.parent_path(), error);
-  fs::copy(source_dir, target, fs::copy_options::recursive, error);
-  if (error) return absl::InternalError(absl::StrCat("cannot copy ", source_dir, ": ", error.message()));
   auto cleanup = [&] { fs::remove_all(target, error); };
+  // The files listed above, by their checked paths: a link is copied as the file it names
+  // (a Hugging Face snapshot's links into its blobs), never as a link.
+  fs::create_directories(target, error);
+  for (const TreeFile& file : files) {
+    if (error) break;
+    const fs::path to = target / file.relative;
+    fs::create_directories(to.parent_path(), error);
+    if (!error) fs::copy_file(file.resolved, to, error);
+  }
+  if (error) {
+    const std::string message = error.message();
+    cleanup();
+    return absl::InternalError(
+        absl::StrCat("path: cannot copy \"", request.path(), "\": ", message));
+  }
   // The copy records how it is scored, as a trained model's directory does.
   if (absl::Status written = WriteEncodingSettings(target.string(), encoding); !written.ok()) {
     cleanup();

@@ -147,6 +147,9 @@ absl::StatusOr<ModelConfig> BaseConfig(const ServerConfig& server, const SpecRes
     case v1::TrainingJobSpec::kBaseModel: {
       ASSIGN_OR_RETURN(std::string dir,
                        ResolveUnderRoot(server.model_dir, spec->base_model(), "spec.base_model"));
+      // The trainer reads every file of it: none may lead outside --model_dir.
+      RETURN_IF_ERROR(
+          ListTreeUnderRoot(server.model_dir, spec->base_model(), "spec.base_model").status());
       *base_dir = dir;
       auto config = ReadModelDirectoryConfig(dir);
       if (!config.ok()) {
@@ -180,7 +183,8 @@ absl::Status NormalizeDatasetRef(const ServerConfig& server, const SpecResolvers
       RETURN_IF_ERROR(ValidateId(absl::StrCat(field, ".dataset_id"), ref.dataset_id()));
       return resolvers.dataset_file(ref.dataset_id()).status();
     case v1::DatasetRef::kPath:
-      return ResolveUnderRoot(server.data_dir, ref.path(), absl::StrCat(field, ".path")).status();
+      return ResolveFileUnderRoot(server.data_dir, ref.path(), absl::StrCat(field, ".path"))
+          .status();
     case v1::DatasetRef::SOURCE_NOT_SET:
       break;
   }
@@ -190,7 +194,7 @@ absl::Status NormalizeDatasetRef(const ServerConfig& server, const SpecResolvers
 absl::StatusOr<std::string> DatasetFile(const ServerConfig& server, const SpecResolvers& resolvers,
                                         absl::string_view field, const v1::DatasetRef& ref) {
   if (ref.source_case() == v1::DatasetRef::kDatasetId) return resolvers.dataset_file(ref.dataset_id());
-  return ResolveUnderRoot(server.data_dir, ref.path(), absl::StrCat(field, ".path"));
+  return ResolveFileUnderRoot(server.data_dir, ref.path(), absl::StrCat(field, ".path"));
 }
 
 // Fills every unset hyper-parameter from TrainingConfig's defaults; the ranges are core's
@@ -463,7 +467,7 @@ absl::Status NormalizeTrainingJobSpec(const ServerConfig& server, const SpecReso
       return absl::InvalidArgumentError(absl::StrCat(
           "spec.tokenizer.path: must name a SentencePiece \".model\" file or a \"vocab.txt\", got \"", path, "\""));
     }
-    RETURN_IF_ERROR(ResolveUnderRoot(server.model_dir, path, "spec.tokenizer.path").status());
+    RETURN_IF_ERROR(ResolveFileUnderRoot(server.model_dir, path, "spec.tokenizer.path").status());
   } else {
     v1::SentencePieceTraining* train = tokenizer->mutable_train();
     if (!train->has_vocab_size()) train->set_vocab_size(static_cast<int32_t>(defaults.vocab_size));
@@ -539,6 +543,8 @@ absl::StatusOr<TrainingConfig> ToTrainingConfig(const ServerConfig& server,
   switch (spec.base_case()) {
     case v1::TrainingJobSpec::kBaseModel: {
       ASSIGN_OR_RETURN(c.base_model_dir, ResolveUnderRoot(server.model_dir, spec.base_model(), "spec.base_model"));
+      RETURN_IF_ERROR(
+          ListTreeUnderRoot(server.model_dir, spec.base_model(), "spec.base_model").status());
       break;
     }
     case v1::TrainingJobSpec::kRegisteredModel: {
@@ -550,8 +556,9 @@ absl::StatusOr<TrainingConfig> ToTrainingConfig(const ServerConfig& server,
       break;
   }
   if (spec.tokenizer().has_path()) {
-    ASSIGN_OR_RETURN(c.tokenizer_path,
-                     ResolveUnderRoot(server.model_dir, spec.tokenizer().path(), "spec.tokenizer.path"));
+    ASSIGN_OR_RETURN(
+        c.tokenizer_path,
+        ResolveFileUnderRoot(server.model_dir, spec.tokenizer().path(), "spec.tokenizer.path"));
   }
   ASSIGN_OR_RETURN(c.train_path, DatasetFile(server, resolvers, "spec.train_data", spec.train_data()));
   if (spec.eval().has_dataset()) {

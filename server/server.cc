@@ -35,6 +35,7 @@
 #include "server/scoring_service.h"
 #include "server/server_metrics.h"
 #include "server/sqlite_job_store.h"
+#include "server/startup_sweep.h"
 #include "server/training_service.h"
 
 
@@ -256,8 +257,10 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
   }
 
   ASSIGN_OR_RETURN(p.store, SqliteJobStore::Open((fs::path(config.state_dir) / "verdict.db").string()));
+  // The lock is ours and nothing serves yet: what a crash left half-made can go.
+  RETURN_IF_ERROR(SweepCrashLeftovers(config.state_dir, *p.store, p.logger.get()).status());
   std::string token = config.api_token;
-  p.auth = std::make_unique<Authenticator>(token);
+  p.auth = std::make_unique<Authenticator>(token, p.logger.get());
 
   Parts* raw = &p;
   ModelRegistry::Dependencies model_deps;

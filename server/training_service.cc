@@ -109,9 +109,17 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
     // (each is stored before it is published); duplicates collapse by sequence number.
     const bool subscribed = follow_ && events_->Subscribe(job_id_, this);
     StoreRead read = ReadStore(*store_, job_id_, after_sequence);
+    // A job that ended before the subscription, with its terminal event at or before
+    // after_sequence, sends nothing more: the state says the stream is over.
+    bool ended = false;
+    if (subscribed) {
+      auto job = store_->GetJob(job_id_);
+      ended = job.ok() && IsTerminal(job->state());
+    }
     absl::MutexLock lock(&mutex_);
     reading_ = false;
     subscribed_ = subscribed;
+    if (ended) job_ended_ = true;
     if (follow_ && !subscribed) closing_ = true;  // the server is shutting down: replay, then end
     if (!read.status.ok()) {
       FinishLocked(ToGrpcStatus(read.status));
@@ -123,7 +131,16 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
 
   void OnEvent(const v1::MetricsEvent& event) override {
     absl::MutexLock lock(&mutex_);
-    if (finished_ || event.sequence() <= last_sent_) return;
+    if (finished_) return;
+    if (event.sequence() <= last_sent_) {
+      // Already sent, or at or before an after_sequence beyond the log when the watcher
+      // started: not sent (again), but the job's end still ends the stream.
+      if (IsTerminalEvent(event)) {
+        job_ended_ = true;
+        ContinueLocked();
+      }
+      return;
+    }
     if (lagging_ || pending_.size() >= kMaxQueuedEvents) {
       lagging_ = true;  // caught up from the store once the client reads again
       return;
@@ -202,10 +219,10 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
     }
   }
 
-  // After a write or a read: finish a replay-only stream that has sent everything, else write
-  // the next event, or end for shutdown.
+  // After a write or a read: finish a replay-only stream, or one whose job has ended, that
+  // has sent everything; else write the next event, or end for shutdown.
   void ContinueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-    if (!follow_ && pending_.empty() && !lagging_ && !writing_) {
+    if ((!follow_ || job_ended_) && pending_.empty() && !lagging_ && !writing_ && !reading_) {
       FinishLocked(grpc::Status::OK);
       return;
     }
@@ -262,6 +279,9 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
   bool finished_ ABSL_GUARDED_BY(mutex_) = false;
   bool lagging_ ABSL_GUARDED_BY(mutex_) = false;
   bool sent_terminal_ ABSL_GUARDED_BY(mutex_) = false;
+  // The job is in a terminal state whose event this stream does not send (its sequence is not
+  // beyond the request's after_sequence): end with OK once the queue is sent.
+  bool job_ended_ ABSL_GUARDED_BY(mutex_) = false;
   bool subscribed_ ABSL_GUARDED_BY(mutex_) = false;
   // The hub closed (server shutdown): end with UNAVAILABLE once the queue is sent.
   bool closing_ ABSL_GUARDED_BY(mutex_) = false;

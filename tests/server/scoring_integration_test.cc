@@ -586,6 +586,31 @@ TEST_F(ScoringIntegrationTest, BadItemsAndUnknownModelsAreNamed) {
   ASSERT_TRUE(Score(clients(), Ref("llama"), good, &response).ok());
 }
 
+// Links that stay inside --model_dir (a Hugging Face cache's snapshot links into its blobs) are
+// followed: the registry's copy holds the files themselves, never a link.
+TEST_F(ScoringIntegrationTest, ImportCopiesTheFilesThatLinksInsideTheRootName) {
+  const fs::path model_dir = shared->config.model_dir;
+  const fs::path blobs = model_dir / "hub" / "blobs";
+  const fs::path snapshot = model_dir / "hub" / "snapshots" / "0123abcd";
+  PrepareGoldenLlama(blobs);
+  fs::create_directories(snapshot / "sub");
+  fs::create_symlink("../../blobs/golden-llama/config.json", snapshot / "config.json");
+  fs::create_symlink("../../blobs/golden-llama/model.safetensors", snapshot / "model.safetensors");
+  fs::create_symlink("../../../blobs/golden-llama/tokenizer.model",
+                     snapshot / "sub" / "tokenizer.model");
+  fs::copy_file(snapshot / "sub" / "tokenizer.model", snapshot / "tokenizer.model");
+  v1::Model model;
+  grpc::Status status = Import(clients(), "linked", "hub/snapshots/0123abcd", &model);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  const fs::path stored = fs::path(shared->config.state_dir) / model.storage_path();
+  for (const char* file :
+       {"config.json", "model.safetensors", "tokenizer.model", "sub/tokenizer.model"}) {
+    EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(stored / file))) << file;
+  }
+  EXPECT_EQ(fs::file_size(stored / "model.safetensors"),
+            fs::file_size(TestDataPath("golden/llama/model.safetensors")));
+}
+
 TEST_F(ScoringIntegrationTest, ImportChecksNamesPathsAndTheRewardHead) {
   auto expect = [](const grpc::Status& status, grpc::StatusCode code, const std::string& text) {
     EXPECT_EQ(status.error_code(), code) << status.error_message();
@@ -610,7 +635,25 @@ TEST_F(ScoringIntegrationTest, ImportChecksNamesPathsAndTheRewardHead) {
   // A link out of --model_dir.
   fs::create_directory_symlink(fs::path(TestDataPath("golden")), model_dir / "escape");
   expect(Import(clients(), "x", "escape/llama", &model), grpc::StatusCode::PERMISSION_DENIED, "path");
-  // Nothing was registered under the names tried.
+  // A directory inside --model_dir whose files are links to files outside it, at the top or
+  // deeper: they used to be read and copied into the registry.
+  PrepareGoldenLlama(model_dir / "leaky");
+  fs::remove(model_dir / "leaky" / "golden-llama" / "config.json");
+  fs::create_symlink(fs::path(TestDataPath("golden/llama/config.json")),
+                     model_dir / "leaky" / "golden-llama" / "config.json");
+  grpc::Status status = Import(clients(), "x", "leaky/golden-llama", &model);
+  expect(status, grpc::StatusCode::PERMISSION_DENIED, "path: \"leaky/golden-llama/config.json\"");
+  EXPECT_THAT(status.error_message(), ::testing::Not(HasSubstr(model_dir.string())));
+  EXPECT_THAT(status.error_message(), ::testing::Not(HasSubstr(TestDataPath("golden"))));
+  PrepareGoldenLlama(model_dir / "deep");
+  fs::create_directories(model_dir / "deep" / "golden-llama" / "extra" / "more");
+  fs::create_symlink(fs::path(TestDataPath("golden/llama/cases.json")),
+                     model_dir / "deep" / "golden-llama" / "extra" / "more" / "notes.json");
+  expect(Import(clients(), "x", "deep/golden-llama", &model), grpc::StatusCode::PERMISSION_DENIED,
+         "path: \"deep/golden-llama/extra/more/notes.json\"");
+  // Nothing was registered under the names tried, and no copy was left behind.
+  const fs::path copies = fs::path(shared->config.state_dir) / "models" / "x";
+  EXPECT_TRUE(!fs::exists(copies) || fs::is_empty(copies));
   v1::ListModelsRequest list;
   list.set_name("x");
   v1::ListModelsResponse listed;

@@ -534,6 +534,43 @@ TEST_F(TrainingIntegrationTest, CancelsRunningAndQueuedJobs) {
   EXPECT_FALSE(fs::exists(fs::path(TestServerConfig(scratch_.path()).state_dir) / "runs" / running.id()));
 }
 
+// A watcher that asks for events after a sequence the job has not reached: nothing is sent,
+// but the stream still ends when the job does (it used to run until its deadline, the
+// terminal event filtered out with the rest).
+TEST_F(TrainingIntegrationTest, AStreamAfterTheLastSequenceEndsWhenTheJobEnds) {
+  StartServer();
+  const std::string dataset_id = UploadPairs(200);
+  v1::Job running;
+  ASSERT_TRUE(Submit(TinyJobSpec(dataset_id, 100000), &running).ok());
+  ASSERT_NO_FATAL_FAILURE(WaitForStep(running.id(), 2));
+  StreamResult stream;
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    v1::StreamMetricsRequest request;
+    request.set_job_id(running.id());
+    request.set_after_sequence(1000000000);
+    stream = ReadMetrics(*clients_->training, request, absl::Seconds(30));
+    done = true;
+  });
+  // The stream is open and waiting (the job runs on) before the job ends.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_FALSE(done);
+  v1::Job job;
+  ASSERT_TRUE(Cancel(running.id(), &job).ok());
+  const absl::Time cancelled = absl::Now();
+  watcher.join();
+  EXPECT_TRUE(stream.status.ok()) << stream.status.error_message();
+  EXPECT_TRUE(stream.events.empty());
+  EXPECT_LT(absl::Now() - cancelled, absl::Seconds(10));
+  // Started after the job ended, the same request ends at once.
+  v1::StreamMetricsRequest request;
+  request.set_job_id(running.id());
+  request.set_after_sequence(1000000000);
+  stream = ReadMetrics(*clients_->training, request, absl::Seconds(10));
+  EXPECT_TRUE(stream.status.ok()) << stream.status.error_message();
+  EXPECT_TRUE(stream.events.empty());
+}
+
 TEST_F(TrainingIntegrationTest, SubmitIsIdempotentPerRequestId) {
   StartServer();
   const std::string dataset_id = UploadPairs(200);
@@ -638,6 +675,27 @@ TEST_F(TrainingIntegrationTest, NamesTheFieldOfEveryBadRequest) {
   std::filesystem::copy_file(SyntheticPairs(), outside);
   fs::create_symlink(outside, fs::path(config.data_dir) / "escape.jsonl");
   fs::copy_file(SyntheticPairs(), fs::path(config.data_dir) / "inside.jsonl");
+  fs::create_directories(fs::path(config.data_dir) / "a-directory");
+  // Base models: a real copy, and one whose weights are a link to a file outside --model_dir
+  // (the directory itself is inside: only its files lead out).
+  const fs::path stories = TestDataPath("models/stories260K-hf");
+  for (const char* base : {"base-copy", "base-leaky"}) {
+    fs::create_directories(fs::path(config.model_dir) / base);
+    for (const char* file : {"config.json", "tokenizer.model", "tokenizer_config.json"}) {
+      fs::copy_file(stories / file, fs::path(config.model_dir) / base / file);
+    }
+  }
+  fs::copy_file(stories / "model.safetensors",
+                fs::path(config.model_dir) / "base-copy" / "model.safetensors");
+  fs::create_symlink(stories / "model.safetensors",
+                     fs::path(config.model_dir) / "base-leaky" / "model.safetensors");
+  auto from_base = [](const std::string& base) {
+    return [base](v1::TrainingJobSpec& s) {
+      s.set_base_model(base);
+      s.clear_tokenizer();
+      s.mutable_data_options()->set_chat_format(v1::CHAT_FORMAT_HH);
+    };
+  };
 
   struct Case {
     std::string name;
@@ -677,6 +735,16 @@ TEST_F(TrainingIntegrationTest, NamesTheFieldOfEveryBadRequest) {
        grpc::StatusCode::PERMISSION_DENIED, "spec.train_data.path"},
       {"missing file", [](auto& s) { s.mutable_train_data()->set_path("nope.jsonl"); },
        grpc::StatusCode::NOT_FOUND, "spec.train_data.path"},
+      // Accepted at submit, the job failed when it started reading.
+      {"directory as data", [](auto& s) { s.mutable_train_data()->set_path("a-directory"); },
+       grpc::StatusCode::INVALID_ARGUMENT, "spec.train_data.path: \"a-directory\" is a directory"},
+      {"directory as eval data",
+       [](auto& s) { s.mutable_eval()->mutable_dataset()->set_path("a-directory"); },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       "spec.eval.dataset.path: \"a-directory\" is a directory"},
+      // The trainer would have read the file outside --model_dir.
+      {"base model with a file linked from outside", from_base("base-leaky"),
+       grpc::StatusCode::PERMISSION_DENIED, "spec.base_model: \"base-leaky/model.safetensors\""},
       {"eval path with ..",
        [](auto& s) { s.mutable_eval()->mutable_dataset()->set_path("sub/../../x.jsonl"); },
        grpc::StatusCode::INVALID_ARGUMENT, "spec.eval.dataset.path"},
@@ -701,6 +769,13 @@ TEST_F(TrainingIntegrationTest, NamesTheFieldOfEveryBadRequest) {
   {  // A file inside --data_dir is fine (validate only: nothing runs).
     v1::TrainingJobSpec spec = TinyJobSpec(dataset_id, 10);
     spec.mutable_train_data()->set_path("inside.jsonl");
+    v1::Job job;
+    grpc::Status status = Submit(spec, &job, "", true);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+  }
+  {  // So is the base model whose files are all inside: only the link made the other fail.
+    v1::TrainingJobSpec spec = TinyJobSpec(dataset_id, 10);
+    from_base("base-copy")(spec);
     v1::Job job;
     grpc::Status status = Submit(spec, &job, "", true);
     EXPECT_TRUE(status.ok()) << status.error_message();
