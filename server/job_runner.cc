@@ -9,6 +9,7 @@
 #include "core/model/model_config.h"
 #include "core/train/checkpoint.h"
 #include "core/train/trainer.h"
+#include "core/util/crash_point.h"
 #include "core/util/status_macros.h"
 #include "server/logging.h"
 #include "server/proto_conversion.h"
@@ -224,6 +225,7 @@ void JobRunner::FinishSucceeded(const std::string& output_dir, int64_t parameter
   RemoveRunDirectory();
   // The jobs-by-state gauge moves before the new state is visible (as in ChangeState).
   if (deps_.metrics) deps_.metrics->RecordJobStateChange("RUNNING", "SUCCEEDED");
+  CrashPoint("before_complete");
   absl::StatusOr<CompletedJob> completed = deps_.store->CompleteJobWithModel(
       job_id_, *model, [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_SUCCEEDED, job); });
   if (!completed.ok()) {
@@ -234,6 +236,7 @@ void JobRunner::FinishSucceeded(const std::string& output_dir, int64_t parameter
     Fail(completed.status());
     return;
   }
+  CrashPoint("after_complete");
   job_ = completed->job;
   if (deps_.metrics && completed->from_state != v1::JOB_STATE_RUNNING) {
     // A cancel came after the last step: it was CANCELLING, not RUNNING, that ended.

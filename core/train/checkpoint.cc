@@ -15,6 +15,7 @@
 #include "core/model/model_directory.h"
 #include "core/model/reward_model.h"
 #include "core/model/safetensors.h"
+#include "core/util/crash_point.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -65,6 +66,7 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& run_dir, int64_t 
                           {"batch", contents.position.batch}};
   RETURN_IF_ERROR(WriteFileAtomically((tmp / "trainer_state.json").string(), state.dump(2)));
   SyncDirectory(tmp);
+  CrashPoint("mid_checkpoint");
   fs::remove_all(final_path, error);
   fs::rename(tmp, final_path, error);
   if (error) {

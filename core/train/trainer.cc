@@ -22,6 +22,7 @@
 #include "core/train/batching.h"
 #include "core/train/checkpoint.h"
 #include "core/train/lr_schedule.h"
+#include "core/util/crash_point.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
 
@@ -641,6 +642,7 @@ absl::StatusOr<TrainingResult> TrainerImpl::FinishAndSave(const TrainerPosition&
   if (!eval_.empty()) {
     ASSIGN_OR_RETURN(final_eval, Evaluate(position.step, eval_));
     if (callbacks_.on_eval) callbacks_.on_eval(final_eval);
+    CrashPoint("after_final_eval");
   }
   // Normalisation statistics come from held-out pairs, or a sample of the training pairs.
   double reward_mean = final_eval.reward_mean, reward_std = final_eval.reward_std;
