@@ -121,6 +121,7 @@ void JobRunner::Train() {
     Fail(config.status());
     return;
   }
+  CrashPoint("preparing");
 
   TrainerCallbacks callbacks;
   int64_t parameters = 0;

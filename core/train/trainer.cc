@@ -627,6 +627,7 @@ absl::Status TrainerImpl::TrainLoop(const StepPlan& plan, TrainerPosition& posit
     if (eval_due && !last_step && !eval_.empty()) {
       ASSIGN_OR_RETURN(EvalMetrics eval, Evaluate(position.step, eval_));
       if (callbacks_.on_eval) callbacks_.on_eval(eval);
+      CrashPoint("after_eval");
       window.start = Clock::now();
     }
     if (last_step) break;

@@ -4,6 +4,8 @@
 // CrashPoint("name") kills the process with SIGKILL -- no destructors, no flushing, as a power
 // cut or the OOM killer would -- when the environment variable VERDICT_TEST_KILL_AT equals
 // "name", and does nothing otherwise. Only tests set the variable. The points:
+//   preparing          the job is RUNNING, its trainer not yet built
+//   after_eval         an evaluation during training is reported (step 10 of the tests)
 //   mid_checkpoint     a checkpoint's files are written, not yet renamed into place
 //   after_final_eval   the final evaluation is reported, its checkpoint not yet written
 //   before_complete    the model directory is written, the job not yet SUCCEEDED

@@ -495,6 +495,26 @@ TEST_F(RestartIntegrationTest, SigtermDrainsTheRunningJobAndExitsCleanly) {
   ExpectCleanExit(*second, std::move(clients_owner));
 }
 
+TEST_F(RestartIntegrationTest, AKillWhilePreparingStartsTheJobAgain) {
+  const std::string job_id = RunUntilKilledAt("preparing");
+  ASSERT_FALSE(job_id.empty());
+  const AfterRestart after = RestartAndFinish(job_id);
+  ExpectCompletedOnce(after);
+  EXPECT_EQ(after.job.attempt(), 2);
+  EXPECT_EQ(after.job.resumed_from_step(), 0);
+}
+
+// The eval at step 10 comes before the checkpoint at 10: the restart resumes at 5, drops the
+// events after it and reports that eval once more, once.
+TEST_F(RestartIntegrationTest, AKillAfterAnEvalReportsItOnce) {
+  const std::string job_id = RunUntilKilledAt("after_eval");
+  ASSERT_FALSE(job_id.empty());
+  const AfterRestart after = RestartAndFinish(job_id);
+  ExpectCompletedOnce(after);
+  EXPECT_EQ(after.job.attempt(), 2);
+  EXPECT_EQ(after.job.resumed_from_step(), 5);
+}
+
 TEST_F(RestartIntegrationTest, AKillMidCheckpointResumesFromTheLastCompleteOne) {
   const std::string job_id = RunUntilKilledAt("mid_checkpoint");
   ASSERT_FALSE(job_id.empty());
