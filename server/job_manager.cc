@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <random>
+#include <set>
 
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/train/checkpoint.h"
@@ -78,6 +80,7 @@ absl::Status JobManager::Recover() {
   ASSIGN_OR_RETURN(std::vector<v1::Job> jobs,
                    deps_.store->ListJobsInStates(
                        {v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLING}));
+  SweepEndedRuns();
   std::vector<v1::Job> queued;
   for (v1::Job& job : jobs) {
     if (job.state() == v1::JOB_STATE_CANCELLING) {
@@ -423,10 +426,65 @@ absl::StatusOr<v1::Job> JobManager::ChangeState(const std::string& job_id,
 void JobManager::RemoveRunDirectory(const std::string& job_id) {
   std::error_code error;
   fs::remove_all(JobRunner::RunDirectory(config_, job_id), error);
+  if (!error) fs::remove_all(JobRunner::CompletingDirectory(config_, job_id), error);
   if (error && deps_.logger) {
     deps_.logger->Warning("job.cleanup_failed")
         .With("job_id", job_id)
         .With("error", error.message());
+  }
+}
+
+void JobManager::SweepEndedRuns() {
+  std::set<std::string> job_ids;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(fs::path(config_.state_dir) / "runs", error)) {
+    const std::string name = entry.path().filename().string();
+    job_ids.insert(std::string(absl::StripSuffix(name, ".completing")));
+  }
+  for (const std::string& job_id : job_ids) {
+    absl::StatusOr<v1::Job> job = deps_.store->GetJob(job_id);
+    if (!job.ok()) continue;  // not ours
+    const std::string run_dir = JobRunner::RunDirectory(config_, job_id);
+    const std::string completing = JobRunner::CompletingDirectory(config_, job_id);
+    if (job->state() == v1::JOB_STATE_RUNNING) {
+      // Its completion did not commit: the checkpoints go back, and it resumes from them.
+      if (fs::exists(completing, error) && !fs::exists(run_dir, error)) {
+        fs::rename(completing, run_dir, error);
+        if (error && deps_.logger) {
+          deps_.logger->Warning("job.cleanup_failed")
+              .With("job_id", job_id)
+              .With("error", error.message());
+        }
+      }
+      continue;
+    }
+    if (!IsTerminal(job->state())) continue;  // QUEUED or CANCELLING: settled by Recover
+    if (job->state() == v1::JOB_STATE_SUCCEEDED) {
+      // The last state change the history records; RUNNING or CANCELLING if the crash came
+      // before the SUCCEEDED one was stored.
+      auto events = deps_.store->ReadEvents(job_id, 0, 0);
+      v1::JobState last = v1::JOB_STATE_UNSPECIFIED;
+      if (events.ok()) {
+        for (const v1::MetricsEvent& event : *events) {
+          if (event.has_state_change()) last = event.state_change().to_state();
+        }
+      }
+      if (events.ok() && last != v1::JOB_STATE_SUCCEEDED) {
+        v1::MetricsEvent event;
+        event.set_step(job->progress().step());
+        event.mutable_state_change()->set_from_state(last);
+        event.mutable_state_change()->set_to_state(v1::JOB_STATE_SUCCEEDED);
+        event.mutable_state_change()->set_message(
+            absl::StrCat("registered ", job->result_model().name(), " version ",
+                         job->result_model().version(), " (recorded at restart)"));
+        if (absl::Status emitted = Emit(job_id, event); !emitted.ok() && deps_.logger) {
+          deps_.logger->Warning("job.event_not_stored")
+              .With("job_id", job_id)
+              .With("error", emitted);
+        }
+      }
+    }
+    RemoveRunDirectory(job_id);
   }
 }
 

@@ -122,6 +122,10 @@ class JobManager : private JobRunner::Host {
   // Sets the jobs-by-state gauge from the store (at start-up; ChangeState keeps it current).
   void CountJobsByState();
   void RemoveRunDirectory(const std::string& job_id);
+  // Finishes what a crash around a job's completion left (see JobRunner::FinishSucceeded):
+  // puts a RUNNING job's set-aside checkpoints back; removes the run directories of ended
+  // jobs and, for a SUCCEEDED job whose history lacks it, records the SUCCEEDED state change.
+  void SweepEndedRuns();
 
   // JobRunner::Host.
   absl::Status Emit(const std::string& job_id, v1::MetricsEvent event) override

@@ -9,6 +9,7 @@
 #include "core/model/model_config.h"
 #include "core/train/checkpoint.h"
 #include "core/train/trainer.h"
+#include "core/util/crash_point.h"
 #include "core/util/status_macros.h"
 #include "server/logging.h"
 #include "server/proto_conversion.h"
@@ -69,6 +70,10 @@ std::string JobRunner::RunDirectory(const ServerConfig& config, const std::strin
   return (fs::path(config.state_dir) / "runs" / job_id).string();
 }
 
+std::string JobRunner::CompletingDirectory(const ServerConfig& config, const std::string& job_id) {
+  return RunDirectory(config, job_id) + ".completing";
+}
+
 void JobRunner::Run() {
   if (!Start()) return;
   Train();
@@ -116,6 +121,7 @@ void JobRunner::Train() {
     Fail(config.status());
     return;
   }
+  CrashPoint("preparing");
 
   TrainerCallbacks callbacks;
   int64_t parameters = 0;
@@ -218,22 +224,34 @@ void JobRunner::FinishSucceeded(const std::string& output_dir, int64_t parameter
     Fail(model.status());
     return;
   }
-  // Checkpoints go before the terminal state is visible: whoever sees it sees them gone. If
-  // the completion below then fails, a restart trains the job again from the start, and the
-  // completion's check for a version of this job keeps it to one version.
-  RemoveRunDirectory();
+  // The checkpoints leave the run directory before the terminal state is visible (whoever sees
+  // it sees them gone) but are kept, set aside, until the job is SUCCEEDED and its history says
+  // so. After a crash, JobManager::Recover puts them back if the completion did not commit (the
+  // job resumes from the last checkpoint, which records the final eval: no training, no eval,
+  // and the model directory, written whole, is kept as it is), or else records the SUCCEEDED
+  // event if it is missing and removes them.
+  std::error_code error;
+  fs::rename(RunDirectory(*deps_.config, job_id_), CompletingDirectory(*deps_.config, job_id_),
+             error);
+  if (error) {
+    Fail(absl::InternalError(absl::StrCat("cannot set the checkpoints of job ", job_id_,
+                                          " aside: ", error.message())));
+    return;
+  }
+  CrashPoint("before_complete");
   // The jobs-by-state gauge moves before the new state is visible (as in ChangeState).
   if (deps_.metrics) deps_.metrics->RecordJobStateChange("RUNNING", "SUCCEEDED");
   absl::StatusOr<CompletedJob> completed = deps_.store->CompleteJobWithModel(
       job_id_, *model, [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_SUCCEEDED, job); });
   if (!completed.ok()) {
     if (deps_.metrics) deps_.metrics->RecordJobStateChange("SUCCEEDED", "RUNNING");
-    // Nothing was registered (one transaction); the job is failed if the store lets us, else
-    // it stays RUNNING and the next start resumes it.
+    // Nothing was registered (one transaction); the job is failed if the store lets us (Fail
+    // removes the checkpoints), else it stays RUNNING and the next start resumes it.
     LogStoreFailure("complete", completed.status());
     Fail(completed.status());
     return;
   }
+  CrashPoint("after_complete");
   job_ = completed->job;
   if (deps_.metrics && completed->from_state != v1::JOB_STATE_RUNNING) {
     // A cancel came after the last step: it was CANCELLING, not RUNNING, that ended.
@@ -253,6 +271,7 @@ void JobRunner::FinishSucceeded(const std::string& output_dir, int64_t parameter
         .With("model", completed->model.name())
         .With("version", completed->model.version());
   }
+  RemoveRunDirectory();
   RecordEnd(v1::JOB_STATE_SUCCEEDED);
 }
 
@@ -339,6 +358,7 @@ void JobRunner::RecordEnd(v1::JobState state) {
 void JobRunner::RemoveRunDirectory() {
   std::error_code error;
   fs::remove_all(RunDirectory(*deps_.config, job_id_), error);
+  if (!error) fs::remove_all(CompletingDirectory(*deps_.config, job_id_), error);
   if (error && deps_.logger) {
     deps_.logger->Warning("job.cleanup_failed")
         .With("job_id", job_id_)

@@ -5,7 +5,10 @@
 // Trainer and turns its callbacks into stored progress (UpdateJobProgress: never the state),
 // numbered events and metrics, then finishes the job: SUCCEEDED together with its registered
 // model version in one store transaction (CompleteJobWithModel), CANCELLED, FAILED, or back to
-// QUEUED when the server drains. The manager keeps the queue, the workers, Cancel and Drain; it
+// QUEUED when the server drains. A crash at any point of the completion leaves the job
+// SUCCEEDED once with one version whose directory is written once, and no event twice (see
+// FinishSucceeded; the crash-window tests are in tests/server/restart_integration_test.cc).
+// The manager keeps the queue, the workers, Cancel and Drain; it
 // reaches the runner's trainer only through JobRunner::Host.
 //
 // Failures to store are never dropped: a state change that fails is logged and, where the job
@@ -84,6 +87,10 @@ class JobRunner {
 
   // Where a job's checkpoints live; removed once the job ends.
   static std::string RunDirectory(const ServerConfig& config, const std::string& job_id);
+  // Where they wait, set aside from RunDirectory, while a finished job is being completed:
+  // removed once it is SUCCEEDED and its history says so; JobManager::Recover finishes that,
+  // or puts them back if the completion did not commit.
+  static std::string CompletingDirectory(const ServerConfig& config, const std::string& job_id);
 
  private:
   // QUEUED -> RUNNING; false if the job must not run (cancelled while queued, or failed).

@@ -15,6 +15,7 @@
 #include "core/model/model_directory.h"
 #include "core/model/reward_model.h"
 #include "core/model/safetensors.h"
+#include "core/util/crash_point.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -63,8 +64,18 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& run_dir, int64_t 
   nlohmann::json state = {{"step", contents.position.step},
                           {"epoch", contents.position.epoch},
                           {"batch", contents.position.batch}};
+  if (contents.end.has_value()) {
+    const RunEnd& end = *contents.end;
+    state["end"] = {{"eval_pairs", end.eval_pairs},         {"eval_loss", end.eval_loss},
+                    {"eval_accuracy", end.eval_accuracy}, {"eval_margin", end.eval_margin},
+                    {"eval_reward_mean", end.eval_reward_mean},
+                    {"eval_reward_std", end.eval_reward_std},
+                    {"eval_seconds", end.eval_seconds},   {"reward_mean", end.reward_mean},
+                    {"reward_std", end.reward_std}};
+  }
   RETURN_IF_ERROR(WriteFileAtomically((tmp / "trainer_state.json").string(), state.dump(2)));
   SyncDirectory(tmp);
+  CrashPoint("mid_checkpoint");
   fs::remove_all(final_path, error);
   fs::rename(tmp, final_path, error);
   if (error) {
@@ -130,6 +141,29 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> LoadLatestCheckpoint(const std::
   loaded.position.step = state["step"].get<int64_t>();
   loaded.position.epoch = state["epoch"].get<int64_t>();
   loaded.position.batch = state["batch"].get<int64_t>();
+  if (state.contains("end")) {
+    const nlohmann::json& end = state["end"];
+    const char* const kNumbers[] = {"eval_loss",        "eval_accuracy",   "eval_margin",
+                                    "eval_reward_mean", "eval_reward_std", "eval_seconds",
+                                    "reward_mean",      "reward_std"};
+    bool valid = end.is_object() && end.contains("eval_pairs") &&
+                 end["eval_pairs"].is_number_integer();
+    for (const char* key : kNumbers) valid = valid && end.contains(key) && end[key].is_number();
+    if (!valid) {
+      return absl::DataLossError(absl::StrCat(dir.string(), "/trainer_state.json: bad \"end\""));
+    }
+    RunEnd run_end;
+    run_end.eval_pairs = end["eval_pairs"].get<int64_t>();
+    run_end.eval_loss = end["eval_loss"].get<double>();
+    run_end.eval_accuracy = end["eval_accuracy"].get<double>();
+    run_end.eval_margin = end["eval_margin"].get<double>();
+    run_end.eval_reward_mean = end["eval_reward_mean"].get<double>();
+    run_end.eval_reward_std = end["eval_reward_std"].get<double>();
+    run_end.eval_seconds = end["eval_seconds"].get<double>();
+    run_end.reward_mean = end["reward_mean"].get<double>();
+    run_end.reward_std = end["reward_std"].get<double>();
+    loaded.end = run_end;
+  }
   return std::optional<LoadedCheckpoint>(std::move(loaded));
 }
 

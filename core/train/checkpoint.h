@@ -2,6 +2,9 @@
 // config.json), the optimizer state (optimizer.pt) and where the data loop stands
 // (trainer_state.json).
 //
+// The run's last checkpoint is written after the final evaluation and records it (RunEnd):
+// a restart after that point neither trains nor evaluates again, and reports nothing twice.
+//
 // A checkpoint is written into `checkpoint-<step>.tmp/`, every file fsynced, then renamed into
 // place and the run directory fsynced: a crash at any moment leaves only complete
 // checkpoints under their final names. No RNG state is stored because none is needed: batch
@@ -31,10 +34,25 @@ struct TrainerPosition {
   int64_t batch = 0;  // the index of that micro-batch within its epoch
 };
 
+// The end of a run, recorded in its last checkpoint: the final evaluation (already reported)
+// and the reward normalisation statistics the model directory records.
+struct RunEnd {
+  int64_t eval_pairs = 0;
+  double eval_loss = 0;
+  double eval_accuracy = 0;
+  double eval_margin = 0;
+  double eval_reward_mean = 0;
+  double eval_reward_std = 0;
+  double eval_seconds = 0;
+  double reward_mean = 0;  // normalisation statistics (eval pairs, or a training sample)
+  double reward_std = 1;
+};
+
 struct CheckpointContents {
   RewardModel* model = nullptr;
   std::string optimizer_state;  // torch::save of the optimizer
   TrainerPosition position;
+  std::optional<RunEnd> end;  // set in the run's last checkpoint only
 };
 
 // Returns the checkpoint's path.
@@ -49,6 +67,7 @@ struct LoadedCheckpoint {
   std::string path;
   std::string optimizer_state;
   TrainerPosition position;
+  std::optional<RunEnd> end;
 };
 
 // Loads the newest complete checkpoint's weights into `model` (same architecture) and returns

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -22,6 +23,7 @@
 #include "core/train/batching.h"
 #include "core/train/checkpoint.h"
 #include "core/train/lr_schedule.h"
+#include "core/util/crash_point.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
 
@@ -203,7 +205,8 @@ class TrainerImpl : public Trainer {
   absl::Status EncodePairs(const std::vector<PreferencePair>& pairs, std::vector<EncodedPair>& out);
   StepPlan PlanSteps() const;
   absl::StatusOr<EvalMetrics> Evaluate(int64_t step, const std::vector<EncodedPair>& pairs);
-  absl::Status SaveCheckpoint(int64_t step, const TrainerPosition& position);
+  absl::Status SaveCheckpoint(int64_t step, const TrainerPosition& position,
+                              std::optional<RunEnd> end = std::nullopt);
   absl::StatusOr<TrainingResult> WriteOutput(int64_t steps, const EvalMetrics& final_eval,
                                              double reward_mean, double reward_std);
   bool autocast() const { return config_.dtype == Dtype::kBFloat16; }
@@ -223,6 +226,8 @@ class TrainerImpl : public Trainer {
   InputEncoding encoding_;
   std::vector<EncodedPair> train_, eval_;
   DataSummary summary_;
+  // Set when the checkpoint resumed from is the run's last (written after the final eval).
+  std::optional<RunEnd> resumed_end_;
 };
 
 absl::Status TrainerImpl::PrepareTokenizer(const std::vector<PreferencePair>& train) {
@@ -382,7 +387,8 @@ absl::StatusOr<EvalMetrics> TrainerImpl::Evaluate(int64_t step,
   return metrics;
 }
 
-absl::Status TrainerImpl::SaveCheckpoint(int64_t step, const TrainerPosition& position) {
+absl::Status TrainerImpl::SaveCheckpoint(int64_t step, const TrainerPosition& position,
+                                         std::optional<RunEnd> end) {
   if (callbacks_.on_checkpoint_started) callbacks_.on_checkpoint_started(step);
   const auto start = Clock::now();
   std::ostringstream optimizer_bytes;
@@ -391,6 +397,7 @@ absl::Status TrainerImpl::SaveCheckpoint(int64_t step, const TrainerPosition& po
   contents.model = model_.get();
   contents.optimizer_state = optimizer_bytes.str();
   contents.position = position;
+  contents.end = end;
   ASSIGN_OR_RETURN(std::string path, WriteCheckpoint(config_.run_dir, step, contents));
   RETURN_IF_ERROR(PruneCheckpoints(config_.run_dir, config_.save_total_limit));
   Log(absl::StrCat("checkpoint ", path, " written in ",
@@ -500,6 +507,7 @@ absl::StatusOr<TrainerPosition> TrainerImpl::Resume() {
     std::istringstream optimizer_bytes(resumed->optimizer_state);
     torch::load(*optimizer_, optimizer_bytes);
     position = resumed->position;
+    resumed_end_ = resumed->end;
     summary_.resumed_from_step = position.step;
     Log(absl::StrCat("resumed from ", resumed->path, " at step ", position.step));
   }
@@ -619,6 +627,7 @@ absl::Status TrainerImpl::TrainLoop(const StepPlan& plan, TrainerPosition& posit
     if (eval_due && !last_step && !eval_.empty()) {
       ASSIGN_OR_RETURN(EvalMetrics eval, Evaluate(position.step, eval_));
       if (callbacks_.on_eval) callbacks_.on_eval(eval);
+      CrashPoint("after_eval");
       window.start = Clock::now();
     }
     if (last_step) break;
@@ -635,12 +644,36 @@ absl::Status TrainerImpl::TrainLoop(const StepPlan& plan, TrainerPosition& posit
 }
 
 absl::StatusOr<TrainingResult> TrainerImpl::FinishAndSave(const TrainerPosition& position) {
-  RETURN_IF_ERROR(SaveCheckpoint(position.step, position));
   EvalMetrics final_eval;
   final_eval.step = position.step;
+  if (resumed_end_.has_value()) {
+    // Evaluated and reported before the restart: only the model directory is left to write.
+    const RunEnd& end = *resumed_end_;
+    final_eval.pairs = end.eval_pairs;
+    final_eval.loss = end.eval_loss;
+    final_eval.accuracy = end.eval_accuracy;
+    final_eval.margin = end.eval_margin;
+    final_eval.reward_mean = end.eval_reward_mean;
+    final_eval.reward_std = end.eval_reward_std;
+    final_eval.seconds = end.eval_seconds;
+    if (fs::is_directory(config_.output_dir)) {
+      // Written (atomically, whole: WriteModelDirectory) after that checkpoint, before the
+      // restart; it may be registered already, so it is not written twice.
+      Log(absl::StrCat(config_.output_dir, " was written before the restart; kept as it is"));
+      TrainingResult result;
+      result.output_dir = config_.output_dir;
+      result.steps = position.step;
+      result.final_eval = final_eval;
+      result.reward_mean = end.reward_mean;
+      result.reward_std = end.reward_std;
+      return result;
+    }
+    return WriteOutput(position.step, final_eval, end.reward_mean, end.reward_std);
+  }
   if (!eval_.empty()) {
     ASSIGN_OR_RETURN(final_eval, Evaluate(position.step, eval_));
     if (callbacks_.on_eval) callbacks_.on_eval(final_eval);
+    CrashPoint("after_final_eval");
   }
   // Normalisation statistics come from held-out pairs, or a sample of the training pairs.
   double reward_mean = final_eval.reward_mean, reward_std = final_eval.reward_std;
@@ -652,6 +685,20 @@ absl::StatusOr<TrainingResult> TrainerImpl::FinishAndSave(const TrainerPosition&
     reward_std = on_train.reward_std;
   }
   if (!(reward_std > 1e-12)) reward_std = 1.0;
+  // The last checkpoint comes after the final eval and records it: a restart from it repeats
+  // neither (a restart before it resumes from an earlier checkpoint, whose resume drops the
+  // events after it, the final eval's included).
+  RunEnd end;
+  end.eval_pairs = final_eval.pairs;
+  end.eval_loss = final_eval.loss;
+  end.eval_accuracy = final_eval.accuracy;
+  end.eval_margin = final_eval.margin;
+  end.eval_reward_mean = final_eval.reward_mean;
+  end.eval_reward_std = final_eval.reward_std;
+  end.eval_seconds = final_eval.seconds;
+  end.reward_mean = reward_mean;
+  end.reward_std = reward_std;
+  RETURN_IF_ERROR(SaveCheckpoint(position.step, position, end));
   return WriteOutput(position.step, final_eval, reward_mean, reward_std);
 }
 

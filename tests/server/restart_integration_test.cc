@@ -2,7 +2,10 @@
 // SIGKILL in the middle of a training job, then a restart that resumes the job from its last
 // checkpoint and leaves a history with every step exactly once; and SIGTERM, which drains
 // (the job checkpoints and goes back to QUEUED, watchers get UNAVAILABLE) and exits 0 well
-// within the grace period, after which a restart finishes the job.
+// within the grace period, after which a restart finishes the job. The crash-window tests
+// SIGKILL verdictd at fixed points of a job's end (VERDICT_TEST_KILL_AT, core/util/
+// crash_point.h) and check that the restart completes the job exactly once: one SUCCEEDED,
+// one model version whose directory is not rewritten, no event stored twice.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -44,7 +47,10 @@ using ::testing::HasSubstr;
 class Verdictd {
  public:
   // Starts verdictd with its roots under `root` and waits for "verdictd listening on H:P".
-  static std::unique_ptr<Verdictd> Start(const fs::path& root, const std::vector<std::string>& extra_flags = {}) {
+  // `kill_at`, when set, is the crash point (VERDICT_TEST_KILL_AT) at which it SIGKILLs itself.
+  static std::unique_ptr<Verdictd> Start(const fs::path& root,
+                                         const std::vector<std::string>& extra_flags = {},
+                                         const std::string& kill_at = "") {
     static int count = 0;
     auto process = std::unique_ptr<Verdictd>(new Verdictd);
     process->stdout_path_ = root / absl::StrCat("verdictd-", count, ".out");
@@ -66,7 +72,16 @@ class Verdictd {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 1, process->stdout_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     posix_spawn_file_actions_addopen(&actions, 2, process->stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    const int spawned = posix_spawn(&process->pid_, VERDICTD_PATH, &actions, nullptr, argv.data(), environ);
+    std::vector<std::string> env;
+    for (char** var = environ; *var != nullptr; ++var) {
+      if (!absl::StartsWith(*var, "VERDICT_TEST_KILL_AT=")) env.push_back(*var);
+    }
+    if (!kill_at.empty()) env.push_back("VERDICT_TEST_KILL_AT=" + kill_at);
+    std::vector<char*> envp;
+    for (std::string& var : env) envp.push_back(var.data());
+    envp.push_back(nullptr);
+    const int spawned =
+        posix_spawn(&process->pid_, VERDICTD_PATH, &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     if (spawned != 0) {
       ADD_FAILURE() << "posix_spawn " << VERDICTD_PATH << ": " << strerror(spawned);
@@ -195,6 +210,107 @@ class RestartIntegrationTest : public ::testing::Test {
       if (event.has_train()) losses[event.step()] = event.train().loss();
     }
     return losses;
+  }
+
+  // Each file under `dir` (relative path) with its contents and modification time.
+  struct FileState {
+    std::string contents;
+    fs::file_time_type mtime;
+    bool operator==(const FileState& other) const {
+      return contents == other.contents && mtime == other.mtime;
+    }
+  };
+  static std::map<std::string, FileState> Snapshot(const fs::path& dir) {
+    std::map<std::string, FileState> files;
+    std::error_code error;
+    for (const auto& entry : fs::recursive_directory_iterator(dir, error)) {
+      if (!entry.is_regular_file()) continue;
+      std::ifstream in(entry.path(), std::ios::binary);
+      FileState state{std::string((std::istreambuf_iterator<char>(in)),
+                                  std::istreambuf_iterator<char>()),
+                      entry.last_write_time()};
+      files[fs::relative(entry.path(), dir).string()] = std::move(state);
+    }
+    return files;
+  }
+
+  static constexpr int64_t kCrashSteps = 20;
+
+  // Runs a tiny job (checkpoints every 5 steps, eval at 10 and at the end) on a verdictd that
+  // SIGKILLs itself at `kill_at`; returns the job's id once the process is dead.
+  std::string RunUntilKilledAt(const std::string& kill_at) {
+    auto process = Verdictd::Start(scratch_.path(), {}, kill_at);
+    if (process == nullptr) return "";
+    std::string job_id;
+    {
+      Clients clients(process->address());
+      const std::string dataset_id = UploadPairs(clients, 200);
+      v1::TrainingJobSpec spec = TinyJobSpec(dataset_id, kCrashSteps);
+      spec.set_save_steps(5);
+      spec.set_eval_steps(10);
+      job_id = Submit(clients, spec).id();
+    }
+    const std::optional<int> code = process->Wait(absl::Seconds(120));
+    EXPECT_EQ(code, -SIGKILL) << "verdictd did not die at " << kill_at << "\n" << process->Logs();
+    return job_id;
+  }
+
+  // What a restart after the crash left: the job and its history (through a verdictd that
+  // ran the job to its end and exited), and the model versions registered for the job.
+  struct AfterRestart {
+    v1::Job job;
+    std::vector<v1::MetricsEvent> events;
+    std::vector<v1::Model> versions;  // of the job's output model, training_job_id == the job
+  };
+  AfterRestart RestartAndFinish(const std::string& job_id) {
+    AfterRestart after;
+    {
+      auto process = Verdictd::Start(scratch_.path());
+      if (process == nullptr) return after;
+      auto clients = std::make_unique<Clients>(process->address());
+      auto job = WaitForTerminal(*clients->training, job_id);
+      EXPECT_TRUE(job.ok()) << job.status() << "\n" << process->Logs();
+      if (!job.ok()) return after;
+      after.job = *job;
+      after.events = StoredEvents(*clients->training, job_id);
+      ExpectCleanExit(*process, std::move(clients));
+    }
+    auto store = server::SqliteJobStore::Open((scratch_.path() / "state" / "verdict.db").string());
+    EXPECT_TRUE(store.ok()) << store.status();
+    if (!store.ok()) return after;
+    auto models = (*store)->ListModels(after.job.spec().output_model_name(), {});
+    EXPECT_TRUE(models.ok()) << models.status();
+    if (!models.ok()) return after;
+    for (const v1::Model& model : models->items) {
+      if (model.training_job_id() == job_id) after.versions.push_back(model);
+    }
+    return after;
+  }
+
+  // Exactly once: SUCCEEDED with one version, every train step and eval once, the sequence
+  // increasing, the history ending in SUCCEEDED, the checkpoints gone.
+  void ExpectCompletedOnce(const AfterRestart& after) {
+    EXPECT_EQ(after.job.state(), v1::JOB_STATE_SUCCEEDED) << after.job.error_message();
+    ASSERT_EQ(after.versions.size(), 1u);
+    EXPECT_EQ(after.job.result_model().version(), after.versions[0].version());
+    const fs::path storage = fs::path("models") / after.job.spec().output_model_name();
+    EXPECT_EQ(after.versions[0].storage_path(), (storage / after.job.id()).string());
+    ExpectCompleteHistory(after.events, kCrashSteps);
+    std::vector<int64_t> evals;
+    for (const auto& event : after.events) {
+      if (event.has_eval()) evals.push_back(event.step());
+    }
+    EXPECT_EQ(evals, std::vector<int64_t>({10, kCrashSteps}));
+    const std::vector<v1::JobState> states = States(after.events);
+    ASSERT_FALSE(states.empty());
+    EXPECT_EQ(states.back(), v1::JOB_STATE_SUCCEEDED);
+    EXPECT_EQ(std::count(states.begin(), states.end(), v1::JOB_STATE_SUCCEEDED), 1);
+    EXPECT_FALSE(fs::exists(scratch_.path() / "state" / "runs" / after.job.id()));
+    EXPECT_FALSE(fs::exists(scratch_.path() / "state" / "runs" / (after.job.id() + ".completing")));
+  }
+
+  fs::path ModelDir(const std::string& job_id) const {
+    return scratch_.path() / "state" / "models" / "tiny" / job_id;
   }
 
   ScratchDir scratch_;
@@ -377,6 +493,80 @@ TEST_F(RestartIntegrationTest, SigtermDrainsTheRunningJobAndExitsCleanly) {
             std::vector<v1::JobState>({v1::JOB_STATE_QUEUED, v1::JOB_STATE_RUNNING, v1::JOB_STATE_QUEUED,
                                        v1::JOB_STATE_RUNNING, v1::JOB_STATE_SUCCEEDED}));
   ExpectCleanExit(*second, std::move(clients_owner));
+}
+
+TEST_F(RestartIntegrationTest, AKillWhilePreparingStartsTheJobAgain) {
+  const std::string job_id = RunUntilKilledAt("preparing");
+  ASSERT_FALSE(job_id.empty());
+  const AfterRestart after = RestartAndFinish(job_id);
+  ExpectCompletedOnce(after);
+  EXPECT_EQ(after.job.attempt(), 2);
+  EXPECT_EQ(after.job.resumed_from_step(), 0);
+}
+
+// The eval at step 10 comes before the checkpoint at 10: the restart resumes at 5, drops the
+// events after it and reports that eval once more, once.
+TEST_F(RestartIntegrationTest, AKillAfterAnEvalReportsItOnce) {
+  const std::string job_id = RunUntilKilledAt("after_eval");
+  ASSERT_FALSE(job_id.empty());
+  const AfterRestart after = RestartAndFinish(job_id);
+  ExpectCompletedOnce(after);
+  EXPECT_EQ(after.job.attempt(), 2);
+  EXPECT_EQ(after.job.resumed_from_step(), 5);
+}
+
+TEST_F(RestartIntegrationTest, AKillMidCheckpointResumesFromTheLastCompleteOne) {
+  const std::string job_id = RunUntilKilledAt("mid_checkpoint");
+  ASSERT_FALSE(job_id.empty());
+  const AfterRestart after = RestartAndFinish(job_id);
+  ExpectCompletedOnce(after);
+  EXPECT_EQ(after.job.attempt(), 2);
+}
+
+// Old main: the last checkpoint was written before the final eval, so the restart resumed
+// after it and reported the final eval a second time (evals 10, 20, 20).
+TEST_F(RestartIntegrationTest, AKillAfterTheFinalEvalReportsItOnce) {
+  const std::string job_id = RunUntilKilledAt("after_final_eval");
+  ASSERT_FALSE(job_id.empty());
+  const AfterRestart after = RestartAndFinish(job_id);
+  ExpectCompletedOnce(after);
+  EXPECT_EQ(after.job.attempt(), 2);
+}
+
+// Old main: the checkpoints were removed before the completion, so the restart trained the
+// job again from step 0 and rewrote the model directory.
+TEST_F(RestartIntegrationTest, AKillBeforeTheCompletionCompletesWithoutTraining) {
+  const std::string job_id = RunUntilKilledAt("before_complete");
+  ASSERT_FALSE(job_id.empty());
+  const auto written = Snapshot(ModelDir(job_id));
+  ASSERT_FALSE(written.empty());
+  const AfterRestart after = RestartAndFinish(job_id);
+  ExpectCompletedOnce(after);
+  EXPECT_EQ(after.job.attempt(), 2);
+  EXPECT_EQ(after.job.resumed_from_step(), kCrashSteps);
+  // Nothing trained again: the second attempt reported no step.
+  int64_t train_events_after_restart = 0, running = 0;
+  for (const auto& event : after.events) {
+    if (event.has_state_change() && event.state_change().to_state() == v1::JOB_STATE_RUNNING) {
+      ++running;
+    }
+    if (running == 2 && event.has_train()) ++train_events_after_restart;
+  }
+  EXPECT_EQ(train_events_after_restart, 0);
+  EXPECT_TRUE(Snapshot(ModelDir(job_id)) == written) << "the model directory was written again";
+}
+
+// Old main: the job was SUCCEEDED in the store but its history never said so (the kill came
+// before the state-change event).
+TEST_F(RestartIntegrationTest, AKillAfterTheCompletionLeavesTheVersionAndRecordsTheEnd) {
+  const std::string job_id = RunUntilKilledAt("after_complete");
+  ASSERT_FALSE(job_id.empty());
+  const auto registered = Snapshot(ModelDir(job_id));
+  ASSERT_FALSE(registered.empty());
+  const AfterRestart after = RestartAndFinish(job_id);
+  ExpectCompletedOnce(after);
+  EXPECT_EQ(after.job.attempt(), 1);  // never ran again
+  EXPECT_TRUE(Snapshot(ModelDir(job_id)) == registered) << "the registered directory was rewritten";
 }
 
 }  // namespace

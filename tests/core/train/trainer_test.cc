@@ -128,6 +128,59 @@ TEST(TrainerTest, ResumingFromACheckpointReproducesTheUninterruptedRun) {
   EXPECT_EQ(ListCheckpoints(interrupted.run_dir).size(), 2u);
 }
 
+// A run restarted on the run directory of a finished run (a crash after the final eval, before
+// the caller recorded the result) neither trains nor evaluates again: the last checkpoint is
+// written after the final eval and records it. Old code: it evaluated and reported it again.
+TEST(TrainerTest, ARunRestartedAfterItsFinalEvalNeitherTrainsNorEvaluatesAgain) {
+  ScratchDir scratch;
+  TrainingConfig config = SmallSyntheticRun(scratch);
+  config.max_steps = 4;
+  config.max_eval_pairs = 32;
+  struct Reported {
+    int64_t steps = 0;
+    std::vector<EvalMetrics> evals;
+  };
+  auto run = [&config](Reported& reported) {
+    TrainerCallbacks callbacks;
+    callbacks.on_step = [&](const TrainStepMetrics&) { ++reported.steps; };
+    callbacks.on_eval = [&](const EvalMetrics& m) { reported.evals.push_back(m); };
+    auto trainer = Trainer::Create(config, callbacks);
+    EXPECT_TRUE(trainer.ok()) << trainer.status();
+    return (*trainer)->Run();
+  };
+  Reported first, second;
+  auto finished = run(first);
+  ASSERT_TRUE(finished.ok()) << finished.status();
+  EXPECT_EQ(first.steps, 4);
+  ASSERT_EQ(first.evals.size(), 1u);
+  EXPECT_EQ(ListCheckpoints(config.run_dir).back(), 4);
+  std::filesystem::remove_all(config.output_dir);
+
+  auto restarted = run(second);
+  ASSERT_TRUE(restarted.ok()) << restarted.status();
+  EXPECT_EQ(second.steps, 0);
+  EXPECT_TRUE(second.evals.empty());
+  EXPECT_EQ(restarted->final_eval.step, 4);
+  EXPECT_EQ(restarted->final_eval.pairs, first.evals[0].pairs);
+  EXPECT_EQ(restarted->final_eval.loss, first.evals[0].loss);
+  EXPECT_EQ(restarted->final_eval.accuracy, first.evals[0].accuracy);
+  EXPECT_EQ(restarted->reward_mean, finished->reward_mean);
+  EXPECT_EQ(restarted->reward_std, finished->reward_std);
+  EXPECT_TRUE(LoadRewardModel(restarted->output_dir, {}).ok());
+
+  // Once written, the model directory is not written again (it may be registered already).
+  const auto written = std::filesystem::last_write_time(
+      std::filesystem::path(restarted->output_dir) / "model.safetensors");
+  Reported third;
+  auto again = run(third);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(third.steps, 0);
+  EXPECT_TRUE(third.evals.empty());
+  EXPECT_EQ(std::filesystem::last_write_time(std::filesystem::path(again->output_dir) /
+                                             "model.safetensors"),
+            written);
+}
+
 TEST(TrainerTest, NonFiniteLossStopsTheRunAndKeepsTheLastCheckpoint) {
   // Two clean steps and their checkpoint; then the same pairs with margins that overflow
   // float32 (finite in the file, infinite in the loss), resumed from that checkpoint.
