@@ -66,11 +66,12 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& run_dir, int64_t 
                           {"batch", contents.position.batch}};
   if (contents.end.has_value()) {
     const RunEnd& end = *contents.end;
-    state["end"] = {{"eval_pairs", end.eval_pairs},         {"eval_loss", end.eval_loss},
-                    {"eval_accuracy", end.eval_accuracy}, {"eval_margin", end.eval_margin},
-                    {"eval_reward_mean", end.eval_reward_mean},
-                    {"eval_reward_std", end.eval_reward_std},
-                    {"eval_seconds", end.eval_seconds},   {"reward_mean", end.reward_mean},
+    const EvalMetrics& eval = end.final_eval;
+    state["end"] = {{"eval_pairs", eval.pairs},         {"eval_loss", eval.loss},
+                    {"eval_accuracy", eval.accuracy}, {"eval_margin", eval.margin},
+                    {"eval_reward_mean", eval.reward_mean},
+                    {"eval_reward_std", eval.reward_std},
+                    {"eval_seconds", eval.seconds},   {"reward_mean", end.reward_mean},
                     {"reward_std", end.reward_std}};
   }
   RETURN_IF_ERROR(WriteFileAtomically((tmp / "trainer_state.json").string(), state.dump(2)));
@@ -153,13 +154,15 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> LoadLatestCheckpoint(const std::
       return absl::DataLossError(absl::StrCat(dir.string(), "/trainer_state.json: bad \"end\""));
     }
     RunEnd run_end;
-    run_end.eval_pairs = end["eval_pairs"].get<int64_t>();
-    run_end.eval_loss = end["eval_loss"].get<double>();
-    run_end.eval_accuracy = end["eval_accuracy"].get<double>();
-    run_end.eval_margin = end["eval_margin"].get<double>();
-    run_end.eval_reward_mean = end["eval_reward_mean"].get<double>();
-    run_end.eval_reward_std = end["eval_reward_std"].get<double>();
-    run_end.eval_seconds = end["eval_seconds"].get<double>();
+    EvalMetrics& eval = run_end.final_eval;
+    eval.step = loaded.position.step;
+    eval.pairs = end["eval_pairs"].get<int64_t>();
+    eval.loss = end["eval_loss"].get<double>();
+    eval.accuracy = end["eval_accuracy"].get<double>();
+    eval.margin = end["eval_margin"].get<double>();
+    eval.reward_mean = end["eval_reward_mean"].get<double>();
+    eval.reward_std = end["eval_reward_std"].get<double>();
+    eval.seconds = end["eval_seconds"].get<double>();
     run_end.reward_mean = end["reward_mean"].get<double>();
     run_end.reward_std = end["reward_std"].get<double>();
     loaded.end = run_end;

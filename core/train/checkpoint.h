@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/train/eval_metrics.h"
 
 namespace verdict {
 
@@ -37,13 +38,7 @@ struct TrainerPosition {
 // The end of a run, recorded in its last checkpoint: the final evaluation (already reported)
 // and the reward normalisation statistics the model directory records.
 struct RunEnd {
-  int64_t eval_pairs = 0;
-  double eval_loss = 0;
-  double eval_accuracy = 0;
-  double eval_margin = 0;
-  double eval_reward_mean = 0;
-  double eval_reward_std = 0;
-  double eval_seconds = 0;
+  EvalMetrics final_eval;  // its step is the checkpoint's
   double reward_mean = 0;  // normalisation statistics (eval pairs, or a training sample)
   double reward_std = 1;
 };

@@ -649,13 +649,8 @@ absl::StatusOr<TrainingResult> TrainerImpl::FinishAndSave(const TrainerPosition&
   if (resumed_end_.has_value()) {
     // Evaluated and reported before the restart: only the model directory is left to write.
     const RunEnd& end = *resumed_end_;
-    final_eval.pairs = end.eval_pairs;
-    final_eval.loss = end.eval_loss;
-    final_eval.accuracy = end.eval_accuracy;
-    final_eval.margin = end.eval_margin;
-    final_eval.reward_mean = end.eval_reward_mean;
-    final_eval.reward_std = end.eval_reward_std;
-    final_eval.seconds = end.eval_seconds;
+    final_eval = end.final_eval;
+    final_eval.step = position.step;
     if (fs::is_directory(config_.output_dir)) {
       // Written (atomically, whole: WriteModelDirectory) after that checkpoint, before the
       // restart; it may be registered already, so it is not written twice.
@@ -689,13 +684,7 @@ absl::StatusOr<TrainingResult> TrainerImpl::FinishAndSave(const TrainerPosition&
   // neither (a restart before it resumes from an earlier checkpoint, whose resume drops the
   // events after it, the final eval's included).
   RunEnd end;
-  end.eval_pairs = final_eval.pairs;
-  end.eval_loss = final_eval.loss;
-  end.eval_accuracy = final_eval.accuracy;
-  end.eval_margin = final_eval.margin;
-  end.eval_reward_mean = final_eval.reward_mean;
-  end.eval_reward_std = final_eval.reward_std;
-  end.eval_seconds = final_eval.seconds;
+  end.final_eval = final_eval;
   end.reward_mean = reward_mean;
   end.reward_std = reward_std;
   RETURN_IF_ERROR(SaveCheckpoint(position.step, position, end));

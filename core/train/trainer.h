@@ -43,6 +43,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/train/eval_metrics.h"
 #include "core/train/training_config.h"
 
 namespace verdict {
@@ -66,17 +67,6 @@ struct TrainStepMetrics {
   double pairs_per_second = 0;
   double tokens_per_second = 0;
   double padding_fraction = 0;
-};
-
-struct EvalMetrics {
-  int64_t step = 0;
-  double loss = 0;
-  double accuracy = 0;
-  double margin = 0;       // mean r_chosen - r_rejected
-  double reward_mean = 0;  // over chosen and rejected rewards
-  double reward_std = 0;
-  int64_t pairs = 0;
-  double seconds = 0;      // how long the evaluation took
 };
 
 // What the data preparation found; reported once before the first step.
