@@ -423,8 +423,17 @@ absl::StatusOr<ChatFormat> ChatFormatFromTemplate(absl::string_view chat_templat
 absl::StatusOr<ChatFormat> ChooseChatFormat(const std::string& model_dir,
                                             absl::string_view explicit_name) {
   if (!explicit_name.empty()) return ParseChatFormat(explicit_name);
-  const std::string path = (std::filesystem::path(model_dir) / "tokenizer_config.json").string();
   std::error_code error;
+  const std::string jinja = (std::filesystem::path(model_dir) / "chat_template.jinja").string();
+  if (std::filesystem::is_regular_file(jinja, error)) {
+    ASSIGN_OR_RETURN(std::string chat_template, ReadFileToString(jinja));
+    absl::StatusOr<ChatFormat> format = ChatFormatFromTemplate(chat_template);
+    if (!format.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(jinja, ": ", format.status().message()));
+    }
+    return format;
+  }
+  const std::string path = (std::filesystem::path(model_dir) / "tokenizer_config.json").string();
   if (!std::filesystem::is_regular_file(path, error)) {
     return absl::NotFoundError(absl::StrCat(model_dir, " has no tokenizer_config.json, so no "
                                             "chat template; name a chat format (",

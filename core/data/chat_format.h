@@ -125,9 +125,10 @@ absl::StatusOr<std::string> RenderChat(absl::Span<const ChatMessage> messages, C
 absl::StatusOr<ChatFormat> ChatFormatFromTemplate(absl::string_view chat_template);
 
 // The chat format of a Hugging Face model directory: `explicit_name` when it is not empty
-// (ParseChatFormat), else ChatFormatFromTemplate() on `model_dir`/tokenizer_config.json's
-// "chat_template" (a string, or a list of {"name", "template"} where "default" is used).
-// NotFound when there is no template and no name.
+// (ParseChatFormat), else ChatFormatFromTemplate() on `model_dir`/chat_template.jinja (where
+// transformers since 4.43 saves the template) or tokenizer_config.json's "chat_template" (a
+// string, or a list of {"name", "template"} where "default" is used). NotFound when there is no
+// template and no name.
 absl::StatusOr<ChatFormat> ChooseChatFormat(const std::string& model_dir,
                                             absl::string_view explicit_name);
 

@@ -297,6 +297,12 @@ TEST(ChatFormatTest, ChoosesTheFormatOfAModelDirectory) {
                       .dump())
                   .ok());
   EXPECT_EQ(*ChooseChatFormat(dir.path().string(), ""), ChatFormat::kLlama3);
+  // chat_template.jinja, where newer transformers save the template, comes first.
+  ASSERT_TRUE(WriteFileAtomically(dir.Path("chat_template.jinja"), kChatMLTemplate).ok());
+  EXPECT_EQ(*ChooseChatFormat(dir.path().string(), ""), ChatFormat::kChatML);
+  ASSERT_TRUE(WriteFileAtomically(dir.Path("chat_template.jinja"), kZephyrTemplate).ok());
+  EXPECT_THAT(ChooseChatFormat(dir.path().string(), "").status().message(),
+              HasSubstr("chat_template.jinja"));
 }
 
 }  // namespace
