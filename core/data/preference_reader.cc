@@ -366,15 +366,78 @@ absl::StatusOr<PreferencePair> ParseShareGpt(const Json& record, ChatFormat form
   return pair;
 }
 
-enum class Layout { kNone, kStandard, kShareGpt };
+// The string of `key`, "" when it is absent or null; Malformed when it is another type.
+absl::StatusOr<std::string> OptionalString(const Json& record, const char* key) {
+  const Json* value = Find(record, key);
+  if (value == nullptr) return std::string();
+  if (!value->is_string()) {
+    return Malformed(absl::StrCat("\"", key, "\" must be a string, got ", value->type_name()));
+  }
+  return value->get<std::string>();
+}
+
+// LLaMA-Factory's alpaca preference record: {"instruction", "input", "chosen", "rejected"} with
+// optional "system" and "history" ([[query, response], ...] earlier turns). The user turn is
+// the instruction and the input joined by a newline, as LLaMA-Factory writes it; "chosen" and
+// "rejected" are the assistant replies. Rendered as a conversational record with that prompt.
+absl::StatusOr<PreferencePair> ParseAlpaca(const Json& record, ChatFormat format) {
+  std::vector<ChatMessage> prompt;
+  ASSIGN_OR_RETURN(std::string system, OptionalString(record, "system"));
+  if (!system.empty()) prompt.push_back({ChatRole::kSystem, std::move(system)});
+  if (const Json* history = Find(record, "history"); history != nullptr) {
+    if (!history->is_array()) {
+      return Malformed(absl::StrCat("\"history\" must be a list of [query, response] pairs, got ",
+                                    history->type_name()));
+    }
+    for (size_t i = 0; i < history->size(); ++i) {
+      const Json& turn = (*history)[i];
+      if (!turn.is_array() || turn.size() != 2 || !turn[0].is_string() || !turn[1].is_string()) {
+        return Malformed(
+            absl::StrCat("\"history\"[", i, "] must be a [query, response] pair of strings"));
+      }
+      prompt.push_back({ChatRole::kUser, turn[0].get<std::string>()});
+      prompt.push_back({ChatRole::kAssistant, turn[1].get<std::string>()});
+    }
+  }
+  const Json* instruction = Find(record, "instruction");
+  if (!instruction->is_string()) {
+    return Malformed(
+        absl::StrCat("\"instruction\" must be a string, got ", instruction->type_name()));
+  }
+  ASSIGN_OR_RETURN(std::string input, OptionalString(record, "input"));
+  std::string query = instruction->get<std::string>();
+  if (!input.empty()) query = query.empty() ? input : absl::StrCat(query, "\n", input);
+  prompt.push_back({ChatRole::kUser, std::move(query)});
+  std::vector<ChatMessage> responses[2];
+  const char* const keys[2] = {"chosen", "rejected"};
+  for (int k = 0; k < 2; ++k) {
+    const Json* response = Find(record, keys[k]);
+    if (response == nullptr) return Malformed(absl::StrCat("missing \"", keys[k], "\""));
+    if (!response->is_string()) {
+      return Malformed(absl::StrCat("\"", keys[k], "\" must be a string (an alpaca reply), got ",
+                                    response->type_name()));
+    }
+    responses[k].push_back({ChatRole::kAssistant, response->get<std::string>()});
+  }
+  PreferencePair pair;
+  RETURN_IF_ERROR(ParseMargin(record, &pair));
+  RETURN_IF_ERROR(RenderConversations(prompt, responses[0], responses[1], format, &pair));
+  return pair;
+}
+
+enum class Layout { kNone, kStandard, kShareGpt, kAlpaca };
 
 Layout DetectLayout(const Json& record) {
   if (!record.is_object()) return Layout::kNone;
-  // A ShareGPT record without responses is supervised fine-tuning data, not preference data.
+  // A ShareGPT or alpaca record without responses is supervised fine-tuning data, not
+  // preference data.
   if (Find(record, "chosen") == nullptr && Find(record, "rejected") == nullptr) {
     return Layout::kNone;
   }
-  return Find(record, "conversations") != nullptr ? Layout::kShareGpt : Layout::kStandard;
+  if (Find(record, "conversations") != nullptr) return Layout::kShareGpt;
+  // Read as an hh-rlhf transcript, an alpaca record would silently lose its instruction.
+  if (Find(record, "instruction") != nullptr) return Layout::kAlpaca;
+  return Layout::kStandard;
 }
 
 // What a record that is not preference data is, for the wrong-format message.
@@ -402,6 +465,9 @@ std::string Accepted(DataFormat format) {
   constexpr absl::string_view kShareGpt =
       "{\"conversations\": [{\"from\", \"value\"}, ...], \"chosen\": {\"from\": \"gpt\", "
       "\"value\"}, \"rejected\": {...}} with an optional \"system\" (LLaMA-Factory ShareGPT)";
+  constexpr absl::string_view kAlpaca =
+      "; {\"instruction\": str, \"input\": str, \"chosen\": str, \"rejected\": str} with optional "
+      "\"system\" and \"history\" (LLaMA-Factory alpaca)";
   absl::string_view containers =
       "JSON Lines (one record per line) or a JSON array of records, plain or gzip";
   if (format == DataFormat::kJsonl) containers = "JSON Lines (one record per line), plain or gzip";
@@ -409,7 +475,7 @@ std::string Accepted(DataFormat format) {
   if (format == DataFormat::kShareGpt) {
     return absl::StrCat(containers, ", each record ", kShareGpt);
   }
-  return absl::StrCat(containers, ", each record one of ", kStandard, kShareGpt);
+  return absl::StrCat(containers, ", each record one of ", kStandard, kShareGpt, kAlpaca);
 }
 
 // One record: a JSON Lines line or a JSON array element starting on line `line`. Sets
@@ -450,6 +516,7 @@ absl::StatusOr<PreferencePair> ParseRecord(absl::string_view text, int64_t line,
   }
   if (layout == Layout::kNone) *unrecognised = DescribeValue(*record);
   if (layout == Layout::kShareGpt) return ParseShareGpt(*record, options.chat_format);
+  if (layout == Layout::kAlpaca) return ParseAlpaca(*record, options.chat_format);
   return ParseStandard(*record, options.chat_format);
 }
 

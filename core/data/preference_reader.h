@@ -31,6 +31,11 @@
 //                     (any other, e.g. observation or function_call, is a bad record). The
 //                     conversation is the prompt and chosen/rejected the assistant replies,
 //                     rendered as a conversational record with that prompt.
+//   alpaca            LLaMA-Factory's alpaca preference records: {"instruction": str,
+//                     "input": str, "chosen": str, "rejected": str} with optional "system" and
+//                     "history" ([[query, response], ...]). The user turn is instruction and
+//                     input joined by "\n" (as LLaMA-Factory writes it); rendered as a
+//                     conversational record.
 //
 // An optional numeric "margin" is kept; a null prompt or margin counts as absent; other keys
 // are ignored. An empty response is valid (a policy can generate one); a pair whose chosen and

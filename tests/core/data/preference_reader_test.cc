@@ -693,6 +693,39 @@ TEST(PreferenceReaderTest, ShareGptRendersLikeTheConversationalLayout) {
   EXPECT_EQ(no_system.prompt, "\n\nHuman: Hi\n\nAssistant:");
 }
 
+// LLaMA-Factory's alpaca preference records: before, one was read as an hh-rlhf transcript
+// pair with an empty prompt, silently dropping its instruction.
+TEST(PreferenceReaderTest, AlpacaRecordsRenderTheirInstructionAsTheUserTurn) {
+  const std::string alpaca =
+      R"({"system": "Be brief.", "history": [["Hi", "Hello."]], "instruction": "Sky colour?",)"
+      R"( "input": "At noon.", "chosen": "Blue.", "rejected": "Green.", "margin": 1})";
+  const std::string conversational =
+      R"({"prompt": [{"role": "system", "content": "Be brief."},)"
+      R"( {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},)"
+      R"( {"role": "user", "content": "Sky colour?\nAt noon."}],)"
+      R"( "chosen": [{"role": "assistant", "content": "Blue."}],)"
+      R"( "rejected": [{"role": "assistant", "content": "Green."}]})";
+  for (ChatFormat format : {ChatFormat::kHhRlhf, ChatFormat::kChatML, ChatFormat::kQwen3}) {
+    const PreferencePair a = OnlyPair(alpaca, format);
+    const PreferencePair b = OnlyPair(conversational, format);
+    EXPECT_EQ(a.prompt, b.prompt);
+    EXPECT_EQ(a.chosen, b.chosen);
+    EXPECT_EQ(a.rejected, b.rejected);
+    EXPECT_TRUE(a.conversational);
+    EXPECT_EQ(a.margin, 1.0);
+  }
+  // No input: the instruction alone; no system, no history.
+  const PreferencePair plain = OnlyPair(
+      R"({"instruction": "Name a colour.", "input": "", "chosen": "Red.", "rejected": "No."})");
+  EXPECT_EQ(plain.prompt, "\n\nHuman: Name a colour.\n\nAssistant:");
+  EXPECT_EQ(plain.chosen, " Red.");
+  // A bad history names itself.
+  absl::StatusOr<PreferenceData> bad = ReadPreferenceString(
+      R"({"instruction": "q", "history": [["only a query"]], "chosen": "a", "rejected": "b"})",
+      "mem");
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("\"history\"[0]"));
+}
+
 // --- Files that are not preference data ----------------------------------------------------
 
 struct WrongFileCase {
