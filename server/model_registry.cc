@@ -446,6 +446,8 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const v1::ImportModelRequest& re
   }
   if (request.chat_format() != v1::CHAT_FORMAT_UNSPECIFIED) {
     ASSIGN_OR_RETURN(encoding.chat_format, ToCore(request.chat_format()));
+  } else if (recorded) {
+    encoding.chat_format = saved.chat_format;
   } else {
     absl::StatusOr<ChatFormat> implied = ImpliedChatFormat(source_dir);
     if (!implied.ok()) {

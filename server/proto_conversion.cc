@@ -240,7 +240,7 @@ absl::Status NormalizeHyperparameters(const ModelConfig& base, v1::Hyperparamete
 
 // ---- enums ----------------------------------------------------------------------------------
 
-// Enums mapped by a table of (proto, core) rows: both directions read the same rows.
+// Every enum is mapped by a table of (proto, core) rows: both directions read the same rows.
 template <typename Proto, typename Core, size_t N>
 absl::StatusOr<Core> CoreOf(const std::pair<Proto, Core> (&table)[N], Proto v,
                             absl::string_view field) {
@@ -289,78 +289,42 @@ constexpr std::pair<v1::InputRule, InputRule> kInputRules[] = {
 absl::StatusOr<InputRule> ToCore(v1::InputRule v) { return CoreOf(kInputRules, v, "input_rule"); }
 v1::InputRule ToProto(InputRule v) { return ProtoOf(kInputRules, v); }
 
+constexpr std::pair<v1::LrScheduler, LrScheduleKind> kLrSchedulers[] = {
+    {v1::LR_SCHEDULER_LINEAR, LrScheduleKind::kLinear},
+    {v1::LR_SCHEDULER_COSINE, LrScheduleKind::kCosine},
+    {v1::LR_SCHEDULER_CONSTANT, LrScheduleKind::kConstant},
+};
 absl::StatusOr<LrScheduleKind> ToCore(v1::LrScheduler v) {
-  switch (v) {
-    case v1::LR_SCHEDULER_LINEAR:
-      return LrScheduleKind::kLinear;
-    case v1::LR_SCHEDULER_COSINE:
-      return LrScheduleKind::kCosine;
-    case v1::LR_SCHEDULER_CONSTANT:
-      return LrScheduleKind::kConstant;
-    default:
-      return UnknownEnum("lr_scheduler", v);
-  }
+  return CoreOf(kLrSchedulers, v, "lr_scheduler");
 }
-v1::LrScheduler ToProto(LrScheduleKind v) {
-  switch (v) {
-    case LrScheduleKind::kCosine:
-      return v1::LR_SCHEDULER_COSINE;
-    case LrScheduleKind::kConstant:
-      return v1::LR_SCHEDULER_CONSTANT;
-    case LrScheduleKind::kLinear:
-      break;
-  }
-  return v1::LR_SCHEDULER_LINEAR;
-}
+v1::LrScheduler ToProto(LrScheduleKind v) { return ProtoOf(kLrSchedulers, v); }
+
+constexpr std::pair<v1::TruncationPolicy, TruncationPolicy> kTruncationPolicies[] = {
+    {v1::TRUNCATION_POLICY_TRUNCATE, TruncationPolicy::kTruncate},
+    {v1::TRUNCATION_POLICY_DROP, TruncationPolicy::kDrop},
+};
 absl::StatusOr<TruncationPolicy> ToCore(v1::TruncationPolicy v) {
-  switch (v) {
-    case v1::TRUNCATION_POLICY_TRUNCATE:
-      return TruncationPolicy::kTruncate;
-    case v1::TRUNCATION_POLICY_DROP:
-      return TruncationPolicy::kDrop;
-    default:
-      return UnknownEnum("truncation", v);
-  }
+  return CoreOf(kTruncationPolicies, v, "truncation");
 }
-v1::TruncationPolicy ToProto(TruncationPolicy v) {
-  return v == TruncationPolicy::kDrop ? v1::TRUNCATION_POLICY_DROP : v1::TRUNCATION_POLICY_TRUNCATE;
-}
-absl::StatusOr<Dtype> ToCore(v1::Dtype v) {
-  switch (v) {
-    case v1::DTYPE_FLOAT32:
-      return Dtype::kFloat32;
-    case v1::DTYPE_BFLOAT16:
-      return Dtype::kBFloat16;
-    case v1::DTYPE_FLOAT16:
-      return Dtype::kFloat16;
-    default:
-      return UnknownEnum("dtype", v);
-  }
-}
-v1::Dtype ToProto(Dtype v) {
-  switch (v) {
-    case Dtype::kBFloat16:
-      return v1::DTYPE_BFLOAT16;
-    case Dtype::kFloat16:
-      return v1::DTYPE_FLOAT16;
-    case Dtype::kFloat32:
-      break;
-  }
-  return v1::DTYPE_FLOAT32;
-}
+v1::TruncationPolicy ToProto(TruncationPolicy v) { return ProtoOf(kTruncationPolicies, v); }
+
+constexpr std::pair<v1::Dtype, Dtype> kDtypes[] = {
+    {v1::DTYPE_FLOAT32, Dtype::kFloat32},
+    {v1::DTYPE_BFLOAT16, Dtype::kBFloat16},
+    {v1::DTYPE_FLOAT16, Dtype::kFloat16},
+};
+absl::StatusOr<Dtype> ToCore(v1::Dtype v) { return CoreOf(kDtypes, v, "dtype"); }
+v1::Dtype ToProto(Dtype v) { return ProtoOf(kDtypes, v); }
+
+constexpr std::pair<v1::SentencePieceModelType, SentencePieceModelType> kTokenizerTypes[] = {
+    {v1::SENTENCE_PIECE_MODEL_TYPE_UNIGRAM, SentencePieceModelType::kUnigram},
+    {v1::SENTENCE_PIECE_MODEL_TYPE_BPE, SentencePieceModelType::kBpe},
+};
 absl::StatusOr<SentencePieceModelType> ToCore(v1::SentencePieceModelType v) {
-  switch (v) {
-    case v1::SENTENCE_PIECE_MODEL_TYPE_UNIGRAM:
-      return SentencePieceModelType::kUnigram;
-    case v1::SENTENCE_PIECE_MODEL_TYPE_BPE:
-      return SentencePieceModelType::kBpe;
-    default:
-      return UnknownEnum("tokenizer_type", v);
-  }
+  return CoreOf(kTokenizerTypes, v, "tokenizer_type");
 }
 v1::SentencePieceModelType ToProto(SentencePieceModelType v) {
-  return v == SentencePieceModelType::kBpe ? v1::SENTENCE_PIECE_MODEL_TYPE_BPE
-                                           : v1::SENTENCE_PIECE_MODEL_TYPE_UNIGRAM;
+  return ProtoOf(kTokenizerTypes, v);
 }
 
 v1::ModelFamily ToProto(ModelFamily v) {
