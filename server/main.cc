@@ -15,6 +15,13 @@
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on (0.0.0.0 for every interface).");
 ABSL_FLAG(int, port, 50051, "gRPC port (0 picks a free one).");
 ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port; -1 disables it.");
+ABSL_FLAG(int, http_port, -1,
+          "HTTP/JSON scoring port (POST /get_reward as OpenRLHF calls it, POST /v1/score); "
+          "-1 (default) off, 0 picks a free one.");
+ABSL_FLAG(int, http_threads, 32, "HTTP scoring requests in flight at once.");
+ABSL_FLAG(std::string, http_model, "",
+          "Model /get_reward scores with when the URL has no ?model=: name, name:version or "
+          "name:alias.");
 ABSL_FLAG(std::string, state_dir, "./verdict-data", "Job store, checkpoints, datasets and trained models.");
 ABSL_FLAG(std::string, data_dir, "", "Root of dataset paths named in requests (empty: <state_dir>/data).");
 ABSL_FLAG(std::string, model_dir, "", "Root of model paths named in requests (empty: <state_dir>/models-in).");
@@ -51,6 +58,9 @@ int main(int argc, char** argv) {
   config.host = absl::GetFlag(FLAGS_host);
   config.port = absl::GetFlag(FLAGS_port);
   config.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  config.http_port = absl::GetFlag(FLAGS_http_port);
+  config.http_threads = absl::GetFlag(FLAGS_http_threads);
+  config.http_model = absl::GetFlag(FLAGS_http_model);
   config.state_dir = absl::GetFlag(FLAGS_state_dir);
   config.data_dir = absl::GetFlag(FLAGS_data_dir);
   config.model_dir = absl::GetFlag(FLAGS_model_dir);

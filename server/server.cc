@@ -18,9 +18,7 @@
 #include <iostream>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "core/score/dynamic_batcher.h"
 #include "core/util/build_info.h"
 #include "core/util/file_util.h"
@@ -28,6 +26,7 @@
 #include "server/auth.h"
 #include "server/dataset_service.h"
 #include "server/event_hub.h"
+#include "server/http_scoring.h"
 #include "server/job_manager.h"
 #include "server/logging.h"
 #include "server/model_registry.h"
@@ -37,6 +36,7 @@
 #include "server/sqlite_job_store.h"
 #include "server/startup_sweep.h"
 #include "server/training_service.h"
+#include "server/validation.h"
 
 
 namespace verdict::server {
@@ -92,6 +92,15 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   if (c.port < 0 || c.port > 65535) return absl::InvalidArgumentError("--port: must be in [0, 65535]");
   if (c.metrics_port < -1 || c.metrics_port > 65535) {
     return absl::InvalidArgumentError("--metrics_port: must be -1 (off) or in [0, 65535]");
+  }
+  if (c.http_port < -1 || c.http_port > 65535) {
+    return absl::InvalidArgumentError("--http_port: must be -1 (off) or in [0, 65535]");
+  }
+  if (c.http_threads < 1 || c.http_threads > 1024) {
+    return absl::InvalidArgumentError("--http_threads: must be in [1, 1024]");
+  }
+  if (!c.http_model.empty()) {
+    RETURN_IF_ERROR(ValidateModelRef("--http_model", ParseModelSpec(c.http_model)));
   }
   if (c.max_concurrent_jobs < 1) return absl::InvalidArgumentError("--max_concurrent_jobs: must be >= 1");
   if (c.max_queued_jobs < 1) return absl::InvalidArgumentError("--max_queued_jobs: must be >= 1");
@@ -202,10 +211,13 @@ struct VerdictServer::Parts {
   std::unique_ptr<TrainingService> training_service;
   std::unique_ptr<DatasetService> dataset_service;
   std::unique_ptr<ModelService> model_service;
+  std::unique_ptr<BatchScoring> scoring;
   std::unique_ptr<ScoringService> scoring_service;
+  std::unique_ptr<HttpScoring> http;
   std::unique_ptr<grpc::Server> grpc_server;
   int port = 0;
   int metrics_port = -1;
+  int http_port = -1;
   bool shut_down = false;
   absl::Mutex health_mutex;
   bool draining ABSL_GUARDED_BY(health_mutex) = false;
@@ -223,6 +235,7 @@ VerdictServer::~VerdictServer() { Shutdown(); }
 
 int VerdictServer::port() const { return parts_->port; }
 int VerdictServer::metrics_port() const { return parts_->metrics_port; }
+int VerdictServer::http_port() const { return parts_->http_port; }
 
 absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
     const ServerConfig& requested) {
@@ -289,7 +302,8 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
   p.training_service = std::make_unique<TrainingService>(p.jobs.get(), p.store.get(), &p.events, p.auth.get());
   p.dataset_service = std::make_unique<DatasetService>(config, p.store.get(), p.auth.get());
   p.model_service = std::make_unique<ModelService>(config, p.store.get(), p.models.get(), p.auth.get());
-  p.scoring_service = std::make_unique<ScoringService>(config, p.models.get(), p.auth.get());
+  p.scoring = std::make_unique<BatchScoring>(config, p.models.get());
+  p.scoring_service = std::make_unique<ScoringService>(p.scoring.get(), p.auth.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -319,6 +333,11 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
   if (p.grpc_server == nullptr || p.port == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", config.host, ":", config.port));
   }
+  if (config.http_port >= 0) {
+    ASSIGN_OR_RETURN(p.http,
+                     HttpScoring::Start(config, p.scoring.get(), p.auth.get(), p.metrics.get()));
+    p.http_port = p.http->port();
+  }
   p.jobs->StartWorkers();
   auto* health = p.grpc_server->GetHealthCheckService();
   health->SetServingStatus(true);
@@ -326,17 +345,7 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
   health->SetServingStatus(kScoringService, false);
 
   for (const std::string& spec : config.preload_models) {
-    std::vector<std::string> parts_of = absl::StrSplit(spec, absl::MaxSplits(':', 1));
-    v1::ModelRef ref;
-    ref.set_name(parts_of[0]);
-    if (parts_of.size() == 2) {
-      int64_t version = 0;
-      if (absl::SimpleAtoi(parts_of[1], &version)) {
-        ref.set_version(version);
-      } else {
-        ref.set_alias(parts_of[1]);
-      }
-    }
+    const v1::ModelRef ref = ParseModelSpec(spec);
     auto loaded = p.models->Acquire(ref);
     if (!loaded.ok()) {
       return absl::Status(loaded.status().code(),
@@ -344,7 +353,8 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
     }
   }
   p.logger->Info("server.started").With("address", absl::StrCat(config.host, ":", p.port))
-      .With("metrics_port", p.metrics_port).With("state_dir", config.state_dir);
+      .With("metrics_port", p.metrics_port).With("http_port", p.http_port)
+      .With("state_dir", config.state_dir);
   return std::unique_ptr<VerdictServer>(new VerdictServer(std::move(parts)));
 }
 
@@ -359,9 +369,11 @@ void VerdictServer::Shutdown() {
     // Load balancers stop sending new calls first.
     p.grpc_server->GetHealthCheckService()->Shutdown();
   }
+  if (p.http != nullptr) p.http->Drain();
   p.jobs->Drain();          // the running job checkpoints and goes back to QUEUED
   p.events.Close();         // metrics streams send that, then end with UNAVAILABLE
   p.models->DrainAll();     // queued scoring requests complete
+  p.http.reset();           // HTTP requests in flight have their scores: stop listening
   p.grpc_server->Shutdown(std::chrono::system_clock::now() +
                           absl::ToChronoSeconds(p.config.drain_grace));
   p.jobs.reset();
@@ -378,6 +390,7 @@ absl::Status RunServer(const ServerConfig& config) {
   ASSIGN_OR_RETURN(std::unique_ptr<VerdictServer> server, VerdictServer::Start(config));
   std::cout << "verdictd listening on " << config.host << ":" << server->port();
   if (server->metrics_port() >= 0) std::cout << ", metrics on :" << server->metrics_port() << "/metrics";
+  if (server->http_port() >= 0) std::cout << ", HTTP scoring on :" << server->http_port();
   std::cout << std::endl;
   int received = 0;
   sigwait(&signals, &received);

@@ -27,6 +27,7 @@ class VerdictServer {
 
   int port() const;
   int metrics_port() const;  // -1 when disabled
+  int http_port() const;     // -1 when disabled
 
   void Shutdown();
 

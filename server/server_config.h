@@ -15,6 +15,10 @@ struct ServerConfig {
   std::string host = "127.0.0.1";  // loopback unless told otherwise
   int port = 50051;                // 0 picks a free port (tests)
   int metrics_port = 9464;         // -1 disables the /metrics endpoint; 0 picks a free port
+  // HTTP/JSON scoring (http_scoring.h): -1 (default) off; 0 picks a free port.
+  int http_port = -1;
+  int http_threads = 32;   // HTTP requests in flight at once (civetweb workers)
+  std::string http_model;  // what /get_reward scores with when the URL names no ?model=
   // SQLite job store, checkpoints, trained models. One verdictd at a time owns it (a flock on
   // <state_dir>/LOCK, held for the server's life).
   std::string state_dir = "./verdict-data";

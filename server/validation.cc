@@ -1,6 +1,7 @@
 #include "server/validation.h"
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace verdict::server {
@@ -45,6 +46,21 @@ absl::Status ValidateAlias(absl::string_view field, absl::string_view alias, boo
         field, ": must be 1-32 characters of [a-z0-9_-] starting with a letter, got ", QuoteForMessage(alias)));
   }
   return absl::OkStatus();
+}
+
+v1::ModelRef ParseModelSpec(absl::string_view spec) {
+  v1::ModelRef ref;
+  const size_t colon = spec.find(':');
+  ref.set_name(std::string(spec.substr(0, colon)));
+  if (colon == absl::string_view::npos) return ref;
+  const absl::string_view rest = spec.substr(colon + 1);
+  int64_t version = 0;
+  if (absl::SimpleAtoi(rest, &version)) {
+    ref.set_version(version);
+  } else {
+    ref.set_alias(std::string(rest));
+  }
+  return ref;
 }
 
 absl::Status ValidateModelRef(absl::string_view field, const v1::ModelRef& ref) {

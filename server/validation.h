@@ -19,6 +19,9 @@ absl::Status ValidateModelName(absl::string_view field, absl::string_view name);
 absl::Status ValidateAlias(absl::string_view field, absl::string_view alias, bool allow_latest);
 // name valid; version >= 1 or alias valid (latest allowed).
 absl::Status ValidateModelRef(absl::string_view field, const v1::ModelRef& ref);
+// "name", "name:version" or "name:alias" (as --preload_models and HTTP's ?model= spell a
+// model) as a ModelRef; validate it with ValidateModelRef.
+v1::ModelRef ParseModelSpec(absl::string_view spec);
 // Opaque server ids: 1-64 characters of [A-Za-z0-9_-].
 absl::Status ValidateId(absl::string_view field, absl::string_view id);
 // Integer in [lo, hi].

@@ -119,6 +119,15 @@ absl::StatusOr<std::vector<int32_t>> ScoringModel::EncodeConversation(
   return EncodeText(text.prompt, text.response, TextOrigin::kRendered);
 }
 
+absl::StatusOr<std::vector<int32_t>> ScoringModel::EncodeJoined(absl::string_view text) const {
+  if (encoding_.rule == InputRule::kPair && encoding_.encoder) {
+    return absl::FailedPreconditionError(
+        "this model reads a prompt and a response as a text pair (input rule pair); a joined "
+        "text cannot be split into them: send a prompt_response item");
+  }
+  return EncodeText("", text, TextOrigin::kRendered);
+}
+
 absl::Status ScoringModel::ValidateSequence(absl::Span<const int32_t> ids) const {
   if (ids.empty()) return absl::InvalidArgumentError("empty token sequence");
   const int64_t limit = max_sequence_length();

@@ -84,6 +84,12 @@ class ScoringModel {
   absl::StatusOr<std::vector<int32_t>> EncodeConversation(
       absl::Span<const ChatMessage> prompt, absl::Span<const ChatMessage> response) const;
 
+  // A prompt and response already joined into one text, as OpenRLHF's remote reward requests
+  // send them: encoded as a rendered conversation is (special tokens written in the text are
+  // those tokens). FailedPrecondition for an encoder under the pair rule, whose text-pair
+  // form needs the prompt and the response apart.
+  absl::StatusOr<std::vector<int32_t>> EncodeJoined(absl::string_view text) const;
+
   // OK when ScoreEncoded() can score `ids`: not empty, every id inside the model's vocabulary,
   // no longer than the model's positions (encoders). InvalidArgument otherwise.
   absl::Status ValidateSequence(absl::Span<const int32_t> ids) const;

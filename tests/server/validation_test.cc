@@ -51,6 +51,20 @@ TEST(ValidationTest, ModelRefsCheckNameVersionAndAliasWithTheirPaths) {
   ExpectInvalid(ValidateModelRef("model", ref), "model.name");
 }
 
+TEST(ValidationTest, ModelSpecsNameAVersionOrAnAlias) {
+  v1::ModelRef ref = ParseModelSpec("rm");
+  EXPECT_EQ(ref.name(), "rm");
+  EXPECT_EQ(ref.version(), 0);
+  EXPECT_TRUE(ref.alias().empty());
+  ref = ParseModelSpec("rm:7");
+  EXPECT_EQ(ref.name(), "rm");
+  EXPECT_EQ(ref.version(), 7);
+  ref = ParseModelSpec("rm:prod");
+  EXPECT_EQ(ref.alias(), "prod");
+  EXPECT_EQ(ref.version(), 0);
+  ExpectInvalid(ValidateModelRef("model", ParseModelSpec(":3")), "model.name");
+}
+
 TEST(ValidationTest, IdsAreShortAndAlphanumeric) {
   EXPECT_TRUE(ValidateId("job_id", "job-00ff_A").ok());
   ExpectInvalid(ValidateId("job_id", ""), "job_id");
