@@ -12,6 +12,7 @@ so nothing is installed under a top-level `verdict` (an unrelated PyPI package h
 name). The generator is protoc with grpc_python_plugin (Debian: protobuf-compiler,
 protobuf-compiler-grpc), else `python -m grpc_tools.protoc`; $PROTOC and
 $VERDICT_GRPC_PYTHON_PLUGIN name other binaries, $VERDICT_PROTO_DIR another proto/ folder.
+Only where none of them is installed does the build ask pip for grpcio-tools (from an index).
 
 Also a script (there is no `python3 -m build` without an index):
     python3 client/python/_build/verdict_build.py stubs      # into verdict_client/v1 (gitignored),
@@ -108,6 +109,13 @@ def find_proto_dir() -> Path:
                        + " (build from the verdict repository, or set VERDICT_PROTO_DIR)")
 
 
+def _pythons():
+    """Interpreters that may have grpc_tools: this one (maybe a build-isolated one without it),
+    then the system's."""
+    candidates = [sys.executable, shutil.which("python3"), "/usr/bin/python3"]
+    return [p for p in dict.fromkeys(candidates) if p and Path(p).exists()]
+
+
 def _protoc_commands(proto_dir: Path, out_dir: Path):
     """Candidate generator command lines, best first."""
     protos = [f"verdict/v1/{name}.proto" for name in PROTO_NAMES]
@@ -120,10 +128,9 @@ def _protoc_commands(proto_dir: Path, out_dir: Path):
     # grpc_tools' __main__ adds the include path of google/protobuf/*.proto itself. The
     # interpreter running this backend may be a build-isolated one without grpc_tools, so the
     # system's python3 is tried as well.
-    for python in dict.fromkeys([sys.executable, shutil.which("python3"), "/usr/bin/python3"]):
-        if python and Path(python).exists():
-            commands.append([python, "-m", "grpc_tools.protoc", f"-I{proto_dir}",
-                             f"--python_out={out_dir}", f"--grpc_python_out={out_dir}", *protos])
+    for python in _pythons():
+        commands.append([python, "-m", "grpc_tools.protoc", f"-I{proto_dir}",
+                         f"--python_out={out_dir}", f"--grpc_python_out={out_dir}", *protos])
     return commands
 
 
@@ -225,16 +232,27 @@ def _build(wheel_directory, editable: bool) -> str:
     return wheel_name
 
 
+def _have_generator() -> bool:
+    protoc = os.environ.get("PROTOC") or shutil.which("protoc")
+    plugin = os.environ.get("VERDICT_GRPC_PYTHON_PLUGIN") or shutil.which("grpc_python_plugin")
+    if protoc and plugin and shutil.which(protoc) and shutil.which(plugin):
+        return True
+    return any(subprocess.run([python, "-c", "import grpc_tools.protoc"], capture_output=True,
+                              check=False).returncode == 0 for python in _pythons())
+
+
 def get_requires_for_build_wheel(config_settings=None):
-    return []
+    # Nothing where protoc and grpc_python_plugin (or grpc_tools) are installed, as on Debian
+    # with the packages above: the build then needs no index. Elsewhere pip fetches
+    # grpcio-tools into the isolated build environment, and the stubs come from it.
+    return [] if _have_generator() else ["grpcio-tools"]
 
 
 def get_requires_for_build_sdist(config_settings=None):
     return []
 
 
-def get_requires_for_build_editable(config_settings=None):
-    return []
+get_requires_for_build_editable = get_requires_for_build_wheel
 
 
 def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):

@@ -41,7 +41,8 @@ class ScoreResult:
     rewards and token_counts are per item, in input order. model and version name the version
     that scored every item: an alias or "latest" is resolved by the server on the first request,
     and a call split into several requests pins the rest to that version. queue_time and
-    compute_time are seconds, summed over the requests the call took.
+    compute_time are seconds, summed over the requests the call took. A call with no items
+    sends no request: version 0, requests 0.
     """
 
     rewards: List[float]
