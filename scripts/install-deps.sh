@@ -19,6 +19,9 @@ packages=(
   # tests/client: a self-signed certificate for the CLI's TLS test; grpc_tools.protoc imports
   # pkg_resources, which Debian 12's python3-grpc-tools does not depend on (found on a fresh root)
   openssl python3-pkg-resources
+  # client/python: `python3 -m venv` (with pip) for installing the package; its build backend
+  # runs protoc with grpc_python_plugin (protobuf-compiler-grpc, above)
+  python3-venv
 )
 # kubectl renders deploy/k8s in the tests; some images already ship it from another source,
 # and Debian's package would collide with that binary.

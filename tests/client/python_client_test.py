@@ -1,16 +1,14 @@
-"""The Python client and the PPO reward-function example against a real verdictd.
+"""The installed Python client (sync and asyncio) against a real verdictd.
 
-Run by CTest (tests/client/CMakeLists.txt) with Debian's /usr/bin/python3 (python3-grpcio,
-python3-grpc-tools) and three environment variables: VERDICTD (the server binary), VERDICT_CLI
-(the CLI, used to train the model the test scores with) and VERDICT_SOURCE_DIR (the
-repository). The gRPC stubs are generated from proto/ into a temporary folder as the test starts.
+Run by CTest (client_python_test) with the python of the venv that client_python_package_test
+made and pip-installed client/python into (its fixture), and VERDICTD, VERDICT_CLI and
+VERDICT_SOURCE_DIR set. client/python is not put on sys.path: the installed package is tested.
 """
 
+import asyncio
 import math
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -19,161 +17,189 @@ import time
 import unittest
 from pathlib import Path
 
-SOURCE_DIR = Path(os.environ["VERDICT_SOURCE_DIR"])
-VERDICTD = os.environ["VERDICTD"]
-VERDICT_CLI = os.environ["VERDICT_CLI"]
-SYNTHETIC = SOURCE_DIR / "tests" / "data" / "synthetic" / "helpful-concise.jsonl"
-
-sys.path.insert(0, str(SOURCE_DIR / "client" / "python"))
-sys.path.insert(0, str(SOURCE_DIR / "client" / "python" / "examples"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import grpc  # noqa: E402
 
 import verdict_client  # noqa: E402
+from verdict_client import AsyncVerdictClient, RetryPolicy, VerdictClient  # noqa: E402
+from verdict_server import Server, cli_score, train_tiny_model  # noqa: E402
 
-
-class Server:
-    """verdictd on 127.0.0.1:port (0: a free one it picks) with its state under root."""
-
-    def __init__(self, root: Path, port: int = 0):
-        self.root = root
-        (root / "data").mkdir(parents=True, exist_ok=True)
-        (root / "models").mkdir(parents=True, exist_ok=True)
-        self.log = open(root / "verdictd.log", "ab")  # noqa: SIM115 (closed in stop())
-        log_start = self.log.tell()
-        self.process = subprocess.Popen(
-            [VERDICTD, "--host=127.0.0.1", f"--port={port}", "--metrics_port=-1",
-             f"--state_dir={root / 'state'}", f"--data_dir={root / 'data'}",
-             f"--model_dir={root / 'models'}",
-             # Idle channels of earlier tests hold a draining server for its whole grace.
-             "--drain_grace_seconds=1"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            # A restarted server appends to its predecessor's log: read only its own lines.
-            log = (root / "verdictd.log").read_bytes()[log_start:]
-            listening = re.search(rb"listening on 127\.0\.0\.1:([0-9]+)", log)
-            if listening:
-                self.port = int(listening.group(1))
-                self.address = f"127.0.0.1:{self.port}"
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError("verdictd did not start:\n" + (root / "verdictd.log").read_text())
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=30)
-        self.log.close()
-
-
-def cli(server: Server, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([VERDICT_CLI, "--server", server.address, *args],
-                          capture_output=True, text=True, timeout=180, check=False)
+KENYA = "\n\nHuman: What is the capital of Kenya?\n\nAssistant:"
 
 
 class PythonClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = Path(tempfile.mkdtemp(prefix="verdict-python-test-"))
-        # Generated at test time, never committed: exactly what a user's first import does.
-        os.environ["VERDICT_STUBS_DIR"] = str(cls.tmp / "stubs")
-        verdict_client.load_stubs()
         cls.server = Server(cls.tmp / "server")
-        trained = cli(cls.server, "submit", "--train", str(SYNTHETIC), "--preset", "encoder-tiny",
-                      "--vocab-size", "400", "--max-steps", "10", "--lr", "1e-3", "--name",
-                      "py-rm", "--watch")
-        if trained.returncode != 0:
-            raise RuntimeError(f"training failed: {trained.stdout}{trained.stderr}")
+        train_tiny_model(cls.server, "py-rm")
 
     @classmethod
     def tearDownClass(cls):
         cls.server.stop()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def cli_score(self, prompt: str, response: str) -> float:
-        result = cli(self.server, "score", "--model", "py-rm", "--prompt", prompt, "--response",
-                     response)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        return float(result.stdout)
+    def client(self, **options) -> VerdictClient:
+        client = VerdictClient(self.server.address, model="py-rm", **options)
+        self.addCleanup(client.close)
+        return client
 
-    def test_stubs_are_generated_outside_the_source_tree(self):
-        stubs = Path(os.environ["VERDICT_STUBS_DIR"])
-        self.assertTrue((stubs / "verdict" / "v1" / "scoring_pb2_grpc.py").is_file())
-        self.assertFalse(list((SOURCE_DIR / "client" / "python").rglob("*_pb2.py")))
+    def cli_score(self, prompt: str, response: str) -> float:
+        return cli_score(self.server, "py-rm", prompt, response)
+
+    def test_the_installed_package_is_used(self):
+        self.assertIn(sys.prefix, verdict_client.__file__)
+        self.assertNotEqual(sys.prefix, sys.base_prefix)  # a venv
 
     def test_score_matches_the_cli(self):
-        prompts = ["\n\nHuman: What is the capital of Kenya?\n\nAssistant:"] * 2
+        prompts = [KENYA] * 2
         responses = [" The capital of Kenya is Nairobi.", " Figure it out yourself."]
-        with verdict_client.VerdictClient(self.server.address) as client:
-            scores = client.score(prompts, responses, model="py-rm")
-            self.assertEqual(len(scores), 2)
-            for prompt, response, score in zip(prompts, responses, scores):
-                self.assertAlmostEqual(score, self.cli_score(prompt, response), places=4)
-            self.assertEqual(client.score([], [], model="py-rm"), [])
-            # The same version by number: the same score, up to float rounding (alone, the
-            # item is a batch of one; above it was batched with a second, padded item).
-            [alone] = client.score(prompts[:1], responses[:1], model="py-rm:1")
-            self.assertAlmostEqual(alone, scores[0], places=6)
-            with self.assertRaises(ValueError):
-                client.score(prompts, responses[:1], model="py-rm")
+        client = self.client()
+        scores = client.score(prompts, responses)
+        self.assertEqual(len(scores), 2)
+        for prompt, response, score in zip(prompts, responses, scores):
+            self.assertAlmostEqual(score, self.cli_score(prompt, response), places=4)
+        self.assertEqual(client.score([], []), [])
+        # The same version by number: the same score, up to float rounding (alone, the item
+        # is a batch of one; above it was batched with a second, padded item).
+        [alone] = client.score(prompts[:1], responses[:1], model="py-rm:1")
+        self.assertAlmostEqual(alone, scores[0], places=6)
+        with self.assertRaises(ValueError):
+            client.score(prompts, responses[:1])
+        with self.assertRaises(TypeError):
+            client.score(KENYA, " Nairobi.")
 
-    def test_errors_carry_the_servers_code(self):
-        client = verdict_client.VerdictClient(self.server.address)
+    def test_details_name_the_version_and_count_the_tokens(self):
+        client = self.client()
+        responses = [" Nairobi.", " The capital of Kenya is Nairobi, its largest city.", ""]
+        details = client.score([KENYA] * 3, responses, model="py-rm:latest", return_details=True)
+        self.assertEqual((details.model, details.version), ("py-rm", 1))
+        self.assertFalse(details.normalized)
+        self.assertEqual(details.requests, 1)
+        self.assertEqual(len(details.rewards), 3)
+        self.assertEqual(details.rewards, client.score([KENYA] * 3, responses))
+        self.assertEqual(len(details.token_counts), 3)
+        # More text, more tokens; the empty response still has the prompt's (and specials).
+        self.assertLess(details.token_counts[0], details.token_counts[1])
+        self.assertLess(details.token_counts[2], details.token_counts[0])
+        self.assertGreater(details.token_counts[2], 0)
+        self.assertGreaterEqual(details.queue_time, 0.0)
+        self.assertGreater(details.compute_time, 0.0)
+
+    def test_empty_completions_score(self):
+        client = self.client()
+        rewards = client.score([KENYA, KENYA, ""], ["", None, ""])
+        self.assertEqual(len(rewards), 3)
+        self.assertTrue(all(math.isfinite(r) for r in rewards))
+        self.assertEqual(rewards[0], rewards[1])  # None is the empty response
+        self.assertAlmostEqual(rewards[0], self.cli_score(KENYA, ""), places=4)
+
+    def test_conversations_render_with_the_models_chat_format(self):
+        client = self.client()
+        conversation = [{"role": "user", "content": "What is the capital of Kenya?"},
+                        {"role": "assistant", "content": "The capital of Kenya is Nairobi."}]
+        empty_answer = [("user", "What is the capital of Kenya?"), ("assistant", "")]
+        got = client.score_conversations([conversation, empty_answer], return_details=True)
+        # The model was trained on HH transcripts, whose format renders the final assistant
+        # message as " " + content: the same text as this prompt and response (an empty
+        # answer included, which is the response " ").
+        want = client.score([KENYA] * 2, [" The capital of Kenya is Nairobi.", " "],
+                            return_details=True)
+        self.assertEqual(got.token_counts, want.token_counts)
+        for a, b in zip(got.rewards, want.rewards):
+            self.assertAlmostEqual(a, b, places=5)
+        with self.assertRaises(grpc.RpcError) as raised:
+            client.score_conversations([[{"role": "user", "content": "no answer"}]])
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+    def test_big_calls_are_split_and_keep_the_order(self):
+        prompts = [f"\n\nHuman: Question {i}?\n\nAssistant:" for i in range(50)]
+        responses = [f" Answer {'yes' if i % 2 else 'no'} to {i}." for i in range(50)]
+        whole = self.client().score(prompts, responses, return_details=True)
+        split = self.client(max_items_per_request=7).score(prompts, responses,
+                                                            return_details=True)
+        self.assertEqual((whole.requests, split.requests), (1, 8))
+        self.assertEqual(split.version, 1)
+        self.assertEqual(split.token_counts, whole.token_counts)
+        for a, b in zip(split.rewards, whole.rewards):
+            self.assertAlmostEqual(a, b, places=5)
+        for i in (0, 13, 49):
+            self.assertAlmostEqual(split.rewards[i], self.cli_score(prompts[i], responses[i]),
+                                   places=4)
+
+    def test_errors_carry_the_servers_code_and_are_not_retried(self):
+        client = self.client()
         with self.assertRaises(grpc.RpcError) as raised:
             client.score(["p"], ["r"], model="no-such-model")
         self.assertEqual(raised.exception.code(), grpc.StatusCode.NOT_FOUND)
         with self.assertRaises(grpc.RpcError) as unknown_version:
             client.score(["p"], ["r"], model="py-rm:99")
         self.assertEqual(unknown_version.exception.code(), grpc.StatusCode.NOT_FOUND)
-        # A policy may generate nothing: an empty response is scored, not refused.
-        [empty] = client.score(["p"], [""], model="py-rm")
-        self.assertTrue(math.isfinite(empty))
+        self.assertEqual(client.retries, 0)
+        # RESOURCE_EXHAUSTED from gRPC's message size limit: the same request would fail again.
+        small = self.client(options=[("grpc.max_send_message_length", 100)])
+        with self.assertRaises(grpc.RpcError) as too_big:
+            small.score(["p" * 200], ["r"])
+        self.assertEqual(too_big.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertEqual(small.retries, 0)
+        with self.assertRaises(ValueError):
+            VerdictClient(self.server.address).score(["p"], ["r"])  # no model anywhere
 
-    def test_reward_fn_batches_and_keeps_the_order(self):
-        import ppo_reward_fn
-        fn = ppo_reward_fn.make_reward_fn(self.server.address, "py-rm", batch_size=7)
-        prompts = [f"\n\nHuman: Question {i}?\n\nAssistant:" for i in range(50)]
-        responses = [f" Answer {'yes' if i % 2 else 'no'} to {i}." for i in range(50)]
-        rewards = fn(prompts, responses)
-        self.assertEqual(len(rewards), 50)
-        self.assertTrue(all(isinstance(r, float) for r in rewards))
-        for i in (0, 13, 49):
-            self.assertAlmostEqual(rewards[i], self.cli_score(prompts[i], responses[i]), places=4)
-        self.assertEqual(fn.retries, 0)
-
-    def test_reward_fn_from_the_environment(self):
-        import ppo_reward_fn
+    def test_the_model_and_server_come_from_the_environment(self):
         os.environ["VERDICT_SERVER"] = self.server.address
         os.environ["VERDICT_MODEL"] = "py-rm"
         try:
-            ppo_reward_fn._default = None
-            self.assertEqual(len(ppo_reward_fn.reward_fn(["p"], [" r"])), 1)
+            with VerdictClient() as client:
+                self.assertEqual(client.target, self.server.address)
+                self.assertEqual(len(client.score(["p"], [" r"])), 1)
         finally:
             del os.environ["VERDICT_SERVER"], os.environ["VERDICT_MODEL"]
 
-    def test_reward_fn_does_not_retry_what_retrying_cannot_fix(self):
-        import ppo_reward_fn
-        sleeps = []
-        fn = ppo_reward_fn.RewardFunction(verdict_client.VerdictClient(self.server.address),
-                                          "no-such-model", sleep=sleeps.append)
-        with self.assertRaises(grpc.RpcError):
-            fn(["p"], ["r"])
-        self.assertEqual(sleeps, [])
+    def test_async_client_matches_the_sync_one(self):
+        prompts = [f"\n\nHuman: Question {i}?\n\nAssistant:" for i in range(20)]
+        responses = [f" Answer {i}." if i % 3 else "" for i in range(20)]
+        expected = self.client().score(prompts, responses)
 
-    def test_reward_fn_retries_until_a_restarted_server_answers(self):
-        import ppo_reward_fn
-        # Stops the suite's server and starts it again on the same port and state.
+        async def main():
+            async with AsyncVerdictClient(self.server.address, model="py-rm") as client:
+                parts = await asyncio.gather(*[
+                    client.score(prompts[i:i + 5], responses[i:i + 5], return_details=True)
+                    for i in range(0, 20, 5)])
+                with self.assertRaises(grpc.RpcError) as raised:
+                    await client.score(["p"], ["r"], model="no-such-model")
+                conversation = await client.score_conversations(
+                    [[{"role": "user", "content": "Question 1?"},
+                      {"role": "assistant", "content": "Answer 1."}]])
+                return parts, raised.exception.code(), conversation, client.retries
+
+        parts, code, conversation, retries = asyncio.run(main())
+        got = [r for part in parts for r in part.rewards]
+        for a, b in zip(got, expected):
+            self.assertAlmostEqual(a, b, places=4)
+        self.assertEqual({(p.model, p.version) for p in parts}, {("py-rm", 1)})
+        self.assertEqual(code, grpc.StatusCode.NOT_FOUND)
+        self.assertAlmostEqual(conversation[0], expected[1], places=4)
+        self.assertEqual(retries, 0)
+
+    def test_z_retries_until_a_restarted_server_answers_within_the_deadline(self):
+        # Runs last (z): stops the suite's server and starts it again on the same port/state.
         self.server.stop()
-        fn = ppo_reward_fn.make_reward_fn(self.server.address, "py-rm", max_attempts=12,
-                                          initial_backoff=0.2, max_backoff=2.0)
+        # A deadline bounds the retries: against a closed port the call gives up in time.
+        started = time.monotonic()
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.client(timeout=1.0, retry=RetryPolicy(max_attempts=100)).score(["p"], ["r"])
+        self.assertLess(time.monotonic() - started, 5.0)
+        self.assertIn(raised.exception.code(),
+                      (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED))
+        client = self.client(timeout=120,
+                             retry=RetryPolicy(max_attempts=30, initial_backoff=0.2,
+                                               max_backoff=1.0))
         result = {}
 
         def call():
             try:
-                result["rewards"] = fn(["\n\nHuman: Hi\n\nAssistant:"], [" Hello."])
+                result["rewards"] = client.score(["\n\nHuman: Hi\n\nAssistant:"], [" Hello."])
             except grpc.RpcError as error:  # reported by the assertion below
                 result["error"] = error
 
@@ -184,22 +210,60 @@ class PythonClientTest(unittest.TestCase):
         caller.join(timeout=120)
         self.assertNotIn("error", result)
         self.assertEqual(len(result["rewards"]), 1)
-        self.assertGreater(fn.retries, 0)
+        self.assertGreater(client.retries, 0)
         self.assertAlmostEqual(result["rewards"][0],
-                               self.cli_score("\n\nHuman: Hi\n\nAssistant:", " Hello."), places=4)
+                               self.cli_score("\n\nHuman: Hi\n\nAssistant:", " Hello."),
+                               places=4)
 
-    def test_the_example_runs_as_a_script(self):
-        script = SOURCE_DIR / "client" / "python" / "examples" / "ppo_reward_fn.py"
-        result = subprocess.run([sys.executable, str(script), "--server", self.server.address,
-                                 "--model", "py-rm"], capture_output=True, text=True, timeout=60,
-                                check=False, env={**os.environ})
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertEqual(len(result.stdout.strip().splitlines()), 2)
-        missing = subprocess.run([sys.executable, str(script), "--server", self.server.address,
-                                  "--model", "absent"], capture_output=True, text=True,
-                                 timeout=60, check=False)
-        self.assertEqual(missing.returncode, 1)
-        self.assertIn("NOT_FOUND", missing.stderr)
+
+class AuthAndTlsTest(unittest.TestCase):
+    """The token and TLS options, as the CLI's --token, --tls, --ca and --tls-server-name."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = Path(tempfile.mkdtemp(prefix="verdict-python-tls-"))
+        subprocess.run(["/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-days", "1", "-keyout", str(cls.tmp / "key.pem"), "-out",
+                        str(cls.tmp / "cert.pem"), "-subj", "/CN=verdict.test", "-addext",
+                        "subjectAltName=IP:127.0.0.1,DNS:verdict.test"],
+                       check=True, capture_output=True)
+        (cls.tmp / "token").write_text("s3cret\n")
+        cls.server = Server(cls.tmp / "server", flags=[
+            f"--tls_cert={cls.tmp / 'cert.pem'}", f"--tls_key={cls.tmp / 'key.pem'}",
+            f"--token_file={cls.tmp / 'token'}"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def code(self, **options) -> grpc.StatusCode:
+        """The status of scoring with an unknown model: NOT_FOUND means it got through."""
+        with VerdictClient(self.server.address, model="absent", timeout=10,
+                           retry=verdict_client.NO_RETRY, **options) as client:
+            with self.assertRaises(grpc.RpcError) as raised:
+                client.score(["p"], ["r"])
+            return raised.exception.code()
+
+    def test_tls_and_token(self):
+        ca = str(self.tmp / "cert.pem")
+        self.assertEqual(self.code(tls=True, ca_file=ca, token="s3cret"),
+                         grpc.StatusCode.NOT_FOUND)
+        self.assertEqual(self.code(tls=True, root_certificates=(self.tmp / "cert.pem")
+                                   .read_bytes(), tls_server_name="verdict.test",
+                                   token="s3cret"), grpc.StatusCode.NOT_FOUND)
+        self.assertEqual(self.code(tls=True, ca_file=ca), grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual(self.code(tls=True, ca_file=ca, token="wrong"),
+                         grpc.StatusCode.UNAUTHENTICATED)
+        os.environ["VERDICT_TOKEN"] = "s3cret"
+        try:
+            self.assertEqual(self.code(tls=True, ca_file=ca), grpc.StatusCode.NOT_FOUND)
+        finally:
+            del os.environ["VERDICT_TOKEN"]
+        # Plain text to a TLS port does not get through.
+        self.assertEqual(self.code(token="s3cret"), grpc.StatusCode.UNAVAILABLE)
+        with self.assertRaises(ValueError):
+            VerdictClient(self.server.address, ca_file=ca)  # --ca without --tls
 
 
 if __name__ == "__main__":
