@@ -300,6 +300,12 @@ TEST_F(ScoringModelTest, DirectoryWithoutTrainingFilesGetsTheDefaults) {
   auto there = model_->ScoreEncoded({*ids});
   ASSERT_TRUE(here.ok() && there.ok());
   EXPECT_FLOAT_EQ((*here)[0], (*there)[0]);
+  // TRL's rule joins the prompt and the response: a text the client joined (OpenRLHF's remote
+  // reward requests) gets the same ids.
+  auto plain = (*model)->Encode("\n\nHuman: Hi\n\nAssistant:", " Hello.");
+  auto joined = (*model)->EncodeJoined("\n\nHuman: Hi\n\nAssistant: Hello.");
+  ASSERT_TRUE(plain.ok() && joined.ok());
+  EXPECT_EQ(*joined, *plain);
 }
 
 // A directory trained before encoding.json existed: training_args.json's settings, scored by
@@ -325,6 +331,9 @@ TEST_F(ScoringModelTest, ADirectoryWithOnlyTrainingArgsScoresByThePairRule) {
   ASSERT_TRUE(expected.ok());
   EXPECT_EQ(*ids, expected->ids);
   EXPECT_NE(*ids, *model_->Encode(prompt, response));
+  // A text pair needs the prompt and the response apart: a joined text is refused.
+  EXPECT_EQ((*model)->EncodeJoined(prompt + response).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(ScoringModelTest, LoadFailsOnBrokenFilesNamingThem) {
