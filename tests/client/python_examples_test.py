@@ -20,6 +20,7 @@ from verdict_server import SOURCE_DIR, Server, train_tiny_model  # noqa: E402
 EXAMPLES = SOURCE_DIR / "client" / "python" / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
+import openrlhf_remote_rm  # noqa: E402
 import trl_reward_fn  # noqa: E402
 from verdict_client import VerdictClient  # noqa: E402
 
@@ -30,7 +31,7 @@ class ExamplesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = Path(tempfile.mkdtemp(prefix="verdict-python-examples-"))
-        cls.server = Server(cls.tmp / "server")
+        cls.server = Server(cls.tmp / "server", flags=["--http_port=0"])
         train_tiny_model(cls.server, "py-rm")
 
     @classmethod
@@ -94,6 +95,30 @@ class ExamplesTest(unittest.TestCase):
         missing = self.script("ppo_loop.py", "--model", "absent", "--steps", "1")
         self.assertEqual(missing.returncode, 1)
         self.assertIn("ppo_loop: NOT_FOUND", missing.stderr)
+
+    def test_openrlhf_remote_rm_fn_scores_as_score_batch(self):
+        url = f"{self.server.http_url}/get_reward?model=py-rm"
+        completions = [" Paris.", " Lyon, I think.", ""]
+        rewards = openrlhf_remote_rm.remote_rm_fn(url, [FRANCE + c for c in completions])
+        with VerdictClient(self.server.address, model="py-rm") as client:
+            expected = client.score([FRANCE] * 3, completions)
+        self.assertEqual(len(rewards), 3)
+        for got, want in zip(rewards, expected):
+            self.assertAlmostEqual(got, want, places=4)
+        with self.assertRaises(openrlhf_remote_rm.RewardServerError) as refused:
+            openrlhf_remote_rm.remote_rm_fn(f"{self.server.http_url}/get_reward?model=absent",
+                                            ["x"])
+        self.assertEqual(refused.exception.status, 404)
+
+    def test_openrlhf_remote_rm_as_a_script(self):
+        result = subprocess.run([sys.executable, str(EXAMPLES / "openrlhf_remote_rm.py"), "--url",
+                                 f"{self.server.http_url}/get_reward?model=py-rm"],
+                                capture_output=True, text=True, timeout=120, check=False,
+                                cwd=self.tmp)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        lines = result.stdout.strip().splitlines()
+        self.assertEqual(len(lines), 3)
+        self.assertTrue(all(math.isfinite(float(line.split()[0])) for line in lines))
 
 
 if __name__ == "__main__":

@@ -38,10 +38,13 @@ class Server:
         while time.monotonic() < deadline:
             # A restarted server appends to its predecessor's log: read only its own lines.
             log = (root / "verdictd.log").read_bytes()[log_start:]
-            listening = re.search(rb"listening on 127\.0\.0\.1:([0-9]+)", log)
+            listening = re.search(rb"listening on 127\.0\.0\.1:([0-9]+)[^\n]*\n", log)
             if listening:
                 self.port = int(listening.group(1))
                 self.address = f"127.0.0.1:{self.port}"
+                # With --http_port: the HTTP scoring endpoint's base URL.
+                http = re.search(rb"HTTP scoring on :([0-9]+)", listening.group(0))
+                self.http_url = f"http://127.0.0.1:{int(http.group(1))}" if http else None
                 return
             if self.process.poll() is not None:
                 break
