@@ -190,7 +190,8 @@ absl::StatusOr<std::unique_ptr<HttpScoring>> HttpScoring::Start(const ServerConf
                                                                 const Authenticator* auth,
                                                                 ServerMetrics* metrics) {
   std::unique_ptr<HttpScoring> server(new HttpScoring(config, scoring, auth, metrics));
-  const std::string address = absl::StrCat(config.host, ":", config.http_port);
+  const std::string address = absl::StrCat(
+      config.http_host.empty() ? config.host : config.http_host, ":", config.http_port);
   const std::string threads = absl::StrCat(config.http_threads);
   const char* options[] = {"listening_ports", address.c_str(),
                            "num_threads", threads.c_str(),

@@ -14,6 +14,9 @@
 //                      (JSON names in lowerCamelCase; either spelling is accepted).
 //   GET  /health       200 while serving, 503 once draining.
 //
+// Plain HTTP only: Debian 12's civetweb looks up SSL_get_peer_certificate, which OpenSSL 3 no
+// longer exports, and crashes on the first TLS request; so with TLS on gRPC the server refuses
+// an HTTP port off loopback (terminate TLS in a proxy in front).
 // Like gRPC: "Authorization: Bearer <token>" when the server has a token; a deadline from
 // the "X-Request-Timeout-Ms" header (milliseconds); bodies up to --max_message_bytes. Errors
 // are {"error": {"code": <http>, "status": "<gRPC code name>", "message": "..."}} with the
@@ -50,7 +53,7 @@ int HttpStatusFor(absl::StatusCode code);
 
 class HttpScoring {
  public:
-  // Listens on config.host:config.http_port (0 picks a free port). UNAVAILABLE naming the
+  // Listens on config.http_host (else host):http_port (0 picks a free port). UNAVAILABLE naming the
   // address when it cannot. Collaborators must outlive the returned object.
   static absl::StatusOr<std::unique_ptr<HttpScoring>> Start(const ServerConfig& config,
                                                             const BatchScoring* scoring,

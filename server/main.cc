@@ -18,6 +18,9 @@ ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port; -1 disables it.");
 ABSL_FLAG(int, http_port, -1,
           "HTTP/JSON scoring port (POST /get_reward as OpenRLHF calls it, POST /v1/score); "
           "-1 (default) off, 0 picks a free one.");
+ABSL_FLAG(std::string, http_host, "",
+          "Address HTTP scoring listens on (default: --host). Plain HTTP: with --tls_cert it must "
+          "be loopback (put a TLS proxy in front).");
 ABSL_FLAG(int, http_threads, 32, "HTTP scoring requests in flight at once.");
 ABSL_FLAG(std::string, http_model, "",
           "Model /get_reward scores with when the URL has no ?model=: name, name:version or "
@@ -59,6 +62,7 @@ int main(int argc, char** argv) {
   config.port = absl::GetFlag(FLAGS_port);
   config.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   config.http_port = absl::GetFlag(FLAGS_http_port);
+  config.http_host = absl::GetFlag(FLAGS_http_host);
   config.http_threads = absl::GetFlag(FLAGS_http_threads);
   config.http_model = absl::GetFlag(FLAGS_http_model);
   config.state_dir = absl::GetFlag(FLAGS_state_dir);

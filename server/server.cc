@@ -96,6 +96,15 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   if (c.http_port < -1 || c.http_port > 65535) {
     return absl::InvalidArgumentError("--http_port: must be -1 (off) or in [0, 65535]");
   }
+  if (c.http_port >= 0 && !c.tls_cert_file.empty()) {
+    const std::string& http_host = c.http_host.empty() ? c.host : c.http_host;
+    if (http_host != "127.0.0.1" && http_host != "localhost" && http_host != "::1") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--http_port: HTTP scoring is plain HTTP (Debian 12's civetweb cannot serve TLS with "
+          "OpenSSL 3) and gRPC uses TLS here: set --http_host=127.0.0.1 and put a TLS proxy in "
+          "front, rather than send tokens and texts in the clear on ", http_host));
+    }
+  }
   if (c.http_threads < 1 || c.http_threads > 1024) {
     return absl::InvalidArgumentError("--http_threads: must be in [1, 1024]");
   }

@@ -17,6 +17,9 @@ struct ServerConfig {
   int metrics_port = 9464;         // -1 disables the /metrics endpoint; 0 picks a free port
   // HTTP/JSON scoring (http_scoring.h): -1 (default) off; 0 picks a free port.
   int http_port = -1;
+  // Where HTTP listens; empty: `host`. Plain HTTP only (Debian 12's civetweb cannot serve TLS
+  // with OpenSSL 3), so with TLS on gRPC it must be a loopback address, behind a TLS proxy.
+  std::string http_host;
   int http_threads = 32;   // HTTP requests in flight at once (civetweb workers)
   std::string http_model;  // what /get_reward scores with when the URL names no ?model=
   // SQLite job store, checkpoints, trained models. One verdictd at a time owns it (a flock on

@@ -988,6 +988,17 @@ TEST(ScoringConfigTest, BadBatcherSettingsAreRefusedAtStartNamingTheFlag) {
        [](server::ServerConfig& c) { c.max_queue_delay = absl::InfiniteDuration(); }},
       {"--max_items_per_request", [](server::ServerConfig& c) { c.max_items_per_request = 0; }},
       {"--max_item_bytes", [](server::ServerConfig& c) { c.max_item_bytes = 0; }},
+      {"--http_port", [](server::ServerConfig& c) { c.http_port = 70000; }},
+      {"--http_threads", [](server::ServerConfig& c) { c.http_threads = 0; }},
+      {"--http_model", [](server::ServerConfig& c) { c.http_model = "Bad Name"; }},
+      // Plain HTTP off loopback next to TLS on gRPC would send tokens in the clear.
+      {"--http_port",
+       [](server::ServerConfig& c) {
+         c.http_port = 0;
+         c.http_host = "0.0.0.0";
+         c.tls_cert_file = "cert.pem";
+         c.tls_key_file = "key.pem";
+       }},
   };
   for (const Case& c : cases) {
     server::ServerConfig config = TestServerConfig(scratch.path());
