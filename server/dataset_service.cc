@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/data/preference_reader.h"
+#include "core/util/crash_point.h"
 #include "core/util/status_macros.h"
 #include "server/proto_time.h"
 #include "server/status_conversion.h"
@@ -128,6 +129,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequ
     EVP_DigestUpdate(digest_, chunk.data(), chunk.size());
     file_.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
     if (!file_) return grpc::Status(grpc::StatusCode::INTERNAL, "cannot write the upload file");
+    CrashPoint("mid_upload");  // a chunk is in the temporary file, the upload not finished
     return grpc::Status::OK;
   }
 
@@ -216,6 +218,9 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequ
     fs::rename(temp_path_, DatasetFilePath(config_, id_), error);
     if (error) return grpc::Status(grpc::StatusCode::INTERNAL, "cannot store the dataset: " + error.message());
     temp_path_.clear();
+    // The file is in place, the dataset not yet registered: the start-up sweep removes a
+    // dataset file no registered dataset names.
+    CrashPoint("upload_stored");
     absl::Status stored = store_->CreateDataset(dataset);
     if (!stored.ok()) {
       fs::remove(DatasetFilePath(config_, id_), error);

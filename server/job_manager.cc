@@ -1,6 +1,7 @@
 #include "server/job_manager.h"
 
 #include <google/protobuf/util/message_differencer.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -312,6 +313,10 @@ void JobManager::WorkerLoop() {
     runner_deps.logger = deps_.logger;
     runner_deps.metrics = deps_.metrics;
     JobRunner(std::move(runner_deps), job_id).Run();
+    // The job's model, optimizer state and data are freed by now, into this thread's malloc
+    // arena, which glibc would keep for the thread's next job: hand the pages back instead
+    // (the soak test's RSS after the load; ~170 MB kept otherwise).
+    malloc_trim(0);
     absl::MutexLock lock(&mutex_);
     running_.erase(job_id);
   }

@@ -18,6 +18,7 @@
 #include "core/model/model_config.h"
 #include "core/model/reward_model.h"
 #include "core/tokenize/tokenizer.h"
+#include "core/util/crash_point.h"
 #include "core/util/status_macros.h"
 #include "server/logging.h"
 #include "server/path_resolver.h"
@@ -474,7 +475,13 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const v1::ImportModelRequest& re
   const std::string storage = (fs::path("models") / request.name() / NewImportId()).string();
   const fs::path target = fs::path(config_.state_dir) / storage;
   std::error_code error;
-  auto cleanup = [&] { fs::remove_all(target, error); };
+  // A failed import leaves nothing behind: not its copy, and not models/<name>/ when the copy
+  // created it (fs::remove leaves a directory that holds another version's files).
+  const bool created_name_dir = !fs::exists(target.parent_path(), error);
+  auto cleanup = [&] {
+    fs::remove_all(target, error);
+    if (created_name_dir) fs::remove(target.parent_path(), error);
+  };
   // The files listed above, by their checked paths: a link is copied as the file it names
   // (a Hugging Face snapshot's links into its blobs), never as a link.
   fs::create_directories(target, error);
@@ -490,6 +497,7 @@ absl::StatusOr<v1::Model> ModelRegistry::Import(const v1::ImportModelRequest& re
     return absl::InternalError(
         absl::StrCat("path: cannot copy \"", request.path(), "\": ", message));
   }
+  CrashPoint("import_copied");  // the copy is written, no version names it yet
   // The copy records how it is scored, as a trained model's directory does.
   if (absl::Status written = WriteEncodingSettings(target.string(), encoding); !written.ok()) {
     cleanup();

@@ -1,5 +1,8 @@
 #include "server/training_service.h"
 
+#include <malloc.h>
+
+#include <atomic>
 #include <map>
 #include <vector>
 
@@ -15,11 +18,17 @@
 namespace verdict::server {
 namespace {
 
-// Live events a watcher may have queued before it is considered lagging; a lagging watcher
-// drops live events and catches up from the store, so memory stays bounded whatever it does.
-constexpr size_t kMaxQueuedEvents = 4096;
-// Events read from the store per catch-up read.
-constexpr int64_t kReadBatch = 1024;
+// A watcher's memory is bounded by these, whatever the job's length or the client's speed:
+// a replay reads the store one page at a time, the next page only once the previous one is
+// written, and a watcher whose client lags drops live events past kMaxQueuedEvents and later
+// reads them back from the store a page at a time. (Old main read up to 4,096 events into
+// each watcher at once: ~1.3 MB apiece for a long job, tests/server/watcher_memory_test.cc.)
+constexpr size_t kMaxQueuedEvents = 256;
+// Events read from the store per read.
+constexpr int64_t kReplayPage = 64;
+
+// MetricsStreamReactors alive in the process.
+std::atomic<int> open_streams{0};
 
 bool IsTerminalEvent(const v1::MetricsEvent& event) {
   if (!event.has_state_change()) return false;
@@ -55,35 +64,28 @@ absl::Status ListJobsInto(JobStore& store, JobManager& jobs, const v1::ListJobsR
   return absl::OkStatus();
 }
 
-// Events read from the store for one catch-up, and whether more remain.
+// One page of the job's events read from the store, and whether more may follow.
 struct StoreRead {
   absl::Status status;
   std::vector<v1::MetricsEvent> events;
   int64_t last = 0;        // the highest sequence read, or the `after` it started from
-  bool truncated = false;  // stopped at kMaxQueuedEvents: more follow
+  bool truncated = false;  // a full page: more may follow, read once these are written
 };
 
-// Reads the job's events after `after`, in batches, up to kMaxQueuedEvents. Called with no
-// lock held: a store read may wait on SQLite for a while.
+// Reads the page of the job's events after `after`. Called with no lock held: a store read
+// may wait on SQLite for a while.
 StoreRead ReadStore(JobStore& store, const std::string& job_id, int64_t after) {
   StoreRead read;
   read.last = after;
-  while (true) {
-    auto events = store.ReadEvents(job_id, read.last, kReadBatch);
-    if (!events.ok()) {
-      read.status = events.status();
-      return read;
-    }
-    for (v1::MetricsEvent& event : *events) {
-      read.last = event.sequence();
-      read.events.push_back(std::move(event));
-    }
-    if (static_cast<int64_t>(events->size()) < kReadBatch) return read;
-    if (read.events.size() >= kMaxQueuedEvents) {
-      read.truncated = true;  // the rest comes after these are written
-      return read;
-    }
+  auto events = store.ReadEvents(job_id, after, kReplayPage);
+  if (!events.ok()) {
+    read.status = events.status();
+    return read;
   }
+  read.truncated = static_cast<int64_t>(events->size()) == kReplayPage;
+  read.events = std::move(*events);
+  if (!read.events.empty()) read.last = read.events.back().sequence();
+  return read;
 }
 
 // Replays a job's stored events, then follows it live until its terminal state change.
@@ -99,6 +101,7 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
   MetricsStreamReactor(JobStore* store, EventHub* events, std::string job_id,
                        int64_t after_sequence, bool follow)
       : store_(store), events_(events), job_id_(std::move(job_id)), follow_(follow) {
+    open_streams.fetch_add(1);
     {
       absl::MutexLock lock(&mutex_);
       last_sent_ = after_sequence;
@@ -203,6 +206,10 @@ class MetricsStreamReactor final : public grpc::ServerWriteReactor<v1::MetricsEv
       UnsubscribeLocked();
     }
     delete this;
+    // The last stream closed: hand the freed pages of malloc's arenas back to the system.
+    // glibc keeps what a gRPC thread's arena frees for that arena's reuse otherwise, so the
+    // memory a burst of watchers used would stay resident for good (watcher_memory_test).
+    if (open_streams.fetch_sub(1) == 1) malloc_trim(0);
   }
 
  private:

@@ -1,5 +1,10 @@
 #include "core/model/device.h"
 
+#include <algorithm>
+#include <limits>
+
+#include "absl/strings/ascii.h"
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -10,10 +15,14 @@ absl::StatusOr<Device> ParseDeviceName(absl::string_view name) {
   if (name == "cpu") return Device{DeviceKind::kCpu, -1};
   if (name == "cuda") return Device{DeviceKind::kCuda, -1};
   if (absl::StartsWith(name, "cuda:")) {
-    int index = -1;
     // Any index parses: whether this machine has that device is CheckDeviceAvailable's
-    // question (FailedPrecondition), not a malformed name's.
-    if (absl::SimpleAtoi(name.substr(5), &index) && index >= 0) {
+    // question (FailedPrecondition), not a malformed name's. An index past int's range
+    // saturates (no machine has that many devices) instead of reading as malformed.
+    const absl::string_view digits = name.substr(5);
+    if (!digits.empty() && digits.size() <= 64 &&
+        std::all_of(digits.begin(), digits.end(), absl::ascii_isdigit)) {
+      int index = 0;
+      if (!absl::SimpleAtoi(digits, &index)) index = std::numeric_limits<int>::max();
       return Device{DeviceKind::kCuda, index};
     }
   }

@@ -1,5 +1,6 @@
 // verdictd sweeps what a crash left in its state directory when it starts: the temporary files
-// of unfinished dataset uploads and import copies no registered version names. A real server on
+// of unfinished dataset uploads, dataset files no registered dataset names, import copies no
+// registered version names and the name directories they leave empty. A real server on
 // a real state directory: the test registers a model and a dataset, stops the server, leaves
 // the debris a crash would, starts it again and checks what is gone and what is intact.
 #include <grpcpp/grpcpp.h>
@@ -69,15 +70,29 @@ TEST(StartupSweepTest, RemovesCrashLeftoversAndKeepsWhatIsRegistered) {
   WriteFile(orphan / "config.json", "{}");
   WriteFile(orphan / "sub" / "model.safetensors", std::string(1000, 'w'));
   WriteFile(orphan_new_name / "config.json", "{}");
+  // A dataset file renamed into place whose registration never happened; a name directory
+  // left empty by a failed import.
+  const fs::path unregistered = state / "datasets" / "ds-00000000feedf00d.jsonl";
+  WriteFile(unregistered, "{\"chosen\": \"a\", \"rejected\": \"b\"}\n");
+  const fs::path empty_name = state / "models" / "empty";
+  fs::create_directories(empty_name);
   // Not leftovers by their names: kept.
   const fs::path other = state / "models" / "llama" / "notes";
   WriteFile(other / "readme.txt", "kept");
+  // A trained model's directory under a name no version names yet (its job has not
+  // completed): kept, and so is its name directory.
+  const fs::path trained = state / "models" / "trained" / "job-0123";
+  WriteFile(trained / "config.json", "{}");
 
   auto server = server::VerdictServer::Start(config);
   ASSERT_TRUE(server.ok()) << server.status();
   EXPECT_FALSE(fs::exists(upload));
   EXPECT_FALSE(fs::exists(orphan));
   EXPECT_FALSE(fs::exists(orphan_new_name));
+  EXPECT_FALSE(fs::exists(orphan_new_name.parent_path()));  // its name directory, now empty
+  EXPECT_FALSE(fs::exists(unregistered));
+  EXPECT_FALSE(fs::exists(empty_name));
+  EXPECT_TRUE(fs::exists(trained / "config.json"));
   EXPECT_TRUE(fs::exists(other / "readme.txt"));
   // The registered version and the dataset are intact and serve.
   EXPECT_TRUE(fs::is_regular_file(registered / "model.safetensors"));
