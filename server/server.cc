@@ -267,10 +267,9 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
     if (!config.metrics_basic_auth_file.empty()) {
       ASSIGN_OR_RETURN(users, ReadBasicAuthFile(config.metrics_basic_auth_file));
     }
-    ASSIGN_OR_RETURN(p.exposer,
-                     StartMetricsExposer(config.metrics_address.empty() ? config.host
-                                                                         : config.metrics_address,
-                                         config.metrics_port, p.registry));
+    const std::string metrics_host =
+        config.metrics_address.empty() ? config.host : config.metrics_address;
+    ASSIGN_OR_RETURN(p.exposer, StartMetricsExposer(metrics_host, config.metrics_port, p.registry));
     if (!users.empty()) {
       p.exposer->RegisterAuth(
           [users = std::move(users)](const std::string& user, const std::string& password) {
@@ -279,8 +278,6 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
           "verdictd metrics");
     }
     p.metrics_port = p.exposer->GetListeningPorts().front();
-    const std::string metrics_host =
-        config.metrics_address.empty() ? config.host : config.metrics_address;
     if (!config.token_file.empty() && config.metrics_basic_auth_file.empty() &&
         !IsLoopback(metrics_host)) {
       p.logger->Warning("metrics.unprotected")

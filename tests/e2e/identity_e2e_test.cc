@@ -155,9 +155,11 @@ TEST_F(IdentityE2eTest, RolesAuditLinesAndSighupReload) {
       "# role name token\n", "score dashboards ", kScoreToken, "\n",
       "train trainer-1 sha256:", Sha256Hex(kTrainToken), "\n", "admin ops ", kAdminToken, "\n");
   WriteFile(token_file, tokens);
-  auto server = StartVerdictd(root(), {"--metrics_port=-1",
+  // /metrics open on every interface while gRPC needs a token: started, with a warning.
+  auto server = StartVerdictd(root(), {"--metrics_port=0", "--metrics_address=0.0.0.0",
                                        absl::StrCat("--token_file=", token_file.string())});
   ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_THAT(server->process->Log(), HasSubstr(R"("event":"metrics.unprotected")"));
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server->port),
                                      grpc::InsecureChannelCredentials());
   auto models = v1::ModelService::NewStub(channel);
