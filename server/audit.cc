@@ -32,7 +32,8 @@ class CallRegistryInterceptor final : public grpc::experimental::Interceptor {
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     using grpc::experimental::InterceptionHookPoints;
-    if (audited_ && methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
+    if (audited_ &&
+        methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE)) {
       // Audited methods are unary verdict RPCs: the request is a protobuf message.
       if (const auto* request =
               static_cast<const google::protobuf::Message*>(methods->GetRecvMessage())) {
@@ -47,15 +48,14 @@ class CallRegistryInterceptor final : public grpc::experimental::Interceptor {
     if (audited_ && logger_ != nullptr &&
         methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       // A call the Authenticator refused was logged there.
-      if (std::optional<std::string> caller = auth_->AcceptedCaller(context_);
-          caller.has_value()) {
+      if (std::optional<std::string> caller = auth_->AcceptedCaller(context_); caller.has_value()) {
         const grpc::Status status = methods->GetSendStatus();
         logger_->Info("audit")
             .With("who", CallerIdentity(*caller, *context_))
             .With("what", method_)
             .With("target", target_)
-            .With("outcome", absl::StatusCodeToString(
-                                 static_cast<absl::StatusCode>(status.error_code())))
+            .With("outcome",
+                  absl::StatusCodeToString(static_cast<absl::StatusCode>(status.error_code())))
             .With("peer", context_->peer());
       }
     }

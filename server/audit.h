@@ -9,7 +9,8 @@
 // moves and deletions, loads and unloads, dataset deletions, job cancellations) end with one
 // structured "audit" log line:
 //
-//   {"event":"audit","who":"token:ops cert:client-1","what":"/verdict.v1.ModelService/SetModelAlias",
+//   {"event":"audit","who":"token:ops cert:client-1",
+//    "what":"/verdict.v1.ModelService/SetModelAlias",
 //    "target":"name: \"rm\" version: 2 alias: \"prod\"","outcome":"OK","peer":"ipv4:..."}
 //
 // who: the token's name and the verified client certificate's identity (or "anonymous");

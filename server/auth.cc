@@ -1,9 +1,8 @@
 #include "server/auth.h"
 
+#include <grpcpp/security/auth_context.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
-
-#include <grpcpp/security/auth_context.h>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
@@ -163,7 +162,8 @@ absl::StatusOr<TokenSet> ParseTokenFile(const std::string& path, absl::string_vi
     if (words.size() != 3) {
       return LineError(path, line_number,
                        absl::StrCat("expected `role name token` (or `role name sha256:<hex>`), "
-                                    "found ", words.size(), " words"));
+                                    "found ",
+                                    words.size(), " words"));
     }
     TokenEntry entry;
     const std::optional<Role> role = ParseRole(words[0]);
@@ -176,8 +176,8 @@ absl::StatusOr<TokenSet> ParseTokenFile(const std::string& path, absl::string_vi
       return LineError(path, line_number, "control characters in the name or the token");
     }
     if (!names.insert(entry.name).second) {
-      return LineError(path, line_number, absl::StrCat("the name \"", entry.name,
-                                                       "\" is used by an earlier line"));
+      return LineError(path, line_number,
+                       absl::StrCat("the name \"", entry.name, "\" is used by an earlier line"));
     }
     ASSIGN_OR_RETURN(entry.hash, ParseSecret(path, line_number, words[2]));
     for (const TokenEntry& earlier : tokens) {
@@ -191,7 +191,8 @@ absl::StatusOr<TokenSet> ParseTokenFile(const std::string& path, absl::string_vi
   }
   if (tokens.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--token_file ", path, " has only comments: that would turn authentication "
+        absl::StrCat("--token_file ", path,
+                     " has only comments: that would turn authentication "
                      "off; write `role name token` lines into it"));
   }
   return tokens;
@@ -324,8 +325,8 @@ grpc::Status Authenticator::Check(const grpc::CallbackServerContext& context) co
     // Not registered (no CallRegistry installed): the strictest role.
     if (it != calls_.end()) method = it->second.method;
   }
-  Verdict verdict = Check(method, context.client_metadata(), context.peer(),
-                          ClientCertificateIdentity(context));
+  Verdict verdict =
+      Check(method, context.client_metadata(), context.peer(), ClientCertificateIdentity(context));
   if (verdict.status.ok()) {
     absl::MutexLock lock(&mutex_);
     if (auto it = calls_.find(base); it != calls_.end()) {
@@ -407,10 +408,10 @@ void Authenticator::LogRefusal(absl::string_view method, const Verdict& verdict,
   event.With("who", who)
       .With("what", method.empty() ? absl::string_view("unknown") : method)
       .With("outcome", unauthenticated ? "UNAUTHENTICATED" : "PERMISSION_DENIED")
-      .With("reason", unauthenticated ? (verdict.status.error_message() == "invalid token"
-                                             ? "invalid_token"
-                                             : "no_token")
-                                      : "role")
+      .With("reason",
+            unauthenticated
+                ? (verdict.status.error_message() == "invalid token" ? "invalid_token" : "no_token")
+                : "role")
       .With("peer", peer);
   if (unlogged > 0) event.With("unlogged_since_last", unlogged);
 }

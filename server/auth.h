@@ -31,6 +31,9 @@
 #ifndef VERDICT_SERVER_AUTH_H_
 #define VERDICT_SERVER_AUTH_H_
 
+#include <grpcpp/server_context.h>
+#include <grpcpp/support/string_ref.h>
+
 #include <array>
 #include <cstdint>
 #include <map>
@@ -39,9 +42,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <grpcpp/server_context.h>
-#include <grpcpp/support/string_ref.h>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"

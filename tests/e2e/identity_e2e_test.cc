@@ -95,9 +95,10 @@ struct Verdictd {
 
 // Starts verdictd on a free loopback port, JSON logs, with `flags` added.
 absl::StatusOr<Verdictd> StartVerdictd(const fs::path& root, std::vector<std::string> flags) {
-  std::vector<std::string> argv = {VERDICTD_PATH, "--host=127.0.0.1", "--port=0",
-                                   "--log_format=json", "--threads=1",
-                                   absl::StrCat("--state_dir=", (root / "state").string())};
+  std::vector<std::string> argv = {
+      VERDICTD_PATH, "--host=127.0.0.1",
+      "--port=0",    "--log_format=json",
+      "--threads=1", absl::StrCat("--state_dir=", (root / "state").string())};
   argv.insert(argv.end(), flags.begin(), flags.end());
   ChildProcess::Options options;
   options.log_path = (root / "verdictd.log").string();
@@ -151,9 +152,9 @@ class IdentityE2eTest : public ::testing::Test {
 
 TEST_F(IdentityE2eTest, RolesAuditLinesAndSighupReload) {
   const fs::path token_file = root() / "tokens";
-  const std::string tokens = absl::StrCat(
-      "# role name token\n", "score dashboards ", kScoreToken, "\n",
-      "train trainer-1 sha256:", Sha256Hex(kTrainToken), "\n", "admin ops ", kAdminToken, "\n");
+  const std::string tokens = absl::StrCat("# role name token\n", "score dashboards ", kScoreToken,
+                                          "\n", "train trainer-1 sha256:", Sha256Hex(kTrainToken),
+                                          "\n", "admin ops ", kAdminToken, "\n");
   WriteFile(token_file, tokens);
   // /metrics open on every interface while gRPC needs a token: started, with a warning.
   auto server = StartVerdictd(root(), {"--metrics_port=0", "--metrics_address=0.0.0.0",
@@ -173,9 +174,9 @@ TEST_F(IdentityE2eTest, RolesAuditLinesAndSighupReload) {
   v1::ListModelsResponse models_out;
   EXPECT_EQ(models->ListModels(Context().get(), list_models, &models_out).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(models->ListModels(Context("wrong-token-1").get(), list_models, &models_out)
-                .error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(
+      models->ListModels(Context("wrong-token-1").get(), list_models, &models_out).error_code(),
+      grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(models->ListModels(Context(kScoreToken).get(), list_models, &models_out).ok());
 
   v1::ListJobsRequest list_jobs;
@@ -237,11 +238,11 @@ TEST_F(IdentityE2eTest, RolesAuditLinesAndSighupReload) {
                 .size(),
             1u)
       << log.Log();
-  EXPECT_EQ(LogLinesWith(log, {R"("event":"audit")", R"("who":"token:trainer-1")",
-                               R"("what":"/verdict.v1.DatasetService/DeleteDataset")",
-                               "no-such-dataset"})
-                .size(),
-            1u)
+  EXPECT_EQ(
+      LogLinesWith(log, {R"("event":"audit")", R"("who":"token:trainer-1")",
+                         R"("what":"/verdict.v1.DatasetService/DeleteDataset")", "no-such-dataset"})
+          .size(),
+      1u)
       << log.Log();
   // Reads are not audited.
   EXPECT_TRUE(LogLinesWith(log, {R"("event":"audit")", R"("outcome":"OK")", "ListModels"}).empty());
@@ -284,11 +285,10 @@ TEST_F(IdentityE2eTest, ABadTokenFileRefusesToStartNamingTheLine) {
   WriteFile(token_file, absl::StrCat("admin ops ", kAdminToken, "\nscore ops ", kScoreToken, "\n"));
   ChildProcess::Options options;
   options.log_path = (root() / "refused.log").string();
-  auto process = ChildProcess::Start(
-      {VERDICTD_PATH, "--port=0", "--metrics_port=-1",
-       absl::StrCat("--state_dir=", (root() / "state").string()),
-       absl::StrCat("--token_file=", token_file.string())},
-      options);
+  auto process = ChildProcess::Start({VERDICTD_PATH, "--port=0", "--metrics_port=-1",
+                                      absl::StrCat("--state_dir=", (root() / "state").string()),
+                                      absl::StrCat("--token_file=", token_file.string())},
+                                     options);
   ASSERT_TRUE(process.ok()) << process.status();
   absl::StatusOr<int> code = (*process)->Wait(absl::Seconds(30));
   ASSERT_TRUE(code.ok()) << code.status();
@@ -320,8 +320,8 @@ Pki MakePki(const fs::path& dir) {
         log);
     WriteFile(dir / (name + ".ext"), extensions);
     Run({openssl, "x509", "-req", "-in", (dir / (name + ".csr")).string(), "-CA",
-         (dir / "ca.pem").string(), "-CAkey", (dir / "ca.key").string(), "-CAcreateserial",
-         "-days", "1", "-extfile", (dir / (name + ".ext")).string(), "-out",
+         (dir / "ca.pem").string(), "-CAkey", (dir / "ca.key").string(), "-CAcreateserial", "-days",
+         "1", "-extfile", (dir / (name + ".ext")).string(), "-out",
          (dir / (name + ".pem")).string()},
         log);
   };
@@ -370,8 +370,8 @@ TEST_F(IdentityE2eTest, MutualTlsRequiresAClientCertificateAndLogsItsIdentity) {
   alias.set_version(1);
   alias.set_alias("prod");
   v1::Model model_out;
-  auto with_cert = v1::ModelService::NewStub(
-      TlsChannel(server->port, pki, pki.client_cert, pki.client_key));
+  auto with_cert =
+      v1::ModelService::NewStub(TlsChannel(server->port, pki, pki.client_cert, pki.client_key));
   EXPECT_EQ(with_cert->SetModelAlias(Context(kAdminToken).get(), alias, &model_out).error_code(),
             grpc::StatusCode::NOT_FOUND);
   // The certificate does not replace the token.
@@ -381,8 +381,8 @@ TEST_F(IdentityE2eTest, MutualTlsRequiresAClientCertificateAndLogsItsIdentity) {
   auto without_cert = v1::ModelService::NewStub(TlsChannel(server->port, pki, "", ""));
   EXPECT_EQ(without_cert->SetModelAlias(Context(kAdminToken).get(), alias, &model_out).error_code(),
             grpc::StatusCode::UNAVAILABLE);
-  auto rogue = v1::ModelService::NewStub(
-      TlsChannel(server->port, pki, pki.rogue_cert, pki.rogue_key));
+  auto rogue =
+      v1::ModelService::NewStub(TlsChannel(server->port, pki, pki.rogue_cert, pki.rogue_key));
   EXPECT_EQ(rogue->SetModelAlias(Context(kAdminToken).get(), alias, &model_out).error_code(),
             grpc::StatusCode::UNAVAILABLE);
 
@@ -403,11 +403,11 @@ TEST_F(IdentityE2eTest, MutualTlsRequiresAClientCertificateAndLogsItsIdentity) {
 TEST_F(IdentityE2eTest, MutualTlsWithoutServerTlsIsRefused) {
   ChildProcess::Options options;
   options.log_path = (root() / "refused.log").string();
-  auto process = ChildProcess::Start(
-      {VERDICTD_PATH, "--port=0", "--metrics_port=-1",
-       absl::StrCat("--state_dir=", (root() / "state").string()),
-       absl::StrCat("--tls_client_ca=", (root() / "ca.pem").string())},
-      options);
+  auto process =
+      ChildProcess::Start({VERDICTD_PATH, "--port=0", "--metrics_port=-1",
+                           absl::StrCat("--state_dir=", (root() / "state").string()),
+                           absl::StrCat("--tls_client_ca=", (root() / "ca.pem").string())},
+                          options);
   ASSERT_TRUE(process.ok()) << process.status();
   absl::StatusOr<int> code = (*process)->Wait(absl::Seconds(30));
   ASSERT_TRUE(code.ok()) << code.status();
@@ -420,9 +420,9 @@ TEST_F(IdentityE2eTest, MetricsCanBeBoundElsewhereAndRequireBasicAuth) {
   WriteFile(users, absl::StrCat("prometheus sha256:", Sha256Hex("scrape-pass-9"), "\n"));
   // gRPC on 127.0.0.2, /metrics on 127.0.0.1 (where HttpGet connects): the two addresses are
   // independent.
-  auto server = StartVerdictd(root(), {"--host=127.0.0.2", "--metrics_port=0",
-                                       "--metrics_address=127.0.0.1",
-                                       absl::StrCat("--metrics_basic_auth_file=", users.string())});
+  auto server =
+      StartVerdictd(root(), {"--host=127.0.0.2", "--metrics_port=0", "--metrics_address=127.0.0.1",
+                             absl::StrCat("--metrics_basic_auth_file=", users.string())});
   ASSERT_TRUE(server.ok()) << server.status();
   ASSERT_GT(server->metrics_port, 0);
   auto get = [&](const std::string& credentials) -> HttpResponse {

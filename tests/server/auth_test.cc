@@ -94,12 +94,13 @@ TEST(MethodRolesTest, ScoringAndModelReadsNeedScoreJobsTrainAliasesAdmin) {
 }
 
 TEST(ParseTokenFileTest, ReadsRolesNamesPlainAndHashedTokens) {
-  const TokenSet tokens = MustParse(absl::StrCat(
-      "# role name token\n"
-      "score  dashboards  plain-score-token-1\n"
-      "\n"
-      "train\ttrainer-1\tsha256:", Sha256Hex("hashed-train-token"), "\n",
-      "admin ops SHA256:", absl::AsciiStrToUpper(Sha256Hex("admin-token-xyz")), "\n"));
+  const TokenSet tokens = MustParse(
+      absl::StrCat("# role name token\n"
+                   "score  dashboards  plain-score-token-1\n"
+                   "\n"
+                   "train\ttrainer-1\tsha256:",
+                   Sha256Hex("hashed-train-token"), "\n",
+                   "admin ops SHA256:", absl::AsciiStrToUpper(Sha256Hex("admin-token-xyz")), "\n"));
   ASSERT_EQ(tokens.size(), 3u);
   EXPECT_EQ(tokens[0].role, Role::kScore);
   EXPECT_EQ(tokens[0].name, "dashboards");
@@ -132,15 +133,19 @@ TEST(ParseTokenFileTest, RefusesBadFilesNamingTheLineNeverTheToken) {
            {"comments only", "# admin ops x\n", "only comments"},
            {"placeholder", "changeme\n", "placeholder"},
            {"placeholder upper case", "  TOKEN ", "placeholder"},
-           {"placeholder in a line", good + "admin ops changeme\n", "line 2: the secret is a placeholder"},
+           {"placeholder in a line", good + "admin ops changeme\n",
+            "line 2: the secret is a placeholder"},
            {"two words", good + "admin secret-value-bbbb\n", "line 2: expected `role name token`"},
            {"four words", good + "admin ops secret-value-bbbb extra\n", "line 2: expected"},
            {"unknown role", good + "\nroot ops secret-value-bbbb\n", "line 3: unknown role"},
            {"duplicate name", good + "admin a secret-value-bbbb\n", "line 2: the name \"a\""},
-           {"duplicate token", good + "admin b secret-value-aaaa\n", "line 2: the same token as \"a\""},
+           {"duplicate token", good + "admin b secret-value-aaaa\n",
+            "line 2: the same token as \"a\""},
            {"short hash", good + "admin b sha256:abcd\n", "line 2: a sha256: hash must be 64"},
-           {"non-hex hash", good + "admin b sha256:" + std::string(64, 'g') + "\n", "line 2: a sha256:"},
-           {"control character", good + "admin b secret\x01value\n", "line 2: control characters"}}) {
+           {"non-hex hash", good + "admin b sha256:" + std::string(64, 'g') + "\n",
+            "line 2: a sha256:"},
+           {"control character", good + "admin b secret\x01value\n",
+            "line 2: control characters"}}) {
     auto tokens = ParseTokenFile("/etc/verdict/tokens", content);
     EXPECT_EQ(tokens.status().code(), absl::StatusCode::kInvalidArgument) << name;
     const std::string message(tokens.status().message());
@@ -167,14 +172,14 @@ TEST(AuthenticatorTest, WithoutTokensEveryCallPasses) {
 }
 
 TEST(AuthenticatorTest, EachRoleReachesItsMethodsAndNoMore) {
-  const Authenticator auth(MustParse(absl::StrCat("score s score-token-123\n"
-                                                  "train t sha256:", Sha256Hex("train-token-123"),
-                                                  "\nadmin a admin-token-123\n")));
-  const std::map<std::string, std::vector<bool>> allowed = {
-      // method: score, train, admin
-      {kScore, {true, true, true}},
-      {kListJobs, {false, true, true}},
-      {kSetAlias, {false, false, true}}};
+  const Authenticator auth(
+      MustParse(absl::StrCat("score s score-token-123\n"
+                             "train t sha256:",
+                             Sha256Hex("train-token-123"), "\nadmin a admin-token-123\n")));
+  const std::map<std::string, std::vector<bool>> allowed = {// method: score, train, admin
+                                                            {kScore, {true, true, true}},
+                                                            {kListJobs, {false, true, true}},
+                                                            {kSetAlias, {false, false, true}}};
   const std::vector<std::string> tokens = {"score-token-123", "train-token-123", "admin-token-123"};
   for (const auto& [method, expected] : allowed) {
     for (size_t i = 0; i < tokens.size(); ++i) {
@@ -224,8 +229,8 @@ TEST(AuthenticatorTest, EveryRefusalIsAnAuditLineWithoutTheToken) {
   std::ostringstream out;
   Logger logger({LogFormat::kJson, LogLevel::kInfo}, out);
   const Authenticator auth(MustParse("score dashboards score-token-123\n"), &logger);
-  EXPECT_FALSE(auth.Check(kSetAlias, Bearer("score-token-123"), "ipv4:127.0.0.1:1", "client-1")
-                   .status.ok());
+  EXPECT_FALSE(
+      auth.Check(kSetAlias, Bearer("score-token-123"), "ipv4:127.0.0.1:1", "client-1").status.ok());
   EXPECT_FALSE(auth.Check(kSetAlias, Bearer("guessed-value"), "ipv4:127.0.0.1:2").status.ok());
   EXPECT_FALSE(auth.Check(kSetAlias, Metadata{}, "ipv4:127.0.0.1:3").status.ok());
   EXPECT_TRUE(auth.Check(kScore, Bearer("score-token-123"), "ipv4:127.0.0.1:4").status.ok());
