@@ -31,6 +31,9 @@ void GlobalOptions::AddFlags(FlagParser& flags) {
                   "PEM root certificates for --tls (default: system roots).");
   flags.AddString("tls-server-name", &tls_server_name, "NAME",
                   "Name expected in the server's certificate (default: the host).");
+  flags.AddString("tls-cert", &tls_cert_file, "FILE",
+                  "PEM client certificate (chain), for a server started with\n--tls_client_ca.");
+  flags.AddString("tls-key", &tls_key_file, "FILE", "PEM private key of --tls-cert.");
   flags.AddString(
       "token", &token, "TOKEN",
       "Bearer token, for a server started with --token_file\n(default $VERDICT_TOKEN).");
@@ -53,6 +56,12 @@ absl::Status GlobalOptions::Validate() const {
   if (server.empty()) return absl::InvalidArgumentError("--server: must not be empty");
   if (!ca_file.empty() && !tls) {
     return absl::InvalidArgumentError("--ca: only meaningful with --tls");
+  }
+  if (tls_cert_file.empty() != tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (!tls_cert_file.empty() && !tls) {
+    return absl::InvalidArgumentError("--tls-cert: only meaningful with --tls");
   }
   return absl::OkStatus();
 }
@@ -77,6 +86,20 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Create(const GlobalOptio
                             absl::StrCat("--ca: ", roots.status().message()));
       }
       ssl.pem_root_certs = *std::move(roots);
+    }
+    if (!options.tls_cert_file.empty()) {
+      absl::StatusOr<std::string> cert = ReadLocalFile(options.tls_cert_file);
+      if (!cert.ok()) {
+        return absl::Status(cert.status().code(),
+                            absl::StrCat("--tls-cert: ", cert.status().message()));
+      }
+      absl::StatusOr<std::string> key = ReadLocalFile(options.tls_key_file);
+      if (!key.ok()) {
+        return absl::Status(key.status().code(),
+                            absl::StrCat("--tls-key: ", key.status().message()));
+      }
+      ssl.pem_cert_chain = *std::move(cert);
+      ssl.pem_private_key = *std::move(key);
     }
     if (!options.tls_server_name.empty()) {
       arguments.SetSslTargetNameOverride(options.tls_server_name);

@@ -1,5 +1,6 @@
 // Connection: the gRPC channel to one verdictd and a stub per service, plus the options every
-// subcommand shares (--server, --tls, --ca, --token, --output, --timeout).
+// subcommand shares (--server, --tls, --ca, --tls-cert, --tls-key, --token, --output,
+// --timeout).
 //
 // A Connection is made once per command from GlobalOptions. Stubs and NewContext() may be used
 // from several threads at once (gRPC stubs are thread-safe; each call gets its own context).
@@ -35,15 +36,19 @@ struct GlobalOptions {
   bool tls = false;
   std::string ca_file;          // PEM roots for --tls; empty: the system's roots
   std::string tls_server_name;  // overrides the name checked in the server's certificate
+  std::string tls_cert_file;    // client certificate (mutual TLS); with tls_key_file
+  std::string tls_key_file;
   std::string token;            // sent as "authorization: Bearer <token>" when not empty
   std::string output = "text";  // "text" or "json"; see format()
   double timeout_seconds = 30;  // deadline of each unary RPC; 0: none
 
   // Reads VERDICT_SERVER and VERDICT_TOKEN.
   static GlobalOptions FromEnvironment();
-  // Registers --server, --tls, --ca, --tls-server-name, --token, --output, --timeout.
+  // Registers --server, --tls, --ca, --tls-server-name, --tls-cert, --tls-key, --token,
+  // --output, --timeout.
   void AddFlags(FlagParser& flags);
-  // INVALID_ARGUMENT naming the flag for a bad --output or a negative --timeout.
+  // INVALID_ARGUMENT naming the flag for a bad --output, a negative --timeout, or --tls-cert
+  // without --tls-key (or either without --tls).
   absl::Status Validate() const;
 
   OutputFormat format() const {
@@ -53,8 +58,9 @@ struct GlobalOptions {
 
 class Connection {
  public:
-  // Builds the channel (insecure, or TLS with --ca's roots). Does not connect: the first RPC
-  // does. NOT_FOUND / INVALID_ARGUMENT if --ca cannot be read.
+  // Builds the channel (insecure, or TLS with --ca's roots and --tls-cert/--tls-key's client
+  // certificate). Does not connect: the first RPC does. NOT_FOUND / INVALID_ARGUMENT if a file
+  // cannot be read.
   static absl::StatusOr<std::unique_ptr<Connection>> Create(const GlobalOptions& options);
 
   // A context carrying the bearer token and, with `deadline`, --timeout as its deadline.

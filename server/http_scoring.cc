@@ -261,8 +261,10 @@ int HttpScoring::Handle(mg_connection* connection) {
   Authenticator::Metadata metadata;
   const char* authorization = mg_get_header(connection, "Authorization");
   if (authorization != nullptr) metadata.emplace("authorization", authorization);
-  grpc::Status auth = auth_->Check(metadata, absl::StrCat("http:", info.remote_addr, ":",
-                                                          info.remote_port));
+  // The role ScoreBatch needs: HTTP scoring is ScoreBatch by another road.
+  grpc::Status auth = auth_->Check("/verdict.v1.ScoringService/ScoreBatch", metadata,
+                                   absl::StrCat("http:", info.remote_addr, ":", info.remote_port))
+                          .status;
   if (!auth.ok()) {
     scoring_->CountRefused(ScoringRejection::kUnauthenticated);
     return finish(Reply::Error(absl::Status(static_cast<absl::StatusCode>(auth.error_code()),

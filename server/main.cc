@@ -25,6 +25,12 @@ ABSL_FLAG(int, http_threads, 32, "HTTP scoring requests in flight at once.");
 ABSL_FLAG(std::string, http_model, "",
           "Model /get_reward scores with when the URL has no ?model=: name, name:version or "
           "name:alias.");
+ABSL_FLAG(std::string, metrics_address, "",
+          "Address /metrics binds (empty: the same as --host; 127.0.0.1 keeps it local while "
+          "gRPC listens on every interface).");
+ABSL_FLAG(std::string, metrics_basic_auth_file, "",
+          "File of `user sha256:<hex>` lines (printf %s \"$PASSWORD\" | sha256sum); set: "
+          "/metrics requires HTTP basic auth.");
 ABSL_FLAG(std::string, state_dir, "./verdict-data", "Job store, checkpoints, datasets and trained models.");
 ABSL_FLAG(std::string, data_dir, "", "Root of dataset paths named in requests (empty: <state_dir>/data).");
 ABSL_FLAG(std::string, model_dir, "", "Root of model paths named in requests (empty: <state_dir>/models-in).");
@@ -44,10 +50,15 @@ ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0: LibTorch's default).")
 ABSL_FLAG(std::vector<std::string>, preload_models, {}, "Models to load at start: name or name:version or name:alias.");
 ABSL_FLAG(double, drain_grace_seconds, 30, "On SIGTERM, how long in-flight RPCs may take.");
 ABSL_FLAG(std::string, token_file, "",
-          "File holding the bearer token clients must send (flag unset: no auth; an empty file or "
-          "a placeholder such as changeme is refused).");
+          "Callers clients authenticate as: `role name token` lines (role score, train or admin; "
+          "the token plain or sha256:<hex>), or one bare token (an admin). Re-read on SIGHUP. "
+          "Unset: no auth; an empty file, a placeholder such as changeme or a malformed line is "
+          "refused.");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls_key, serve TLS.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM roots for client certificates; set (with --tls_cert): mutual TLS, every client "
+          "must present a certificate they sign.");
 ABSL_FLAG(std::string, log_format, "text", "text or json.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 
@@ -65,6 +76,8 @@ int main(int argc, char** argv) {
   config.http_host = absl::GetFlag(FLAGS_http_host);
   config.http_threads = absl::GetFlag(FLAGS_http_threads);
   config.http_model = absl::GetFlag(FLAGS_http_model);
+  config.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  config.metrics_basic_auth_file = absl::GetFlag(FLAGS_metrics_basic_auth_file);
   config.state_dir = absl::GetFlag(FLAGS_state_dir);
   config.data_dir = absl::GetFlag(FLAGS_data_dir);
   config.model_dir = absl::GetFlag(FLAGS_model_dir);
@@ -84,16 +97,18 @@ int main(int argc, char** argv) {
   config.drain_grace = absl::Seconds(absl::GetFlag(FLAGS_drain_grace_seconds));
   config.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   config.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  config.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   config.log_format = absl::GetFlag(FLAGS_log_format);
   config.log_level = absl::GetFlag(FLAGS_log_level);
-  if (const std::string token_file = absl::GetFlag(FLAGS_token_file); !token_file.empty()) {
-    // An empty file would turn authentication off without a word: refused.
-    auto token = verdict::server::ReadTokenFile(token_file);
-    if (!token.ok()) {
-      std::cerr << "verdictd: " << token.status().message() << "\n";
+  config.token_file = absl::GetFlag(FLAGS_token_file);
+  if (!config.token_file.empty()) {
+    // Checked here too, for its own exit status: an empty file would turn authentication off
+    // without a word.
+    auto tokens = verdict::server::ReadTokenFile(config.token_file);
+    if (!tokens.ok()) {
+      std::cerr << "verdictd: " << tokens.status().message() << "\n";
       return 2;
     }
-    config.api_token = *std::move(token);
   }
   absl::Status status = verdict::server::RunServer(config);
   if (!status.ok()) {

@@ -18,11 +18,14 @@
 #include <iostream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/score/dynamic_batcher.h"
 #include "core/util/build_info.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
+#include "server/audit.h"
 #include "server/auth.h"
 #include "server/dataset_service.h"
 #include "server/event_hub.h"
@@ -88,6 +91,11 @@ absl::StatusOr<T> ForFlag(absl::string_view flag, absl::StatusOr<T> parsed) {
   return absl::InvalidArgumentError(absl::StrCat(flag, ": ", parsed.status().message()));
 }
 
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host == "[::1]" ||
+         absl::StartsWith(host, "127.");
+}
+
 absl::Status ValidateConfig(const ServerConfig& c) {
   if (c.port < 0 || c.port > 65535) return absl::InvalidArgumentError("--port: must be in [0, 65535]");
   if (c.metrics_port < -1 || c.metrics_port > 65535) {
@@ -98,7 +106,7 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   }
   if (c.http_port >= 0 && !c.tls_cert_file.empty()) {
     const std::string& http_host = c.http_host.empty() ? c.host : c.http_host;
-    if (http_host != "127.0.0.1" && http_host != "localhost" && http_host != "::1") {
+    if (!IsLoopback(http_host)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--http_port: HTTP scoring is plain HTTP (Debian 12's civetweb cannot serve TLS with "
           "OpenSSL 3) and gRPC uses TLS here: set --http_host=127.0.0.1 and put a TLS proxy in "
@@ -141,6 +149,10 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   }
   if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
     return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  if (!c.tls_client_ca_file.empty() && c.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls_client_ca needs --tls_cert and --tls_key: client certificates are checked in TLS");
   }
   return ForFlag("--log_level", ParseLogLevel(c.log_level)).status();
 }
@@ -274,15 +286,40 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
   p.metrics = std::make_unique<ServerMetrics>(
       *p.registry, ServerMetrics::BuildInfo{BuildVersion(), BuildCommit(), config.default_device});
   if (config.metrics_port >= 0) {
-    ASSIGN_OR_RETURN(p.exposer, StartMetricsExposer(config.host, config.metrics_port, p.registry));
+    std::vector<BasicAuthUser> users;
+    if (!config.metrics_basic_auth_file.empty()) {
+      ASSIGN_OR_RETURN(users, ReadBasicAuthFile(config.metrics_basic_auth_file));
+    }
+    const std::string metrics_host =
+        config.metrics_address.empty() ? config.host : config.metrics_address;
+    ASSIGN_OR_RETURN(p.exposer, StartMetricsExposer(metrics_host, config.metrics_port, p.registry));
+    if (!users.empty()) {
+      p.exposer->RegisterAuth(
+          [users = std::move(users)](const std::string& user, const std::string& password) {
+            return CheckBasicAuth(users, user, password);
+          },
+          "verdictd metrics");
+    }
     p.metrics_port = p.exposer->GetListeningPorts().front();
+    if (!config.token_file.empty() && config.metrics_basic_auth_file.empty() &&
+        !IsLoopback(metrics_host)) {
+      p.logger->Warning("metrics.unprotected")
+          .With("metrics_address", metrics_host)
+          .With("hint", "gRPC needs a token but /metrics is open: set --metrics_address=127.0.0.1 "
+                        "or --metrics_basic_auth_file");
+    }
   }
 
   ASSIGN_OR_RETURN(p.store, SqliteJobStore::Open((fs::path(config.state_dir) / "verdict.db").string()));
   // The lock is ours and nothing serves yet: what a crash left half-made can go.
   RETURN_IF_ERROR(SweepCrashLeftovers(config.state_dir, *p.store, p.logger.get()).status());
-  std::string token = config.api_token;
-  p.auth = std::make_unique<Authenticator>(token, p.logger.get());
+  TokenSet tokens;
+  if (!config.token_file.empty()) {
+    ASSIGN_OR_RETURN(tokens, ReadTokenFile(config.token_file));
+  } else if (!config.api_token.empty()) {
+    tokens.push_back(TokenEntry{Role::kAdmin, "default", HashToken(config.api_token)});
+  }
+  p.auth = std::make_unique<Authenticator>(std::move(tokens), p.logger.get());
 
   Parts* raw = &p;
   ModelRegistry::Dependencies model_deps;
@@ -323,6 +360,10 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
     ASSIGN_OR_RETURN(std::string key, ReadFileToString(config.tls_key_file));
     grpc::SslServerCredentialsOptions ssl;
     ssl.pem_key_cert_pairs.push_back({key, cert});
+    if (!config.tls_client_ca_file.empty()) {
+      ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFileToString(config.tls_client_ca_file));
+      ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
     credentials = grpc::SslServerCredentials(ssl);
   }
   builder.AddListeningPort(absl::StrCat(config.host, ":", config.port), credentials, &p.port);
@@ -332,6 +373,7 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<CallRegistryFactory>(p.auth.get(), p.logger.get()));
   interceptors.push_back(std::make_unique<MetricsInterceptorFactory>(p.metrics.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   builder.RegisterService(p.training_service.get());
@@ -367,6 +409,27 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
   return std::unique_ptr<VerdictServer>(new VerdictServer(std::move(parts)));
 }
 
+absl::Status VerdictServer::ReloadTokens() {
+  Parts& p = *parts_;
+  if (p.config.token_file.empty()) {
+    return absl::FailedPreconditionError("no --token_file to reload");
+  }
+  absl::Status status = [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(TokenSet tokens, ReadTokenFile(p.config.token_file));
+    const size_t count = tokens.size();
+    RETURN_IF_ERROR(p.auth->Reload(std::move(tokens)));
+    p.logger->Info("auth.reloaded").With("token_file", p.config.token_file).With("tokens", count);
+    return absl::OkStatus();
+  }();
+  if (!status.ok()) {
+    p.logger->Error("auth.reload_failed")
+        .With("token_file", p.config.token_file)
+        .With("error", status)
+        .With("kept", "the previous tokens");
+  }
+  return status;
+}
+
 void VerdictServer::Shutdown() {
   Parts& p = *parts_;
   if (p.shut_down) return;
@@ -395,6 +458,7 @@ absl::Status RunServer(const ServerConfig& config) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ASSIGN_OR_RETURN(std::unique_ptr<VerdictServer> server, VerdictServer::Start(config));
   std::cout << "verdictd listening on " << config.host << ":" << server->port();
@@ -402,7 +466,10 @@ absl::Status RunServer(const ServerConfig& config) {
   if (server->http_port() >= 0) std::cout << ", HTTP scoring on :" << server->http_port();
   std::cout << std::endl;
   int received = 0;
-  sigwait(&signals, &received);
+  // SIGHUP re-reads --token_file; a bad file keeps the tokens in force (logged).
+  while (sigwait(&signals, &received) == 0 && received == SIGHUP) {
+    server->ReloadTokens().IgnoreError();
+  }
   server->Shutdown();
   return absl::OkStatus();
 }

@@ -8,7 +8,8 @@
 // once a model version is loaded; every service NOT_SERVING while draining.
 //
 // Thread safety: Start() and Shutdown() from one controlling thread; the rest is gRPC's.
-// RunServer() is what main() calls: it starts the server and blocks until SIGTERM or SIGINT.
+// RunServer() is what main() calls: it starts the server and blocks until SIGTERM or SIGINT;
+// SIGHUP in the meantime reloads the token file.
 #ifndef VERDICT_SERVER_SERVER_H_
 #define VERDICT_SERVER_SERVER_H_
 
@@ -31,6 +32,11 @@ class VerdictServer {
 
   void Shutdown();
 
+  // Re-reads --token_file (what SIGHUP does): the new tokens apply to calls checked from now
+  // on. On an error (unreadable or invalid file) the previous tokens stay, and the error is
+  // logged ("auth.reload_failed") and returned. FAILED_PRECONDITION without a token file.
+  absl::Status ReloadTokens();
+
   struct Parts;
 
  private:
@@ -38,7 +44,8 @@ class VerdictServer {
   std::unique_ptr<Parts> parts_;
 };
 
-// Blocks SIGTERM/SIGINT, starts the server, waits for one of them, shuts down. Returns the
+// Blocks SIGTERM/SIGINT/SIGHUP, starts the server, reloads tokens on each SIGHUP, waits for
+// SIGTERM or SIGINT, shuts down. Returns the
 // start-up error, if any.
 absl::Status RunServer(const ServerConfig& config);
 

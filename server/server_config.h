@@ -53,10 +53,24 @@ struct ServerConfig {
   // On SIGTERM: stop accepting, checkpoint the running job, finish in-flight RPCs within this.
   absl::Duration drain_grace = absl::Seconds(30);
 
-  // Bearer token required in the "authorization" metadata; empty = no authentication.
+  // Callers and their roles (server/auth.h): `role name token-or-sha256:<hex>` lines, or one
+  // bare token (an admin). Re-read on SIGHUP. Empty: see api_token.
+  std::string token_file;
+  // Without token_file: one admin bearer token (tests, embedding); both empty = no
+  // authentication.
   std::string api_token;
   std::string tls_cert_file;  // both set: serve TLS
   std::string tls_key_file;
+  // PEM roots client certificates must chain to; set (with TLS): every client must present a
+  // verified certificate, and its identity is logged on audited calls.
+  std::string tls_client_ca_file;
+
+  // /metrics: the address it binds (empty: the same as `host`) and HTTP basic auth
+  // (`user sha256:<hex>` lines; empty: none). No TLS: Debian 12's civetweb (under
+  // prometheus-cpp's Exposer) crashes on the first HTTPS request with OpenSSL 3; put a
+  // TLS-terminating proxy in front, or keep it on loopback.
+  std::string metrics_address;
+  std::string metrics_basic_auth_file;
 
   std::string log_format = "text";  // text | json
   std::string log_level = "info";

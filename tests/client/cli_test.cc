@@ -795,6 +795,47 @@ TEST(CliTlsTest, TlsConnectsWithTheGivenRootCertificate) {
   EXPECT_EQ(ca_alone.exit_code, kExitUsage) << Show(ca_alone);
 }
 
+// --tls-cert/--tls-key: the client certificate a server started with --tls_client_ca requires.
+TEST(CliTlsTest, MutualTlsSendsTheClientCertificate) {
+  ScratchDir dir;
+  auto self_signed = [&](const std::string& name, const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048",
+                                     "-nodes", "-days", "1", "-keyout", dir.Path(name + ".key"),
+                                     "-out", dir.Path(name + ".pem")};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    CommandResult made = RunCommand(argv);
+    ASSERT_EQ(made.exit_code, 0) << Show(made);
+  };
+  self_signed("server", {"-subj", "/CN=verdict.test", "-addext", "subjectAltName=IP:127.0.0.1"});
+  // Self-signed: the client certificate is its own CA (--tls_client_ca).
+  self_signed("client", {"-subj", "/CN=cli-client"});
+  WriteFile(dir.Path("tokens"), "admin ops cli-admin-token-1\n");
+  ServerProcess server(dir.Path("server"), 0,
+                       {"--tls_cert=" + dir.Path("server.pem"),
+                        "--tls_key=" + dir.Path("server.key"),
+                        "--tls_client_ca=" + dir.Path("client.pem"),
+                        "--token_file=" + dir.Path("tokens")});
+  ASSERT_FALSE(server.address().empty());
+  auto jobs = [&](std::vector<std::string> flags) {
+    std::vector<std::string> argv = {VERDICT_CLI_PATH, "--server", server.address(), "--tls",
+                                     "--ca", dir.Path("server.pem"), "--token",
+                                     "cli-admin-token-1", "jobs"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return RunCommand(argv, "", {}, 30);
+  };
+  CommandResult ok = jobs({"--tls-cert", dir.Path("client.pem"), "--tls-key", dir.Path("client.key")});
+  EXPECT_EQ(ok.exit_code, kExitOk) << Show(ok);
+  EXPECT_EQ(ok.out, "no jobs\n");
+  // Without a client certificate the handshake fails.
+  EXPECT_EQ(jobs({}).exit_code, kExitUnreachable);
+  // A certificate without its key is a usage error, as is an unreadable one.
+  EXPECT_EQ(jobs({"--tls-cert", dir.Path("client.pem")}).exit_code, kExitUsage);
+  CommandResult missing =
+      jobs({"--tls-cert", dir.Path("missing.pem"), "--tls-key", dir.Path("client.key")});
+  EXPECT_EQ(missing.exit_code, kExitError) << Show(missing);
+  EXPECT_THAT(missing.err, HasSubstr("--tls-cert: "));
+}
+
 TEST(CliWatchTest, WatchSurvivesAServerRestartAndResumes) {
   ScratchDir dir;
   auto server = std::make_unique<ServerProcess>(dir.Path("server"));

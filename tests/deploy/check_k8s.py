@@ -35,13 +35,13 @@ KNOWN_FLAGS = {
     "max_dataset_bytes", "max_items_per_request", "max_item_bytes", "max_batch_tokens",
     "max_batch_items", "max_queue_delay_ms", "max_queued_items", "threads", "preload_models",
     "drain_grace_seconds", "log_format", "log_level", "token_file", "tls_cert", "tls_key",
-    "flagfile",
+    "tls_client_ca", "metrics_address", "metrics_basic_auth_file", "flagfile",
 }
 REQUIRED_FLAGS = {
     "host": "0.0.0.0", "port": "50051", "metrics_port": "9464", "state_dir": STATE_DIR,
     "data_dir": None, "model_dir": None, "max_concurrent_jobs": None,
 }
-FILE_FLAGS = ("token_file", "tls_cert", "tls_key")
+FILE_FLAGS = ("token_file", "tls_cert", "tls_key", "tls_client_ca", "metrics_basic_auth_file")
 
 
 def render(kubectl, path):

@@ -49,7 +49,8 @@ absl::Status Errno(absl::string_view what, int port) {
 
 }  // namespace
 
-absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& target, absl::Duration timeout) {
+absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& target, absl::Duration timeout,
+                                     const std::string& extra_headers) {
   Socket socket;
   if (socket.fd() < 0) return Errno("socket for", port);
   // The timeouts bound each send and receive; with the deadline below they bound the call.
@@ -62,7 +63,8 @@ absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& target, absl::
     return Errno("connect to", port);
   }
   const std::string request = absl::StrCat("GET ", target, " HTTP/1.0\r\nHost: 127.0.0.1:", port,
-                                           "\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+                                           "\r\nAccept: */*\r\nConnection: close\r\n",
+                                           extra_headers, "\r\n");
   for (size_t sent = 0; sent < request.size();) {
     const ssize_t n =
         ::send(socket.fd(), request.data() + sent, request.size() - sent, MSG_NOSIGNAL);

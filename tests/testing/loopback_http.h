@@ -25,9 +25,11 @@ struct HttpResponse {
 
 // GET http://127.0.0.1:<port><target>, e.g. target "/metrics" or "/api/v1/query?query=up".
 // Any complete response is returned whatever its status code; errors are for connections
-// refused, timeouts and malformed responses.
+// refused, timeouts and malformed responses. `extra_headers`: more header lines, each ending
+// in "\r\n" (e.g. "Authorization: Basic ...\r\n").
 absl::StatusOr<HttpResponse> HttpGet(int port, const std::string& target,
-                                     absl::Duration timeout = absl::Seconds(10));
+                                     absl::Duration timeout = absl::Seconds(10),
+                                     const std::string& extra_headers = "");
 
 // A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and released), for
 // programs that cannot pick their own and report it. Another process may take it before the
