@@ -83,7 +83,11 @@ std::string ScratchDir::Path(absl::string_view relative) const {
   return (fs::path(path_) / std::string(relative)).string();
 }
 
-absl::StatusOr<std::string> HttpGet(int port, absl::string_view path) {
+namespace {
+
+// One request on its own connection ("Connection: close"); the body of a 200 reply.
+absl::StatusOr<std::string> HttpExchange(int port, absl::string_view method,
+                                         absl::string_view path, absl::string_view body) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return absl::InternalError("socket() failed");
   sockaddr_in address{};
@@ -94,24 +98,46 @@ absl::StatusOr<std::string> HttpGet(int port, absl::string_view path) {
     ::close(fd);
     return absl::UnavailableError(absl::StrCat("cannot connect to 127.0.0.1:", port));
   }
-  const std::string request = absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-  if (::send(fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size())) {
-    ::close(fd);
-    return absl::UnavailableError("short send");
+  std::string request = absl::StrCat(method, " ", path,
+                                     " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+  if (method == "POST") {
+    absl::StrAppend(&request, "Content-Type: application/json\r\nContent-Length: ", body.size(),
+                    "\r\n");
+  }
+  absl::StrAppend(&request, "\r\n", body);
+  size_t sent = 0;
+  while (sent < request.size()) {
+    const ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) {
+      ::close(fd);
+      return absl::UnavailableError("short send");
+    }
+    sent += static_cast<size_t>(n);
   }
   std::string response;
   char buffer[16384];
   ssize_t n;
   while ((n = ::recv(fd, buffer, sizeof(buffer), 0)) > 0) response.append(buffer, n);
   ::close(fd);
-  const size_t body = response.find("\r\n\r\n");
-  if (!absl::StartsWith(response, "HTTP/1.") || body == std::string::npos) {
+  const size_t end_of_headers = response.find("\r\n\r\n");
+  if (!absl::StartsWith(response, "HTTP/1.") || end_of_headers == std::string::npos) {
     return absl::InternalError(absl::StrCat("not an HTTP response from :", port, path));
   }
-  if (response.find(" 200 ") > body) {
-    return absl::InternalError(absl::StrCat(":", port, path, ": ", response.substr(0, response.find("\r\n"))));
+  if (response.find(" 200 ") > end_of_headers) {
+    return absl::InternalError(absl::StrCat(":", port, path, ": ", response.substr(0, response.find("\r\n")),
+                                            " ", response.substr(end_of_headers + 4, 200)));
   }
-  return response.substr(body + 4);
+  return response.substr(end_of_headers + 4);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> HttpGet(int port, absl::string_view path) {
+  return HttpExchange(port, "GET", path, "");
+}
+
+absl::StatusOr<std::string> HttpPost(int port, absl::string_view path, absl::string_view json) {
+  return HttpExchange(port, "POST", path, json);
 }
 
 double SumOfSeries(absl::string_view exposition, absl::string_view name) {

@@ -53,8 +53,11 @@ class ScratchDir {
   bool keep_;
 };
 
-// The body of GET `path` from 127.0.0.1:`port` over HTTP/1.0 (the Prometheus exposer).
+// The body of GET `path` from 127.0.0.1:`port` (the Prometheus exposer), or of POST `path`
+// with a JSON body (HTTP scoring); each on a connection of its own. An error for anything but
+// a 200 reply, quoting the start of its body.
 absl::StatusOr<std::string> HttpGet(int port, absl::string_view path);
+absl::StatusOr<std::string> HttpPost(int port, absl::string_view path, absl::string_view json);
 
 // The sum over every label set of the samples of series `name` in a Prometheus text
 // exposition (e.g. "verdict_scoring_batch_items_sum"); 0 when the series is absent.

@@ -7,8 +7,11 @@
 //           (the model loaded from the very directory the server serves, the same items);
 //   served  N client threads, each with its own channel and TCP connection, send ScoreBatch
 //           requests of B items back to back (closed loop) for --seconds.
-// It prints items/s of both and their ratio, request latency p50/p95/p99, and the mean batch
-// the server's dynamic batcher formed (from its own /metrics: the change of
+//   http    (--http, default) the served requests as JSON to HTTP's POST /v1/score
+//           (server/http_scoring.h), a new connection per request as OpenRLHF's client
+//           makes them; its items/s against served's is the http/grpc ratio.
+// It prints items/s of raw and served and their ratio, request latency p50/p95/p99, and the
+// mean batch the server's dynamic batcher formed (from its own /metrics: the change of
 // verdict_scoring_batch_items_sum / _count over the phase) and the share of the phase its
 // forwards were busy (verdict_scoring_compute_seconds_sum / phase time). Served work includes
 // what raw leaves out: protobuf, loopback gRPC, tokenization and queueing; the clients run
@@ -22,12 +25,14 @@
 //
 //   scoring_bench --models=encoder-tiny,stories260k --clients=1,8 --batch_sizes=8,32 --seconds=2
 #include <atomic>
+#include <functional>
 #include <filesystem>
 #include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <google/protobuf/util/json_util.h>
 #include <torch/torch.h>
 
 #include "absl/flags/flag.h"
@@ -54,6 +59,9 @@ ABSL_FLAG(int, reps, 3, "Raw/served phase pairs per configuration.");
 ABSL_FLAG(int, items, 256, "Distinct items (hh-rlhf prompt + chosen response) cycled through.");
 ABSL_FLAG(int, max_length, 256, "max_length of the models (tokens per item).");
 ABSL_FLAG(int64_t, train_steps, 10, "Training steps of each model.");
+ABSL_FLAG(bool, http, true,
+          "Also measure HTTP's POST /v1/score (the same requests as JSON, a connection per "
+          "request) against gRPC, interleaved.");
 ABSL_FLAG(int64_t, max_batch_tokens, 0, "Server's batcher token budget; 0: verdictd's default.");
 ABSL_FLAG(int64_t, max_queue_delay_us, -1, "Server's batcher max queue delay; -1: verdictd's default.");
 
@@ -169,35 +177,14 @@ absl::StatusOr<ScrapedCounters> Scrape(int metrics_port) {
   return c;
 }
 
-absl::StatusOr<ServedResult> MeasureServed(int port, int metrics_port, const v1::Model& model,
-                                           const std::vector<PreferencePair>& items, int clients,
-                                           int batch, double seconds) {
-  // Requests are built before the clock starts: what is measured is the server.
-  const int per_client = std::max<int>(1, static_cast<int>(items.size()) / batch);
-  std::vector<std::vector<v1::ScoreBatchRequest>> requests(clients);
-  for (int c = 0; c < clients; ++c) {
-    for (int k = 0; k < per_client; ++k) {
-      v1::ScoreBatchRequest request;
-      request.mutable_model()->set_name(model.name());
-      request.mutable_model()->set_version(model.version());
-      for (int i = 0; i < batch; ++i) {
-        const PreferencePair& pair = items[(static_cast<size_t>(c + k * clients) * batch + i) % items.size()];
-        v1::PromptResponse* pr = request.add_items()->mutable_prompt_response();
-        pr->set_prompt(pair.prompt);
-        pr->set_response(pair.chosen);
-      }
-      requests[c].push_back(std::move(request));
-    }
-  }
-  std::vector<std::unique_ptr<v1::ScoringService::Stub>> stubs;
-  for (int c = 0; c < clients; ++c) {
-    stubs.push_back(v1::ScoringService::NewStub(NewChannel(port, /*own_connection=*/true)));
-    // Connect (and warm) each channel before the clock starts.
-    grpc::ClientContext context;
-    v1::ScoreBatchResponse response;
-    RETURN_IF_ERROR(FromGrpc(stubs[c]->ScoreBatch(&context, requests[c][0], &response), "ScoreBatch"));
-  }
+// One client's request `k` (of its cycle): OK when every item got a score.
+using SendRequest = std::function<absl::Status(int client, size_t k)>;
 
+// `clients` threads send requests back to back (closed loop) for `seconds`, each cycling
+// through its `per_client` requests.
+absl::StatusOr<ServedResult> MeasureClosedLoop(int metrics_port, int clients, int batch,
+                                               size_t per_client, double seconds,
+                                               const SendRequest& send) {
   ServedResult r;
   r.load = LoadAverage();
   ASSIGN_OR_RETURN(ScrapedCounters before, Scrape(metrics_port));
@@ -210,15 +197,12 @@ absl::StatusOr<ServedResult> MeasureServed(int port, int metrics_port, const v1:
     threads.emplace_back([&, c] {
       size_t k = 0;
       while (absl::Now() < end) {
-        grpc::ClientContext context;
-        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-        v1::ScoreBatchResponse response;
         const absl::Time sent = absl::Now();
-        const grpc::Status status = stubs[c]->ScoreBatch(&context, requests[c][k], &response);
+        const absl::Status status = send(c, k);
         const absl::Time received = absl::Now();
-        k = (k + 1) % requests[c].size();
-        if (!status.ok() || response.scores_size() != batch) {
-          if (errors[c]++ == 0) std::cerr << "ScoreBatch: " << status.error_message() << "\n";
+        k = (k + 1) % per_client;
+        if (!status.ok()) {
+          if (errors[c]++ == 0) std::cerr << status << "\n";
           continue;
         }
         latencies[c].push_back(absl::ToDoubleMilliseconds(received - sent));
@@ -247,6 +231,87 @@ absl::StatusOr<ServedResult> MeasureServed(int port, int metrics_port, const v1:
   return r;
 }
 
+// Each client's requests, built before the clock starts: what is measured is the server.
+std::vector<std::vector<v1::ScoreBatchRequest>> BuildRequests(
+    const v1::Model& model, const std::vector<PreferencePair>& items, int clients, int batch) {
+  const int per_client = std::max<int>(1, static_cast<int>(items.size()) / batch);
+  std::vector<std::vector<v1::ScoreBatchRequest>> requests(clients);
+  for (int c = 0; c < clients; ++c) {
+    for (int k = 0; k < per_client; ++k) {
+      v1::ScoreBatchRequest request;
+      request.mutable_model()->set_name(model.name());
+      request.mutable_model()->set_version(model.version());
+      for (int i = 0; i < batch; ++i) {
+        const PreferencePair& pair = items[(static_cast<size_t>(c + k * clients) * batch + i) % items.size()];
+        v1::PromptResponse* pr = request.add_items()->mutable_prompt_response();
+        pr->set_prompt(pair.prompt);
+        pr->set_response(pair.chosen);
+      }
+      requests[c].push_back(std::move(request));
+    }
+  }
+  return requests;
+}
+
+// gRPC ScoreBatch, each client on its own channel and TCP connection.
+absl::StatusOr<ServedResult> MeasureServed(int port, int metrics_port, const v1::Model& model,
+                                           const std::vector<PreferencePair>& items, int clients,
+                                           int batch, double seconds) {
+  const auto requests = BuildRequests(model, items, clients, batch);
+  std::vector<std::unique_ptr<v1::ScoringService::Stub>> stubs;
+  for (int c = 0; c < clients; ++c) {
+    stubs.push_back(v1::ScoringService::NewStub(NewChannel(port, /*own_connection=*/true)));
+    // Connect (and warm) each channel before the clock starts.
+    grpc::ClientContext context;
+    v1::ScoreBatchResponse response;
+    RETURN_IF_ERROR(FromGrpc(stubs[c]->ScoreBatch(&context, requests[c][0], &response), "ScoreBatch"));
+  }
+  return MeasureClosedLoop(metrics_port, clients, batch, requests[0].size(), seconds,
+                           [&](int c, size_t k) -> absl::Status {
+                             grpc::ClientContext context;
+                             context.set_deadline(std::chrono::system_clock::now() +
+                                                  std::chrono::seconds(30));
+                             v1::ScoreBatchResponse response;
+                             RETURN_IF_ERROR(FromGrpc(
+                                 stubs[c]->ScoreBatch(&context, requests[c][k], &response),
+                                 "ScoreBatch"));
+                             if (response.scores_size() != batch) {
+                               return absl::InternalError("ScoreBatch: scores missing");
+                             }
+                             return absl::OkStatus();
+                           });
+}
+
+// The same requests as JSON to HTTP's POST /v1/score, a new connection per request as
+// OpenRLHF's requests.post makes them.
+absl::StatusOr<ServedResult> MeasureServedHttp(int http_port, int metrics_port,
+                                               const v1::Model& model,
+                                               const std::vector<PreferencePair>& items,
+                                               int clients, int batch, double seconds) {
+  const auto requests = BuildRequests(model, items, clients, batch);
+  std::vector<std::vector<std::string>> bodies(clients);
+  for (int c = 0; c < clients; ++c) {
+    for (const v1::ScoreBatchRequest& request : requests[c]) {
+      std::string body;
+      if (!google::protobuf::util::MessageToJsonString(request, &body).ok()) {
+        return absl::InternalError("cannot write a request as JSON");
+      }
+      bodies[c].push_back(std::move(body));
+    }
+  }
+  auto send = [&](int c, size_t k) -> absl::Status {
+    ASSIGN_OR_RETURN(std::string reply, HttpPost(http_port, "/v1/score", bodies[c][k]));
+    v1::ScoreBatchResponse response;
+    if (!google::protobuf::util::JsonStringToMessage(reply, &response).ok() ||
+        response.scores_size() != batch) {
+      return absl::InternalError(absl::StrCat("POST /v1/score: ", reply.substr(0, 200)));
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(send(0, 0));  // warm
+  return MeasureClosedLoop(metrics_port, clients, batch, bodies[0].size(), seconds, send);
+}
+
 absl::Status Run() {
   std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   if (data_dir.empty()) data_dir = DefaultDataDir();
@@ -258,6 +323,8 @@ absl::Status Run() {
   ScratchDir scratch("scoring");
   const std::string state_dir = scratch.Path("state");
   server::ServerConfig config = BenchServerConfig(state_dir, data_dir, data_dir + "/models", true);
+  const bool http = absl::GetFlag(FLAGS_http);
+  if (http) config.http_port = 0;
   if (absl::GetFlag(FLAGS_max_batch_tokens) > 0) config.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   if (absl::GetFlag(FLAGS_max_queue_delay_us) >= 0) {
     config.max_queue_delay = absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));
@@ -294,21 +361,37 @@ absl::Status Run() {
         model.max_length(), absl::ToDoubleSeconds(absl::Now() - prepare_start), encoded.size(),
         static_cast<double>(tokens) / encoded.size());
     std::cout << "  N   B  rep  raw items/s  served items/s  ratio   p50 ms   p95 ms   p99 ms  "
-                 "mean batch  fwd busy  errors  load\n";
+                 "mean batch  fwd busy  errors  load";
+    if (http) std::cout << "  http items/s  http/grpc  http p50 ms  http p99 ms  http errors";
+    std::cout << "\n";
     for (int clients : client_counts) {
       for (int batch : batch_sizes) {
         std::vector<double> raw_v, served_v, ratio_v, p50_v, p95_v, p99_v, mean_batch_v;
+        std::vector<double> http_v, http_ratio_v, http_p50_v, http_p99_v;
         for (int rep = 0; rep < absl::GetFlag(FLAGS_reps); ++rep) {
           ASSIGN_OR_RETURN(RawResult raw, MeasureRaw(*raw_model, encoded, batch, seconds));
           ASSIGN_OR_RETURN(ServedResult served, MeasureServed(server->port(), server->metrics_port(),
                                                               model, items, clients, batch, seconds));
           const double ratio = served.items_per_second / raw.items_per_second;
           std::cout << absl::StrFormat(
-                           "%3d %3d  %3d  %11.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f  %7.0f%%  %6d  %.2f\n",
-                           clients, batch, rep, raw.items_per_second, served.items_per_second, ratio,
-                           served.p50_ms, served.p95_ms, served.p99_ms, served.mean_batch_items,
-                           100 * served.forward_busy, served.errors, served.load)
-                    << std::flush;
+              "%3d %3d  %3d  %11.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f  %7.0f%%  %6d  %.2f",
+              clients, batch, rep, raw.items_per_second, served.items_per_second, ratio,
+              served.p50_ms, served.p95_ms, served.p99_ms, served.mean_batch_items,
+              100 * served.forward_busy, served.errors, served.load);
+          if (http) {
+            ASSIGN_OR_RETURN(ServedResult over_http,
+                             MeasureServedHttp(server->http_port(), server->metrics_port(), model,
+                                               items, clients, batch, seconds));
+            const double http_ratio = over_http.items_per_second / served.items_per_second;
+            std::cout << absl::StrFormat("  %12.1f  %9.2f  %11.1f  %11.1f  %11d",
+                                         over_http.items_per_second, http_ratio, over_http.p50_ms,
+                                         over_http.p99_ms, over_http.errors);
+            http_v.push_back(over_http.items_per_second);
+            http_ratio_v.push_back(http_ratio);
+            http_p50_v.push_back(over_http.p50_ms);
+            http_p99_v.push_back(over_http.p99_ms);
+          }
+          std::cout << std::endl;
           raw_v.push_back(raw.items_per_second);
           served_v.push_back(served.items_per_second);
           ratio_v.push_back(ratio);
@@ -318,9 +401,15 @@ absl::Status Run() {
           mean_batch_v.push_back(served.mean_batch_items);
         }
         std::cout << absl::StrFormat(
-            "%3d %3d  med  %11.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f\n", clients, batch,
+            "%3d %3d  med  %11.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f", clients, batch,
             Median(raw_v), Median(served_v), Median(ratio_v), Median(p50_v), Median(p95_v),
             Median(p99_v), Median(mean_batch_v));
+        if (http) {
+          std::cout << absl::StrFormat("  %33s  %12.1f  %9.2f  %11.1f  %11.1f", "",
+                                       Median(http_v), Median(http_ratio_v), Median(http_p50_v),
+                                       Median(http_p99_v));
+        }
+        std::cout << "\n";
       }
     }
   }
