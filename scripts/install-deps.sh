@@ -19,6 +19,9 @@ packages=(
   # tests/client: a self-signed certificate for the CLI's TLS test; grpc_tools.protoc imports
   # pkg_resources, which Debian 12's python3-grpc-tools does not depend on (found on a fresh root)
   openssl python3-pkg-resources
+  # scripts/sanitize.sh and scripts/fuzz.sh: clang with its sanitizer and libFuzzer runtimes,
+  # llvm-symbolizer for readable sanitizer reports
+  clang-14 libclang-rt-14-dev llvm-14
 )
 # kubectl renders deploy/k8s in the tests; some images already ship it from another source,
 # and Debian's package would collide with that binary.
