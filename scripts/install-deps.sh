@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian 12 package that verdict needs to build, test and run.
 # Idempotent: safe to run again; packages already present are left as they are.
+# Usage: ./scripts/install-deps.sh [--with-sanitizers]
 set -euo pipefail
 
 packages=(
@@ -23,6 +24,9 @@ packages=(
   # runs protoc with grpc_python_plugin (protobuf-compiler-grpc, above)
   python3-venv
 )
+# --with-sanitizers (scripts/sanitize.sh, scripts/fuzz.sh): clang with its sanitizer and
+# libFuzzer runtimes, llvm-symbolizer for readable sanitizer reports.
+if [ "${1:-}" = --with-sanitizers ]; then packages+=(clang-14 libclang-rt-14-dev llvm-14); fi
 # kubectl renders deploy/k8s in the tests; some images already ship it from another source,
 # and Debian's package would collide with that binary.
 command -v kubectl >/dev/null || packages+=(kubernetes-client)

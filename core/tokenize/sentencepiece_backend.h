@@ -10,6 +10,32 @@
 // sentencepiece's protobuf out of the process's global scope, DEEPBIND makes sentencepiece
 // resolve its own protobuf before the process's.
 //
+// Under AddressSanitizer and ThreadSanitizer (VERDICT_SANITIZE builds, scripts/sanitize.sh):
+// their dlopen interceptor refuses RTLD_DEEPBIND outright, because a DEEPBIND library binds
+// malloc and operator new to libc and libstdc++ instead of the runtime's, and then frees blocks
+// the runtime allocated or hands it blocks it never saw. Measured on this module: plain dlopen
+// dies with "RTLD_DEEPBIND flag which is incompatible with sanitizer runtime"; calling libc's
+// dlopen past the interceptor loads it, and the first encode then fails with ASan's
+// "alloc-dealloc-mismatch (malloc vs operator delete)" (sentencepiece's operator new went to
+// libstdc++, whose malloc is the runtime's, and the host freed with the runtime's delete). So a
+// sanitizer build does both halves of what DEEPBIND broke, and keeps DEEPBIND for protobuf:
+//   1. sentencepiece_module.cc obtains libc's dlopen with dlsym(RTLD_NEXT, "dlopen") and loads
+//      the module with the same flags as always;
+//   2. the module (built uninstrumented, with sentencepiece_sanitizer_allocator.cc) defines and
+//      exports malloc, free, the rest of the malloc family and every operator new/delete,
+//      forwarding each to the runtime's. DEEPBIND puts the module first in its own lookup
+//      scope, so the module, sentencepiece and its bundled protobuf all bind to these, and the
+//      whole process allocates from the one heap the sanitizer tracks, with the right kind
+//      recorded for each block. Strings and vectors then cross the boundary as in a normal
+//      build, and sentencepiece's tests run under the sanitizers instead of being skipped.
+// Code inside the module is not instrumented (its reads and writes are not checked, and TSan
+// does not see sentencepiece's own locks); the host side of every call is. Rejected: dlmopen()
+// into a new namespace (a second libc and libstdc++, so every string and vector crossing the
+// boundary would need a C interface and copies in both directions, and thread-local state
+// and sentencepiece's training threads in a second libc are fragile); linking sentencepiece
+// statically with its protobuf hidden (Debian ships no libsentencepiece.a). A normal build
+// compiles none of this: the module exports its entry point only and is loaded by dlopen.
+//
 // Why std types only: sentencepiece_processor.h declares `namespace absl { using
 // std::string_view; }`, which is ambiguous next to Debian's Abseil (absl::string_view is a class
 // of its own there), so no translation unit can include both. Both sides use the same compiler

@@ -50,12 +50,26 @@ absl::Status LoadError(absl::string_view what, const std::vector<std::string>& c
       "; set ", kSentencePieceModuleEnvVar, " to the module's full path)"));
 }
 
+using DlopenFunction = void* (*)(const char* file, int mode);
+
+// libc's dlopen. In ASan/TSan builds the runtime's dlopen interceptor refuses RTLD_DEEPBIND, so
+// the loader calls the next definition after the executable, libc's, itself; the module then
+// forwards its allocations to the runtime (sentencepiece_backend.h).
+DlopenFunction OpenFunction() {
+#if defined(VERDICT_SENTENCEPIECE_BYPASS_DLOPEN_INTERCEPTOR)
+  static const DlopenFunction libc_dlopen =
+      reinterpret_cast<DlopenFunction>(dlsym(RTLD_NEXT, "dlopen"));
+  if (libc_dlopen != nullptr) return libc_dlopen;
+#endif
+  return &dlopen;
+}
+
 LoadResult Open(const std::string& path, const std::vector<std::string>& candidates) {
   // LOCAL: sentencepiece's exported protobuf-lite stays out of the global scope, where it would
   // replace libprotobuf's symbols for LibTorch and gRPC. DEEPBIND: sentencepiece binds its
   // own protobuf symbols before the process's libprotobuf. NOW: a missing symbol fails here,
   // not in the middle of an encode.
-  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  void* handle = OpenFunction()(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
   if (handle == nullptr) return {nullptr, LoadError(DlError(), candidates)};
   // Never dlclose()d: backends made by the module may live until exit.
   auto entry = reinterpret_cast<ModuleEntryPoint>(

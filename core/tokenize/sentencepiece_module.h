@@ -15,9 +15,11 @@
 // paths tried; nothing crashes.
 //
 // DEEPBIND caveat: the module binds to libstdc++ and libc directly, ahead of the executable.
-// A process that replaces malloc / operator new in the executable itself (a sanitizer, a
-// statically linked tcmalloc) would allocate and free sentencepiece's strings with different
-// allocators; verdict's binaries do not.
+// A process that replaces malloc / operator new in the executable itself (a statically linked
+// tcmalloc) would allocate and free sentencepiece's strings with different allocators;
+// verdict's binaries do not. ASan and TSan builds, which do, load the module past the
+// runtime's dlopen interceptor and have the module forward its allocations to the runtime
+// (sentencepiece_backend.h).
 //
 // Thread safety: may be called from any thread; concurrent first calls wait for one load.
 #ifndef VERDICT_CORE_TOKENIZE_SENTENCEPIECE_MODULE_H_
