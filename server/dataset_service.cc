@@ -21,6 +21,7 @@
 #include "core/tokenize/tokenizer.h"
 #include "core/util/crash_point.h"
 #include "core/util/status_macros.h"
+#include "server/dataset_inspection_proto.h"
 #include "server/path_resolver.h"
 #include "server/proto_conversion.h"
 #include "server/proto_time.h"
@@ -187,16 +188,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequ
       if (!next.ok()) {
         // Not the temporary file's name: "line N: problem" (the client names its file), or
         // the bare problem when it has no line (a damaged gzip stream).
-        std::string message(next.status().message());
-        const std::string prefix = temp_path_ + ":";
-        if (message.rfind(prefix, 0) == 0) {
-          message = message.substr(prefix.size());
-          if (!message.empty() && absl::ascii_isdigit(message[0])) {
-            message = "line " + message;
-          } else {
-            message = std::string(absl::StripLeadingAsciiWhitespace(message));
-          }
-        }
+        const std::string message =
+            WithoutFileName(std::string(next.status().message()), temp_path_);
         return grpc::Status(static_cast<grpc::StatusCode>(next.status().code()), message);
       }
       if (!*next) break;
@@ -270,16 +263,6 @@ constexpr int32_t kMaxInspectLength = 1 << 20;
 constexpr int32_t kMaxListedInvalid = 10000;
 constexpr int32_t kDefaultListedInvalid = 100;
 
-// "NAME:LINE: problem" of a server file as the client may see it: "line LINE: problem", without
-// the server's path (as UploadReactor reports a rejected upload).
-std::string WithoutServerPath(const std::string& message, const std::string& path) {
-  const std::string prefix = path + ":";
-  if (message.rfind(prefix, 0) != 0) return message;
-  std::string rest = message.substr(prefix.size());
-  if (!rest.empty() && absl::ascii_isdigit(rest[0])) return "line " + rest;
-  return std::string(absl::StripLeadingAsciiWhitespace(rest));
-}
-
 // A model's tokenizer and input encoding, enough to count the tokens of a pair as the model
 // scores it (ScoringModel::Encode), without loading its weights.
 struct PairTokenCounter {
@@ -321,54 +304,6 @@ class InspectReactor final : public grpc::ServerUnaryReactor {
  private:
   std::thread worker_;
 };
-
-void ToProto(const DatasetInspection& report, const std::string& path,
-             v1::DatasetInspection* out) {
-  const ReadStats& stats = report.stats;
-  out->set_container(stats.json_array ? "json" : "jsonl");
-  out->set_gzip(report.gzip);
-  out->set_lines(stats.lines);
-  out->set_blank_lines(stats.blank_lines);
-  out->set_pairs(stats.pairs);
-  out->set_identical_pairs_dropped(stats.identical_dropped);
-  out->set_pairs_with_margin(report.pairs_with_margin);
-  std::vector<std::pair<int64_t, int>> layouts;
-  for (int i = 0; i < kPreferenceLayoutCount; ++i) {
-    if (stats.pairs_by_layout[i] > 0) layouts.push_back({stats.pairs_by_layout[i], i});
-  }
-  std::stable_sort(layouts.begin(), layouts.end(),
-                   [](const auto& a, const auto& b) { return a.first > b.first; });
-  for (const auto& [pairs, layout] : layouts) {
-    auto* count = out->add_layouts();
-    count->set_layout(std::string(PreferenceLayoutName(static_cast<PreferenceLayout>(layout))));
-    count->set_pairs(pairs);
-  }
-  out->set_invalid_lines(stats.invalid_lines);
-  for (const InvalidLine& invalid : stats.first_invalid) {
-    auto* line = out->add_invalid();
-    line->set_line(invalid.line);
-    line->set_reason(invalid.reason);
-  }
-  out->set_stopped(WithoutServerPath(report.stopped, path));
-  if (report.lengths.has_value()) {
-    const TokenLengthStats& l = *report.lengths;
-    v1::TokenLengths* lengths = out->mutable_lengths();
-    lengths->set_max_length(l.max_length);
-    lengths->set_min_tokens(l.min_tokens);
-    lengths->set_max_tokens(l.max_tokens);
-    lengths->set_mean_tokens(l.mean_tokens);
-    lengths->set_p50_tokens(l.p50_tokens);
-    lengths->set_p95_tokens(l.p95_tokens);
-    for (const LengthBucket& bar : l.histogram) {
-      auto* bucket = lengths->add_histogram();
-      bucket->set_max_tokens(bar.max_tokens);
-      bucket->set_pairs(bar.pairs);
-    }
-    lengths->set_truncated_pairs(l.truncated_pairs);
-    lengths->set_truncated_fraction(
-        l.pairs > 0 ? static_cast<double>(l.truncated_pairs) / static_cast<double>(l.pairs) : 0);
-  }
-}
 
 class RejectedUpload final : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
  public:
@@ -505,7 +440,9 @@ grpc::ServerUnaryReactor* DatasetService::InspectDataset(grpc::CallbackServerCon
       options.pair_tokens = [counter](const PreferencePair& pair) { return (*counter)(pair); };
     }
     ASSIGN_OR_RETURN(DatasetInspection report, InspectPreferenceFile(path, options));
-    ToProto(report, path, response);
+    // Messages say "line N: ..." rather than the server's path, as a rejected upload does.
+    report.stopped = WithoutFileName(report.stopped, path);
+    *response = InspectionToProto(report);
     if (model.has_value()) {
       response->mutable_lengths()->set_model(model->name());
       response->mutable_lengths()->set_version(model->version());
