@@ -42,6 +42,7 @@ TokenLengthStats Summarize(std::vector<int64_t> lengths, int64_t max_length) {
   stats.p50_tokens = Percentile(lengths, 50);
   stats.p95_tokens = Percentile(lengths, 95);
   int64_t bound = kSmallestBucket;
+  while (bound < stats.min_tokens) bound *= 2;  // no empty bars below the shortest pair
   auto next = lengths.begin();
   while (next != lengths.end()) {
     auto end = std::upper_bound(next, lengths.end(), bound);

@@ -64,7 +64,8 @@ struct TokenLengthStats {
   double mean_tokens = 0;
   int64_t p50_tokens = 0;
   int64_t p95_tokens = 0;
-  // Power-of-two bars (<= 16, 32, 64, ...) up to the longest pair; empty bars in between kept.
+  // Power-of-two bars (<= 16, 32, 64, ...) from the shortest pair's to the longest's; empty
+  // bars in between kept.
   std::vector<LengthBucket> histogram;
   int64_t max_length = 0;       // as in InspectionOptions
   int64_t truncated_pairs = 0;  // pairs longer than max_length (0 when max_length is 0)
