@@ -29,9 +29,9 @@ absl::StatusOr<verdict::v1::DatasetInspection> InspectLocalFile(
   InspectionOptions core;
   core.max_invalid_reported = options.max_invalid_lines;
   if (options.format != verdict::v1::DATA_FORMAT_UNSPECIFIED) {
-    ASSIGN_OR_RETURN(core.reader.format,
-                     ParseDataFormat(CoreName(verdict::v1::DataFormat_Name(options.format),
-                                              "DATA_FORMAT_")));
+    ASSIGN_OR_RETURN(
+        core.reader.format,
+        ParseDataFormat(CoreName(verdict::v1::DataFormat_Name(options.format), "DATA_FORMAT_")));
   }
   if (options.chat_format != verdict::v1::CHAT_FORMAT_UNSPECIFIED) {
     ASSIGN_OR_RETURN(core.reader.chat_format,
@@ -86,15 +86,14 @@ void PrintInspection(const verdict::v1::DatasetInspection& report, const std::st
   if (!report.stopped().empty()) out << "reading stopped: " << report.stopped() << "\n";
   if (!report.has_lengths()) return;
   const verdict::v1::TokenLengths& l = report.lengths();
-  out << "tokens (model " << l.model() << " version " << l.version() << "): min "
-      << l.min_tokens() << ", p50 " << l.p50_tokens() << ", p95 " << l.p95_tokens() << ", max "
-      << l.max_tokens() << absl::StrFormat(", mean %.1f", l.mean_tokens()) << "\n";
+  out << "tokens (model " << l.model() << " version " << l.version() << "): min " << l.min_tokens()
+      << ", p50 " << l.p50_tokens() << ", p95 " << l.p95_tokens() << ", max " << l.max_tokens()
+      << absl::StrFormat(", mean %.1f", l.mean_tokens()) << "\n";
   int64_t most = 0;
   for (const auto& bar : l.histogram()) most = std::max(most, bar.pairs());
   constexpr int kBarWidth = 40;
   for (const auto& bar : l.histogram()) {
-    const int width =
-        most > 0 ? static_cast<int>((bar.pairs() * kBarWidth + most - 1) / most) : 0;
+    const int width = most > 0 ? static_cast<int>((bar.pairs() * kBarWidth + most - 1) / most) : 0;
     out << absl::StrFormat("  <= %7d  %-*s %d\n", bar.max_tokens(), kBarWidth,
                            std::string(static_cast<size_t>(width), '#'), bar.pairs());
   }

@@ -66,19 +66,21 @@ int RunDatasetsInspect(const std::vector<std::string>& args, CommandEnv& env) {
   std::string name;
   if (local) {
     if (model) {
-      return usage(absl::StrCat(
-          "--model: token lengths need the model's tokenizer, which is on the server; upload "
-          "the file (verdict upload ", target, ") and inspect the dataset id it prints"));
+      return usage(absl::StrCat("--model: token lengths need the model's tokenizer, which is on ",
+                                "the server; upload the file (verdict upload ", target,
+                                ") and inspect the dataset id it prints"));
     }
     LocalInspectionOptions options;
     options.max_invalid_lines = static_cast<size_t>(max_invalid);
     if (data_format) {
-      absl::StatusOr<int> value = ParseEnumValue(*verdict::v1::DataFormat_descriptor(), *data_format);
+      absl::StatusOr<int> value =
+          ParseEnumValue(*verdict::v1::DataFormat_descriptor(), *data_format);
       if (!value.ok()) return usage(absl::StrCat("--data-format: ", value.status().message()));
       options.format = static_cast<verdict::v1::DataFormat>(*value);
     }
     if (chat_format) {
-      absl::StatusOr<int> value = ParseEnumValue(*verdict::v1::ChatFormat_descriptor(), *chat_format);
+      absl::StatusOr<int> value =
+          ParseEnumValue(*verdict::v1::ChatFormat_descriptor(), *chat_format);
       if (!value.ok()) return usage(absl::StrCat("--chat-format: ", value.status().message()));
       options.chat_format = static_cast<verdict::v1::ChatFormat>(*value);
     }
@@ -88,8 +90,9 @@ int RunDatasetsInspect(const std::vector<std::string>& args, CommandEnv& env) {
     name = target;
   } else {
     if (data_format || chat_format) {
-      return usage("--data-format and --chat-format are for local files: the server reads a "
-                   "dataset as any training job would (with --model: in its chat format)");
+      return usage(
+          "--data-format and --chat-format are for local files: the server reads a "
+          "dataset as any training job would (with --model: in its chat format)");
     }
     if (!target.empty() && !absl::StartsWith(target, "ds-")) {
       *env.err << "verdict: " << target << ": no such file (and not a dataset id, which starts "
@@ -123,9 +126,7 @@ int RunDatasetsInspect(const std::vector<std::string>& args, CommandEnv& env) {
   } else {
     PrintInspection(report, name, *env.out);
   }
-  return report.invalid_lines() == 0 && report.stopped().empty() && report.pairs() > 0
-             ? kExitOk
-             : kExitError;
+  return InspectionIsClean(report, /*skip_invalid=*/false) ? kExitOk : kExitError;
 }
 
 int RunDatasetsDelete(const std::vector<std::string>& args, CommandEnv& env) {
@@ -164,16 +165,17 @@ int RunDatasets(const std::vector<std::string>& args, CommandEnv& env) {
     return RunDatasetsDelete({args.begin() + 1, args.end()}, env);
   }
   const bool list_word = !args.empty() && args[0] == "list";
-  FlagParser flags("verdict datasets [list] [flags]",
-                   "Lists uploaded datasets, newest first. Also:\n"
-                   "  verdict datasets inspect ID|FILE   layout, pairs, invalid lines, token lengths\n"
-                   "  verdict datasets delete ID...      delete uploaded datasets");
+  FlagParser flags(
+      "verdict datasets [list] [flags]",
+      "Lists uploaded datasets, newest first. Also:\n"
+      "  verdict datasets inspect ID|FILE   layout, pairs, invalid lines, token lengths\n"
+      "  verdict datasets delete ID...      delete uploaded datasets");
   int64_t limit = 50;
   flags.AddInt("limit", &limit, "N", "At most N datasets (default 50; 0: all).");
   std::vector<std::string> positional;
   if (auto exit = ParseCommandArgs(
-          flags, list_word ? std::vector<std::string>(args.begin() + 1, args.end()) : args, env,
-          0, 0, &positional)) {
+          flags, list_word ? std::vector<std::string>(args.begin() + 1, args.end()) : args, env, 0,
+          0, &positional)) {
     return *exit;
   }
   if (limit < 0) {

@@ -361,7 +361,8 @@ std::vector<std::string> DatasetIds(const CommandResult& listed) {
 }
 
 void ExpectEveryProblemWithItsLine(const std::string& text) {
-  EXPECT_THAT(text, AllOf(HasSubstr("5 invalid lines:"), HasSubstr("  line 3: missing \"rejected\""),
+  EXPECT_THAT(text, AllOf(HasSubstr("5 invalid lines:"),
+                          HasSubstr("  line 3: missing \"rejected\""),
                           HasSubstr("  line 5: invalid JSON: "),
                           HasSubstr("  line 8: \"chosen\" must be a string"),
                           HasSubstr("  line 11: \"margin\" must be a number"),
@@ -387,8 +388,8 @@ TEST_F(CliTest, DatasetsInspectListsEveryProblemOfALocalFileWithItsLine) {
   ASSERT_EQ(report["invalid"].size(), 2u);
   EXPECT_EQ(report["invalid"][1]["line"], "5");
 
-  CommandResult clean =
-      Verdict({"datasets", "inspect", TestDataPath("preference/llama-factory-sharegpt/hh-helpful-40.json")});
+  const std::string sharegpt = TestDataPath("preference/llama-factory-sharegpt/hh-helpful-40.json");
+  CommandResult clean = Verdict({"datasets", "inspect", sharegpt});
   EXPECT_EQ(clean.exit_code, kExitOk) << Show(clean);
   EXPECT_THAT(clean.out, AllOf(HasSubstr("JSON array, 40 pairs (sharegpt 40)"),
                                HasSubstr("no invalid lines")));
@@ -415,7 +416,8 @@ TEST_F(CliTest, DatasetsInspectAnUploadedDatasetWithAModelsTokenLengths) {
   EXPECT_THAT(r.out, HasSubstr("dataset " + id + ": JSON Lines, 6 pairs"));
   ExpectEveryProblemWithItsLine(r.out);
 
-  CommandResult tokens = Verdict({"datasets", "inspect", id, "--model", "tiny", "--max-length", "16"});
+  CommandResult tokens =
+      Verdict({"datasets", "inspect", id, "--model", "tiny", "--max-length", "16"});
   EXPECT_EQ(tokens.exit_code, kExitError) << Show(tokens);
   EXPECT_THAT(tokens.out, AllOf(HasSubstr("tokens (model tiny version 1): min "),
                                 HasSubstr("\n  <= "), HasSubstr("over max_length 16: ")));

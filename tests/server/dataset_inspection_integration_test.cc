@@ -185,8 +185,8 @@ TEST_F(DatasetInspectionIntegrationTest, MeasuresPairsInTheModelsTokensAsScoring
   std::sort(lengths.begin(), lengths.end());
   // A limit inside the range, so that some pairs are over it and some are not.
   const int64_t limit = lengths[2];
-  const int64_t longer = std::count_if(lengths.begin(), lengths.end(),
-                                       [&](int64_t length) { return length > limit; });
+  const int64_t longer =
+      std::count_if(lengths.begin(), lengths.end(), [&](int64_t length) { return length > limit; });
 
   v1::InspectDatasetRequest request;
   request.set_dataset_id(dataset_id);

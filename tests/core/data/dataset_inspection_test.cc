@@ -76,8 +76,8 @@ TEST(DatasetInspectionTest, DetectsLayoutsAndTheJsonArrayContainer) {
                                  InspectionOptions{});
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_TRUE(report->gzip);
-  EXPECT_EQ(report->stats.pairs, report->stats.pairs_by_layout[static_cast<int>(
-                                     PreferenceLayout::kImplicitPrompt)]);
+  EXPECT_EQ(report->stats.pairs,
+            report->stats.pairs_by_layout[static_cast<int>(PreferenceLayout::kImplicitPrompt)]);
   EXPECT_GT(report->stats.pairs, 2000);
 }
 
