@@ -2,7 +2,9 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <atomic>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -12,9 +14,16 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/data/dataset_inspection.h"
 #include "core/data/preference_reader.h"
+#include "core/model/input_rule.h"
+#include "core/model/model_directory.h"
+#include "core/tokenize/tokenizer.h"
 #include "core/util/crash_point.h"
 #include "core/util/status_macros.h"
+#include "server/dataset_inspection_proto.h"
+#include "server/path_resolver.h"
+#include "server/proto_conversion.h"
 #include "server/proto_time.h"
 #include "server/status_conversion.h"
 #include "server/unary_call.h"
@@ -179,16 +188,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequ
       if (!next.ok()) {
         // Not the temporary file's name: "line N: problem" (the client names its file), or
         // the bare problem when it has no line (a damaged gzip stream).
-        std::string message(next.status().message());
-        const std::string prefix = temp_path_ + ":";
-        if (message.rfind(prefix, 0) == 0) {
-          message = message.substr(prefix.size());
-          if (!message.empty() && absl::ascii_isdigit(message[0])) {
-            message = "line " + message;
-          } else {
-            message = std::string(absl::StripLeadingAsciiWhitespace(message));
-          }
-        }
+        const std::string message =
+            WithoutFileName(std::string(next.status().message()), temp_path_);
         return grpc::Status(static_cast<grpc::StatusCode>(next.status().code()), message);
       }
       if (!*next) break;
@@ -257,6 +258,53 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDatasetRequ
   std::atomic<bool> cancelled_{false};
 };
 
+// Longest max_length an inspection accepts, and most invalid records it lists.
+constexpr int32_t kMaxInspectLength = 1 << 20;
+constexpr int32_t kMaxListedInvalid = 10000;
+constexpr int32_t kDefaultListedInvalid = 100;
+
+// A model's tokenizer and input encoding, enough to count the tokens of a pair as the model
+// scores it (ScoringModel::Encode), without loading its weights.
+struct PairTokenCounter {
+  std::unique_ptr<Tokenizer> tokenizer;
+  InputEncoding encoding;  // max_length 0: lengths are measured before truncation
+
+  absl::StatusOr<int64_t> operator()(const PreferencePair& pair) const {
+    const TextOrigin origin = pair.conversational ? TextOrigin::kRendered : TextOrigin::kPlain;
+    size_t longest = 0;
+    for (const std::string* response : {&pair.chosen, &pair.rejected}) {
+      absl::StatusOr<PairEncoding> encoded =
+          EncodeInput(*tokenizer, encoding, pair.prompt, *response, origin);
+      if (!encoded.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("line ", pair.line, ": ", encoded.status().message()));
+      }
+      longest = std::max(longest, encoded->ids.size());
+    }
+    return static_cast<int64_t>(longest);
+  }
+};
+
+// Runs an inspection on a thread of its own and finishes the call from there.
+class InspectReactor final : public grpc::ServerUnaryReactor {
+ public:
+  explicit InspectReactor(std::function<absl::Status()> work)
+      : worker_([this, work = std::move(work)] { Finish(ToGrpcStatus(work())); }) {}
+
+  void OnDone() override {
+    // gRPC may run OnDone inline, on the worker itself.
+    if (worker_.get_id() == std::this_thread::get_id()) {
+      worker_.detach();
+    } else {
+      worker_.join();
+    }
+    delete this;
+  }
+
+ private:
+  std::thread worker_;
+};
+
 class RejectedUpload final : public grpc::ServerReadReactor<v1::UploadDatasetRequest> {
  public:
   explicit RejectedUpload(const grpc::Status& status) { Finish(status); }
@@ -314,6 +362,91 @@ grpc::ServerUnaryReactor* DatasetService::DeleteDataset(grpc::CallbackServerCont
     RETURN_IF_ERROR(store_->DeleteDataset(request->dataset_id()));
     std::error_code ignored;  // the stored row is gone: an unreadable file is only disk space
     fs::remove(DatasetFilePath(config_, request->dataset_id()), ignored);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* DatasetService::InspectDataset(grpc::CallbackServerContext* context,
+                                                         const v1::InspectDatasetRequest* request,
+                                                         v1::DatasetInspection* response) {
+  if (grpc::Status denied = auth_->Check(*context); !denied.ok()) {
+    return FinishUnary(context, denied);
+  }
+  // Checks and look-ups that answer at once (SQLite reads, path checks) stay on this thread;
+  // reading the file and loading the tokenizer go to the worker.
+  std::string path;
+  absl::Status checked = [&]() -> absl::Status {
+    switch (request->source_case()) {
+      case v1::InspectDatasetRequest::kDatasetId:
+        RETURN_IF_ERROR(ValidateId("dataset_id", request->dataset_id()));
+        RETURN_IF_ERROR(store_->GetDataset(request->dataset_id()).status());
+        path = DatasetFilePath(config_, request->dataset_id());
+        break;
+      case v1::InspectDatasetRequest::kPath: {
+        ASSIGN_OR_RETURN(path, ResolveFileUnderRoot(config_.data_dir, request->path(), "path"));
+        break;
+      }
+      case v1::InspectDatasetRequest::SOURCE_NOT_SET:
+        return absl::InvalidArgumentError("source: set dataset_id or path");
+    }
+    if (request->max_length() < 0 || request->max_length() > kMaxInspectLength) {
+      return absl::InvalidArgumentError(absl::StrCat("max_length: must be in [0, ",
+                                                     kMaxInspectLength, "], got ",
+                                                     request->max_length()));
+    }
+    if (request->max_length() > 0 && !request->has_model()) {
+      return absl::InvalidArgumentError(
+          "max_length: counts tokens, so it needs a model to count them with");
+    }
+    if (request->max_invalid_lines() < 0 || request->max_invalid_lines() > kMaxListedInvalid) {
+      return absl::InvalidArgumentError(absl::StrCat("max_invalid_lines: must be in [0, ",
+                                                     kMaxListedInvalid, "], got ",
+                                                     request->max_invalid_lines()));
+    }
+    if (request->has_model()) RETURN_IF_ERROR(ValidateModelRef("model", request->model()));
+    return absl::OkStatus();
+  }();
+  if (!checked.ok()) return FinishUnary(context, checked);
+  std::optional<v1::Model> model;
+  if (request->has_model()) {
+    absl::StatusOr<v1::Model> found = store_->GetModel(request->model());
+    if (!found.ok()) return FinishUnary(context, found.status());
+    model = *std::move(found);
+  }
+  InspectionOptions options;
+  options.max_invalid_reported = static_cast<size_t>(
+      request->max_invalid_lines() > 0 ? request->max_invalid_lines() : kDefaultListedInvalid);
+  const int64_t requested_max_length = request->max_length();
+  return new InspectReactor([this, path, model, options, requested_max_length,
+                             response]() mutable -> absl::Status {
+    if (model.has_value()) {
+      const std::string dir = (fs::path(config_.state_dir) / model->storage_path()).string();
+      auto unreadable = [&](const absl::Status& status) {
+        return absl::DataLossError(absl::StrCat("model ", model->name(), " version ",
+                                                model->version(), ": ", status.message()));
+      };
+      ASSIGN_OR_RETURN(const ScoringSettings settings, ScoringSettingsOf(*model));
+      absl::StatusOr<ModelConfig> config = ReadModelDirectoryConfig(dir);
+      if (!config.ok()) return unreadable(config.status());
+      absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = LoadTokenizerFromDirectory(dir);
+      if (!tokenizer.ok()) return unreadable(tokenizer.status());
+      auto counter = std::make_shared<PairTokenCounter>();
+      counter->tokenizer = *std::move(tokenizer);
+      counter->encoding = InputEncodingOf(*config, settings);
+      options.max_length =
+          requested_max_length > 0 ? requested_max_length : counter->encoding.max_length;
+      counter->encoding.max_length = 0;
+      options.reader.chat_format = settings.chat_format;
+      options.pair_tokens = [counter](const PreferencePair& pair) { return (*counter)(pair); };
+    }
+    ASSIGN_OR_RETURN(DatasetInspection report, InspectPreferenceFile(path, options));
+    // Messages say "line N: ..." rather than the server's path, as a rejected upload does.
+    report.stopped = WithoutFileName(report.stopped, path);
+    *response = InspectionToProto(report);
+    if (model.has_value()) {
+      response->mutable_lengths()->set_model(model->name());
+      response->mutable_lengths()->set_version(model->version());
+    }
     return absl::OkStatus();
   });
 }

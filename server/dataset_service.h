@@ -5,7 +5,8 @@
 // An upload is written to a temporary file as it streams; only once every byte has arrived,
 // the size and digest match and the content parses as preference data is it renamed into
 // place and recorded, so a broken upload leaves nothing behind. Validation of the finished
-// file runs on a thread of its own, never on gRPC's.
+// file runs on a thread of its own, never on gRPC's; so does InspectDataset's read of a
+// whole file (and its tokenization, with a model).
 //
 // Thread safety: handlers are called from gRPC's threads; all shared state is in the store.
 #ifndef VERDICT_SERVER_DATASET_SERVICE_H_
@@ -38,6 +39,9 @@ class DatasetService final : public v1::DatasetService::CallbackService {
   grpc::ServerUnaryReactor* DeleteDataset(grpc::CallbackServerContext* context,
                                           const v1::DeleteDatasetRequest* request,
                                           google::protobuf::Empty* response) override;
+  grpc::ServerUnaryReactor* InspectDataset(grpc::CallbackServerContext* context,
+                                           const v1::InspectDatasetRequest* request,
+                                           v1::DatasetInspection* response) override;
 
  private:
   const ServerConfig config_;

@@ -14,7 +14,7 @@ const std::vector<Command>& AllCommands() {
       {"get", "Show one job", RunGet},
       {"cancel", "Cancel a job", RunCancel},
       {"upload", "Upload a preference dataset (JSONL or JSONL.GZ)", RunUpload},
-      {"datasets", "List uploaded datasets", RunDatasets},
+      {"datasets", "List, inspect or delete datasets", RunDatasets},
       {"score", "Score prompt/response pairs with a model (one, or JSON lines)", RunScore},
       {"models", "List registered model versions", RunModels},
       {"import", "Register a Hugging Face model directory from the server's --model_dir",

@@ -6,6 +6,7 @@
 #include "client/commands/commands.h"
 #include "client/dataset_upload.h"
 #include "client/job_file.h"
+#include "client/local_inspection.h"
 #include "client/output.h"
 #include "client/scoring.h"
 #include "core/train/training_config.h"
@@ -137,7 +138,10 @@ void AddFlags(FlagParser& flags, SubmitFlags& f) {
                   "Idempotency key: resubmitting returns the same job.");
   flags.AddString("upload-name", &f.upload_name, "NAME", "Name of the dataset --train uploads.");
   flags.AddBool("validate-only", &f.validate_only,
-                "Check the spec and show it with defaults; create nothing.");
+                "Check the spec and show it with defaults; create nothing. Local\n"
+                "--train / --eval-file files are checked here instead, every problem\n"
+                "listed with its line, and not uploaded (the server then checks the\n"
+                "rest of the spec once the data is uploaded).");
   flags.AddBool("watch", &f.watch, "Follow the job until it ends (exit code as `verdict watch`).");
   flags.AddBool("no-progress", &f.no_progress, "With --watch: plain lines even on a terminal.");
 }
@@ -265,6 +269,43 @@ absl::StatusOr<std::string> Upload(Connection& connection, const std::string& pa
   return dataset->id();
 }
 
+// --validate-only with local files: reads each as the job would (its data options), prints
+// what was found on stderr (stdout with --output json) and uploads nothing. Returns the exit
+// code.
+int ValidateLocalFiles(const SubmitFlags& f, const TrainingJobSpec& spec, CommandEnv& env) {
+  LocalInspectionOptions options;
+  options.format = spec.data_options().format();
+  options.chat_format = spec.data_options().chat_format();
+  const bool skip_invalid = spec.data_options().skip_invalid();
+  int exit_code = kExitOk;
+  for (const auto* file : {&f.train_file, &f.eval_file}) {
+    if (!file->has_value()) continue;
+    absl::StatusOr<verdict::v1::DatasetInspection> report = InspectLocalFile(**file, options);
+    if (!report.ok()) return ReportLocalError(report.status(), *env.err);
+    const bool clean = InspectionIsClean(*report, skip_invalid);
+    if (env.options.format() == OutputFormat::kJson) {
+      *env.out << ToJson(*report) << "\n";
+    } else {
+      PrintInspection(*report, **file, *env.err);
+    }
+    if (!clean) {
+      exit_code = kExitError;
+      if (report->pairs() == 0) {
+        *env.err << "verdict: " << **file << ": no valid preference pair\n";
+      } else if (report->stopped().empty() && report->invalid_lines() > 0) {
+        *env.err << "verdict: " << **file << ": a job would fail at line "
+                 << report->invalid(0).line() << " (--skip-invalid skips invalid lines)\n";
+      }
+    }
+  }
+  if (exit_code == kExitOk && env.options.format() != OutputFormat::kJson) {
+    *env.err << "the data is valid; nothing was uploaded. The server checks the rest of the "
+                "spec with the data: upload it (verdict upload FILE) and submit with --dataset "
+                "ID --validate-only\n";
+  }
+  return exit_code;
+}
+
 }  // namespace
 
 int RunSubmit(const std::vector<std::string>& args, CommandEnv& env) {
@@ -297,6 +338,10 @@ int RunSubmit(const std::vector<std::string>& args, CommandEnv& env) {
                 "train_data in --file\nUsage: "
              << flags.usage() << "\n";
     return kExitUsage;
+  }
+
+  if (f.validate_only && (f.train_file || f.eval_file)) {
+    return ValidateLocalFiles(f, request.spec(), env);
   }
 
   int exit_code = kExitOk;

@@ -13,6 +13,17 @@
 
 namespace verdict {
 
+// The record layout a pair was read from (see preference_reader.h), for reports such as
+// `verdict datasets inspect`.
+enum class PreferenceLayout {
+  kExplicitPrompt,  // {"prompt", "chosen", "rejected"} strings
+  kImplicitPrompt,  // {"chosen", "rejected"} hh-rlhf transcripts
+  kConversational,  // message lists
+  kShareGpt,        // LLaMA-Factory ShareGPT
+  kAlpaca,          // LLaMA-Factory alpaca
+};
+inline constexpr int kPreferenceLayoutCount = 5;
+
 struct PreferencePair {
   std::string prompt;
   std::string chosen;    // the preferred response, without the prompt
@@ -23,6 +34,7 @@ struct PreferencePair {
   // Whether the texts are a conversation rendered with the reader's chat format (a chat
   // template may have written special tokens into them) rather than text as given.
   bool conversational = false;
+  PreferenceLayout layout = PreferenceLayout::kExplicitPrompt;
   int64_t line = 0;  // 1-based line in the source it was read from
 };
 

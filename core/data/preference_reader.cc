@@ -256,11 +256,13 @@ absl::StatusOr<PreferencePair> ParseStandard(const Json& line, ChatFormat format
   }
 
   PreferencePair pair;
+  pair.layout = PreferenceLayout::kConversational;
   RETURN_IF_ERROR(ParseMargin(line, &pair));
   if (chosen->is_string()) {
     if (prompt == nullptr) {
       SplitTranscripts(chosen->get_ref<const std::string&>(),
                        rejected->get_ref<const std::string&>(), &pair);
+      pair.layout = PreferenceLayout::kImplicitPrompt;
       return pair;
     }
     if (!prompt->is_string()) {
@@ -270,6 +272,7 @@ absl::StatusOr<PreferencePair> ParseStandard(const Json& line, ChatFormat format
     pair.prompt = prompt->get<std::string>();
     pair.chosen = chosen->get<std::string>();
     pair.rejected = rejected->get<std::string>();
+    pair.layout = PreferenceLayout::kExplicitPrompt;
     return pair;
   }
 
@@ -361,6 +364,7 @@ absl::StatusOr<PreferencePair> ParseShareGpt(const Json& record, ChatFormat form
     responses[k].push_back(std::move(message));
   }
   PreferencePair pair;
+  pair.layout = PreferenceLayout::kShareGpt;
   RETURN_IF_ERROR(ParseMargin(record, &pair));
   RETURN_IF_ERROR(RenderConversations(prompt, responses[0], responses[1], format, &pair));
   return pair;
@@ -420,6 +424,7 @@ absl::StatusOr<PreferencePair> ParseAlpaca(const Json& record, ChatFormat format
     responses[k].push_back({ChatRole::kAssistant, response->get<std::string>()});
   }
   PreferencePair pair;
+  pair.layout = PreferenceLayout::kAlpaca;
   RETURN_IF_ERROR(ParseMargin(record, &pair));
   RETURN_IF_ERROR(RenderConversations(prompt, responses[0], responses[1], format, &pair));
   return pair;
@@ -522,6 +527,22 @@ absl::StatusOr<PreferencePair> ParseRecord(absl::string_view text, int64_t line,
 
 }  // namespace
 
+absl::string_view PreferenceLayoutName(PreferenceLayout layout) {
+  switch (layout) {
+    case PreferenceLayout::kExplicitPrompt:
+      return "explicit prompt";
+    case PreferenceLayout::kImplicitPrompt:
+      return "hh-rlhf transcripts";
+    case PreferenceLayout::kConversational:
+      return "conversational";
+    case PreferenceLayout::kShareGpt:
+      return "sharegpt";
+    case PreferenceLayout::kAlpaca:
+      return "alpaca";
+  }
+  return "unknown";
+}
+
 std::string ReadStats::Summary() const {
   std::vector<std::string> notes;
   if (identical_dropped > 0) notes.push_back(absl::StrCat(identical_dropped, " identical dropped"));
@@ -584,6 +605,7 @@ absl::Status PreferenceReader::Start() {
                            ", not '['"));
   }
   array_ = std::make_unique<JsonArrayReader>(lines_.get(), options_.max_line_bytes);
+  stats_.json_array = true;
   return absl::OkStatus();
 }
 
@@ -683,6 +705,7 @@ absl::StatusOr<bool> PreferenceReader::Next(PreferencePair* pair) {
     *pair = *std::move(parsed);
     pair->line = record.line;
     ++stats_.pairs;
+    ++stats_.pairs_by_layout[static_cast<int>(pair->layout)];
     return true;
   }
 }

@@ -64,6 +64,7 @@
 #ifndef VERDICT_CORE_DATA_PREFERENCE_READER_H_
 #define VERDICT_CORE_DATA_PREFERENCE_READER_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -106,6 +107,9 @@ struct ReadStats {
   int64_t invalid_lines = 0;               // malformed lines skipped (skip_invalid only)
   int64_t identical_dropped = 0;           // pairs dropped because chosen == rejected
   std::vector<InvalidLine> first_invalid;  // the first max_reported_invalid skipped lines
+  bool json_array = false;                 // the container: a JSON array, else JSON Lines
+  // Pairs handed out, by the layout of their record (indexed by PreferenceLayout).
+  std::array<int64_t, kPreferenceLayoutCount> pairs_by_layout{};
 
   // One line for logs, e.g. "2352 pairs from 2354 lines (2 identical dropped)".
   std::string Summary() const;
@@ -166,6 +170,9 @@ class PreferenceReader {
   std::string first_unrecognised_;  // skip_invalid: what the first skipped record was
   int64_t first_unrecognised_line_ = 0;
 };
+
+// "explicit prompt", "hh-rlhf transcripts", "conversational", "sharegpt", "alpaca".
+absl::string_view PreferenceLayoutName(PreferenceLayout layout);
 
 // Every pair of a file or of in-memory bytes, with the counts.
 absl::StatusOr<PreferenceData> ReadPreferenceFile(const std::string& path,

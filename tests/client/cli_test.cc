@@ -349,6 +349,142 @@ TEST_F(CliTest, UploadChecksTheFileAndDatasetsListsIt) {
   ExpectCleanFailure(missing);
 }
 
+std::string MalformedData() { return TestDataPath("preference/malformed/mixed-problems.jsonl"); }
+
+// The ids of every uploaded dataset.
+std::vector<std::string> DatasetIds(const CommandResult& listed) {
+  std::vector<std::string> ids;
+  for (const auto& dataset : Json::parse(listed.out).value("datasets", Json::array())) {
+    ids.push_back(dataset["id"]);
+  }
+  return ids;
+}
+
+void ExpectEveryProblemWithItsLine(const std::string& text) {
+  EXPECT_THAT(text, AllOf(HasSubstr("5 invalid lines:"),
+                          HasSubstr("  line 3: missing \"rejected\""),
+                          HasSubstr("  line 5: invalid JSON: "),
+                          HasSubstr("  line 8: \"chosen\" must be a string"),
+                          HasSubstr("  line 11: \"margin\" must be a number"),
+                          HasSubstr("  line 13: expected a JSON object")));
+}
+
+TEST_F(CliTest, DatasetsInspectListsEveryProblemOfALocalFileWithItsLine) {
+  CommandResult before = Verdict({"--output", "json", "datasets", "--limit", "0"});
+  ASSERT_EQ(before.exit_code, kExitOk) << Show(before);
+
+  CommandResult r = Verdict({"datasets", "inspect", MalformedData()});
+  EXPECT_EQ(r.exit_code, kExitError) << Show(r);
+  EXPECT_THAT(r.out, HasSubstr("JSON Lines, 6 pairs (explicit prompt 6), 13 lines (1 blank, "
+                               "1 identical pair dropped)"));
+  ExpectEveryProblemWithItsLine(r.out);
+  ExpectCleanFailure(r);
+
+  CommandResult capped =
+      Verdict({"--output", "json", "datasets", "inspect", MalformedData(), "--max-invalid", "2"});
+  EXPECT_EQ(capped.exit_code, kExitError) << Show(capped);
+  const Json report = Json::parse(capped.out);
+  EXPECT_EQ(report["invalidLines"], "5");
+  ASSERT_EQ(report["invalid"].size(), 2u);
+  EXPECT_EQ(report["invalid"][1]["line"], "5");
+
+  const std::string sharegpt = TestDataPath("preference/llama-factory-sharegpt/hh-helpful-40.json");
+  CommandResult clean = Verdict({"datasets", "inspect", sharegpt});
+  EXPECT_EQ(clean.exit_code, kExitOk) << Show(clean);
+  EXPECT_THAT(clean.out, AllOf(HasSubstr("JSON array, 40 pairs (sharegpt 40)"),
+                               HasSubstr("no invalid lines")));
+
+  // Token lengths need the server's tokenizer: a local file with --model is a usage error.
+  CommandResult model = Verdict({"datasets", "inspect", MalformedData(), "--model", "tiny"});
+  EXPECT_EQ(model.exit_code, kExitUsage) << Show(model);
+  EXPECT_THAT(model.err, HasSubstr("verdict upload"));
+
+  // Nothing was uploaded.
+  CommandResult after = Verdict({"--output", "json", "datasets", "--limit", "0"});
+  EXPECT_EQ(DatasetIds(after), DatasetIds(before));
+}
+
+TEST_F(CliTest, DatasetsInspectAnUploadedDatasetWithAModelsTokenLengths) {
+  const Trained& t = TinyModel();
+  ASSERT_EQ(t.submit.exit_code, kExitOk) << Show(t.submit);
+  CommandResult uploaded = Verdict({"upload", MalformedData(), "--skip-invalid"});
+  ASSERT_EQ(uploaded.exit_code, kExitOk) << Show(uploaded);
+  const std::string id(absl::StripAsciiWhitespace(uploaded.out));
+
+  CommandResult r = Verdict({"datasets", "inspect", id});
+  EXPECT_EQ(r.exit_code, kExitError) << Show(r);
+  EXPECT_THAT(r.out, HasSubstr("dataset " + id + ": JSON Lines, 6 pairs"));
+  ExpectEveryProblemWithItsLine(r.out);
+
+  CommandResult tokens =
+      Verdict({"datasets", "inspect", id, "--model", "tiny", "--max-length", "16"});
+  EXPECT_EQ(tokens.exit_code, kExitError) << Show(tokens);
+  EXPECT_THAT(tokens.out, AllOf(HasSubstr("tokens (model tiny version 1): min "),
+                                HasSubstr("\n  <= "), HasSubstr("over max_length 16: ")));
+  CommandResult json =
+      Verdict({"--output", "json", "datasets", "inspect", id, "--model", "tiny:1"});
+  ASSERT_EQ(json.exit_code, kExitError) << Show(json);
+  const Json lengths = Json::parse(json.out)["lengths"];
+  EXPECT_EQ(lengths["model"], "tiny");
+  int64_t in_bars = 0;
+  for (const auto& bar : lengths["histogram"]) {
+    in_bars += std::stoll(bar.value("pairs", std::string("0")));  // proto JSON omits zeros
+  }
+  EXPECT_EQ(in_bars, 6);
+  EXPECT_GT(std::stoll(lengths["maxLength"].get<std::string>()), 0);  // the model's own
+
+  CommandResult unknown = Verdict({"datasets", "inspect", "ds-00000000deadbeef"});
+  EXPECT_EQ(unknown.exit_code, kExitError) << Show(unknown);
+  EXPECT_THAT(unknown.err, HasSubstr("verdict: NOT_FOUND: "));
+  CommandResult no_model = Verdict({"datasets", "inspect", id, "--model", "nobody"});
+  EXPECT_EQ(no_model.exit_code, kExitError) << Show(no_model);
+  EXPECT_THAT(no_model.err, HasSubstr("verdict: NOT_FOUND: "));
+  CommandResult not_a_file = Verdict({"datasets", "inspect", Scratch("no-such.jsonl")});
+  EXPECT_EQ(not_a_file.exit_code, kExitError) << Show(not_a_file);
+  EXPECT_THAT(not_a_file.err, HasSubstr("no such file"));
+}
+
+TEST_F(CliTest, DatasetsDeleteRemovesADatasetAndAnUnknownIdIsNotFound) {
+  CommandResult uploaded = Verdict({"upload", SyntheticData(), "--name", "to-delete"});
+  ASSERT_EQ(uploaded.exit_code, kExitOk) << Show(uploaded);
+  const std::string id(absl::StripAsciiWhitespace(uploaded.out));
+  CommandResult deleted = Verdict({"datasets", "delete", id});
+  EXPECT_EQ(deleted.exit_code, kExitOk) << Show(deleted);
+  EXPECT_THAT(deleted.err, HasSubstr("deleted dataset " + id));
+  CommandResult listed = Verdict({"--output", "json", "datasets", "list", "--limit", "0"});
+  ASSERT_EQ(listed.exit_code, kExitOk) << Show(listed);
+  EXPECT_THAT(DatasetIds(listed), Not(::testing::Contains(id)));
+  CommandResult again = Verdict({"datasets", "delete", id});
+  EXPECT_EQ(again.exit_code, kExitError) << Show(again);
+  EXPECT_THAT(again.err, HasSubstr("verdict: NOT_FOUND: "));
+  ExpectCleanFailure(again);
+}
+
+TEST_F(CliTest, SubmitValidateOnlyChecksALocalFileWithoutUploadingIt) {
+  CommandResult before = Verdict({"--output", "json", "datasets", "--limit", "0"});
+  ASSERT_EQ(before.exit_code, kExitOk) << Show(before);
+
+  CommandResult bad = Verdict({"submit", "--train", MalformedData(), "--validate-only"});
+  EXPECT_EQ(bad.exit_code, kExitError) << Show(bad);
+  ExpectEveryProblemWithItsLine(bad.err);
+  EXPECT_THAT(bad.err, HasSubstr("a job would fail at line 3"));
+  // With --skip-invalid the same file would train (on its 6 valid pairs).
+  CommandResult skipping =
+      Verdict({"submit", "--train", MalformedData(), "--skip-invalid", "--validate-only"});
+  EXPECT_EQ(skipping.exit_code, kExitOk) << Show(skipping);
+
+  CommandResult good = Verdict({"--output", "json", "submit", "--train", SyntheticData(),
+                                "--eval-file", MalformedData(), "--validate-only"});
+  EXPECT_EQ(good.exit_code, kExitError) << Show(good);  // the eval file is the bad one
+  std::vector<std::string> reports = absl::StrSplit(good.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(reports.size(), 2u) << Show(good);
+  EXPECT_EQ(Json::parse(reports[0])["pairs"], "2000");
+  EXPECT_EQ(Json::parse(reports[1])["invalidLines"], "5");
+
+  CommandResult after = Verdict({"--output", "json", "datasets", "--limit", "0"});
+  EXPECT_EQ(DatasetIds(after), DatasetIds(before));
+}
+
 TEST_F(CliTest, SubmitTrainsOnALlamaFactoryShareGptFile) {
   // LLaMA-Factory ships preference data as a JSON array of ShareGPT records.
   const std::string file = TestDataPath("preference/llama-factory-sharegpt/hh-helpful-40.json");
