@@ -71,7 +71,7 @@ absl::StatusOr<Sha256> ParseSecret(const std::string& path, int line, absl::stri
 
 }  // namespace
 
-const std::array<MethodRole, 17> kMethodRoles = {{
+constexpr MethodRole kMethodRoleTable[] = {
     // Scoring, and reading what can be scored.
     {"/verdict.v1.ScoringService/ScoreBatch", Role::kScore},
     {"/verdict.v1.ModelService/ListModels", Role::kScore},
@@ -85,6 +85,7 @@ const std::array<MethodRole, 17> kMethodRoles = {{
     {"/verdict.v1.DatasetService/GetDataset", Role::kTrain},
     {"/verdict.v1.DatasetService/ListDatasets", Role::kTrain},
     {"/verdict.v1.DatasetService/DeleteDataset", Role::kTrain},
+    {"/verdict.v1.DatasetService/InspectDataset", Role::kTrain},
     // What changes what is served, or stops someone else's work.
     {"/verdict.v1.TrainingService/CancelJob", Role::kAdmin},
     {"/verdict.v1.ModelService/ImportModel", Role::kAdmin},
@@ -92,7 +93,8 @@ const std::array<MethodRole, 17> kMethodRoles = {{
     {"/verdict.v1.ModelService/DeleteModelAlias", Role::kAdmin},
     {"/verdict.v1.ModelService/LoadModel", Role::kAdmin},
     {"/verdict.v1.ModelService/UnloadModel", Role::kAdmin},
-}};
+};
+const absl::Span<const MethodRole> kMethodRoles = kMethodRoleTable;
 
 absl::string_view RoleName(Role role) {
   switch (role) {

@@ -49,6 +49,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "server/logging.h"
 
 namespace verdict::server {
@@ -65,7 +66,7 @@ struct MethodRole {
   absl::string_view method;
   Role role;
 };
-extern const std::array<MethodRole, 17> kMethodRoles;
+extern const absl::Span<const MethodRole> kMethodRoles;
 // The role `method` needs; kAdmin for a method not in the table.
 Role RequiredRole(absl::string_view method);
 
