@@ -23,6 +23,9 @@ struct PreferencePair {
   // Whether the texts are a conversation rendered with the reader's chat format (a chat
   // template may have written special tokens into them) rather than text as given.
   bool conversational = false;
+  // Which part of a dataset the record belongs to (its "subset" key, e.g. "helpful-base"),
+  // empty when the record has none; evaluations report accuracy per subset.
+  std::string subset;
   int64_t line = 0;  // 1-based line in the source it was read from
 };
 

@@ -234,6 +234,19 @@ absl::Status ParseMargin(const Json& line, PreferencePair* pair) {
   return absl::OkStatus();
 }
 
+// The optional "subset" key (null counts as absent), with the margin: both are per-record
+// extras every layout accepts.
+absl::Status ParseExtras(const Json& line, PreferencePair* pair) {
+  RETURN_IF_ERROR(ParseMargin(line, pair));
+  const Json* subset = Find(line, "subset");
+  if (subset == nullptr) return absl::OkStatus();
+  if (!subset->is_string()) {
+    return Malformed(absl::StrCat("\"subset\" must be a string, got ", subset->type_name()));
+  }
+  pair->subset = subset->get<std::string>();
+  return absl::OkStatus();
+}
+
 // The explicit-prompt, implicit-prompt and conversational layouts: "chosen" and "rejected" are
 // strings or message lists.
 absl::StatusOr<PreferencePair> ParseStandard(const Json& line, ChatFormat format) {
@@ -256,7 +269,7 @@ absl::StatusOr<PreferencePair> ParseStandard(const Json& line, ChatFormat format
   }
 
   PreferencePair pair;
-  RETURN_IF_ERROR(ParseMargin(line, &pair));
+  RETURN_IF_ERROR(ParseExtras(line, &pair));
   if (chosen->is_string()) {
     if (prompt == nullptr) {
       SplitTranscripts(chosen->get_ref<const std::string&>(),
@@ -361,7 +374,7 @@ absl::StatusOr<PreferencePair> ParseShareGpt(const Json& record, ChatFormat form
     responses[k].push_back(std::move(message));
   }
   PreferencePair pair;
-  RETURN_IF_ERROR(ParseMargin(record, &pair));
+  RETURN_IF_ERROR(ParseExtras(record, &pair));
   RETURN_IF_ERROR(RenderConversations(prompt, responses[0], responses[1], format, &pair));
   return pair;
 }
@@ -420,7 +433,7 @@ absl::StatusOr<PreferencePair> ParseAlpaca(const Json& record, ChatFormat format
     responses[k].push_back({ChatRole::kAssistant, response->get<std::string>()});
   }
   PreferencePair pair;
-  RETURN_IF_ERROR(ParseMargin(record, &pair));
+  RETURN_IF_ERROR(ParseExtras(record, &pair));
   RETURN_IF_ERROR(RenderConversations(prompt, responses[0], responses[1], format, &pair));
   return pair;
 }
