@@ -1,4 +1,4 @@
-// JobManager: the training job queue and its workers.
+// JobManager: the job queue (training jobs and evaluation jobs, EvaluateModel) and its workers.
 //
 // Submit() validates a spec (filling in every default), persists the job as QUEUED and
 // returns at once; `max_concurrent_jobs` worker threads take jobs by priority, then
