@@ -188,8 +188,13 @@ void WatchPrinter::Finish(const Job& job) {
   }
   switch (job.state()) {
     case verdict::v1::JOB_STATE_SUCCEEDED:
-      absl::StrAppend(&line, ": model ", job.result_model().name(), " version ",
-                      job.result_model().version());
+      if (job.has_evaluation_spec()) {  // an evaluation job: it registers no model
+        absl::StrAppend(&line, ": evaluated ", job.evaluation_spec().model().name(), " version ",
+                        job.evaluation_spec().model().version());
+      } else {
+        absl::StrAppend(&line, ": model ", job.result_model().name(), " version ",
+                        job.result_model().version());
+      }
       if (job.progress().has_last_eval_metrics()) {
         absl::StrAppend(&line, absl::StrFormat(", eval accuracy %.3f",
                                                job.progress().last_eval_metrics().accuracy()));

@@ -81,6 +81,7 @@ constexpr MethodRole kMethodRoleTable[] = {
     {"/verdict.v1.TrainingService/GetJob", Role::kTrain},
     {"/verdict.v1.TrainingService/ListJobs", Role::kTrain},
     {"/verdict.v1.TrainingService/StreamMetrics", Role::kTrain},
+    {"/verdict.v1.TrainingService/EvaluateModel", Role::kTrain},
     {"/verdict.v1.DatasetService/UploadDataset", Role::kTrain},
     {"/verdict.v1.DatasetService/GetDataset", Role::kTrain},
     {"/verdict.v1.DatasetService/ListDatasets", Role::kTrain},

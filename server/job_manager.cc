@@ -134,15 +134,30 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::SubmitTrainingJobRequest& r
   *job.mutable_spec() = request.spec();
   RETURN_IF_ERROR(NormalizeTrainingJobSpec(config_, deps_.resolvers, job.mutable_spec()));
   if (request.validate_only()) return job;
+  return SubmitNormalized(request.request_id(), std::move(job));
+}
 
-  if (!request.request_id().empty()) {
-    auto existing = deps_.store->FindJobByRequestId(request.request_id());
+absl::StatusOr<v1::Job> JobManager::SubmitEvaluation(const v1::EvaluateModelRequest& request) {
+  RETURN_IF_ERROR(ValidateRequestId(request.request_id()));
+  v1::Job job;
+  *job.mutable_evaluation_spec() = request.spec();
+  RETURN_IF_ERROR(
+      NormalizeEvaluationJobSpec(config_, deps_.resolvers, job.mutable_evaluation_spec()));
+  return SubmitNormalized(request.request_id(), std::move(job));
+}
+
+absl::StatusOr<v1::Job> JobManager::SubmitNormalized(const std::string& request_id,
+                                                     v1::Job job) {
+  if (!request_id.empty()) {
+    auto existing = deps_.store->FindJobByRequestId(request_id);
     if (existing.ok()) {
-      if (google::protobuf::util::MessageDifferencer::Equals(existing->spec(), job.spec())) {
+      if (google::protobuf::util::MessageDifferencer::Equals(existing->spec(), job.spec()) &&
+          google::protobuf::util::MessageDifferencer::Equals(existing->evaluation_spec(),
+                                                             job.evaluation_spec())) {
         SetQueuePosition(*existing);
         return existing;
       }
-      return absl::AlreadyExistsError(absl::StrCat("request_id \"", request.request_id(),
+      return absl::AlreadyExistsError(absl::StrCat("request_id \"", request_id,
                                                    "\" was used for job ", existing->id(),
                                                    " with a different spec"));
     }
@@ -161,16 +176,15 @@ absl::StatusOr<v1::Job> JobManager::Submit(const v1::SubmitTrainingJobRequest& r
     }
     ++reserved_places_;
   }
-  absl::StatusOr<v1::Job> submitted = StoreAndEnqueue(request, std::move(job));
+  absl::StatusOr<v1::Job> submitted = StoreAndEnqueue(request_id, std::move(job));
   absl::MutexLock lock(&mutex_);
   --reserved_places_;
   return submitted;
 }
 
-absl::StatusOr<v1::Job> JobManager::StoreAndEnqueue(const v1::SubmitTrainingJobRequest& request,
-                                                    v1::Job job) {
+absl::StatusOr<v1::Job> JobManager::StoreAndEnqueue(const std::string& request_id, v1::Job job) {
   job.set_id(NewJobId());
-  job.set_request_id(request.request_id());
+  job.set_request_id(request_id);
   job.set_state(v1::JOB_STATE_QUEUED);
   SetTimestamp(absl::Now(), job.mutable_create_time());
   job.set_attempt(0);  // counted when a worker starts it
@@ -191,7 +205,8 @@ absl::StatusOr<v1::Job> JobManager::StoreAndEnqueue(const v1::SubmitTrainingJobR
   if (deps_.logger) {
     deps_.logger->Info("job.submitted")
         .With("job_id", job.id())
-        .With("model", job.spec().output_model_name());
+        .With("model", job.has_evaluation_spec() ? job.evaluation_spec().model().name()
+                                                 : job.spec().output_model_name());
   }
   ASSIGN_OR_RETURN(v1::Job stored, deps_.store->GetJob(job.id()));
   absl::MutexLock lock(&mutex_);
@@ -322,7 +337,7 @@ void JobManager::WorkerLoop() {
   }
 }
 
-bool JobManager::AttachTrainer(const std::string& job_id, Trainer* trainer) {
+bool JobManager::AttachTrainer(const std::string& job_id, Cancellable* trainer) {
   absl::MutexLock lock(&mutex_);
   Running& running = running_[job_id];
   running.trainer = trainer;

@@ -1,4 +1,4 @@
-// JobManager: the training job queue and its workers.
+// JobManager: the job queue (training jobs and evaluation jobs, EvaluateModel) and its workers.
 //
 // Submit() validates a spec (filling in every default), persists the job as QUEUED and
 // returns at once; `max_concurrent_jobs` worker threads take jobs by priority, then
@@ -50,6 +50,7 @@ namespace verdict {
 class Logger;
 class ServerMetrics;
 class Trainer;
+class Cancellable;
 }  // namespace verdict
 
 namespace verdict::server {
@@ -79,6 +80,10 @@ class JobManager : private JobRunner::Host {
   // ALREADY_EXISTS. RESOURCE_EXHAUSTED when max_queued_jobs jobs are already queued.
   absl::StatusOr<v1::Job> Submit(const v1::SubmitTrainingJobRequest& request);
 
+  // The same for an evaluation job (EvaluateModel): validates and pins the spec
+  // (NormalizeEvaluationJobSpec) and enqueues a job whose evaluation_spec is set.
+  absl::StatusOr<v1::Job> SubmitEvaluation(const v1::EvaluateModelRequest& request);
+
   // QUEUED -> CANCELLED at once; RUNNING -> CANCELLING, then CANCELLED once the trainer has
   // stopped after its current step. FAILED_PRECONDITION for a finished job. A job that finishes
   // training while the cancel arrives may still succeed (its model is complete).
@@ -106,16 +111,17 @@ class JobManager : private JobRunner::Host {
   };
   // A job a worker has claimed.
   struct Running {
-    Trainer* trainer = nullptr;  // once built
+    Cancellable* trainer = nullptr;  // the trainer or evaluation, once built
     bool cancel_requested = false;
     bool interrupted_for_drain = false;
   };
 
   JobManager(const ServerConfig& config, Dependencies dependencies);
   absl::Status Recover();
+  // Both submits' common part, from the request_id check on: `job` holds a normalized spec.
+  absl::StatusOr<v1::Job> SubmitNormalized(const std::string& request_id, v1::Job job);
   // Submit's second half, once a queue place is reserved: stores the job and enqueues it.
-  absl::StatusOr<v1::Job> StoreAndEnqueue(const v1::SubmitTrainingJobRequest& request,
-                                          v1::Job job);
+  absl::StatusOr<v1::Job> StoreAndEnqueue(const std::string& request_id, v1::Job job);
   void WorkerLoop();
   void Enqueue(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   void SetQueuePositionLocked(v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
@@ -134,7 +140,7 @@ class JobManager : private JobRunner::Host {
                                       const std::vector<v1::JobState>& from, v1::JobState to,
                                       const std::string& message, const JobEdit& edit) override
       ABSL_LOCKS_EXCLUDED(mutex_, events_mutex_);
-  bool AttachTrainer(const std::string& job_id, Trainer* trainer) override
+  bool AttachTrainer(const std::string& job_id, Cancellable* trainer) override
       ABSL_LOCKS_EXCLUDED(mutex_);
   void DetachTrainer(const std::string& job_id) override ABSL_LOCKS_EXCLUDED(mutex_);
   bool InterruptedForDrain(const std::string& job_id) override ABSL_LOCKS_EXCLUDED(mutex_);

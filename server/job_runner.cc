@@ -6,9 +6,14 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/model/model_config.h"
+#include "core/data/preference_reader.h"
+#include "core/score/scoring_model.h"
 #include "core/train/checkpoint.h"
+#include "core/train/pair_evaluation.h"
 #include "core/train/trainer.h"
+#include "core/util/cancellable.h"
 #include "core/util/crash_point.h"
 #include "core/util/status_macros.h"
 #include "server/logging.h"
@@ -76,7 +81,11 @@ std::string JobRunner::CompletingDirectory(const ServerConfig& config, const std
 
 void JobRunner::Run() {
   if (!Start()) return;
-  Train();
+  if (job_.has_evaluation_spec()) {
+    Evaluate();
+  } else {
+    Train();
+  }
 }
 
 bool JobRunner::Start() {
@@ -212,6 +221,177 @@ void JobRunner::Train() {
   } else {
     Fail(result.status());
   }
+}
+
+absl::StatusOr<v1::EvaluationResult> JobRunner::RunEvaluation(Cancellable& cancel) {
+  const v1::EvaluationJobSpec& spec = job_.evaluation_spec();
+  ASSIGN_OR_RETURN(const auto model_dir, deps_.resolvers->registered_model(spec.model()));
+  ASSIGN_OR_RETURN(const std::string data_file,
+                   EvaluationDataFile(*deps_.config, *deps_.resolvers, spec));
+  ModelOptions options;
+  options.device = deps_.config->default_device;
+  // The job's own copy of the version: the scoring registry's memory budget and LRU stay
+  // as they are, and the copy is freed when the job ends.
+  ASSIGN_OR_RETURN(std::shared_ptr<ScoringModel> model,
+                   ScoringModel::Load(model_dir.first, options));
+  PreferenceReaderOptions read_options;
+  read_options.chat_format = model->settings().chat_format;
+  ASSIGN_OR_RETURN(PreferenceData data, ReadPreferenceFile(data_file, read_options));
+  if (spec.max_pairs() > 0 && data.pairs.size() > static_cast<size_t>(spec.max_pairs())) {
+    data.pairs.resize(spec.max_pairs());
+  }
+  std::vector<EncodedPair> encoded;
+  std::vector<std::string> subsets;
+  int64_t too_long = 0;
+  for (const PreferencePair& pair : data.pairs) {
+    const TextOrigin origin = pair.conversational ? TextOrigin::kRendered : TextOrigin::kPlain;
+    auto chosen = model->EncodePairSide(pair.prompt, pair.chosen, origin);
+    auto rejected = model->EncodePairSide(pair.prompt, pair.rejected, origin);
+    if (!chosen.ok() || !rejected.ok()) {
+      const absl::Status& status = chosen.ok() ? rejected.status() : chosen.status();
+      if (absl::IsOutOfRange(status)) {  // too long under truncation "drop", as training
+        ++too_long;
+        continue;
+      }
+      return absl::InvalidArgumentError(
+          absl::StrCat(data_file, ":", pair.line, ": ", status.message()));
+    }
+    EncodedPair e;
+    e.chosen = std::move(chosen->ids);
+    e.rejected = std::move(rejected->ids);
+    e.margin = static_cast<float>(pair.margin.value_or(0.0));
+    encoded.push_back(std::move(e));
+    subsets.push_back(pair.subset);
+  }
+  if (encoded.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.data: no pair to evaluate in ", data_file,
+        too_long > 0 ? absl::StrCat(" (", too_long, " dropped as too long)") : std::string()));
+  }
+
+  v1::JobProgress* progress = job_.mutable_progress();
+  progress->set_phase(v1::TRAINING_PHASE_EVALUATING);
+  progress->set_total_steps(static_cast<int64_t>(encoded.size()));
+  progress->set_eval_pairs(static_cast<int64_t>(encoded.size()));
+  progress->set_invalid_lines(data.stats.invalid_lines);
+  progress->set_identical_pairs_dropped(data.stats.identical_dropped);
+  progress->set_too_long_pairs_dropped(too_long);
+  SaveProgress();
+  {
+    v1::MetricsEvent event;
+    event.mutable_log()->set_level(v1::LogLine::LEVEL_INFO);
+    event.mutable_log()->set_text(absl::StrCat("evaluating ", spec.model().name(), " version ",
+                                               spec.model().version(), " on ", encoded.size(),
+                                               " pairs"));
+    EmitOrLog(event);
+  }
+
+  const absl::Time start = absl::Now();
+  PairEvalOptions eval_options;
+  eval_options.batch_size = spec.batch_size() > 0 ? spec.batch_size() : 16;
+  eval_options.pad_id = model->pad_id();
+  eval_options.cancelled = [&cancel] { return cancel.cancelled(); };
+  eval_options.on_progress = [&](int64_t done, int64_t total) {
+    progress->set_step(done);
+    SetDuration(absl::Now() - start, progress->mutable_elapsed());
+    if (done < total) {
+      SetDuration((absl::Now() - start) * (static_cast<double>(total - done) / done),
+                  progress->mutable_estimated_remaining());
+    }
+    SaveProgress();
+  };
+  ASSIGN_OR_RETURN(PairScores scores,
+                   ScoreEncodedPairs(model->reward_model(), model->torch_device(), encoded,
+                                     eval_options));
+  const PairEvalReport report = DescribePairScores(scores, subsets);
+
+  v1::EvaluationResult result;
+  result.set_model_name(spec.model().name());
+  result.set_model_version(spec.model().version());
+  if (spec.data().source_case() == v1::DatasetRef::kDatasetId) {
+    result.set_dataset_id(spec.data().dataset_id());
+  } else {
+    result.set_data_path(spec.data().path());
+  }
+  result.set_job_id(job_id_);
+  SetTimestamp(absl::Now(), result.mutable_create_time());
+  result.set_pairs(report.metrics.pairs);
+  result.set_too_long_pairs_dropped(too_long);
+  result.set_accuracy(report.metrics.accuracy);
+  result.set_mean_margin(report.metrics.margin);
+  result.set_ties(report.ties);
+  result.set_reward_mean(report.metrics.reward_mean);
+  result.set_reward_std(report.metrics.reward_std);
+  result.set_loss(report.metrics.loss);
+  for (const MarginBucket& b : report.calibration) {
+    auto* out = result.add_calibration();
+    out->set_low(b.low);
+    out->set_high(b.high);
+    out->set_pairs(b.pairs);
+    out->set_accuracy(b.accuracy);
+  }
+  for (const SubsetAccuracy& subset : report.subsets) {
+    auto* out = result.add_subsets();
+    out->set_subset(subset.subset);
+    out->set_pairs(subset.pairs);
+    out->set_accuracy(subset.accuracy);
+  }
+
+  // The same eval event a training job's evaluation produces, so watchers show the result.
+  EvalMetrics metrics = report.metrics;
+  metrics.step = static_cast<int64_t>(encoded.size());
+  metrics.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  v1::MetricsEvent event;
+  event.set_step(metrics.step);
+  ToProto(metrics, event.mutable_eval());
+  *progress->mutable_last_eval_metrics() = event.eval();
+  SaveProgress();
+  EmitOrLog(event);
+  return result;
+}
+
+void JobRunner::Evaluate() {
+  Cancellable cancel;
+  // A cancel or drain that arrived while the job was being started.
+  if (deps_.host->AttachTrainer(job_id_, &cancel)) cancel.Cancel();
+  absl::StatusOr<v1::EvaluationResult> result = RunEvaluation(cancel);
+  deps_.host->DetachTrainer(job_id_);
+  if (!result.ok()) {
+    if (absl::IsCancelled(result.status())) {
+      FinishInterrupted(result.status());
+    } else {
+      Fail(result.status());
+    }
+    return;
+  }
+  if (deps_.metrics) deps_.metrics->RecordJobStateChange("RUNNING", "SUCCEEDED");
+  absl::StatusOr<v1::Job> completed = deps_.store->CompleteEvaluationJob(
+      job_id_, *result, [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_SUCCEEDED, job); });
+  if (!completed.ok()) {
+    if (deps_.metrics) deps_.metrics->RecordJobStateChange("SUCCEEDED", "RUNNING");
+    LogStoreFailure("complete", completed.status());
+    Fail(completed.status());
+    return;
+  }
+  job_ = *std::move(completed);
+  v1::MetricsEvent event;
+  event.set_step(job_.progress().step());
+  event.mutable_state_change()->set_from_state(v1::JOB_STATE_RUNNING);
+  event.mutable_state_change()->set_to_state(v1::JOB_STATE_SUCCEEDED);
+  event.mutable_state_change()->set_message(absl::StrFormat(
+      "evaluated %s version %d: accuracy %.4f on %d pairs", result->model_name(),
+      result->model_version(), result->accuracy(), result->pairs()));
+  EmitOrLog(event);
+  if (deps_.logger) {
+    deps_.logger->Info("job.state")
+        .With("job_id", job_id_)
+        .With("to", "SUCCEEDED")
+        .With("model", result->model_name())
+        .With("version", result->model_version())
+        .With("accuracy", result->accuracy());
+  }
+  RemoveRunDirectory();
+  RecordEnd(v1::JOB_STATE_SUCCEEDED);
 }
 
 void JobRunner::FinishSucceeded(const std::string& output_dir, int64_t parameters,

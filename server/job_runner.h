@@ -1,4 +1,4 @@
-// JobRunner: one attempt at one training job, run on a JobManager worker thread.
+// JobRunner: one attempt at one training or evaluation job, run on a JobManager worker thread.
 //
 // Run() moves the job QUEUED -> RUNNING (compare-and-set, so a cancel that won the race keeps
 // the job from starting), builds the trainer's configuration from the spec, runs the core
@@ -38,6 +38,7 @@ namespace verdict {
 class Logger;
 class ServerMetrics;
 class Trainer;
+class Cancellable;
 }  // namespace verdict
 
 namespace verdict::server {
@@ -58,7 +59,7 @@ class JobRunner {
                                                 const JobEdit& edit) = 0;
     // Makes `trainer` reachable by Cancel and Drain until DetachTrainer. Returns true if a
     // cancel or drain came while the job was being prepared (the runner then cancels it).
-    virtual bool AttachTrainer(const std::string& job_id, Trainer* trainer) = 0;
+    virtual bool AttachTrainer(const std::string& job_id, Cancellable* trainer) = 0;
     virtual void DetachTrainer(const std::string& job_id) = 0;
     // Whether Drain (server shutdown), not a user's cancel, interrupted the job.
     virtual bool InterruptedForDrain(const std::string& job_id) = 0;
@@ -97,6 +98,11 @@ class JobRunner {
   bool Start();
   // Trains; the outcome goes to Finish*.
   void Train();
+  // Runs an evaluation job (evaluation_spec set): scores its pairs with the trainer's
+  // evaluation code (core/train/pair_evaluation.h) and completes the job with its result
+  // (JobStore::CompleteEvaluationJob), or cancels, re-queues or fails it as Train does.
+  void Evaluate();
+  absl::StatusOr<v1::EvaluationResult> RunEvaluation(Cancellable& cancel);
   void FinishSucceeded(const std::string& output_dir, int64_t parameters, double reward_mean,
                        double reward_std, int64_t eval_pairs);
   void FinishInterrupted(const absl::Status& cancelled);

@@ -147,6 +147,22 @@ class JobStore {
                                                             const v1::Model& model,
                                                             const JobEdit& edit) = 0;
 
+  // Exactly-once completion of an evaluation job (EvaluateModel), in one transaction: moves
+  // the job from RUNNING or CANCELLING to SUCCEEDED with evaluation_result set to `result`,
+  // applies `edit`, and records `result` with the model version it names (Model.evaluations,
+  // FindEvaluation). FAILED_PRECONDITION naming the state if the job is in another state;
+  // INVALID_ARGUMENT if result.job_id is not `job_id`; NOT_FOUND for an unknown job or model
+  // version.
+  virtual absl::StatusOr<v1::Job> CompleteEvaluationJob(absl::string_view job_id,
+                                                        const v1::EvaluationResult& result,
+                                                        const JobEdit& edit) = 0;
+
+  // The newest recorded evaluation of `name` version `version` on the uploaded dataset
+  // `dataset_id`; NOT_FOUND when there is none.
+  virtual absl::StatusOr<v1::EvaluationResult> FindEvaluation(absl::string_view name,
+                                                              int64_t version,
+                                                              absl::string_view dataset_id) = 0;
+
   // Jobs matching `filter`, newest first (create_time, then id, descending).
   virtual absl::StatusOr<Page<v1::Job>> ListJobs(const JobFilter& filter,
                                                  const PageRequest& page) = 0;
@@ -218,7 +234,8 @@ class JobStore {
   // ---- Model registry -----------------------------------------------------------------------
   //
   // Every Model returned carries its aliases, sorted, "latest" included on the highest
-  // version. The store never keeps `aliases`, `loaded` or `device` from a written message:
+  // version, and its evaluations (the newest per dataset, newest first; written only by
+  // CompleteEvaluationJob). The store never keeps `aliases`, `loaded` or `device` from a written message:
   // aliases live in their own table and loaded/device are the server's runtime state (always
   // false/empty here). Versions are never deleted. "latest" is reserved: it always means the
   // highest version and cannot be set or deleted.

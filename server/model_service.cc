@@ -1,6 +1,7 @@
 #include "server/model_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/model/reward_model.h"
 #include "core/util/status_macros.h"
 #include "server/path_resolver.h"
@@ -80,6 +81,48 @@ grpc::ServerUnaryReactor* ModelService::GetModel(grpc::CallbackServerContext* co
   });
 }
 
+absl::Status ModelService::CheckAliasGate(const v1::SetModelAliasRequest& request) {
+  const double threshold = request.require_accuracy();
+  if (!(threshold >= 0 && threshold <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("require_accuracy: must be in [0, 1], got ", threshold));
+  }
+  if (threshold == 0) {
+    if (!request.eval_dataset_id().empty()) {
+      return absl::InvalidArgumentError(
+          "eval_dataset_id: set only with require_accuracy (the gate's threshold)");
+    }
+    return absl::OkStatus();
+  }
+  if (request.eval_dataset_id().empty()) {
+    return absl::InvalidArgumentError(
+        "eval_dataset_id: required with require_accuracy (the dataset whose evaluation gates "
+        "the move)");
+  }
+  RETURN_IF_ERROR(ValidateId("eval_dataset_id", request.eval_dataset_id()));
+  // An unknown version is NOT_FOUND before the gate speaks of its evaluations.
+  RETURN_IF_ERROR(store_->GetModelVersion(request.name(), request.version()).status());
+  // Checked before the move, not in its transaction: evaluations are only ever added, so a
+  // result recorded in between can only be one this check did not see.
+  absl::StatusOr<v1::EvaluationResult> evaluation =
+      store_->FindEvaluation(request.name(), request.version(), request.eval_dataset_id());
+  if (absl::IsNotFound(evaluation.status())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "alias \"", request.alias(), "\" not moved: ", request.name(), " version ",
+        request.version(), " has no evaluation on dataset ", request.eval_dataset_id(),
+        " (require_accuracy ", threshold, "); run EvaluateModel (verdict eval) on it first"));
+  }
+  RETURN_IF_ERROR(evaluation.status());
+  if (evaluation->accuracy() < threshold) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "alias \"%s\" not moved: %s version %d has accuracy %.4f on dataset %s (%d pairs, "
+        "job %s), below require_accuracy %.4f",
+        request.alias(), request.name(), request.version(), evaluation->accuracy(),
+        request.eval_dataset_id(), evaluation->pairs(), evaluation->job_id(), threshold));
+  }
+  return absl::OkStatus();
+}
+
 grpc::ServerUnaryReactor* ModelService::SetModelAlias(grpc::CallbackServerContext* context,
                                                       const v1::SetModelAliasRequest* request,
                                                       v1::Model* response) {
@@ -89,6 +132,7 @@ grpc::ServerUnaryReactor* ModelService::SetModelAlias(grpc::CallbackServerContex
       return absl::InvalidArgumentError(absl::StrCat("version: must be >= 1, got ", request->version()));
     }
     RETURN_IF_ERROR(ValidateAlias("alias", request->alias(), /*allow_latest=*/false));
+    RETURN_IF_ERROR(CheckAliasGate(*request));
     ASSIGN_OR_RETURN(v1::Model model, store_->SetAlias(request->name(), request->alias(), request->version()));
     registry_->Decorate(model);
     *response = std::move(model);

@@ -43,6 +43,11 @@ class ModelService final : public v1::ModelService::CallbackService {
                                         v1::Model* response) override;
 
  private:
+  // SetModelAlias's optional gate (require_accuracy, eval_dataset_id): OK without one or when
+  // the version's newest evaluation on the dataset reaches the threshold; FAILED_PRECONDITION
+  // saying what was found otherwise.
+  absl::Status CheckAliasGate(const v1::SetModelAliasRequest& request);
+
   const ServerConfig config_;
   JobStore* const store_;
   ModelRegistry* const registry_;

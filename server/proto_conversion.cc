@@ -408,6 +408,37 @@ absl::StatusOr<ScoringSettings> ScoringSettingsOf(const v1::Model& model) {
 
 // ---- training job specs ---------------------------------------------------------------------
 
+absl::Status NormalizeEvaluationJobSpec(const ServerConfig& server, const SpecResolvers& resolvers,
+                                        v1::EvaluationJobSpec* spec) {
+  RETURN_IF_ERROR(ValidateModelRef("spec.model", spec->model()));
+  RETURN_IF_ERROR(ValidateRange("spec.max_pairs", spec->max_pairs(), 0, 10'000'000));
+  RETURN_IF_ERROR(ValidateRange("spec.batch_size", spec->batch_size(), 0, 1024));
+  if (spec->data().source_case() == v1::DatasetRef::SOURCE_NOT_SET) {
+    return absl::InvalidArgumentError("spec.data: set dataset_id or path");
+  }
+  if (absl::Status data = NormalizeDatasetRef(server, resolvers, "spec.data", spec->data());
+      !data.ok()) {
+    if (absl::StartsWith(data.message(), "spec.data")) return data;
+    return absl::Status(data.code(), absl::StrCat("spec.data.dataset_id: ", data.message()));
+  }
+  absl::StatusOr<std::pair<std::string, int64_t>> resolved =
+      resolvers.registered_model(spec->model());
+  if (!resolved.ok()) {
+    return absl::Status(resolved.status().code(),
+                        absl::StrCat("spec.model: ", resolved.status().message()));
+  }
+  // Pin the version: the result belongs to it even if an alias moves while the job waits.
+  spec->mutable_model()->set_version(resolved->second);
+  if (spec->batch_size() == 0) spec->set_batch_size(16);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> EvaluationDataFile(const ServerConfig& server,
+                                               const SpecResolvers& resolvers,
+                                               const v1::EvaluationJobSpec& spec) {
+  return DatasetFile(server, resolvers, "spec.data", spec.data());
+}
+
 absl::Status NormalizeTrainingJobSpec(const ServerConfig& server, const SpecResolvers& resolvers,
                                       v1::TrainingJobSpec* spec) {
   if (spec->output_model_name().empty()) spec->set_output_model_name(kDefaultModelName);

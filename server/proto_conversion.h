@@ -92,6 +92,15 @@ struct SpecResolvers {
 absl::Status NormalizeTrainingJobSpec(const ServerConfig& server, const SpecResolvers& resolvers,
                                       v1::TrainingJobSpec* spec);
 
+// Validates an EvaluateModel spec, naming the field at fault ("spec.model.name: ..."), checks
+// that the model version and the data exist, and pins spec.model to the version number.
+absl::Status NormalizeEvaluationJobSpec(const ServerConfig& server, const SpecResolvers& resolvers,
+                                        v1::EvaluationJobSpec* spec);
+// The file an evaluation job reads.
+absl::StatusOr<std::string> EvaluationDataFile(const ServerConfig& server,
+                                               const SpecResolvers& resolvers,
+                                               const v1::EvaluationJobSpec& spec);
+
 // `run_dir` holds the job's checkpoints; `output_dir` receives the trained model.
 absl::StatusOr<TrainingConfig> ToTrainingConfig(const ServerConfig& server,
                                                 const SpecResolvers& resolvers,

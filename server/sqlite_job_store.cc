@@ -9,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <system_error>
 #include <utility>
 
@@ -90,7 +91,27 @@ CREATE TABLE model_aliases (
 ) WITHOUT ROWID;
 CREATE INDEX model_aliases_by_version ON model_aliases (name, version);
 )sql"},
+    {"model evaluations", R"sql(
+-- One row per SUCCEEDED evaluation job. data is "dataset:<id>" or "path:<path>"; create_ns
+-- orders a version's evaluations, newest last.
+CREATE TABLE model_evaluations (
+  job_id    TEXT    NOT NULL PRIMARY KEY,
+  name      TEXT    NOT NULL,
+  version   INTEGER NOT NULL,
+  data      TEXT    NOT NULL,
+  create_ns INTEGER NOT NULL,
+  result    BLOB    NOT NULL,
+  FOREIGN KEY (name, version) REFERENCES model_versions (name, version)
+);
+CREATE INDEX model_evaluations_by_version ON model_evaluations (name, version, data, create_ns);
+)sql"},
 };
+
+std::string EvaluationDataKey(const v1::EvaluationResult& result) {
+  return result.data_case() == v1::EvaluationResult::kDatasetId
+             ? absl::StrCat("dataset:", result.dataset_id())
+             : absl::StrCat("path:", result.data_path());
+}
 
 // Orders by time in one integer column. Nanoseconds since 1970 fit an int64 until 2262;
 // later (or earlier than 1678) times saturate, which only affects their relative order.
@@ -191,9 +212,15 @@ absl::StatusOr<int64_t> StateMask(const std::vector<v1::JobState>& states) {
 }
 
 // The uploaded datasets a spec reads, with the field that names each.
-std::vector<std::pair<std::string, std::string>> DatasetIdsNamedBy(
-    const v1::TrainingJobSpec& spec) {
+std::vector<std::pair<std::string, std::string>> DatasetIdsNamedBy(const v1::Job& job) {
   std::vector<std::pair<std::string, std::string>> ids;
+  if (job.has_evaluation_spec()) {
+    if (job.evaluation_spec().data().source_case() == v1::DatasetRef::kDatasetId) {
+      ids.emplace_back("spec.data.dataset_id", job.evaluation_spec().data().dataset_id());
+    }
+    return ids;
+  }
+  const v1::TrainingJobSpec& spec = job.spec();
   if (spec.train_data().source_case() == v1::DatasetRef::kDatasetId) {
     ids.emplace_back("spec.train_data.dataset_id", spec.train_data().dataset_id());
   }
@@ -490,7 +517,7 @@ absl::Status SqliteJobStore::CreateJob(const v1::Job& job) {
                                                    Quoted(find.Text(0))));
     }
   }
-  const auto dataset_ids = DatasetIdsNamedBy(job.spec());
+  const auto dataset_ids = DatasetIdsNamedBy(job);
   for (const auto& [field, dataset_id] : dataset_ids) {
     ASSIGN_OR_RETURN(Statement find,
                      Prepare("SELECT 1 FROM datasets WHERE id = ?1", operation));
@@ -699,6 +726,62 @@ absl::StatusOr<CompletedJob> SqliteJobStore::CompleteJobWithModel(absl::string_v
   RETURN_IF_ERROR(transaction.Commit());
   RETURN_IF_ERROR(AttachAliasesLocked(latest, &*registered));
   return CompletedJob{std::move(job), *std::move(registered), before.state()};
+}
+
+absl::StatusOr<v1::Job> SqliteJobStore::CompleteEvaluationJob(
+    absl::string_view job_id, const v1::EvaluationResult& result, const JobEdit& edit) {
+  if (result.job_id() != job_id) {
+    return absl::InvalidArgumentError(absl::StrCat("result.job_id: must be ", Quoted(job_id),
+                                                   ", got ", Quoted(result.job_id())));
+  }
+  const std::string operation = absl::StrCat("complete evaluation job ", Quoted(job_id));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(this, operation));
+  RETURN_IF_ERROR(GetModelVersionLocked(result.model_name(), result.model_version()).status());
+  ASSIGN_OR_RETURN(v1::Job job,
+                   TransitionedJobLocked(job_id, {v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLING},
+                                         v1::JOB_STATE_SUCCEEDED, edit));
+  *job.mutable_evaluation_result() = result;
+  RETURN_IF_ERROR(WriteJobLocked(job, operation));
+  {
+    ASSIGN_OR_RETURN(Statement insert,
+                     Prepare("INSERT OR REPLACE INTO model_evaluations "
+                             "(job_id, name, version, data, create_ns, result) "
+                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                             operation));
+    RETURN_IF_ERROR(insert.Bind(1, job_id)
+                        .Bind(2, result.model_name())
+                        .Bind(3, result.model_version())
+                        .Bind(4, EvaluationDataKey(result))
+                        .Bind(5, TimestampNanos(result.create_time()))
+                        .BindBlob(6, result.SerializeAsString())
+                        .Run());
+  }
+  RETURN_IF_ERROR(transaction.Commit());
+  return job;
+}
+
+absl::StatusOr<v1::EvaluationResult> SqliteJobStore::FindEvaluation(
+    absl::string_view name, int64_t version, absl::string_view dataset_id) {
+  const std::string operation = absl::StrCat("evaluation of model ", Quoted(name), " version ",
+                                             version, " on dataset ", Quoted(dataset_id));
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(CheckOpen());
+  ASSIGN_OR_RETURN(Statement select,
+                   Prepare("SELECT result FROM model_evaluations "
+                           "WHERE name = ?1 AND version = ?2 AND data = ?3 "
+                           "ORDER BY create_ns DESC, job_id DESC LIMIT 1",
+                           operation));
+  ASSIGN_OR_RETURN(bool found, select.Bind(1, name)
+                                   .Bind(2, version)
+                                   .Bind(3, absl::StrCat("dataset:", dataset_id))
+                                   .Step());
+  if (!found) {
+    return absl::NotFoundError(absl::StrCat("model ", Quoted(name), " version ", version,
+                                            " has no evaluation on dataset ",
+                                            Quoted(dataset_id)));
+  }
+  return ParseStored<v1::EvaluationResult>(select.Blob(0), operation);
 }
 
 absl::StatusOr<Page<v1::Job>> SqliteJobStore::ListJobs(const JobFilter& filter,
@@ -1031,6 +1114,23 @@ absl::Status SqliteJobStore::AttachAliasesLocked(int64_t latest, v1::Model* mode
   }
   if (model->version() == latest) model->add_aliases(kLatest);
   std::sort(model->mutable_aliases()->begin(), model->mutable_aliases()->end());
+
+  model->clear_evaluations();
+  const std::string operation = absl::StrCat("evaluations of model ", Quoted(model->name()),
+                                             " version ", model->version());
+  ASSIGN_OR_RETURN(Statement evaluations,
+                   Prepare("SELECT data, result FROM model_evaluations "
+                           "WHERE name = ?1 AND version = ?2 ORDER BY create_ns DESC, job_id DESC",
+                           operation));
+  evaluations.Bind(1, model->name()).Bind(2, model->version());
+  std::set<std::string> seen;  // the newest per dataset only
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, evaluations.Step());
+    if (!row) break;
+    if (!seen.insert(evaluations.Text(0)).second) continue;
+    ASSIGN_OR_RETURN(*model->add_evaluations(),
+                     ParseStored<v1::EvaluationResult>(evaluations.Blob(1), operation));
+  }
   return absl::OkStatus();
 }
 

@@ -70,6 +70,11 @@ class SqliteJobStore : public JobStore {
   absl::StatusOr<CompletedJob> CompleteJobWithModel(absl::string_view job_id,
                                                     const v1::Model& model,
                                                     const JobEdit& edit) override;
+  absl::StatusOr<v1::Job> CompleteEvaluationJob(absl::string_view job_id,
+                                                const v1::EvaluationResult& result,
+                                                const JobEdit& edit) override;
+  absl::StatusOr<v1::EvaluationResult> FindEvaluation(absl::string_view name, int64_t version,
+                                                      absl::string_view dataset_id) override;
   absl::StatusOr<Page<v1::Job>> ListJobs(const JobFilter& filter,
                                          const PageRequest& page) override;
   absl::StatusOr<std::vector<v1::Job>> ListJobsInStates(
@@ -148,7 +153,8 @@ class SqliteJobStore : public JobStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::Model> GetModelVersionLocked(absl::string_view name, int64_t version)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Fills model->aliases from the alias table, adding "latest" if `version` is `latest`.
+  // Fills model->aliases from the alias table, adding "latest" if `version` is `latest`, and
+  // model->evaluations from the evaluation table.
   absl::Status AttachAliasesLocked(int64_t latest, v1::Model* model)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

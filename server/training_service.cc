@@ -311,6 +311,15 @@ grpc::ServerUnaryReactor* TrainingService::SubmitTrainingJob(
   });
 }
 
+grpc::ServerUnaryReactor* TrainingService::EvaluateModel(
+    grpc::CallbackServerContext* context, const v1::EvaluateModelRequest* request,
+    v1::Job* response) {
+  return ServeUnary(context, *auth_, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response, jobs_->SubmitEvaluation(*request));
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* TrainingService::GetJob(grpc::CallbackServerContext* context,
                                                   const v1::GetJobRequest* request,
                                                   v1::Job* response) {

@@ -1,5 +1,5 @@
-// TrainingService: gRPC front of the JobManager (SubmitTrainingJob, GetJob, ListJobs,
-// CancelJob) and the StreamMetrics stream, on the callback API. Handlers validate, hand work to
+// TrainingService: gRPC front of the JobManager (SubmitTrainingJob, EvaluateModel, GetJob,
+// ListJobs, CancelJob) and the StreamMetrics stream, on the callback API. Handlers validate, hand work to
 // the JobManager or the store, and return; StreamMetrics is a reactor that replays stored
 // events and then follows the job live through the EventHub, never blocking training.
 // Thread safety: gRPC calls the handlers from its own threads; the service holds no state of
@@ -23,6 +23,9 @@ class TrainingService final : public v1::TrainingService::CallbackService {
   grpc::ServerUnaryReactor* SubmitTrainingJob(grpc::CallbackServerContext* context,
                                               const v1::SubmitTrainingJobRequest* request,
                                               v1::Job* response) override;
+  grpc::ServerUnaryReactor* EvaluateModel(grpc::CallbackServerContext* context,
+                                          const v1::EvaluateModelRequest* request,
+                                          v1::Job* response) override;
   grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
                                    const v1::GetJobRequest* request, v1::Job* response) override;
   grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,

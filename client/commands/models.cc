@@ -44,6 +44,18 @@ std::string Source(const Model& m) {
   }
 }
 
+// "0.7312 ds-1a2b" / "0.7312 test.jsonl.gz": the newest evaluation (the server lists them
+// newest first), with "+N" when the version has evaluations on N other datasets.
+std::string EvalSummary(const Model& m) {
+  if (m.evaluations_size() == 0) return "-";
+  const verdict::v1::EvaluationResult& e = m.evaluations(0);
+  std::string summary = absl::StrFormat(
+      "%.4f %s", e.accuracy(),
+      e.data_case() == verdict::v1::EvaluationResult::kDatasetId ? e.dataset_id() : e.data_path());
+  if (m.evaluations_size() > 1) absl::StrAppend(&summary, " +", m.evaluations_size() - 1);
+  return summary;
+}
+
 void PrintModel(const Model& m, CommandEnv& env) {
   if (env.options.format() == OutputFormat::kJson) {
     *env.out << ToJson(m) << "\n";
@@ -99,12 +111,14 @@ int RunModels(const std::vector<std::string>& args, CommandEnv& env) {
     return kExitOk;
   }
   TextTable table(
-      {"NAME", "VERSION", "ALIASES", "TYPE", "PARAMS", "INPUT", "LOADED", "SOURCE", "CREATED"});
+      {"NAME", "VERSION", "ALIASES", "TYPE", "PARAMS", "INPUT", "LOADED", "EVAL", "SOURCE",
+       "CREATED"});
   for (const Model& m : all.models()) {
     table.AddRow({m.name(), absl::StrCat(m.version()),
                   m.aliases_size() > 0 ? absl::StrJoin(m.aliases(), ",") : "-", m.model_type(),
                   ParameterCount(m.parameter_count()), InputDescription(m),
-                  m.loaded() ? m.device() : "-", Source(m), FormatTimestamp(m.create_time())});
+                  m.loaded() ? m.device() : "-", EvalSummary(m), Source(m),
+                  FormatTimestamp(m.create_time())});
   }
   *env.out << table.Render();
   return kExitOk;
@@ -168,9 +182,17 @@ int RunImport(const std::vector<std::string>& args, CommandEnv& env) {
 int RunAlias(const std::vector<std::string>& args, CommandEnv& env) {
   FlagParser flags("verdict alias NAME VERSION ALIAS | verdict alias --delete NAME ALIAS",
                    "Points ALIAS at version VERSION of NAME (moving it if it pointed elsewhere),\n"
-                   "or removes it with --delete. Scoring with NAME:ALIAS then uses that version.");
+                   "or removes it with --delete. Scoring with NAME:ALIAS then uses that version.\n"
+                   "With --require-accuracy the server refuses the move unless the version's\n"
+                   "newest evaluation (verdict eval) on --eval-dataset reaches that accuracy.");
   bool remove = false;
+  double require_accuracy = 0;
+  std::string eval_dataset;
   flags.AddBool("delete", &remove, "Remove the alias instead.");
+  flags.AddDouble("require-accuracy", &require_accuracy, "F",
+                  "Gate: refuse the move below this accuracy, in [0, 1] (default 0: no gate).");
+  flags.AddString("eval-dataset", &eval_dataset, "ID",
+                  "The uploaded dataset whose evaluation the gate reads.");
   std::vector<std::string> positional;
   if (auto exit = ParseCommandArgs(flags, args, env, 2, 3, &positional)) return *exit;
   int64_t version = 0;
@@ -196,6 +218,8 @@ int RunAlias(const std::vector<std::string>& args, CommandEnv& env) {
     request.set_name(positional[0]);
     request.set_version(version);
     request.set_alias(positional[2]);
+    request.set_require_accuracy(require_accuracy);
+    request.set_eval_dataset_id(eval_dataset);
     status = connection->models().SetModelAlias(context.get(), request, &model);
   }
   if (!status.ok()) return ReportRpcError(status, env.options.server, *env.err);

@@ -35,6 +35,9 @@ struct PreferencePair {
   // template may have written special tokens into them) rather than text as given.
   bool conversational = false;
   PreferenceLayout layout = PreferenceLayout::kExplicitPrompt;
+  // Which part of a dataset the record belongs to (its "subset" key, e.g. "helpful-base"),
+  // empty when the record has none; evaluations report accuracy per subset.
+  std::string subset;
   int64_t line = 0;  // 1-based line in the source it was read from
 };
 

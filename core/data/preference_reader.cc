@@ -234,6 +234,19 @@ absl::Status ParseMargin(const Json& line, PreferencePair* pair) {
   return absl::OkStatus();
 }
 
+// The optional "subset" key (null counts as absent), with the margin: both are per-record
+// extras every layout accepts.
+absl::Status ParseExtras(const Json& line, PreferencePair* pair) {
+  RETURN_IF_ERROR(ParseMargin(line, pair));
+  const Json* subset = Find(line, "subset");
+  if (subset == nullptr) return absl::OkStatus();
+  if (!subset->is_string()) {
+    return Malformed(absl::StrCat("\"subset\" must be a string, got ", subset->type_name()));
+  }
+  pair->subset = subset->get<std::string>();
+  return absl::OkStatus();
+}
+
 // The explicit-prompt, implicit-prompt and conversational layouts: "chosen" and "rejected" are
 // strings or message lists.
 absl::StatusOr<PreferencePair> ParseStandard(const Json& line, ChatFormat format) {
@@ -257,7 +270,7 @@ absl::StatusOr<PreferencePair> ParseStandard(const Json& line, ChatFormat format
 
   PreferencePair pair;
   pair.layout = PreferenceLayout::kConversational;
-  RETURN_IF_ERROR(ParseMargin(line, &pair));
+  RETURN_IF_ERROR(ParseExtras(line, &pair));
   if (chosen->is_string()) {
     if (prompt == nullptr) {
       SplitTranscripts(chosen->get_ref<const std::string&>(),
@@ -365,7 +378,7 @@ absl::StatusOr<PreferencePair> ParseShareGpt(const Json& record, ChatFormat form
   }
   PreferencePair pair;
   pair.layout = PreferenceLayout::kShareGpt;
-  RETURN_IF_ERROR(ParseMargin(record, &pair));
+  RETURN_IF_ERROR(ParseExtras(record, &pair));
   RETURN_IF_ERROR(RenderConversations(prompt, responses[0], responses[1], format, &pair));
   return pair;
 }
@@ -425,7 +438,7 @@ absl::StatusOr<PreferencePair> ParseAlpaca(const Json& record, ChatFormat format
   }
   PreferencePair pair;
   pair.layout = PreferenceLayout::kAlpaca;
-  RETURN_IF_ERROR(ParseMargin(record, &pair));
+  RETURN_IF_ERROR(ParseExtras(record, &pair));
   RETURN_IF_ERROR(RenderConversations(prompt, responses[0], responses[1], format, &pair));
   return pair;
 }

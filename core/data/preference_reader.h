@@ -37,8 +37,8 @@
 //                     input joined by "\n" (as LLaMA-Factory writes it); rendered as a
 //                     conversational record.
 //
-// An optional numeric "margin" is kept; a null prompt or margin counts as absent; other keys
-// are ignored. An empty response is valid (a policy can generate one); a pair whose chosen and
+// An optional numeric "margin" and string "subset" are kept; a null prompt, margin or subset
+// counts as absent; other keys are ignored. An empty response is valid (a policy can generate one); a pair whose chosen and
 // rejected responses are equal (both empty included) teaches nothing and is dropped
 // (ReadStats::identical_dropped).
 //

@@ -102,6 +102,15 @@ absl::StatusOr<std::vector<int32_t>> ScoringModel::EncodeText(absl::string_view 
   return std::move(encoded->ids);
 }
 
+absl::StatusOr<PairEncoding> ScoringModel::EncodePairSide(absl::string_view prompt,
+                                                          absl::string_view response,
+                                                          TextOrigin origin) const {
+  if (tokenizer_ == nullptr) {
+    return absl::FailedPreconditionError("this model has no tokenizer; send token ids");
+  }
+  return EncodeInput(*tokenizer_, encoding_, prompt, response, origin);
+}
+
 absl::StatusOr<std::vector<int32_t>> ScoringModel::EncodeConversation(
     absl::Span<const ChatMessage> messages) const {
   if (messages.empty() || messages.back().role != ChatRole::kAssistant) {

@@ -120,6 +120,17 @@ class ScoringModel {
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
   std::string device() const { return device_.str(); }
 
+  // For evaluation jobs, which score preference pairs with the trainer's own batched forward
+  // (core/train/pair_evaluation.h): the encoding of one side of a pair exactly as Encode()
+  // does it (`origin` kRendered for conversational pairs), with the too-long OutOfRange of
+  // EncodeInput kept; and the model and its device. The model may only be used under
+  // inference mode, as ScoreEncoded does.
+  absl::StatusOr<PairEncoding> EncodePairSide(absl::string_view prompt,
+                                              absl::string_view response,
+                                              TextOrigin origin) const;
+  RewardModel& reward_model() const { return *model_; }
+  const c10::Device& torch_device() const { return device_; }
+
  private:
   ScoringModel(std::unique_ptr<RewardModel> model, std::unique_ptr<Tokenizer> tokenizer,
                const ScoringSettings& settings);

@@ -1,6 +1,5 @@
 #include "core/train/trainer.h"
 
-#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
 #include <chrono>
@@ -21,6 +20,7 @@
 #include "core/tokenize/sentencepiece_tokenizer.h"
 #include "core/tokenize/wordpiece_tokenizer.h"
 #include "core/train/batching.h"
+#include "core/train/pair_evaluation.h"
 #include "core/train/checkpoint.h"
 #include "core/train/lr_schedule.h"
 #include "core/util/crash_point.h"
@@ -41,44 +41,6 @@ struct StepPlan {
   std::vector<std::vector<std::vector<int64_t>>> epochs;
   int64_t total_steps = 0;
 };
-
-struct BatchTensors {
-  torch::Tensor ids, mask, margin;
-  int64_t pairs = 0;
-  PaddingStats padding;
-};
-
-BatchTensors Collate(const std::vector<EncodedPair>& pairs, const std::vector<int64_t>& batch,
-                     int32_t pad_id, const torch::Device& device) {
-  BatchTensors out;
-  out.pairs = static_cast<int64_t>(batch.size());
-  out.padding = MeasurePadding(pairs, batch);
-  const int64_t rows = 2 * out.pairs;
-  const int64_t width = out.padding.padded_tokens / std::max<int64_t>(1, rows);
-  auto ids = torch::full({rows, width}, pad_id, torch::kLong);
-  auto mask = torch::zeros({rows, width}, torch::kLong);
-  auto margin = torch::zeros({out.pairs}, torch::kFloat32);
-  auto ids_a = ids.accessor<int64_t, 2>();
-  auto mask_a = mask.accessor<int64_t, 2>();
-  auto margin_a = margin.accessor<float, 1>();
-  for (int64_t i = 0; i < out.pairs; ++i) {
-    const EncodedPair& pair = pairs[batch[i]];
-    // Chosen rows first, then rejected: one stacked forward pass scores both.
-    for (int side = 0; side < 2; ++side) {
-      const std::vector<int32_t>& seq = side == 0 ? pair.chosen : pair.rejected;
-      const int64_t row = i + side * out.pairs;
-      for (size_t t = 0; t < seq.size(); ++t) {
-        ids_a[row][t] = seq[t];
-        mask_a[row][t] = 1;
-      }
-    }
-    margin_a[i] = pair.margin;
-  }
-  out.ids = ids.to(device);
-  out.mask = mask.to(device);
-  out.margin = margin.to(device);
-  return out;
-}
 
 // Sums over the pairs of a logging window or an evaluation.
 struct PairStats {
@@ -117,48 +79,6 @@ struct PairStats {
     const double mean = RewardMean();
     return std::sqrt(std::max(0.0, reward_sq_sum / (2.0 * pairs) - mean * mean));
   }
-};
-
-// Turns bfloat16 autocast on for one forward (and the loss built from it) on the current
-// thread, as torch.autocast does: restored, and the cast-weight cache cleared, when the scope
-// ends, so that a cast copy never outlives the optimizer step that changes its weight.
-class AutocastScope {
- public:
-  AutocastScope(bool enabled, const torch::Device& device)
-      : enabled_(enabled), cuda_(device.is_cuda()) {
-    if (!enabled_) return;
-    if (cuda_) {
-      was_enabled_ = at::autocast::is_enabled();
-      previous_dtype_ = at::autocast::get_autocast_gpu_dtype();
-      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-      at::autocast::set_enabled(true);
-    } else {
-      was_enabled_ = at::autocast::is_cpu_enabled();
-      previous_dtype_ = at::autocast::get_autocast_cpu_dtype();
-      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-      at::autocast::set_cpu_enabled(true);
-    }
-    at::autocast::increment_nesting();
-  }
-  ~AutocastScope() {
-    if (!enabled_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    if (cuda_) {
-      at::autocast::set_enabled(was_enabled_);
-      at::autocast::set_autocast_gpu_dtype(previous_dtype_);
-    } else {
-      at::autocast::set_cpu_enabled(was_enabled_);
-      at::autocast::set_autocast_cpu_dtype(previous_dtype_);
-    }
-  }
-  AutocastScope(const AutocastScope&) = delete;
-  AutocastScope& operator=(const AutocastScope&) = delete;
-
- private:
-  const bool enabled_;
-  const bool cuda_;
-  bool was_enabled_ = false;
-  at::ScalarType previous_dtype_ = at::kBFloat16;
 };
 
 // The metrics of the steps since the last on_step report.
@@ -354,36 +274,18 @@ StepPlan TrainerImpl::PlanSteps() const {
 absl::StatusOr<EvalMetrics> TrainerImpl::Evaluate(int64_t step,
                                                    const std::vector<EncodedPair>& pairs) {
   const auto start = Clock::now();
-  torch::InferenceMode inference;
-  model_->module().eval();
-  BatchingOptions options;
+  PairEvalOptions options;
   options.batch_size = config_.eval_batch_size > 0 ? config_.eval_batch_size : config_.batch_size;
   options.max_batch_tokens = config_.max_batch_tokens;
-  options.shuffle = false;
-  PairStats stats;
-  for (const auto& batch : MakeBatches(pairs, options, 0)) {
-    BatchTensors t = Collate(pairs, batch, pad_id_, device_);
-    torch::Tensor rewards;
-    {
-      AutocastScope autocast_scope(autocast(), device_);
-      rewards = model_->Forward(t.ids, t.mask);
-    }
-    auto chosen = rewards.slice(0, 0, t.pairs), rejected = rewards.slice(0, t.pairs);
-    auto losses = -torch::log_sigmoid(chosen - rejected - t.margin);
-    stats.Add(chosen, rejected, losses.sum().item<double>(), t.padding);
-  }
+  options.pad_id = pad_id_;
+  options.bfloat16_autocast = autocast();
+  model_->module().eval();
+  absl::StatusOr<PairScores> scores = ScoreEncodedPairs(*model_, device_, pairs, options);
   model_->module().train();
-  EvalMetrics metrics;
+  RETURN_IF_ERROR(scores.status());
+  EvalMetrics metrics = SummarizePairScores(*scores);
   metrics.step = step;
-  metrics.pairs = stats.pairs;
-  if (stats.pairs > 0) {
-    metrics.loss = stats.loss_sum / stats.pairs;
-    metrics.accuracy = static_cast<double>(stats.correct) / stats.pairs;
-    metrics.margin = stats.margin_sum / stats.pairs;
-  }
   metrics.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  metrics.reward_mean = stats.RewardMean();
-  metrics.reward_std = stats.RewardStd();
   return metrics;
 }
 

@@ -45,6 +45,7 @@
 #include "absl/status/statusor.h"
 #include "core/train/eval_metrics.h"
 #include "core/train/training_config.h"
+#include "core/util/cancellable.h"
 
 namespace verdict {
 
@@ -101,7 +102,7 @@ struct TrainingResult {
   double reward_std = 1;
 };
 
-class Trainer {
+class Trainer : public Cancellable {
  public:
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainingConfig& config,
                                                          TrainerCallbacks callbacks);
@@ -111,14 +112,7 @@ class Trainer {
   // so the run can resume).
   virtual absl::StatusOr<TrainingResult> Run() = 0;
 
-  // Asks a running Run() to stop after the current optimizer step.
-  void Cancel() { cancelled_.store(true); }
-
- protected:
-  bool cancelled() const { return cancelled_.load(); }
-
- private:
-  std::atomic<bool> cancelled_{false};
+  // Cancel() (Cancellable) asks a running Run() to stop after the current optimizer step.
 };
 
 }  // namespace verdict

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -795,6 +796,45 @@ TEST_F(CliTest, ImportAndAliasRegisterAndMoveVersions) {
   CommandResult bad_alias = Verdict({"alias", "copied", "1", "latest"});
   EXPECT_EQ(bad_alias.exit_code, kExitError) << Show(bad_alias);
   EXPECT_THAT(bad_alias.err, HasSubstr("verdict: INVALID_ARGUMENT: "));
+}
+
+TEST_F(CliTest, EvalWatchesToItsResultWhichModelsShowsAndTheAliasGateReads) {
+  const Trained& t = TinyModel();
+  ASSERT_EQ(t.submit.exit_code, kExitOk);
+  CommandResult eval = Verdict({"eval", "tiny:latest", "--data",
+                                TestDataPath("hh-rlhf/helpful-base/test.jsonl.gz"),
+                                "--max-pairs", "50", "--watch", "--no-progress"});
+  ASSERT_EQ(eval.exit_code, kExitOk) << Show(eval);
+  EXPECT_THAT(eval.out, AllOf(HasSubstr("SUCCEEDED"), HasSubstr("tiny version 1 on dataset "),
+                              HasSubstr("(50 pairs"), HasSubstr("|MARGIN|")));
+  const std::string marker = "as dataset ";
+  const size_t at = eval.err.find(marker);
+  ASSERT_NE(at, std::string::npos) << Show(eval);
+  const std::string dataset =
+      eval.err.substr(at + marker.size(), eval.err.find(' ', at + marker.size()) - at - marker.size());
+
+  CommandResult json = Verdict({"--output", "json", "models", "tiny"});
+  ASSERT_EQ(json.exit_code, kExitOk) << Show(json);
+  const Json evaluation = Json::parse(json.out)["models"][0]["evaluations"][0];
+  EXPECT_EQ(evaluation["datasetId"], dataset);
+  EXPECT_EQ(evaluation["pairs"], "50");  // int64 in the proto JSON mapping
+  const double accuracy = evaluation.value("accuracy", 0.0);
+  CommandResult listed = Verdict({"models", "tiny"});
+  char shown[32];
+  std::snprintf(shown, sizeof(shown), "%.4f ", accuracy);
+  EXPECT_THAT(listed.out, AllOf(HasSubstr("EVAL"), HasSubstr(shown + dataset)));
+
+  CommandResult refused = Verdict({"alias", "tiny", "1", "evalgate", "--require-accuracy",
+                                   absl::StrCat(std::min(1.0, accuracy + 0.01)), "--eval-dataset",
+                                   dataset});
+  EXPECT_EQ(refused.exit_code, kExitError) << Show(refused);
+  EXPECT_THAT(refused.err, AllOf(HasSubstr("FAILED_PRECONDITION"), HasSubstr("below require_accuracy")));
+  CommandResult allowed = Verdict({"alias", "tiny", "1", "evalgate", "--require-accuracy",
+                                   absl::StrCat(std::max(0.001, accuracy - 0.01)), "--eval-dataset",
+                                   dataset});
+  EXPECT_EQ(allowed.exit_code, kExitOk) << Show(allowed);
+  CommandResult no_data = Verdict({"eval", "tiny"});
+  EXPECT_EQ(no_data.exit_code, kExitUsage) << Show(no_data);
 }
 
 TEST_F(CliTest, HealthReportsEachService) {

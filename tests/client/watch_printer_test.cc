@@ -125,6 +125,19 @@ TEST(WatchPrinterTest, FinishTellsWhyAJobFailed) {
   EXPECT_EQ(out.str(), "job job-2 FAILED: INVALID_ARGUMENT: train.jsonl:7: missing \"chosen\"\n");
 }
 
+TEST(WatchPrinterTest, FinishNamesTheVersionAnEvaluationJobEvaluated) {
+  std::ostringstream out;
+  WatchPrinter printer(out, WatchStyle::kLines);
+  Job job;
+  job.set_id("job-3");
+  job.set_state(verdict::v1::JOB_STATE_SUCCEEDED);
+  job.mutable_evaluation_spec()->mutable_model()->set_name("tiny");
+  job.mutable_evaluation_spec()->mutable_model()->set_version(2);
+  job.mutable_progress()->mutable_last_eval_metrics()->set_accuracy(0.625);
+  printer.Finish(job);
+  EXPECT_EQ(out.str(), "job job-3 SUCCEEDED: evaluated tiny version 2, eval accuracy 0.625\n");
+}
+
 TEST(WatchPrinterTest, JsonStylePrintsEachEventInTheProtoJsonMapping) {
   std::ostringstream out;
   WatchPrinter printer(out, WatchStyle::kJson);

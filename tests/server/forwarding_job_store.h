@@ -40,6 +40,15 @@ class ForwardingJobStore : public server::JobStore {
                                                             const server::JobEdit& edit) override {
     return store_->CompleteJobWithModel(job_id, model, edit);
   }
+  absl::StatusOr<v1::Job> CompleteEvaluationJob(absl::string_view job_id,
+                                                const v1::EvaluationResult& result,
+                                                const server::JobEdit& edit) override {
+    return store_->CompleteEvaluationJob(job_id, result, edit);
+  }
+  absl::StatusOr<v1::EvaluationResult> FindEvaluation(absl::string_view name, int64_t version,
+                                                      absl::string_view dataset_id) override {
+    return store_->FindEvaluation(name, version, dataset_id);
+  }
   absl::StatusOr<server::Page<v1::Job>> ListJobs(const server::JobFilter& filter,
                                                  const server::PageRequest& page) override {
     return store_->ListJobs(filter, page);

@@ -407,6 +407,67 @@ TEST_F(SqliteJobStoreTest, CompleteJobWithModelRegistersAndSucceedsTogetherOrNot
   EXPECT_EQ(store_->ListModels("rm", PageRequest())->items.size(), 1u);
 }
 
+TEST_F(SqliteJobStoreTest, EvaluationsAreStoredWithTheirJobAndShownNewestPerDataset) {
+  ASSERT_TRUE(store_->AddModelVersion(MakeModel("rm", "t")).ok());
+  auto evaluation_job = [](const std::string& id, int64_t seconds, v1::JobState state) {
+    v1::Job job;
+    job.set_id(id);
+    job.set_state(state);
+    job.mutable_create_time()->set_seconds(seconds);
+    job.mutable_evaluation_spec()->mutable_model()->set_name("rm");
+    job.mutable_evaluation_spec()->mutable_model()->set_version(1);
+    job.mutable_evaluation_spec()->mutable_data()->set_dataset_id("ds-1");
+    return job;
+  };
+  auto result = [](const std::string& job_id, const std::string& dataset, int64_t seconds,
+                   double accuracy) {
+    v1::EvaluationResult r;
+    r.set_model_name("rm");
+    r.set_model_version(1);
+    r.set_dataset_id(dataset);
+    r.set_job_id(job_id);
+    r.mutable_create_time()->set_seconds(seconds);
+    r.set_accuracy(accuracy);
+    return r;
+  };
+  ASSERT_TRUE(store_->CreateDataset(MakeDataset("ds-1", 1)).ok());
+  ASSERT_TRUE(store_->CreateJob(evaluation_job("queued", 10, v1::JOB_STATE_QUEUED)).ok());
+  for (const char* id : {"e1", "e2", "e3"}) {
+    ASSERT_TRUE(store_->CreateJob(evaluation_job(id, 11, v1::JOB_STATE_RUNNING)).ok());
+  }
+  // The dataset a live evaluation reads cannot be deleted.
+  EXPECT_EQ(store_->DeleteDataset("ds-1").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->CompleteEvaluationJob("queued", result("queued", "ds-1", 20, 0.5), nullptr)
+                .status()
+                .code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->CompleteEvaluationJob("e1", result("e2", "ds-1", 20, 0.5), nullptr)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::IsNotFound(store_->FindEvaluation("rm", 1, "ds-1").status()));
+
+  absl::StatusOr<v1::Job> done =
+      store_->CompleteEvaluationJob("e1", result("e1", "ds-1", 20, 0.5), nullptr);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(done->evaluation_result().accuracy(), 0.5);
+  ASSERT_TRUE(store_->CompleteEvaluationJob("e2", result("e2", "ds-1", 30, 0.75), nullptr).ok());
+  ASSERT_TRUE(store_->CompleteEvaluationJob("e3", result("e3", "ds-2", 25, 0.6), nullptr).ok());
+  EXPECT_EQ(store_->FindEvaluation("rm", 1, "ds-1")->accuracy(), 0.75);  // the newer one
+  EXPECT_EQ(store_->FindEvaluation("rm", 1, "ds-2")->job_id(), "e3");
+
+  // Reopened: the model carries the newest evaluation per dataset, newest first.
+  store_.reset();
+  store_ = OpenOrDie(path_);
+  absl::StatusOr<v1::Model> model = store_->GetModelVersion("rm", 1);
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_EQ(model->evaluations_size(), 2);
+  EXPECT_EQ(model->evaluations(0).job_id(), "e2");
+  EXPECT_EQ(model->evaluations(1).job_id(), "e3");
+  EXPECT_EQ(store_->ListModels("rm", PageRequest())->items[0].evaluations_size(), 2);
+}
+
 TEST_F(SqliteJobStoreTest, CompleteJobWithModelReusesAVersionTheJobRegisteredBefore) {
   // What an older verdictd left behind: the version registered, the job still RUNNING (its
   // SUCCEEDED write failed), so the restarted server trained it again.

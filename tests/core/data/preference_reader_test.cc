@@ -236,6 +236,26 @@ TEST(PreferenceReaderTest, ReadsMarginsAsNumbersAndNullAsNone) {
   EXPECT_EQ(data.pairs[4].prompt, "");
 }
 
+TEST(PreferenceReaderTest, KeepsASubsetStringAndRefusesAnyOtherType) {
+  PreferenceData data =
+      ReadOrDie(R"({"prompt": "p", "chosen": "a", "rejected": "b", "subset": "helpful-base"})"
+                "\n"
+                R"({"prompt": "p", "chosen": "a", "rejected": "b", "subset": null})"
+                "\n"
+                R"({"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],)"
+                R"( "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}],)"
+                R"( "subset": "chat"})"
+                "\n");
+  ASSERT_EQ(data.pairs.size(), 3u);
+  EXPECT_EQ(data.pairs[0].subset, "helpful-base");
+  EXPECT_EQ(data.pairs[1].subset, "");
+  EXPECT_EQ(data.pairs[2].subset, "chat");
+  absl::StatusOr<PreferenceData> bad = ReadPreferenceString(
+      R"({"prompt": "p", "chosen": "a", "rejected": "b", "subset": 3})", "mem");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), ::testing::HasSubstr("mem:1: \"subset\" must be a string"));
+}
+
 TEST(PreferenceReaderTest, DropsAndCountsPairsWhoseResponsesAreEqual) {
   PreferenceData data = ReadOrDie(
       R"({"prompt": "p", "chosen": "same", "rejected": "same"})"
