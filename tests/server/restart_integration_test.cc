@@ -6,11 +6,7 @@
 // SIGKILL verdictd at fixed points of a job's end (VERDICT_TEST_KILL_AT, core/util/
 // crash_point.h) and check that the restart completes the job exactly once: one SUCCEEDED,
 // one model version whose directory is not rewritten, no event stored twice.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <grpcpp/grpcpp.h>
 
@@ -32,9 +28,8 @@
 #include "gtest/gtest.h"
 #include "server/sqlite_job_store.h"
 #include "tests/server/server_test_util.h"
+#include "tests/server/verdictd_process.h"
 #include "tests/testing/test_paths.h"
-
-extern char** environ;
 
 namespace verdict::testing {
 namespace {
@@ -42,114 +37,17 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-// One verdictd process. Its stdout and stderr go to files beside its state, shown when a test
-// fails; the destructor SIGKILLs a process still running.
-class Verdictd {
- public:
-  // Starts verdictd with its roots under `root` and waits for "verdictd listening on H:P".
-  // `kill_at`, when set, is the crash point (VERDICT_TEST_KILL_AT) at which it SIGKILLs itself.
-  static std::unique_ptr<Verdictd> Start(const fs::path& root,
-                                         const std::vector<std::string>& extra_flags = {},
-                                         const std::string& kill_at = "") {
-    static int count = 0;
-    auto process = std::unique_ptr<Verdictd>(new Verdictd);
-    process->stdout_path_ = root / absl::StrCat("verdictd-", count, ".out");
-    process->stderr_path_ = root / absl::StrCat("verdictd-", count, ".err");
-    ++count;
-    std::vector<std::string> args = {VERDICTD_PATH,
-                                     "--port=0",
-                                     "--metrics_port=-1",
-                                     "--state_dir=" + (root / "state").string(),
-                                     "--data_dir=" + (root / "data").string(),
-                                     "--model_dir=" + (root / "models").string(),
-                                     "--log_level=info",
-                                     "--threads=1"};
-    args.insert(args.end(), extra_flags.begin(), extra_flags.end());
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, process->stdout_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, 2, process->stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    std::vector<std::string> env;
-    for (char** var = environ; *var != nullptr; ++var) {
-      if (!absl::StartsWith(*var, "VERDICT_TEST_KILL_AT=")) env.push_back(*var);
-    }
-    if (!kill_at.empty()) env.push_back("VERDICT_TEST_KILL_AT=" + kill_at);
-    std::vector<char*> envp;
-    for (std::string& var : env) envp.push_back(var.data());
-    envp.push_back(nullptr);
-    const int spawned =
-        posix_spawn(&process->pid_, VERDICTD_PATH, &actions, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    if (spawned != 0) {
-      ADD_FAILURE() << "posix_spawn " << VERDICTD_PATH << ": " << strerror(spawned);
-      return nullptr;
-    }
-    const absl::Time give_up = absl::Now() + absl::Seconds(60);
-    while (absl::Now() < give_up) {
-      std::ifstream out(process->stdout_path_);
-      std::string line;
-      if (std::getline(out, line) && absl::StrContains(line, "verdictd listening on ")) {
-        std::string address = line.substr(line.find(" on ") + 4);
-        address = address.substr(0, address.find(','));
-        int port = 0;
-        if (absl::SimpleAtoi(address.substr(address.rfind(':') + 1), &port) && port > 0) {
-          process->port_ = port;
-          return process;
-        }
-      }
-      if (process->Wait(absl::Milliseconds(20)).has_value()) {
-        ADD_FAILURE() << "verdictd exited before listening:\n" << process->Logs();
-        return nullptr;
-      }
-    }
-    ADD_FAILURE() << "verdictd did not report its port in 60 s:\n" << process->Logs();
-    return nullptr;
-  }
-
-  ~Verdictd() {
-    if (!exit_code_.has_value()) {
-      ::kill(pid_, SIGKILL);
-      Wait(absl::Seconds(30));
-    }
-  }
-
-  int port() const { return port_; }
-  std::string address() const { return LoopbackAddress(port_); }
-  void Signal(int signal) { ::kill(pid_, signal); }
-
-  // The exit code, or -N when killed by signal N; nullopt if still running after `timeout`.
-  std::optional<int> Wait(absl::Duration timeout) {
-    if (exit_code_.has_value()) return exit_code_;
-    const absl::Time give_up = absl::Now() + timeout;
-    while (true) {
-      int status = 0;
-      const pid_t done = ::waitpid(pid_, &status, WNOHANG);
-      if (done == pid_) {
-        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-        return exit_code_;
-      }
-      if (absl::Now() >= give_up) return std::nullopt;
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-  }
-
-  std::string Logs() const {
-    std::ifstream err(stderr_path_);
-    std::string text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
-    if (text.size() > 8000) text = "..." + text.substr(text.size() - 8000);
-    return text;
-  }
-
- private:
-  Verdictd() = default;
-  pid_t pid_ = -1;
-  int port_ = 0;
-  fs::path stdout_path_, stderr_path_;
-  std::optional<int> exit_code_;
-};
+// verdictd with the roots under `root`, one worker thread; `kill_at`, when set, is the crash
+// point (VERDICT_TEST_KILL_AT) at which it SIGKILLs itself.
+std::unique_ptr<VerdictdProcess> StartVerdictd(const fs::path& root,
+                                               const std::vector<std::string>& extra_flags = {},
+                                               const std::string& kill_at = "") {
+  std::vector<std::string> flags = {"--threads=1"};
+  flags.insert(flags.end(), extra_flags.begin(), extra_flags.end());
+  std::map<std::string, std::string> env;
+  if (!kill_at.empty()) env["VERDICT_TEST_KILL_AT"] = kill_at;
+  return VerdictdProcess::Start(VERDICTD_PATH, root, flags, env);
+}
 
 class RestartIntegrationTest : public ::testing::Test {
  protected:
@@ -198,7 +96,7 @@ class RestartIntegrationTest : public ::testing::Test {
   }
 
   // SIGTERM after the client has closed its channel: verdictd exits 0 promptly.
-  static void ExpectCleanExit(Verdictd& process, std::unique_ptr<Clients> clients) {
+  static void ExpectCleanExit(VerdictdProcess& process, std::unique_ptr<Clients> clients) {
     clients.reset();
     process.Signal(SIGTERM);
     EXPECT_EQ(process.Wait(absl::Seconds(30)), 0) << process.Logs();
@@ -239,7 +137,7 @@ class RestartIntegrationTest : public ::testing::Test {
   // Runs a tiny job (checkpoints every 5 steps, eval at 10 and at the end) on a verdictd that
   // SIGKILLs itself at `kill_at`; returns the job's id once the process is dead.
   std::string RunUntilKilledAt(const std::string& kill_at) {
-    auto process = Verdictd::Start(scratch_.path(), {}, kill_at);
+    auto process = StartVerdictd(scratch_.path(), {}, kill_at);
     if (process == nullptr) return "";
     std::string job_id;
     {
@@ -265,14 +163,20 @@ class RestartIntegrationTest : public ::testing::Test {
   AfterRestart RestartAndFinish(const std::string& job_id) {
     AfterRestart after;
     {
-      auto process = Verdictd::Start(scratch_.path());
+      auto process = StartVerdictd(scratch_.path());
       if (process == nullptr) return after;
       auto clients = std::make_unique<Clients>(process->address());
       auto job = WaitForTerminal(*clients->training, job_id);
       EXPECT_TRUE(job.ok()) << job.status() << "\n" << process->Logs();
       if (!job.ok()) return after;
       after.job = *job;
-      after.events = StoredEvents(*clients->training, job_id);
+      // Followed to its end, as a watcher reads it: the SUCCEEDED event is stored just after
+      // the state commits (a restart records it if a crash comes between).
+      v1::StreamMetricsRequest request;
+      request.set_job_id(job_id);
+      StreamResult history = ReadMetrics(*clients->training, request, absl::Seconds(30));
+      EXPECT_TRUE(history.status.ok()) << history.status.error_message();
+      after.events = std::move(history.events);
       ExpectCleanExit(*process, std::move(clients));
     }
     auto store = server::SqliteJobStore::Open((scratch_.path() / "state" / "verdict.db").string());
@@ -318,7 +222,7 @@ class RestartIntegrationTest : public ::testing::Test {
 
 TEST_F(RestartIntegrationTest, AJobKilledMidTrainingResumesFromItsCheckpointWithEveryStepOnce) {
   constexpr int64_t kSteps = 40;
-  auto first = Verdictd::Start(scratch_.path());
+  auto first = StartVerdictd(scratch_.path());
   ASSERT_NE(first, nullptr);
   std::string job_id;
   int64_t last_seen_sequence = 0;
@@ -348,7 +252,7 @@ TEST_F(RestartIntegrationTest, AJobKilledMidTrainingResumesFromItsCheckpointWith
   const fs::path run_dir = scratch_.path() / "state" / "runs" / job_id;
   ASSERT_TRUE(fs::exists(run_dir)) << "no checkpoints were written";
 
-  auto second = Verdictd::Start(scratch_.path());
+  auto second = StartVerdictd(scratch_.path());
   ASSERT_NE(second, nullptr);
   auto clients_owner = std::make_unique<Clients>(second->address());
   Clients& clients = *clients_owner;
@@ -408,7 +312,7 @@ TEST_F(RestartIntegrationTest, AJobKilledMidTrainingResumesFromItsCheckpointWith
 TEST_F(RestartIntegrationTest, SigtermDrainsTheRunningJobAndExitsCleanly) {
   constexpr int64_t kSteps = 40;
   constexpr int kGraceSeconds = 20;
-  auto first = Verdictd::Start(scratch_.path(), {absl::StrCat("--drain_grace_seconds=", kGraceSeconds)});
+  auto first = StartVerdictd(scratch_.path(), {absl::StrCat("--drain_grace_seconds=", kGraceSeconds)});
   ASSERT_NE(first, nullptr);
   std::string job_id;
   StreamResult watcher;
@@ -469,7 +373,7 @@ TEST_F(RestartIntegrationTest, SigtermDrainsTheRunningJobAndExitsCleanly) {
   }
   EXPECT_THAT(checkpoint_steps, ::testing::ElementsAre(drained_step));
 
-  auto second = Verdictd::Start(scratch_.path());
+  auto second = StartVerdictd(scratch_.path());
   ASSERT_NE(second, nullptr);
   auto clients_owner = std::make_unique<Clients>(second->address());
   Clients& clients = *clients_owner;
