@@ -17,14 +17,15 @@ COPY . .
 # The tree has no install() rules yet, so the binaries and the sentencepiece module are
 # picked out of the build tree; the module goes where the loader looks: <bin>/../lib/verdict.
 RUN cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DVERDICT_BUILD_TESTS=OFF \
- && cmake --build build --target verdictd verdict \
+ && cmake --build build --target verdictd verdict verdict-train \
  && mkdir -p /opt/verdict/bin /opt/verdict/lib/verdict \
- && find build -type f \( -name verdictd -o -name verdict \) -perm -u+x \
+ && find build -type f \( -name verdictd -o -name verdict -o -name verdict-train \) -perm -u+x \
       -exec install -m 0755 -s {} /opt/verdict/bin/ \; \
  && find build -type f -name libverdict_sentencepiece.so \
       -exec install -m 0644 -s {} /opt/verdict/lib/verdict/ \; \
  && test -x /opt/verdict/bin/verdictd \
  && test -x /opt/verdict/bin/verdict \
+ && test -x /opt/verdict/bin/verdict-train \
  && test -f /opt/verdict/lib/verdict/libverdict_sentencepiece.so
 
 # ---- runtime --------------------------------------------------------------------------------
@@ -51,7 +52,7 @@ RUN apt-get update \
 
 COPY --from=build /opt/verdict /opt/verdict
 # Fail the build, not the first start, if a shared library is missing.
-RUN if ldd /opt/verdict/bin/verdictd /opt/verdict/bin/verdict \
+RUN if ldd /opt/verdict/bin/verdictd /opt/verdict/bin/verdict /opt/verdict/bin/verdict-train \
          /opt/verdict/lib/verdict/libverdict_sentencepiece.so | grep "not found"; then \
       echo "runtime stage lacks the libraries above" >&2; exit 1; \
     fi

@@ -15,10 +15,18 @@ Both the base and the gpu overlay must render and parse as YAML, and then:
     whose ConfigMap or Secret exists;
   - the overlay asks for an nvidia.com/gpu, runs on GPU nodes, tolerates their taint, uses a
     CUDA image tag and --default_device=cuda:0.
+The multi-node training examples (training/pytorchjob and training/indexed-job) must render too:
+every rank runs verdict-train with flags it defines (read from core/train/
+verdict_train_main.cc), on a GPU node with one nvidia.com/gpu, non-root with a read-only root,
+its data, checkpoints and output on the ReadWriteMany claim defined there; the PyTorchJob has
+one Master and at least one Worker; the Indexed Job's ranks get RANK from their completion
+index, WORLD_SIZE equal to completions and parallelism, and MASTER_ADDR naming pod 0 under a
+headless Service that selects them and carries MASTER_PORT.
 Exits 0 if all is well, 1 with one line per problem, 77 if kubectl is not installed.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +50,18 @@ REQUIRED_FLAGS = {
     "data_dir": None, "model_dir": None, "max_concurrent_jobs": None,
 }
 FILE_FLAGS = ("token_file", "tls_cert", "tls_key", "tls_client_ca", "metrics_basic_auth_file")
+
+
+SHARED_DIR = "/shared"
+TRAIN_MAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "core",
+                          "train", "verdict_train_main.cc")
+COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+
+
+def train_flags():
+    """The flags verdict-train defines, from its source."""
+    with open(TRAIN_MAIN) as f:
+        return set(re.findall(r"ABSL_FLAG\(\s*[\w:]+\s*,\s*(\w+)\s*,", f.read()))
 
 
 def render(kubectl, path):
@@ -236,6 +256,114 @@ def check_gpu(docs, flags, container, where):
     return problems
 
 
+def check_rank_pod(template, claims, known_flags, where):
+    """Problems of one rank's pod template (a PyTorchJob replica's or the Indexed Job's)."""
+    problems = []
+
+    def problem(text):
+        problems.append(f"{where}: {text}")
+
+    pod = template.get("spec", {})
+    containers = pod.get("containers", [])
+    if len(containers) != 1:
+        problem(f"expected one container, found {len(containers)}")
+        return problems, {}
+    container = containers[0]
+    if not container.get("command", [""])[0].endswith("/verdict-train"):
+        problem(f"the container runs {container.get('command')}, not verdict-train")
+    flags = {}
+    for arg in container.get("args", []):
+        if not arg.startswith("--") or "=" not in arg:
+            problem(f"argument {arg!r} is not --name=value")
+            continue
+        name, value = arg[2:].split("=", 1)
+        if name not in known_flags:
+            problem(f"flag --{name} is not one verdict-train defines")
+        flags[name] = value
+    for name in ("train", "output", "run_dir"):
+        if not flags.get(name, "").startswith(SHARED_DIR + "/"):
+            problem(f"--{name} is not on the shared volume ({SHARED_DIR})")
+    if not flags.get("device", "").startswith("cuda"):
+        problem(f"--device is {flags.get('device')}, not cuda")
+    if "cuda" not in container.get("image", "").split(":")[-1]:
+        problem(f"image {container.get('image')} is not a CUDA tag")
+    if str(container.get("resources", {}).get("limits", {}).get("nvidia.com/gpu", "0")) != "1":
+        problem("a rank does not ask for exactly one nvidia.com/gpu")
+    if not pod.get("nodeSelector") and not pod.get("affinity"):
+        problem("no node selector or affinity for GPU nodes")
+    if not any(t.get("key") == "nvidia.com/gpu" for t in pod.get("tolerations", [])):
+        problem("no toleration for the nvidia.com/gpu taint")
+    if pod.get("securityContext", {}).get("runAsNonRoot") is not True:
+        problem("the pod does not run as a non-root user")
+    if container.get("securityContext", {}).get("readOnlyRootFilesystem") is not True:
+        problem("the root filesystem is not read-only")
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["mountPath"]: volumes.get(m["name"], {}) for m in container.get("volumeMounts", [])}
+    claim = mounts.get(SHARED_DIR, {}).get("persistentVolumeClaim", {}).get("claimName")
+    if claims.get(claim) is None:
+        problem(f"{SHARED_DIR} is not on a PersistentVolumeClaim defined here")
+    elif "ReadWriteMany" not in claims[claim]["spec"].get("accessModes", []):
+        problem(f"claim {claim} is not ReadWriteMany: ranks on other nodes cannot mount it")
+    if mounts.get("/dev/shm", {}).get("emptyDir", {}).get("medium") != "Memory":
+        problem("/dev/shm is not a memory volume (NCCL needs more than the default 64 MiB)")
+    env = {e["name"]: e for e in container.get("env", [])}
+    return problems, env
+
+
+def check_training(docs, known_flags, where):
+    problems = []
+    claims = {d["metadata"]["name"]: d for d in by_kind(docs, "PersistentVolumeClaim")}
+    jobs = by_kind(docs, "PyTorchJob")
+    for job in jobs:
+        replicas = job["spec"].get("pytorchReplicaSpecs", {})
+        if replicas.get("Master", {}).get("replicas") != 1:
+            problems.append(f"{where}: the PyTorchJob has no single Master")
+        if replicas.get("Worker", {}).get("replicas", 0) < 1:
+            problems.append(f"{where}: the PyTorchJob has no Worker")
+        for kind, spec in replicas.items():
+            found, _ = check_rank_pod(spec.get("template", {}), claims, known_flags,
+                                      f"{where} {kind}")
+            problems += found
+            names = [c.get("name") for c in spec.get("template", {}).get("spec", {})
+                     .get("containers", [])]
+            if names != ["pytorch"]:
+                problems.append(f"{where} {kind}: the operator needs the container named pytorch")
+    indexed_jobs = by_kind(docs, "Job")
+    for job in indexed_jobs:
+        spec = job["spec"]
+        template = spec.get("template", {})
+        found, env = check_rank_pod(template, claims, known_flags, f"{where} Job")
+        problems += found
+
+        def problem(text):
+            problems.append(f"{where} Job: {text}")
+
+        if spec.get("completionMode") != "Indexed":
+            problem("completionMode is not Indexed: the pods have no rank")
+        world = env.get("WORLD_SIZE", {}).get("value")
+        if not (world and str(spec.get("completions")) == world == str(spec.get("parallelism"))):
+            problem(f"WORLD_SIZE {world} is not both completions ({spec.get('completions')}) "
+                    f"and parallelism ({spec.get('parallelism')})")
+        rank = env.get("RANK", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        if rank != COMPLETION_INDEX:
+            problem("RANK does not come from the pod's completion index")
+        subdomain = template.get("spec", {}).get("subdomain")
+        master = f"{job['metadata']['name']}-0.{subdomain}"
+        if env.get("MASTER_ADDR", {}).get("value") != master:
+            problem(f"MASTER_ADDR is {env.get('MASTER_ADDR', {}).get('value')}, not {master}")
+        port = env.get("MASTER_PORT", {}).get("value")
+        services = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == subdomain]
+        labels = template.get("metadata", {}).get("labels", {})
+        if (not services or services[0]["spec"].get("clusterIP") != "None"
+                or not selects(services[0]["spec"].get("selector"), labels)):
+            problem(f"no headless Service {subdomain} selecting the ranks")
+        elif not any(str(p.get("port")) == port for p in services[0]["spec"].get("ports", [])):
+            problem(f"the Service {subdomain} does not carry MASTER_PORT {port}")
+    if not jobs and not indexed_jobs:
+        problems.append(f"{where}: neither a PyTorchJob nor a Job")
+    return problems
+
+
 def main(argv):
     args = list(argv[1:])
     kubectl = shutil.which("kubectl")
@@ -261,10 +389,18 @@ def main(argv):
         problems += found
         if container is not None:
             problems += check_gpu(gpu, flags, container, "overlays/gpu")
+    known_flags = train_flags()
+    for example in ("pytorchjob", "indexed-job"):
+        docs, error = render(kubectl, os.path.join(root, "training", example))
+        if error:
+            problems.append(error)
+        else:
+            problems += check_training(docs, known_flags, f"training/{example}")
     for problem in problems:
         print(problem)
     if not problems:
-        print(f"base: {len(base)} objects, overlays/gpu: {len(gpu)} objects: OK")
+        print(f"base: {len(base)} objects, overlays/gpu: {len(gpu)} objects, training/pytorchjob "
+              "and training/indexed-job: OK")
     return 1 if problems else 0
 
 

@@ -161,6 +161,42 @@ class KubernetesCheckerTest(unittest.TestCase):
         self.assertIn("overlays/gpu: no nvidia.com/gpu limit", output)
         self.assertIn("no toleration", output)
 
+    def test_rejects_broken_training_examples(self):
+        with tempfile.TemporaryDirectory() as scratch:
+            k8s = os.path.join(scratch, "k8s")
+            shutil.copytree(os.path.join(ROOT, "deploy", "k8s"), k8s)
+            training = os.path.join(k8s, "training")
+            edits = {
+                os.path.join(training, "shared", "pvc.yaml"): [
+                    ("- ReadWriteMany", "- ReadWriteOnce")],
+                os.path.join(training, "pytorchjob", "pytorchjob.yaml"): [
+                    ("- name: pytorch", "- name: main"),
+                    ("--save_steps=200", "--save_every=200")],
+                os.path.join(training, "indexed-job", "job.yaml"): [
+                    ("job-completion-index", "job-index"),
+                    ("parallelism: 4", "parallelism: 2"),
+                    ("value: verdict-train-0.verdict-train", "value: verdict-train-0")],
+                os.path.join(training, "indexed-job", "service.yaml"): [
+                    ("port: 29500", "port: 29501")],
+            }
+            for path, replacements in edits.items():
+                with open(path) as f:
+                    text = f.read()
+                for old, new in replacements:
+                    self.assertIn(old, text, path)
+                    text = text.replace(old, new)
+                with open(path, "w") as f:
+                    f.write(text)
+            code, output = run("check_k8s.py", k8s)
+        self.assertEqual(code, 1, output)
+        self.assertIn("is not ReadWriteMany", output)
+        self.assertIn("Master: the operator needs the container named pytorch", output)
+        self.assertIn("--save_every is not one verdict-train defines", output)
+        self.assertIn("RANK does not come from the pod's completion index", output)
+        self.assertIn("WORLD_SIZE 4 is not both completions (4) and parallelism (2)", output)
+        self.assertIn("MASTER_ADDR is verdict-train-0, not verdict-train-0.verdict-train", output)
+        self.assertIn("does not carry MASTER_PORT 29500", output)
+
     def test_reports_a_kustomization_that_does_not_render(self):
         with tempfile.TemporaryDirectory() as scratch:
             k8s = os.path.join(scratch, "k8s")
