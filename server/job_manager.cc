@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -388,17 +389,42 @@ void JobManager::ReapLoop() {
 
 absl::Status JobManager::Emit(const std::string& job_id, v1::MetricsEvent event) {
   absl::MutexLock lock(&events_mutex_);
+  ASSIGN_OR_RETURN(int64_t* last, LastSequenceLocked(job_id));
+  event.set_job_id(job_id);
+  event.set_sequence(*last + 1);
+  SetTimestamp(absl::Now(), event.mutable_time());
+  RETURN_IF_ERROR(deps_.store->AppendEvents(job_id, {event}));
+  *last = event.sequence();
+  deps_.events->Publish(job_id, event);  // only enqueues (event_hub.h)
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t*> JobManager::LastSequenceLocked(const std::string& job_id) {
   auto it = last_sequence_.find(job_id);
   if (it == last_sequence_.end()) {
     ASSIGN_OR_RETURN(int64_t last, deps_.store->LastSequence(job_id));
     it = last_sequence_.emplace(job_id, last).first;
   }
-  event.set_job_id(job_id);
-  event.set_sequence(it->second + 1);
-  SetTimestamp(absl::Now(), event.mutable_time());
-  RETURN_IF_ERROR(deps_.store->AppendEvents(job_id, {event}));
-  it->second = event.sequence();
-  deps_.events->Publish(job_id, event);  // only enqueues (event_hub.h)
+  return &it->second;
+}
+
+absl::Status JobManager::TransitionRecorded(
+    const std::string& job_id, const TransitionEvent& event,
+    const std::function<absl::Status(const TransitionEvent&)>& transition) {
+  absl::MutexLock lock(&events_mutex_);
+  ASSIGN_OR_RETURN(int64_t* last, LastSequenceLocked(job_id));
+  std::optional<v1::MetricsEvent> recorded;
+  RETURN_IF_ERROR(transition([&](const v1::Job& stored) {
+    recorded = event(stored);
+    recorded->set_job_id(job_id);
+    recorded->set_sequence(*last + 1);
+    SetTimestamp(absl::Now(), recorded->mutable_time());
+    return *recorded;
+  }));
+  if (recorded.has_value()) {  // it was not if the transition had nothing to record
+    *last = recorded->sequence();
+    deps_.events->Publish(job_id, *recorded);  // only enqueues (event_hub.h)
+  }
   return absl::OkStatus();
 }
 
@@ -413,25 +439,33 @@ absl::StatusOr<v1::Job> JobManager::ChangeState(const std::string& job_id,
   const v1::JobState assumed = from.front();
   if (deps_.metrics) deps_.metrics->RecordJobStateChange(JobStateName(assumed), JobStateName(to));
   v1::JobState actual = assumed;
-  absl::StatusOr<v1::Job> stored = deps_.store->TransitionJob(job_id, from, to, [&](v1::Job& job) {
-    actual = job.state();
-    if (edit) edit(job);
-  });
-  if (!stored.ok()) {
+  absl::StatusOr<v1::Job> stored;
+  const absl::Status changed = TransitionRecorded(
+      job_id,
+      [&](const v1::Job& job) {
+        v1::MetricsEvent event;
+        event.set_step(job.progress().step());
+        event.mutable_state_change()->set_from_state(actual);
+        event.mutable_state_change()->set_to_state(to);
+        event.mutable_state_change()->set_message(message);
+        return event;
+      },
+      [&](const TransitionEvent& event) {
+        stored = deps_.store->TransitionJob(
+            job_id, from, to,
+            [&](v1::Job& job) {
+              actual = job.state();
+              if (edit) edit(job);
+            },
+            event);
+        return stored.status();
+      });
+  if (!changed.ok()) {
     if (deps_.metrics) deps_.metrics->RecordJobStateChange(JobStateName(to), JobStateName(assumed));
-    return stored.status();
+    return changed;
   }
   if (deps_.metrics && actual != assumed) {
     deps_.metrics->RecordJobStateChange(JobStateName(actual), JobStateName(assumed));
-  }
-  v1::MetricsEvent event;
-  event.set_step(stored->progress().step());
-  event.mutable_state_change()->set_from_state(actual);
-  event.mutable_state_change()->set_to_state(to);
-  event.mutable_state_change()->set_message(message);
-  if (absl::Status emitted = Emit(job_id, event); !emitted.ok() && deps_.logger) {
-    // The state is stored; only its line in the event log is missing.
-    deps_.logger->Warning("job.event_not_stored").With("job_id", job_id).With("error", emitted);
   }
   if (deps_.logger) {
     deps_.logger->Info("job.state")
@@ -480,8 +514,9 @@ void JobManager::SweepEndedRuns() {
     }
     if (!IsTerminal(job->state())) continue;  // QUEUED or CANCELLING: settled by Recover
     if (job->state() == v1::JOB_STATE_SUCCEEDED) {
-      // The last state change the history records; RUNNING or CANCELLING if the crash came
-      // before the SUCCEEDED one was stored.
+      // The last state change the history records: RUNNING or CANCELLING in a state directory
+      // from a verdictd that stored the SUCCEEDED event after the completion, not with it, and
+      // crashed between the two.
       auto events = deps_.store->ReadEvents(job_id, 0, 0);
       v1::JobState last = v1::JOB_STATE_UNSPECIFIED;
       if (events.ok()) {

@@ -21,8 +21,9 @@
 // Thread safety: all public methods may be called from any thread.
 // Lock order: JobManager::mutex_ (queue, running trainers) and events_mutex_ (event numbering)
 // are never held together. mutex_ is held only to move queue entries and flag trainers, never
-// across a store call; events_mutex_ is held across one AppendEvents and the EventHub::Publish
-// that follows it (so a job's events are published in sequence order), and Publish takes the
+// across a store call; events_mutex_ is held across one AppendEvents (or one state-changing
+// store call that records its event) and the EventHub::Publish that follows it (so a job's
+// events are published in sequence order), and Publish takes the
 // hub's lock and then each watcher's (event_hub.h), none of which is held across slow work.
 // The store's own lock is a leaf.
 #ifndef VERDICT_SERVER_JOB_MANAGER_H_
@@ -140,6 +141,10 @@ class JobManager : private JobRunner::Host {
                                       const std::vector<v1::JobState>& from, v1::JobState to,
                                       const std::string& message, const JobEdit& edit) override
       ABSL_LOCKS_EXCLUDED(mutex_, events_mutex_);
+  absl::Status TransitionRecorded(
+      const std::string& job_id, const TransitionEvent& event,
+      const std::function<absl::Status(const TransitionEvent&)>& transition) override
+      ABSL_LOCKS_EXCLUDED(mutex_, events_mutex_);
   bool AttachTrainer(const std::string& job_id, Cancellable* trainer) override
       ABSL_LOCKS_EXCLUDED(mutex_);
   void DetachTrainer(const std::string& job_id) override ABSL_LOCKS_EXCLUDED(mutex_);
@@ -147,6 +152,9 @@ class JobManager : private JobRunner::Host {
   void RetireJobSeries(const std::string& job_id) override ABSL_LOCKS_EXCLUDED(mutex_);
   // Removes retired per-job metric series once their retention has passed; ends on Drain.
   void ReapLoop() ABSL_LOCKS_EXCLUDED(mutex_);
+  // The job's last event sequence, read from the store the first time.
+  absl::StatusOr<int64_t*> LastSequenceLocked(const std::string& job_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(events_mutex_);
 
   const ServerConfig config_;
   Dependencies deps_;

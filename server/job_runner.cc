@@ -365,23 +365,32 @@ void JobRunner::Evaluate() {
     return;
   }
   if (deps_.metrics) deps_.metrics->RecordJobStateChange("RUNNING", "SUCCEEDED");
-  absl::StatusOr<v1::Job> completed = deps_.store->CompleteEvaluationJob(
-      job_id_, *result, [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_SUCCEEDED, job); });
-  if (!completed.ok()) {
+  absl::StatusOr<v1::Job> completed;
+  const absl::Status recorded = deps_.host->TransitionRecorded(
+      job_id_,
+      [&](const v1::Job& job) {
+        v1::MetricsEvent event;
+        event.set_step(job.progress().step());
+        event.mutable_state_change()->set_from_state(v1::JOB_STATE_RUNNING);
+        event.mutable_state_change()->set_to_state(v1::JOB_STATE_SUCCEEDED);
+        event.mutable_state_change()->set_message(absl::StrFormat(
+            "evaluated %s version %d: accuracy %.4f on %d pairs", result->model_name(),
+            result->model_version(), result->accuracy(), result->pairs()));
+        return event;
+      },
+      [&](const TransitionEvent& event) {
+        completed = deps_.store->CompleteEvaluationJob(
+            job_id_, *result,
+            [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_SUCCEEDED, job); }, event);
+        return completed.status();
+      });
+  if (!recorded.ok()) {
     if (deps_.metrics) deps_.metrics->RecordJobStateChange("SUCCEEDED", "RUNNING");
-    LogStoreFailure("complete", completed.status());
-    Fail(completed.status());
+    LogStoreFailure("complete", recorded);
+    Fail(recorded);
     return;
   }
   job_ = *std::move(completed);
-  v1::MetricsEvent event;
-  event.set_step(job_.progress().step());
-  event.mutable_state_change()->set_from_state(v1::JOB_STATE_RUNNING);
-  event.mutable_state_change()->set_to_state(v1::JOB_STATE_SUCCEEDED);
-  event.mutable_state_change()->set_message(absl::StrFormat(
-      "evaluated %s version %d: accuracy %.4f on %d pairs", result->model_name(),
-      result->model_version(), result->accuracy(), result->pairs()));
-  EmitOrLog(event);
   if (deps_.logger) {
     deps_.logger->Info("job.state")
         .With("job_id", job_id_)
@@ -421,14 +430,36 @@ void JobRunner::FinishSucceeded(const std::string& output_dir, int64_t parameter
   CrashPoint("before_complete");
   // The jobs-by-state gauge moves before the new state is visible (as in ChangeState).
   if (deps_.metrics) deps_.metrics->RecordJobStateChange("RUNNING", "SUCCEEDED");
-  absl::StatusOr<CompletedJob> completed = deps_.store->CompleteJobWithModel(
-      job_id_, *model, [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_SUCCEEDED, job); });
-  if (!completed.ok()) {
+  absl::StatusOr<CompletedJob> completed;
+  v1::JobState from_state = v1::JOB_STATE_RUNNING;
+  const absl::Status recorded = deps_.host->TransitionRecorded(
+      job_id_,
+      [&](const v1::Job& job) {
+        v1::MetricsEvent event;
+        event.set_step(job.progress().step());
+        event.mutable_state_change()->set_from_state(from_state);
+        event.mutable_state_change()->set_to_state(v1::JOB_STATE_SUCCEEDED);
+        event.mutable_state_change()->set_message(
+            absl::StrCat("registered ", job.result_model().name(), " version ",
+                         job.result_model().version()));
+        return event;
+      },
+      [&](const TransitionEvent& event) {
+        completed = deps_.store->CompleteJobWithModel(
+            job_id_, *model,
+            [&](v1::Job& job) {
+              from_state = job.state();  // RUNNING, or CANCELLING if a cancel came after the end
+              ApplyStateRules(v1::JOB_STATE_SUCCEEDED, job);
+            },
+            event);
+        return completed.status();
+      });
+  if (!recorded.ok()) {
     if (deps_.metrics) deps_.metrics->RecordJobStateChange("SUCCEEDED", "RUNNING");
     // Nothing was registered (one transaction); the job is failed if the store lets us (Fail
     // removes the checkpoints), else it stays RUNNING and the next start resumes it.
-    LogStoreFailure("complete", completed.status());
-    Fail(completed.status());
+    LogStoreFailure("complete", recorded);
+    Fail(recorded);
     return;
   }
   CrashPoint("after_complete");
@@ -437,13 +468,6 @@ void JobRunner::FinishSucceeded(const std::string& output_dir, int64_t parameter
     // A cancel came after the last step: it was CANCELLING, not RUNNING, that ended.
     deps_.metrics->RecordJobStateChange(JobStateName(completed->from_state), "RUNNING");
   }
-  v1::MetricsEvent event;
-  event.set_step(job_.progress().step());
-  event.mutable_state_change()->set_from_state(completed->from_state);
-  event.mutable_state_change()->set_to_state(v1::JOB_STATE_SUCCEEDED);
-  event.mutable_state_change()->set_message(absl::StrCat("registered ", completed->model.name(),
-                                                         " version ", completed->model.version()));
-  EmitOrLog(event);
   if (deps_.logger) {
     deps_.logger->Info("job.state")
         .With("job_id", job_id_)

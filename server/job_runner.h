@@ -23,6 +23,7 @@
 #define VERDICT_SERVER_JOB_RUNNER_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,12 @@ class JobRunner {
                                                 const std::vector<v1::JobState>& from,
                                                 v1::JobState to, const std::string& message,
                                                 const JobEdit& edit) = 0;
+    // Runs `transition` -- one store call that changes the job's state -- handing it the
+    // StateChange event to record in the same transaction: `event`'s event, numbered as the
+    // job's next. Once `transition` succeeds, live watchers get the event.
+    virtual absl::Status TransitionRecorded(
+        const std::string& job_id, const TransitionEvent& event,
+        const std::function<absl::Status(const TransitionEvent&)>& transition) = 0;
     // Makes `trainer` reachable by Cancel and Drain until DetachTrainer. Returns true if a
     // cancel or drain came while the job was being prepared (the runner then cancels it).
     virtual bool AttachTrainer(const std::string& job_id, Cancellable* trainer) = 0;

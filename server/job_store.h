@@ -70,6 +70,13 @@ struct JobFilter {
 // must not change id, request_id, create_time or state.
 using JobEdit = std::function<void(v1::Job&)>;
 
+// The StateChange event a state change records (TransitionJob and the completions take one,
+// or null): called inside the transaction with the job as it will be stored, it returns the
+// event, numbered by the caller as the job's next (see AppendEvents), and the store appends it
+// in the same transaction -- so a reader never sees the new state without its event, nor the
+// event without the state.
+using TransitionEvent = std::function<v1::MetricsEvent(const v1::Job& stored)>;
+
 // What CompleteJobWithModel did: the job as stored (SUCCEEDED, result_model set) and the
 // version registered for it.
 struct CompletedJob {
@@ -122,13 +129,14 @@ class JobStore {
 
   // Compare-and-set state change, in one transaction: if the stored job's state is one of
   // `from`, applies `edit` (may be null; it sees the stored job, old state included), sets the
-  // state to `to` and writes the job;
-  // returns the job as stored. FAILED_PRECONDITION naming the job's actual state when it is in
+  // state to `to`, writes the job and appends `event`'s event (may be null); returns the job as
+  // stored. FAILED_PRECONDITION naming the job's actual state when it is in
   // none of `from` (nothing is written); INVALID_ARGUMENT if `edit` changes id, request_id,
   // create_time or state; NOT_FOUND for an unknown job.
   virtual absl::StatusOr<v1::Job> TransitionJob(absl::string_view job_id,
                                                 const std::vector<v1::JobState>& from,
-                                                v1::JobState to, const JobEdit& edit) = 0;
+                                                v1::JobState to, const JobEdit& edit,
+                                                const TransitionEvent& event) = 0;
 
   // Replaces the job's progress and nothing else (never its state), so a progress save cannot
   // undo a concurrent state change. FAILED_PRECONDITION once the job is SUCCEEDED, FAILED or
@@ -140,22 +148,24 @@ class JobStore {
   // 0, as AddModelVersion; training_job_id must be `job_id`) as the next version of its name --
   // or reuses the version already registered with this training_job_id, if any -- and moves the
   // job from RUNNING or CANCELLING (the run finished before the cancel took effect) to
-  // SUCCEEDED with result_model naming that version, then applies `edit`. Either all of this
-  // happens or none of it. FAILED_PRECONDITION naming the state if the job is in another state;
+  // SUCCEEDED with result_model naming that version, then applies `edit` and appends `event`'s
+  // event (may be null). Either all of this happens or none of it. FAILED_PRECONDITION naming the state if the job is in another state;
   // INVALID_ARGUMENT for a bad model or edit; NOT_FOUND for an unknown job.
   virtual absl::StatusOr<CompletedJob> CompleteJobWithModel(absl::string_view job_id,
                                                             const v1::Model& model,
-                                                            const JobEdit& edit) = 0;
+                                                            const JobEdit& edit,
+                                                            const TransitionEvent& event) = 0;
 
   // Exactly-once completion of an evaluation job (EvaluateModel), in one transaction: moves
   // the job from RUNNING or CANCELLING to SUCCEEDED with evaluation_result set to `result`,
-  // applies `edit`, and records `result` with the model version it names (Model.evaluations,
+  // applies `edit`, appends `event`'s event (may be null), and records `result` with the model version it names (Model.evaluations,
   // FindEvaluation). FAILED_PRECONDITION naming the state if the job is in another state;
   // INVALID_ARGUMENT if result.job_id is not `job_id`; NOT_FOUND for an unknown job or model
   // version.
   virtual absl::StatusOr<v1::Job> CompleteEvaluationJob(absl::string_view job_id,
                                                         const v1::EvaluationResult& result,
-                                                        const JobEdit& edit) = 0;
+                                                        const JobEdit& edit,
+                                                        const TransitionEvent& event) = 0;
 
   // The newest recorded evaluation of `name` version `version` on the uploaded dataset
   // `dataset_id`; NOT_FOUND when there is none.

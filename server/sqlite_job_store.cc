@@ -650,13 +650,14 @@ absl::StatusOr<v1::Job> SqliteJobStore::TransitionedJobLocked(
 
 absl::StatusOr<v1::Job> SqliteJobStore::TransitionJob(absl::string_view job_id,
                                                       const std::vector<v1::JobState>& from,
-                                                      v1::JobState to, const JobEdit& edit) {
+                                                      v1::JobState to, const JobEdit& edit,
+                                                      const TransitionEvent& event) {
   const std::string operation =
       absl::StrCat("move job ", Quoted(job_id), " to ", v1::JobState_Name(to));
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(this, operation));
   ASSIGN_OR_RETURN(v1::Job job, TransitionedJobLocked(job_id, from, to, edit));
-  RETURN_IF_ERROR(WriteJobLocked(job, operation));
+  RETURN_IF_ERROR(WriteTransitionedJobLocked(job, event, operation));
   RETURN_IF_ERROR(transaction.Commit());
   return job;
 }
@@ -679,7 +680,8 @@ absl::Status SqliteJobStore::UpdateJobProgress(absl::string_view job_id,
 
 absl::StatusOr<CompletedJob> SqliteJobStore::CompleteJobWithModel(absl::string_view job_id,
                                                                   const v1::Model& model,
-                                                                  const JobEdit& edit) {
+                                                                  const JobEdit& edit,
+                                                                  const TransitionEvent& event) {
   if (model.name().empty()) return absl::InvalidArgumentError("model.name: must not be empty");
   if (model.version() != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -721,7 +723,7 @@ absl::StatusOr<CompletedJob> SqliteJobStore::CompleteJobWithModel(absl::string_v
   }
   job.mutable_result_model()->set_name(registered->name());
   job.mutable_result_model()->set_version(registered->version());
-  RETURN_IF_ERROR(WriteJobLocked(job, operation));
+  RETURN_IF_ERROR(WriteTransitionedJobLocked(job, event, operation));
   ASSIGN_OR_RETURN(const int64_t latest, LatestVersionLocked(registered->name()));
   RETURN_IF_ERROR(transaction.Commit());
   RETURN_IF_ERROR(AttachAliasesLocked(latest, &*registered));
@@ -729,7 +731,8 @@ absl::StatusOr<CompletedJob> SqliteJobStore::CompleteJobWithModel(absl::string_v
 }
 
 absl::StatusOr<v1::Job> SqliteJobStore::CompleteEvaluationJob(
-    absl::string_view job_id, const v1::EvaluationResult& result, const JobEdit& edit) {
+    absl::string_view job_id, const v1::EvaluationResult& result, const JobEdit& edit,
+    const TransitionEvent& event) {
   if (result.job_id() != job_id) {
     return absl::InvalidArgumentError(absl::StrCat("result.job_id: must be ", Quoted(job_id),
                                                    ", got ", Quoted(result.job_id())));
@@ -742,7 +745,7 @@ absl::StatusOr<v1::Job> SqliteJobStore::CompleteEvaluationJob(
                    TransitionedJobLocked(job_id, {v1::JOB_STATE_RUNNING, v1::JOB_STATE_CANCELLING},
                                          v1::JOB_STATE_SUCCEEDED, edit));
   *job.mutable_evaluation_result() = result;
-  RETURN_IF_ERROR(WriteJobLocked(job, operation));
+  RETURN_IF_ERROR(WriteTransitionedJobLocked(job, event, operation));
   {
     ASSIGN_OR_RETURN(Statement insert,
                      Prepare("INSERT OR REPLACE INTO model_evaluations "
@@ -865,6 +868,21 @@ absl::Status SqliteJobStore::AppendEvents(absl::string_view job_id,
   const std::string operation = absl::StrCat("append events to job ", Quoted(job_id));
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(this, operation));
+  RETURN_IF_ERROR(AppendEventsLocked(job_id, events, operation));
+  return transaction.Commit();
+}
+
+absl::Status SqliteJobStore::WriteTransitionedJobLocked(const v1::Job& job,
+                                                        const TransitionEvent& event,
+                                                        absl::string_view operation) {
+  RETURN_IF_ERROR(WriteJobLocked(job, operation));
+  if (!event) return absl::OkStatus();
+  return AppendEventsLocked(job.id(), {event(job)}, operation);
+}
+
+absl::Status SqliteJobStore::AppendEventsLocked(absl::string_view job_id,
+                                                const std::vector<v1::MetricsEvent>& events,
+                                                absl::string_view operation) {
   ASSIGN_OR_RETURN(const int64_t last_sequence, LastSequenceLocked(job_id));
   int64_t previous = last_sequence;
   for (size_t i = 0; i < events.size(); ++i) {
@@ -913,7 +931,7 @@ absl::Status SqliteJobStore::AppendEvents(absl::string_view job_id,
                      Prepare("UPDATE jobs SET last_sequence = ?2 WHERE id = ?1", operation));
     RETURN_IF_ERROR(update.Bind(1, job_id).Bind(2, previous).Run());
   }
-  return transaction.Commit();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<v1::MetricsEvent>> SqliteJobStore::ReadEvents(

@@ -64,15 +64,17 @@ class SqliteJobStore : public JobStore {
   absl::Status UpdateJob(const v1::Job& job) override;
   absl::StatusOr<v1::Job> TransitionJob(absl::string_view job_id,
                                         const std::vector<v1::JobState>& from, v1::JobState to,
-                                        const JobEdit& edit) override;
+                                        const JobEdit& edit, const TransitionEvent& event) override;
   absl::Status UpdateJobProgress(absl::string_view job_id,
                                  const v1::JobProgress& progress) override;
   absl::StatusOr<CompletedJob> CompleteJobWithModel(absl::string_view job_id,
                                                     const v1::Model& model,
-                                                    const JobEdit& edit) override;
+                                                    const JobEdit& edit,
+                                                    const TransitionEvent& event) override;
   absl::StatusOr<v1::Job> CompleteEvaluationJob(absl::string_view job_id,
                                                 const v1::EvaluationResult& result,
-                                                const JobEdit& edit) override;
+                                                const JobEdit& edit,
+                                                const TransitionEvent& event) override;
   absl::StatusOr<v1::EvaluationResult> FindEvaluation(absl::string_view name, int64_t version,
                                                       absl::string_view dataset_id) override;
   absl::StatusOr<Page<v1::Job>> ListJobs(const JobFilter& filter,
@@ -137,6 +139,14 @@ class SqliteJobStore : public JobStore {
   // holds a transaction and has checked that the job exists with the same identity.
   absl::Status WriteJobLocked(const v1::Job& job, absl::string_view operation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // WriteJobLocked for a job whose state changed, then appends `event`'s event (if not null).
+  absl::Status WriteTransitionedJobLocked(const v1::Job& job, const TransitionEvent& event,
+                                          absl::string_view operation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // AppendEvents' work inside the caller's transaction.
+  absl::Status AppendEventsLocked(absl::string_view job_id,
+                                  const std::vector<v1::MetricsEvent>& events,
+                                  absl::string_view operation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The stored job with its state checked against `from` and `edit` applied (state `to`).
   absl::StatusOr<v1::Job> TransitionedJobLocked(absl::string_view job_id,
                                                 const std::vector<v1::JobState>& from,

@@ -28,8 +28,9 @@ class ForwardingJobStore : public server::JobStore {
   absl::Status UpdateJob(const v1::Job& job) override { return store_->UpdateJob(job); }
   absl::StatusOr<v1::Job> TransitionJob(absl::string_view job_id,
                                         const std::vector<v1::JobState>& from, v1::JobState to,
-                                        const server::JobEdit& edit) override {
-    return store_->TransitionJob(job_id, from, to, edit);
+                                        const server::JobEdit& edit,
+                                        const server::TransitionEvent& event) override {
+    return store_->TransitionJob(job_id, from, to, edit, event);
   }
   absl::Status UpdateJobProgress(absl::string_view job_id,
                                  const v1::JobProgress& progress) override {
@@ -37,13 +38,15 @@ class ForwardingJobStore : public server::JobStore {
   }
   absl::StatusOr<server::CompletedJob> CompleteJobWithModel(absl::string_view job_id,
                                                             const v1::Model& model,
-                                                            const server::JobEdit& edit) override {
-    return store_->CompleteJobWithModel(job_id, model, edit);
+                                                            const server::JobEdit& edit,
+                                                            const server::TransitionEvent& event) override {
+    return store_->CompleteJobWithModel(job_id, model, edit, event);
   }
   absl::StatusOr<v1::Job> CompleteEvaluationJob(absl::string_view job_id,
                                                 const v1::EvaluationResult& result,
-                                                const server::JobEdit& edit) override {
-    return store_->CompleteEvaluationJob(job_id, result, edit);
+                                                const server::JobEdit& edit,
+                                                const server::TransitionEvent& event) override {
+    return store_->CompleteEvaluationJob(job_id, result, edit, event);
   }
   absl::StatusOr<v1::EvaluationResult> FindEvaluation(absl::string_view name, int64_t version,
                                                       absl::string_view dataset_id) override {

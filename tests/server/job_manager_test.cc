@@ -97,9 +97,10 @@ class FailingTransitionStore : public ForwardingJobStore {
       : ForwardingJobStore(store), fail_to_(fail_to) {}
   absl::StatusOr<v1::Job> TransitionJob(absl::string_view job_id,
                                         const std::vector<v1::JobState>& from, v1::JobState to,
-                                        const JobEdit& edit) override {
+                                        const JobEdit& edit,
+                                        const TransitionEvent& event) override {
     if (to == fail_to_) return absl::UnavailableError("injected: the disk is gone");
-    return ForwardingJobStore::TransitionJob(job_id, from, to, edit);
+    return ForwardingJobStore::TransitionJob(job_id, from, to, edit, event);
   }
   absl::Status UpdateJob(const v1::Job& job) override {
     if (job.state() == fail_to_) return absl::UnavailableError("injected: the disk is gone");
@@ -108,6 +109,40 @@ class FailingTransitionStore : public ForwardingJobStore {
 
  private:
   const v1::JobState fail_to_;
+};
+
+// Records every state change whose event was appended on its own, after the state it reports
+// was already stored: a window in which a reader sees the job SUCCEEDED (or CANCELLED, ...)
+// and a history that does not say so.
+class EventAfterStateStore : public ForwardingJobStore {
+ public:
+  using ForwardingJobStore::ForwardingJobStore;
+
+  absl::Status AppendEvents(absl::string_view job_id,
+                            const std::vector<v1::MetricsEvent>& events) override {
+    for (const v1::MetricsEvent& event : events) {
+      // The "submitted" event follows CreateJob, which has no event of its own to record.
+      if (!event.has_state_change() ||
+          event.state_change().from_state() == v1::JOB_STATE_UNSPECIFIED) {
+        continue;
+      }
+      absl::StatusOr<v1::Job> job = ForwardingJobStore::GetJob(job_id);
+      if (job.ok() && job->state() == event.state_change().to_state()) {
+        absl::MutexLock lock(&mutex_);
+        late_.push_back(v1::JobState_Name(job->state()));
+      }
+    }
+    return ForwardingJobStore::AppendEvents(job_id, events);
+  }
+
+  std::vector<std::string> late() {
+    absl::MutexLock lock(&mutex_);
+    return late_;
+  }
+
+ private:
+  absl::Mutex mutex_;
+  std::vector<std::string> late_ ABSL_GUARDED_BY(mutex_);
 };
 
 class JobManagerTest : public ::testing::Test {
@@ -251,6 +286,32 @@ TEST_F(JobManagerTest, RunsATinyJobToOneRegisteredVersionAndTimesEachCheckpoint)
             600);
   EXPECT_EQ(MetricSum(exposition, "verdict_jobs", {{"state", "succeeded"}}), 1);
   EXPECT_EQ(MetricSum(exposition, "verdict_jobs", {{"state", "running"}}), 0);
+}
+
+// Before: the SUCCEEDED, RUNNING and CANCELLED events were appended after the state change had
+// committed, so GetJob could say SUCCEEDED while the history (StreamMetrics with no_follow)
+// still ended in RUNNING. Each is now stored in the transaction that changes the state.
+TEST_F(JobManagerTest, EveryStateChangeIsStoredWithItsEvent) {
+  EventAfterStateStore store(sqlite_.get());
+  StartManager(&store);
+  absl::StatusOr<v1::Job> trained = Submit(TinyJobSpec(kDataset, 2));
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  absl::StatusOr<v1::Job> cancelled = Submit(TinyJobSpec(kDataset, 2));
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  // Queued behind the first: QUEUED -> CANCELLED.
+  ASSERT_TRUE(manager_->Cancel(cancelled->id(), "test").ok());
+  for (const std::string& id : {trained->id(), cancelled->id()}) {
+    const v1::Job done = WaitForTerminal(id);
+    auto events = sqlite_->ReadEvents(id, 0, 0);
+    ASSERT_TRUE(events.ok()) << events.status();
+    ASSERT_FALSE(events->empty());
+    ASSERT_TRUE(events->back().has_state_change());
+    EXPECT_EQ(events->back().state_change().to_state(), done.state());
+    EXPECT_EQ(events->back().sequence(), done.last_sequence());
+  }
+  EXPECT_EQ(sqlite_->GetJob(trained->id())->state(), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(sqlite_->GetJob(cancelled->id())->state(), v1::JOB_STATE_CANCELLED);
+  EXPECT_THAT(store.late(), ::testing::IsEmpty());
 }
 
 // Before: the progress save read the job, copied it and wrote it back whole, so a cancel that

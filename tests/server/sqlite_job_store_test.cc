@@ -313,7 +313,7 @@ TEST_F(SqliteJobStoreTest, TransitionJobMovesOnlyFromTheNamedStates) {
       "j1", {v1::JOB_STATE_QUEUED}, v1::JOB_STATE_RUNNING, [](v1::Job& job) {
         EXPECT_EQ(job.state(), v1::JOB_STATE_QUEUED);  // the edit sees the stored state
         job.set_attempt(job.attempt() + 1);
-      });
+      }, nullptr);
   ASSERT_TRUE(running.ok()) << running.status();
   EXPECT_EQ(running->state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(running->attempt(), 1);
@@ -321,7 +321,7 @@ TEST_F(SqliteJobStoreTest, TransitionJobMovesOnlyFromTheNamedStates) {
   // From a state the job is not in: refused, naming the actual state, nothing written.
   absl::StatusOr<v1::Job> refused = store_->TransitionJob(
       "j1", {v1::JOB_STATE_QUEUED}, v1::JOB_STATE_CANCELLED,
-      [](v1::Job& job) { job.set_attempt(99); });
+      [](v1::Job& job) { job.set_attempt(99); }, nullptr);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(refused.status().message(), HasSubstr("JOB_STATE_RUNNING"));
   absl::StatusOr<v1::Job> stored = store_->GetJob("j1");
@@ -330,13 +330,13 @@ TEST_F(SqliteJobStoreTest, TransitionJobMovesOnlyFromTheNamedStates) {
   EXPECT_EQ(stored->attempt(), 1);
   EXPECT_THAT(JobIds(*store_->ListJobsInStates({v1::JOB_STATE_RUNNING})), ElementsAre("j1"));
 
-  EXPECT_EQ(store_->TransitionJob("nope", {v1::JOB_STATE_QUEUED}, v1::JOB_STATE_RUNNING, nullptr)
+  EXPECT_EQ(store_->TransitionJob("nope", {v1::JOB_STATE_QUEUED}, v1::JOB_STATE_RUNNING, nullptr, nullptr)
                 .status()
                 .code(),
             absl::StatusCode::kNotFound);
   // An edit may not touch the job's identity or state.
   EXPECT_EQ(store_->TransitionJob("j1", {v1::JOB_STATE_RUNNING}, v1::JOB_STATE_CANCELLING,
-                                  [](v1::Job& job) { job.set_request_id("other"); })
+                                  [](v1::Job& job) { job.set_request_id("other"); }, nullptr)
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
@@ -347,7 +347,7 @@ TEST_F(SqliteJobStoreTest, ProgressUpdatesNeverWriteTheState) {
   ASSERT_TRUE(store_->CreateJob(MakeJob("j1", 100, v1::JOB_STATE_RUNNING)).ok());
   // A cancel lands between the worker's read of the job and its progress save.
   ASSERT_TRUE(store_->TransitionJob("j1", {v1::JOB_STATE_RUNNING}, v1::JOB_STATE_CANCELLING,
-                                    nullptr)
+                                    nullptr, nullptr)
                   .ok());
   v1::JobProgress progress;
   progress.set_step(7);
@@ -360,7 +360,7 @@ TEST_F(SqliteJobStoreTest, ProgressUpdatesNeverWriteTheState) {
 
   // A finished job's progress is final.
   ASSERT_TRUE(store_->TransitionJob("j1", {v1::JOB_STATE_CANCELLING}, v1::JOB_STATE_CANCELLED,
-                                    nullptr)
+                                    nullptr, nullptr)
                   .ok());
   progress.set_step(8);
   EXPECT_EQ(store_->UpdateJobProgress("j1", progress).code(),
@@ -374,19 +374,19 @@ TEST_F(SqliteJobStoreTest, CompleteJobWithModelRegistersAndSucceedsTogetherOrNot
 
   // A job that is not running: neither the version nor the state change happens.
   absl::StatusOr<CompletedJob> refused =
-      store_->CompleteJobWithModel("queued", MakeModel("rm", "queued"), nullptr);
+      store_->CompleteJobWithModel("queued", MakeModel("rm", "queued"), nullptr, nullptr);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(store_->ListModels("rm", PageRequest())->items, IsEmpty());
   EXPECT_EQ(store_->GetJob("queued")->state(), v1::JOB_STATE_QUEUED);
   // A model that names another job is refused too.
-  EXPECT_EQ(store_->CompleteJobWithModel("running", MakeModel("rm", "queued"), nullptr)
+  EXPECT_EQ(store_->CompleteJobWithModel("running", MakeModel("rm", "queued"), nullptr, nullptr)
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
 
   absl::StatusOr<CompletedJob> done = store_->CompleteJobWithModel(
       "running", MakeModel("rm", "running"),
-      [](v1::Job& job) { job.mutable_end_time()->set_seconds(200); });
+      [](v1::Job& job) { job.mutable_end_time()->set_seconds(200); }, nullptr);
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->from_state, v1::JOB_STATE_RUNNING);
   EXPECT_EQ(done->model.version(), 1);
@@ -400,7 +400,7 @@ TEST_F(SqliteJobStoreTest, CompleteJobWithModelRegistersAndSucceedsTogetherOrNot
   EXPECT_EQ(stored->end_time().seconds(), 200);
 
   // Completing it again is refused and registers nothing.
-  EXPECT_EQ(store_->CompleteJobWithModel("running", MakeModel("rm", "running"), nullptr)
+  EXPECT_EQ(store_->CompleteJobWithModel("running", MakeModel("rm", "running"), nullptr, nullptr)
                 .status()
                 .code(),
             absl::StatusCode::kFailedPrecondition);
@@ -437,23 +437,23 @@ TEST_F(SqliteJobStoreTest, EvaluationsAreStoredWithTheirJobAndShownNewestPerData
   }
   // The dataset a live evaluation reads cannot be deleted.
   EXPECT_EQ(store_->DeleteDataset("ds-1").code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(store_->CompleteEvaluationJob("queued", result("queued", "ds-1", 20, 0.5), nullptr)
+  EXPECT_EQ(store_->CompleteEvaluationJob("queued", result("queued", "ds-1", 20, 0.5), nullptr, nullptr)
                 .status()
                 .code(),
             absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(store_->CompleteEvaluationJob("e1", result("e2", "ds-1", 20, 0.5), nullptr)
+  EXPECT_EQ(store_->CompleteEvaluationJob("e1", result("e2", "ds-1", 20, 0.5), nullptr, nullptr)
                 .status()
                 .code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(absl::IsNotFound(store_->FindEvaluation("rm", 1, "ds-1").status()));
 
   absl::StatusOr<v1::Job> done =
-      store_->CompleteEvaluationJob("e1", result("e1", "ds-1", 20, 0.5), nullptr);
+      store_->CompleteEvaluationJob("e1", result("e1", "ds-1", 20, 0.5), nullptr, nullptr);
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED);
   EXPECT_EQ(done->evaluation_result().accuracy(), 0.5);
-  ASSERT_TRUE(store_->CompleteEvaluationJob("e2", result("e2", "ds-1", 30, 0.75), nullptr).ok());
-  ASSERT_TRUE(store_->CompleteEvaluationJob("e3", result("e3", "ds-2", 25, 0.6), nullptr).ok());
+  ASSERT_TRUE(store_->CompleteEvaluationJob("e2", result("e2", "ds-1", 30, 0.75), nullptr, nullptr).ok());
+  ASSERT_TRUE(store_->CompleteEvaluationJob("e3", result("e3", "ds-2", 25, 0.6), nullptr, nullptr).ok());
   EXPECT_EQ(store_->FindEvaluation("rm", 1, "ds-1")->accuracy(), 0.75);  // the newer one
   EXPECT_EQ(store_->FindEvaluation("rm", 1, "ds-2")->job_id(), "e3");
 
@@ -475,7 +475,7 @@ TEST_F(SqliteJobStoreTest, CompleteJobWithModelReusesAVersionTheJobRegisteredBef
   ASSERT_TRUE(store_->AddModelVersion(MakeModel("rm", "j1")).ok());
   ASSERT_TRUE(store_->CreateJob(MakeJob("j1", 100, v1::JOB_STATE_CANCELLING, "", "rm")).ok());
   absl::StatusOr<CompletedJob> done =
-      store_->CompleteJobWithModel("j1", MakeModel("rm", "j1"), nullptr);
+      store_->CompleteJobWithModel("j1", MakeModel("rm", "j1"), nullptr, nullptr);
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->from_state, v1::JOB_STATE_CANCELLING);
   EXPECT_EQ(done->model.version(), 2);
