@@ -3,7 +3,10 @@
 //
 // For each model (--models) and each (clients N, batch size B) of --clients x --batch_sizes,
 // alternating --reps times:
+//   padded  one thread runs B pre-tokenized items as one forward right-padded to the longest
+//           (what ScoreEncoded did before issue 16: the A arm of the packing change);
 //   raw     one thread calls ScoringModel::ScoreEncoded on B pre-tokenized items at a time
+//           (packed for an encoder, length-sorted chunks for a decoder)
 //           (the model loaded from the very directory the server serves, the same items);
 //   served  N client threads, each with its own channel and TCP connection, send ScoreBatch
 //           requests of B items back to back (closed loop) for --seconds.
@@ -24,6 +27,7 @@
 // Items are (prompt, chosen response) pairs of hh-rlhf helpful-base.
 //
 //   scoring_bench --models=encoder-tiny,stories260k --clients=1,8 --batch_sizes=8,32 --seconds=2
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <filesystem>
@@ -46,6 +50,7 @@
 #include "bench/bench_server.h"
 #include "bench/bench_util.h"
 #include "core/data/preference_reader.h"
+#include "core/model/reward_model.h"
 #include "core/score/scoring_model.h"
 #include "core/util/status_macros.h"
 
@@ -148,6 +153,39 @@ absl::StatusOr<RawResult> MeasureRaw(const ScoringModel& model,
   while (absl::Now() < end) {
     std::vector<std::vector<int32_t>> rows = next_batch();
     RETURN_IF_ERROR(model.ScoreEncoded(rows).status());
+    items += batch;
+  }
+  RawResult r;
+  r.items_per_second = items / absl::ToDoubleSeconds(absl::Now() - start);
+  return r;
+}
+
+// The scoring forward as it was before packing (issue 16): all `batch` rows in one forward,
+// right-padded to the longest, as ScoreEncoded ran it. Same items, same loop as MeasureRaw.
+absl::StatusOr<RawResult> MeasureRawPadded(const ScoringModel& model,
+                                           const std::vector<std::vector<int32_t>>& encoded,
+                                           int batch, double seconds) {
+  size_t next = 0;
+  auto forward = [&] {
+    size_t width = 0;
+    for (int i = 0; i < batch; ++i) width = std::max(width, encoded[(next + i) % encoded.size()].size());
+    auto ids = torch::full({batch, static_cast<int64_t>(width)}, model.pad_id(), torch::kLong);
+    auto mask = torch::zeros({batch, static_cast<int64_t>(width)}, torch::kLong);
+    for (int i = 0; i < batch; ++i) {
+      const auto& row = encoded[next];
+      next = (next + 1) % encoded.size();
+      std::copy(row.begin(), row.end(), ids.data_ptr<int64_t>() + i * width);
+      std::fill_n(mask.data_ptr<int64_t>() + i * width, row.size(), int64_t{1});
+    }
+    c10::InferenceMode inference;
+    return ForwardRewards(model.reward_model(), ids, mask).status();
+  };
+  RETURN_IF_ERROR(forward());  // warm-up
+  int64_t items = 0;
+  const absl::Time start = absl::Now();
+  const absl::Time end = start + absl::Seconds(seconds);
+  while (absl::Now() < end) {
+    RETURN_IF_ERROR(forward());
     items += batch;
   }
   RawResult r;
@@ -360,22 +398,23 @@ absl::Status Run() {
         which, model.name(), model.version(), model.parameter_count(), model.vocab_size(),
         model.max_length(), absl::ToDoubleSeconds(absl::Now() - prepare_start), encoded.size(),
         static_cast<double>(tokens) / encoded.size());
-    std::cout << "  N   B  rep  raw items/s  served items/s  ratio   p50 ms   p95 ms   p99 ms  "
+    std::cout << "  N   B  rep  padded items/s  raw items/s  served items/s  ratio   p50 ms   p95 ms   p99 ms  "
                  "mean batch  fwd busy  errors  load";
     if (http) std::cout << "  http items/s  http/grpc  http p50 ms  http p99 ms  http errors";
     std::cout << "\n";
     for (int clients : client_counts) {
       for (int batch : batch_sizes) {
-        std::vector<double> raw_v, served_v, ratio_v, p50_v, p95_v, p99_v, mean_batch_v;
+        std::vector<double> padded_v, raw_v, served_v, ratio_v, p50_v, p95_v, p99_v, mean_batch_v;
         std::vector<double> http_v, http_ratio_v, http_p50_v, http_p99_v;
         for (int rep = 0; rep < absl::GetFlag(FLAGS_reps); ++rep) {
+          ASSIGN_OR_RETURN(RawResult padded, MeasureRawPadded(*raw_model, encoded, batch, seconds));
           ASSIGN_OR_RETURN(RawResult raw, MeasureRaw(*raw_model, encoded, batch, seconds));
           ASSIGN_OR_RETURN(ServedResult served, MeasureServed(server->port(), server->metrics_port(),
                                                               model, items, clients, batch, seconds));
           const double ratio = served.items_per_second / raw.items_per_second;
           std::cout << absl::StrFormat(
-              "%3d %3d  %3d  %11.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f  %7.0f%%  %6d  %.2f",
-              clients, batch, rep, raw.items_per_second, served.items_per_second, ratio,
+              "%3d %3d  %3d  %14.1f  %11.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f  %7.0f%%  %6d  %.2f",
+              clients, batch, rep, padded.items_per_second, raw.items_per_second, served.items_per_second, ratio,
               served.p50_ms, served.p95_ms, served.p99_ms, served.mean_batch_items,
               100 * served.forward_busy, served.errors, served.load);
           if (http) {
@@ -392,6 +431,7 @@ absl::Status Run() {
             http_p99_v.push_back(over_http.p99_ms);
           }
           std::cout << std::endl;
+          padded_v.push_back(padded.items_per_second);
           raw_v.push_back(raw.items_per_second);
           served_v.push_back(served.items_per_second);
           ratio_v.push_back(ratio);
@@ -401,8 +441,8 @@ absl::Status Run() {
           mean_batch_v.push_back(served.mean_batch_items);
         }
         std::cout << absl::StrFormat(
-            "%3d %3d  med  %11.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f", clients, batch,
-            Median(raw_v), Median(served_v), Median(ratio_v), Median(p50_v), Median(p95_v),
+            "%3d %3d  med  %14.1f  %11.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f", clients,
+            batch, Median(padded_v), Median(raw_v), Median(served_v), Median(ratio_v), Median(p50_v), Median(p95_v),
             Median(p99_v), Median(mean_batch_v));
         if (http) {
           std::cout << absl::StrFormat("  %33s  %12.1f  %9.2f  %11.1f  %11.1f", "",

@@ -1,6 +1,8 @@
 // DistilBERT reward model, laid out exactly as Hugging Face's
 // DistilBertForSequenceClassification so that parameter names match its state dict.
 #include <cmath>
+#include <numeric>
+#include <vector>
 
 #include "core/model/module_reward_model.h"
 #include "core/model/transformer_modules.h"
@@ -143,7 +145,65 @@ class DistilBertRewardModel : public ModuleRewardModel<DistilBertReward> {
   }
 
   at::Tensor Forward(const at::Tensor& input_ids, const at::Tensor& attention_mask) override {
-    auto first_token = HiddenStates(input_ids, attention_mask).select(1, 0);
+    return Head(HiddenStates(input_ids, attention_mask).select(1, 0));
+  }
+
+  bool packs_sequences() const override { return true; }
+
+  // The padded forward's arithmetic on [total, hidden] rows: the linear layers, norms and
+  // embeddings see only real tokens, and attention runs per sequence over its own keys, which
+  // is what the padded forward's -inf mask computes (padded keys get weight exactly 0). Per
+  // token cost thus stays flat in the number of sequences, where the padded forward's
+  // [batch, heads, seq, seq] scores outgrow the caches.
+  at::Tensor ForwardPacked(const at::Tensor& packed_ids,
+                           const std::vector<int64_t>& lengths) override {
+    const auto device = net_->pre_classifier->weight.device();
+    const int64_t total = packed_ids.size(0);
+    std::vector<int64_t> positions(total), firsts;
+    firsts.reserve(lengths.size());
+    int64_t offset = 0;
+    for (int64_t length : lengths) {
+      TORCH_CHECK(length > 0 && offset + length <= total, "packed lengths do not match the ids");
+      std::iota(positions.begin() + offset, positions.begin() + offset + length, int64_t{0});
+      firsts.push_back(offset);
+      offset += length;
+    }
+    TORCH_CHECK(offset == total, "packed lengths do not sum to the ids");
+    const at::Tensor position_ids = torch::tensor(positions, torch::kLong).to(device);
+    const at::Tensor first_ids = torch::tensor(firsts, torch::kLong).to(device);
+    auto& embeddings = *net_->distilbert->embeddings;
+    at::Tensor x = embeddings.LayerNorm(embeddings.word_embeddings(packed_ids.to(device)) +
+                                        embeddings.position_embeddings(position_ids));
+    for (const auto& module : *net_->distilbert->transformer->layer) {
+      auto& block = *module->as<TransformerBlock>();
+      auto h = block.sa_layer_norm(x + PackedAttention(*block.attention, x, lengths));
+      x = block.output_layer_norm(h + block.ffn(h));
+    }
+    return Head(x.index_select(0, first_ids));
+  }
+
+ private:
+  static at::Tensor PackedAttention(MultiHeadSelfAttentionImpl& attention, const at::Tensor& x,
+                                    const std::vector<int64_t>& lengths) {
+    const int64_t heads = attention.num_heads, head_dim = attention.head_dim;
+    auto q = attention.q_lin(x) / std::sqrt(static_cast<double>(head_dim));
+    auto k = attention.k_lin(x);
+    auto v = attention.v_lin(x);
+    auto context = torch::empty_like(q);
+    int64_t offset = 0;
+    for (int64_t length : lengths) {
+      auto split_heads = [&](const torch::Tensor& t) {
+        return t.narrow(0, offset, length).view({length, heads, head_dim}).transpose(0, 1);
+      };
+      auto weights = torch::softmax(
+          torch::matmul(split_heads(q), split_heads(k).transpose(-1, -2)), -1);
+      split_heads(context).copy_(torch::matmul(weights, split_heads(v)));
+      offset += length;
+    }
+    return attention.out_lin(context);
+  }
+
+  at::Tensor Head(const at::Tensor& first_token) {
     auto reward = net_->classifier(torch::relu(net_->pre_classifier(first_token)));
     return reward.squeeze(-1).to(torch::kFloat32);
   }

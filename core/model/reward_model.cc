@@ -213,6 +213,11 @@ absl::StatusOr<at::Tensor> ForwardRewards(RewardModel& model, const at::Tensor& 
   }
 }
 
+at::Tensor RewardModel::ForwardPacked(const at::Tensor& /*packed_ids*/,
+                                      const std::vector<int64_t>& /*lengths*/) {
+  TORCH_CHECK(false, "this architecture has no packed forward; pad and call Forward()");
+}
+
 absl::StatusOr<std::unique_ptr<RewardModel>> CreateRewardModel(const ModelConfig& config,
                                                                const ModelOptions& options) {
   return CatchTorchErrors("creating model", [&]() -> absl::StatusOr<std::unique_ptr<RewardModel>> {

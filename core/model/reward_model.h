@@ -21,6 +21,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -58,6 +59,18 @@ class RewardModel {
   // model's dtype. Positions where attention_mask is 0 hold unspecified values.
   virtual at::Tensor HiddenStates(const at::Tensor& input_ids,
                                   const at::Tensor& attention_mask) = 0;
+
+  // True when the architecture has ForwardPacked(), whose cost follows the real tokens (no
+  // padding; attention per sequence, so no [batch, heads, seq, seq] tensor): its callers need
+  // neither pad nor group sequences by length.
+  virtual bool packs_sequences() const { return false; }
+  // Rewards [rows] float32 for sequences laid back to back without padding: `packed_ids` is
+  // [total] int64 (any device), `lengths` their lengths (each > 0, summing to total). For
+  // scoring, under inference mode only. Equal (to float rounding) to Forward() on the same
+  // sequences right-padded, in the same order. Only where packs_sequences(); the default
+  // throws c10::Error.
+  virtual at::Tensor ForwardPacked(const at::Tensor& packed_ids,
+                                   const std::vector<int64_t>& lengths);
 
   virtual const ModelConfig& config() const = 0;
 

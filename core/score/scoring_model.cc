@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +13,11 @@
 
 namespace verdict {
 namespace {
+
+// Widest padded forward (rows × longest row) ScoreEncodedSpans runs for a model without a
+// packed forward: on a CPU, per-item cost rises past ~8 rows of 256 tokens, as the
+// [rows, heads, seq, seq] attention scores outgrow the caches (bench/RESULTS.md, section 3).
+constexpr int64_t kPaddedChunkTokens = 2048;
 
 absl::Status TorchErrorToStatus(const c10::Error& e) {
   if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) {
@@ -157,32 +163,85 @@ absl::Status ScoringModel::ValidateSequence(absl::Span<const int32_t> ids) const
 absl::StatusOr<std::vector<float>> ScoringModel::ScoreEncodedSpans(
     absl::Span<const absl::Span<const int32_t>> sequences) const {
   if (sequences.empty()) return std::vector<float>();
-  size_t width = 0;
-  for (const auto& sequence : sequences) width = std::max(width, sequence.size());
   try {
     c10::InferenceMode inference;
-    const int64_t rows = static_cast<int64_t>(sequences.size());
-    auto ids = torch::full({rows, static_cast<int64_t>(width)}, pad_id_, torch::kLong);
-    auto mask = torch::zeros({rows, static_cast<int64_t>(width)}, torch::kLong);
-    int64_t* ids_data = ids.data_ptr<int64_t>();
-    int64_t* mask_data = mask.data_ptr<int64_t>();
-    for (int64_t row = 0; row < rows; ++row) {
-      const auto& sequence = sequences[row];
-      std::copy(sequence.begin(), sequence.end(), ids_data + row * width);
-      std::fill_n(mask_data + row * width, sequence.size(), int64_t{1});
+    if (model_->packs_sequences()) return ScorePacked(sequences);
+    // Padded forwards cost rows × longest row (and attention rows × longest²): rows of
+    // similar length go together, in chunks no wider than the forward runs best at.
+    std::vector<uint32_t> order(sequences.size());
+    std::iota(order.begin(), order.end(), 0u);
+    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+      return sequences[a].size() < sequences[b].size();
+    });
+    std::vector<float> scores(sequences.size());
+    std::vector<absl::Span<const int32_t>> chunk;
+    size_t begin = 0;
+    int64_t chunk_real = 0;
+    for (size_t k = 0; k < order.size(); ++k) {
+      const int64_t length = static_cast<int64_t>(sequences[order[k]].size());
+      const int64_t rows = static_cast<int64_t>(k - begin) + 1;
+      // Sorted ascending, so this row is the chunk's longest: rows × length is its cost.
+      const bool too_wide = rows * length > kPaddedChunkTokens;
+      const bool too_padded = rows * length * 8 > (chunk_real + length) * 9;
+      if (k > begin && (too_wide || too_padded)) {
+        RETURN_IF_ERROR(ScorePaddedChunk(sequences, absl::MakeConstSpan(order).subspan(
+                                                        begin, k - begin), scores));
+        begin = k;
+        chunk_real = 0;
+      }
+      chunk_real += length;
     }
-    at::Tensor device_ids = ids, device_mask = mask;
-    if (!device_.is_cpu()) {
-      device_ids = ids.to(device_);
-      device_mask = mask.to(device_);
-    }
-    ASSIGN_OR_RETURN(at::Tensor forward, ForwardRewards(*model_, device_ids, device_mask));
-    at::Tensor rewards = forward.to(torch::kCPU, torch::kFloat32).contiguous();
-    const float* data = rewards.data_ptr<float>();
-    return std::vector<float>(data, data + rows);
+    RETURN_IF_ERROR(ScorePaddedChunk(
+        sequences, absl::MakeConstSpan(order).subspan(begin), scores));
+    return scores;
   } catch (const c10::Error& e) {
     return TorchErrorToStatus(e);
   }
+}
+
+absl::StatusOr<std::vector<float>> ScoringModel::ScorePacked(
+    absl::Span<const absl::Span<const int32_t>> sequences) const {
+  std::vector<int64_t> lengths;
+  lengths.reserve(sequences.size());
+  int64_t total = 0;
+  for (const auto& sequence : sequences) {
+    lengths.push_back(static_cast<int64_t>(sequence.size()));
+    total += lengths.back();
+  }
+  auto ids = torch::empty({total}, torch::kLong);
+  int64_t* data = ids.data_ptr<int64_t>();
+  for (const auto& sequence : sequences) data = std::copy(sequence.begin(), sequence.end(), data);
+  at::Tensor rewards = model_->ForwardPacked(ids, lengths).to(torch::kCPU, torch::kFloat32)
+                           .contiguous();
+  const float* out = rewards.data_ptr<float>();
+  return std::vector<float>(out, out + sequences.size());
+}
+
+absl::Status ScoringModel::ScorePaddedChunk(absl::Span<const absl::Span<const int32_t>> sequences,
+                                            absl::Span<const uint32_t> rows_of_chunk,
+                                            std::vector<float>& scores) const {
+  size_t width = 0;
+  for (uint32_t index : rows_of_chunk) width = std::max(width, sequences[index].size());
+  const int64_t rows = static_cast<int64_t>(rows_of_chunk.size());
+  auto ids = torch::full({rows, static_cast<int64_t>(width)}, pad_id_, torch::kLong);
+  auto mask = torch::zeros({rows, static_cast<int64_t>(width)}, torch::kLong);
+  int64_t* ids_data = ids.data_ptr<int64_t>();
+  int64_t* mask_data = mask.data_ptr<int64_t>();
+  for (int64_t row = 0; row < rows; ++row) {
+    const auto& sequence = sequences[rows_of_chunk[row]];
+    std::copy(sequence.begin(), sequence.end(), ids_data + row * width);
+    std::fill_n(mask_data + row * width, sequence.size(), int64_t{1});
+  }
+  at::Tensor device_ids = ids, device_mask = mask;
+  if (!device_.is_cpu()) {
+    device_ids = ids.to(device_);
+    device_mask = mask.to(device_);
+  }
+  ASSIGN_OR_RETURN(at::Tensor forward, ForwardRewards(*model_, device_ids, device_mask));
+  at::Tensor rewards = forward.to(torch::kCPU, torch::kFloat32).contiguous();
+  const float* data = rewards.data_ptr<float>();
+  for (int64_t row = 0; row < rows; ++row) scores[rows_of_chunk[row]] = data[row];
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<float>> ScoringModel::ScoreEncoded(

@@ -10,7 +10,8 @@
 // model's input rule, family, max_length and truncation policy (encoding.json of the model
 // directory), so the reward of a text scored here equals the trainer's eval reward for it.
 // EncodeConversation() renders messages with the model's chat format first. Scoring:
-// ScoreEncoded() runs one right-padded forward under inference mode; sequences must pass ValidateSequence() (the DynamicBatcher checks at
+// ScoreEncoded() runs packed (encoders) or length-sorted padded forwards (decoders) under
+// inference mode; sequences must pass ValidateSequence() (the DynamicBatcher checks at
 // Submit, so that one bad request never fails a batch shared with others).
 //
 // Thread safety: every method is const and may be called from any number of threads at once.
@@ -94,9 +95,13 @@ class ScoringModel {
   // no longer than the model's positions (encoders). InvalidArgument otherwise.
   absl::Status ValidateSequence(absl::Span<const int32_t> ids) const;
 
-  // Rewards for `sequences`, in order, from one right-padded forward pass under inference
-  // mode. Each sequence must pass ValidateSequence(); LibTorch errors (out of memory, ...)
-  // come back as Internal / ResourceExhausted statuses. An empty list gives an empty result.
+  // Rewards for `sequences`, in their order, under inference mode; each equals (1e-5) the
+  // reward of that sequence scored alone. An encoder runs one packed forward (no padding,
+  // RewardModel::ForwardPacked); a decoder runs right-padded forwards of rows sorted by
+  // length, cut where padding or width would grow (so per-item cost does not grow with the
+  // number of sequences). Each sequence must pass ValidateSequence(); LibTorch errors (out of
+  // memory, ...) come back as Internal / ResourceExhausted statuses. An empty list gives an
+  // empty result.
   absl::StatusOr<std::vector<float>> ScoreEncoded(
       const std::vector<std::vector<int32_t>>& sequences) const;
   // The same over views, for callers (the batcher) whose rows live in different requests.
@@ -134,6 +139,14 @@ class ScoringModel {
  private:
   ScoringModel(std::unique_ptr<RewardModel> model, std::unique_ptr<Tokenizer> tokenizer,
                const ScoringSettings& settings);
+
+  // ScoreEncodedSpans' two ways, inside its inference mode and error handling: one packed
+  // forward; or one padded forward of the rows `rows_of_chunk`, written to `scores` by index.
+  absl::StatusOr<std::vector<float>> ScorePacked(
+      absl::Span<const absl::Span<const int32_t>> sequences) const;
+  absl::Status ScorePaddedChunk(absl::Span<const absl::Span<const int32_t>> sequences,
+                                absl::Span<const uint32_t> rows_of_chunk,
+                                std::vector<float>& scores) const;
 
   absl::StatusOr<std::vector<int32_t>> EncodeText(absl::string_view prompt,
                                                   absl::string_view response,

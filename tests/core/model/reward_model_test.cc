@@ -97,6 +97,43 @@ TEST_P(GoldenTest, RewardsAndHiddenStatesMatchTheReference) {
             << max_error_alone << "\n";
 }
 
+// The packed forward (scoring's, no padding): every golden batch's rows laid back to back
+// score as transformers scored them padded, in their order; an architecture without one says
+// so and refuses.
+TEST_P(GoldenTest, PackedForwardScoresAsThePaddedReferenceWhereTheArchitectureHasOne) {
+  const std::string dir = TestDataPath("golden/" + GetParam());
+  auto model = LoadOrDie(dir);
+  ASSERT_NE(model, nullptr);
+  const nlohmann::json cases = ReadJson(dir + "/cases.json");
+  torch::InferenceMode inference;
+  std::vector<torch::Tensor> pieces;
+  std::vector<int64_t> lengths;
+  std::vector<double> expected;
+  for (const auto& batch : cases["batches"]) {
+    auto ids = ToTensor(batch["input_ids"]);
+    for (int64_t row = 0; row < ids.size(0); ++row) {
+      lengths.push_back(batch["lengths"][row].get<int64_t>());
+      pieces.push_back(ids[row].slice(0, 0, lengths.back()));
+      expected.push_back(batch["reward"][row].get<double>());
+    }
+  }
+  const auto packed = torch::cat(pieces);
+  if (!model->packs_sequences()) {
+    EXPECT_THROW(model->ForwardPacked(packed, lengths), c10::Error);
+    return;
+  }
+  EXPECT_EQ(GetParam(), "distilbert");
+  const auto rewards = model->ForwardPacked(packed, lengths);
+  ASSERT_EQ(rewards.size(0), static_cast<int64_t>(expected.size()));
+  EXPECT_EQ(rewards.scalar_type(), torch::kFloat32);
+  for (size_t row = 0; row < expected.size(); ++row) {
+    EXPECT_NEAR(rewards[row].item<double>(), expected[row], 1e-5) << "row " << row;
+  }
+  // Lengths that do not add up to the ids are refused, not read past.
+  lengths.back() += 1;
+  EXPECT_THROW(model->ForwardPacked(packed, lengths), c10::Error);
+}
+
 TEST_P(GoldenTest, SaveThenLoadGivesBitIdenticalRewards) {
   auto model = LoadOrDie(TestDataPath("golden/" + GetParam()));
   ASSERT_NE(model, nullptr);

@@ -255,6 +255,28 @@ TEST_P(DynamicBatcherFamilyTest, BatchCompositionDoesNotChangeAScore) {
   }
 }
 
+// ScoreEncoded reorders its rows (packed for the encoder, sorted by length and cut into
+// several padded forwards for the decoder); the scores still come back in request order, each
+// as the row alone would score.
+TEST_P(DynamicBatcherFamilyTest, ScoreEncodedAnswersInRequestOrderWhateverOrderItRunsRowsIn) {
+  auto model = GoldenScoringModel(GetParam());
+  auto reference = LoadGolden(GetParam());
+  ASSERT_TRUE(model && reference);
+  std::mt19937 rng(19);
+  // Unsorted lengths from 1 to the golden models' 128 positions, ~3k tokens in all: more
+  // than one padded chunk's worth.
+  auto sequences = RandomSequences(rng, 48, 1, 128);
+  sequences.push_back(RandomSequence(rng, 128));
+  sequences.insert(sequences.begin(), RandomSequence(rng, 1));
+  auto scores = model->ScoreEncoded(sequences);
+  ASSERT_TRUE(scores.ok()) << scores.status();
+  ASSERT_EQ(scores->size(), sequences.size());
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    EXPECT_NEAR((*scores)[i], SingleForward(*reference, sequences[i]), 1e-5)
+        << "row " << i << " (" << sequences[i].size() << " tokens)";
+  }
+}
+
 TEST_P(DynamicBatcherFamilyTest, KeepsEveryForwardWithinTheTokenBudget) {
   auto model = GoldenScoringModel(GetParam());
   ASSERT_NE(model, nullptr);
