@@ -10,7 +10,10 @@
 #         unlock and reports every access under one as a race. scripts/sanitizers/
 #         tsan_absl_sync.cc (built here, LD_PRELOADed into the tests) wraps absl's
 #         synchronization entry points and tells TSan the happens-before edges they create;
-#         that file says how and what it does not cover.
+#         that file says how and what it does not cover. Measured (halt_on_error=0): without it
+#         dynamic_batcher_test had 588 warnings, with it 0; event_hub_test, job_manager_test and
+#         model_registry_test 0; scoring_integration_test still 208, with gRPC / gpr /
+#         protobuf frames (uninstrumented), not yet triaged; training and restart tests not run.
 #   ci    what .ci/run runs: asan limited to tests/core, tests/server (but the soak test) and
 #         the fuzz targets' seed corpora, building only their targets; then tsan.
 # Usage: ./scripts/sanitize.sh [asan|tsan|ci|all] [extra ctest arguments...]   (default: all)
