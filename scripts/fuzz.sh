@@ -58,8 +58,9 @@ for target in "${targets[@]}"; do
     result="FAILED (see $log, input in $artifacts)"
     failed+=("$target")
   fi
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
+  # A target that dies before its first stats line has no "cov:" (|| true: pipefail).
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1 || true)
+  cov=$( (grep -o 'cov: [0-9]*' "$log" || true) | tail -1 | cut -d' ' -f2)
   summary+=("$(printf '%-28s %8s s %10s execs %6s edges  %s' "$target" "$seconds" \
     "${execs:-?}" "${cov:-?}" "$result")")
 done

@@ -6,13 +6,17 @@
 #   tsan  the concurrency tests (scoring queue and dynamic batcher, job queue and manager,
 #         event hub and metrics watchers, model registry loads and alias swaps, drain on
 #         SIGTERM) under ThreadSanitizer, in build-tsan; only their binaries are built.
-#         NOT YET USABLE: Debian's Abseil (libabsl_synchronization.so) is not built with TSan,
-#         so TSan cannot see absl::Mutex lock and unlock, and reports every access under one
-#         as a race (measured: DynamicBatcher::Worker::Submit's inbox_.push_back, inside its
-#         MutexLock, against HasInboxOrStop run by Mutex::Await). It needs an Abseil built
-#         with -fsanitize=thread, or annotated wrappers of absl::Mutex for the TSan tree;
-#         only the asan mode is meant for CI until then.
-# Usage: ./scripts/sanitize.sh [asan|tsan|all] [extra ctest arguments...]   (default: all)
+#         Debian's Abseil is not built with TSan, so TSan alone cannot see absl::Mutex lock and
+#         unlock and reports every access under one as a race. scripts/sanitizers/
+#         tsan_absl_sync.cc (built here, LD_PRELOADed into the tests) wraps absl's
+#         synchronization entry points and tells TSan the happens-before edges they create;
+#         that file says how and what it does not cover. Measured (halt_on_error=0): without it
+#         dynamic_batcher_test had 588 warnings, with it 0; event_hub_test, job_manager_test and
+#         model_registry_test 0; scoring_integration_test still 208, with gRPC / gpr /
+#         protobuf frames (uninstrumented), not yet triaged; training and restart tests not run.
+#   ci    what .ci/run runs: asan limited to tests/core, tests/server (but the soak test) and
+#         the fuzz targets' seed corpora, building only their targets; then tsan.
+# Usage: ./scripts/sanitize.sh [asan|tsan|ci|all] [extra ctest arguments...]   (default: all)
 # Trees: $VERDICT_ASAN_BUILD_DIR (build-asan), $VERDICT_TSAN_BUILD_DIR (build-tsan). Both use
 # -O1 -gline-tables-only and skip bench/. The sentencepiece module is loaded under ASan and
 # TSan too (core/tokenize/sentencepiece_backend.h says how); nothing is skipped for it.
@@ -22,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=all
-if [ $# -gt 0 ] && [[ "$1" =~ ^(asan|tsan|all)$ ]]; then
+if [ $# -gt 0 ] && [[ "$1" =~ ^(asan|tsan|ci|all)$ ]]; then
   mode=$1
   shift
 fi
@@ -50,37 +54,69 @@ timed() {
   shift
   local start
   start=$(date +%s)
-  "$@"
+  local status=0
+  "$@" || status=$?
   echo "sanitize.sh: $what took $(( $(date +%s) - start )) s"
+  return $status
 }
 
 # Tests run more slowly instrumented; a stuck one still ends.
 ctest_args=(--output-on-failure -j "$jobs" --timeout 1800)
 
-if [ "$mode" = asan ] || [ "$mode" = all ]; then
-  dir=${VERDICT_ASAN_BUILD_DIR:-build-asan}
+run_asan() {
+  # $1: "all" (every target, every test) or "ci" (tests/core, tests/server without the soak
+  # test, tests/fuzz: their targets only); the rest: extra ctest arguments.
+  local scope=$1
+  shift
+  local dir=${VERDICT_ASAN_BUILD_DIR:-build-asan}
   configure "$dir" address,undefined -DVERDICT_FUZZ=ON
-  timed "asan build" cmake --build "$dir" -j "$jobs"
+  local targets=(all) test_dirs=("$dir") filters=()
+  if [ "$scope" = ci ]; then
+    targets=(tests/core/all tests/server/all tests/fuzz/all)
+    test_dirs=("$dir/tests/core" "$dir/tests/server" "$dir/tests/fuzz")
+    filters=(-LE soak)
+  fi
+  timed "asan build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}"
   export ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:suppressions=$supp/asan.supp"
   export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp"
   if [ -n "$symbolizer" ]; then export ASAN_SYMBOLIZER_PATH=$symbolizer; fi
-  timed "asan tests" ctest --test-dir "$dir" "${ctest_args[@]}" "$@"
+  local status=0 test_dir
+  for test_dir in "${test_dirs[@]}"; do
+    timed "asan tests in $test_dir" \
+      ctest --test-dir "$test_dir" "${ctest_args[@]}" "${filters[@]}" "$@" || status=1
+  done
   unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
-fi
+  return $status
+}
 
-if [ "$mode" = tsan ] || [ "$mode" = all ]; then
-  dir=${VERDICT_TSAN_BUILD_DIR:-build-tsan}
+run_tsan() {
+  local dir=${VERDICT_TSAN_BUILD_DIR:-build-tsan}
   configure "$dir" thread
-  targets=(dynamic_batcher_test event_hub_test job_manager_test model_registry_test
-           scoring_integration_test training_integration_test restart_integration_test)
+  local targets=(dynamic_batcher_test event_hub_test job_manager_test model_registry_test
+                 scoring_integration_test training_integration_test restart_integration_test)
   timed "tsan build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}"
+  # The shim itself is not instrumented: it only forwards and annotates.
+  local shim="$PWD/$dir/libtsan_absl_sync.so"
+  clang++-14 -std=c++17 -shared -fPIC -O1 -o "$shim" scripts/sanitizers/tsan_absl_sync.cc -ldl
   # LibTorch's OpenMP pool is not instrumented and its barriers look like races to TSan; one
   # thread keeps it out (verdict's own threads are what these tests exercise).
   export OMP_NUM_THREADS=1
   export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$supp/tsan.supp"
+  export LD_PRELOAD=$shim
   if [ -n "$symbolizer" ]; then export TSAN_SYMBOLIZER_PATH=$symbolizer; fi
-  regex='DynamicBatcher|EventHub|MetricsStream|JobManager|ModelRegistry|ScoringIntegration|ScoringServer|TrainingIntegration|RestartIntegrationTest.SigtermDrains'
-  timed "tsan tests" ctest --test-dir "$dir" "${ctest_args[@]}" -R "$regex" "$@"
-  unset TSAN_OPTIONS OMP_NUM_THREADS
-fi
+  local regex='DynamicBatcher|EventHub|MetricsStream|JobManager|ModelRegistry|ScoringIntegration|ScoringServer|TrainingIntegration|RestartIntegrationTest.SigtermDrains'
+  local status=0
+  timed "tsan tests" ctest --test-dir "$dir" "${ctest_args[@]}" -R "$regex" "$@" || status=1
+  unset TSAN_OPTIONS OMP_NUM_THREADS LD_PRELOAD
+  return $status
+}
+
+status=0
+case $mode in
+  asan) run_asan all "$@" || status=1 ;;
+  tsan) run_tsan "$@" || status=1 ;;
+  ci) run_asan ci "$@" || status=1; run_tsan "$@" || status=1 ;;
+  all) run_asan all "$@" || status=1; run_tsan "$@" || status=1 ;;
+esac
+exit $status
