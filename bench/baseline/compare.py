@@ -16,6 +16,7 @@
 
   bench/baseline/compare.py                          # encoder-tiny, 3 reps, ~5 min
   bench/baseline/compare.py --preset=encoder-small --train_steps=8
+  bench/baseline/compare.py --preset=decoder-tiny                 # the Llama layout
 
 Needs build/bench/baseline_tool and build/server/verdictd, and Debian's python3-torch,
 python3-sentencepiece and python3-grpcio.

@@ -1,4 +1,4 @@
-"""The reward model of the Python baseline: plain PyTorch, no transformers package.
+"""The reward models of the Python baseline: plain PyTorch, no transformers package.
 
 A DistilBERT-layout encoder with a scalar head, laid out as Hugging Face's
 DistilBertForSequenceClassification (num_labels = 1) so that its state-dict names are those of
@@ -9,6 +9,10 @@ dropout: our trainer has none, and the comparison is of the same computation.
 
 Also a minimal safetensors reader (an 8-byte little-endian header length, a JSON header,
 raw little-endian tensor bytes) and the tokenizer framing of the "concat" input rule.
+
+Also the Llama layout (LlamaForSequenceClassification: RMSNorm, rotate-half RoPE, grouped-query
+attention, SwiGLU, no biases, pooled at the last real token), as core/model/llama_model.cc
+computes it for model_type "llama" without RoPE scaling or a sliding window.
 """
 
 import json
@@ -138,11 +142,130 @@ class DistilBertReward(nn.Module):
         return self.classifier(torch.relu(self.pre_classifier(first))).squeeze(-1)
 
 
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return self.weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+
+def _rotate_half(x):
+    a, b = x.chunk(2, -1)
+    return torch.cat((-b, a), -1)
+
+
+class LlamaAttention(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d = c["hidden_size"]
+        self.heads, self.kv_heads = c["num_attention_heads"], c.get("num_key_value_heads") or c["num_attention_heads"]
+        self.head_dim = c.get("head_dim") or d // self.heads
+        self.q_proj = nn.Linear(d, self.heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(d, self.kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(d, self.kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(self.heads * self.head_dim, d, bias=False)
+
+    def forward(self, x, cos, sin, hidden_mask):
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(b, t, self.kv_heads, self.head_dim).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        if self.kv_heads != self.heads:  # as transformers' repeat_kv
+            k = k.repeat_interleave(self.heads // self.kv_heads, 1)
+            v = v.repeat_interleave(self.heads // self.kv_heads, 1)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
+        weights = torch.softmax(scores.masked_fill(hidden_mask, float("-inf")), -1)
+        return self.o_proj(torch.matmul(weights, v).transpose(1, 2).reshape(b, t, -1))
+
+
+class LlamaMlp(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d, i = c["hidden_size"], c["intermediate_size"]
+        self.gate_proj = nn.Linear(d, i, bias=False)
+        self.up_proj = nn.Linear(d, i, bias=False)
+        self.down_proj = nn.Linear(i, d, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class LlamaLayer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        eps = c.get("rms_norm_eps", 1e-6)
+        self.self_attn = LlamaAttention(c)
+        self.mlp = LlamaMlp(c)
+        self.input_layernorm = RMSNorm(c["hidden_size"], eps)
+        self.post_attention_layernorm = RMSNorm(c["hidden_size"], eps)
+
+    def forward(self, x, cos, sin, hidden_mask):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, hidden_mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Llama(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(c["vocab_size"], c["hidden_size"])
+        self.layers = nn.ModuleList(LlamaLayer(c) for _ in range(c["num_hidden_layers"]))
+        self.norm = RMSNorm(c["hidden_size"], c.get("rms_norm_eps", 1e-6))
+        head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+        theta = float(c.get("rope_theta", 10000.0))
+        self.inv_freq = torch.tensor([theta ** (-i / head_dim) for i in range(0, head_dim, 2)],
+                                     dtype=torch.float32)
+
+    def forward(self, ids, mask):
+        t = ids.size(1)
+        x = self.embed_tokens(ids)
+        freqs = torch.outer(torch.arange(t, dtype=torch.float32), self.inv_freq)
+        angles = torch.cat((freqs, freqs), -1)
+        cos, sin = angles.cos(), angles.sin()
+        future = torch.ones(t, t, dtype=torch.bool).triu(1)
+        hidden_mask = future.view(1, 1, t, t) | (mask == 0).view(mask.size(0), 1, 1, t)
+        for layer in self.layers:
+            x = layer(x, cos, sin, hidden_mask)
+        return self.norm(x)
+
+
+class LlamaReward(nn.Module):
+    """LlamaForSequenceClassification (num_labels 1), pooled at each row's last real token
+    (Hugging Face's rule: the rightmost position that is neither masked nor pad_token_id)."""
+
+    def __init__(self, config):
+        super().__init__()
+        for key in ("rope_scaling", "sliding_window"):
+            if config.get(key):
+                raise ValueError(f"{key} is not implemented in the baseline")
+        if config.get("attention_bias") or config.get("mlp_bias"):
+            raise ValueError("biases are not implemented in the baseline")
+        self.config = config
+        self.model = Llama(config)
+        self.score = nn.Linear(config["hidden_size"], 1, bias=False)
+
+    def forward(self, ids, mask):
+        hidden = self.model(ids, mask)
+        real = mask.long()
+        pad = self.config.get("pad_token_id")
+        if pad is not None and pad >= 0:
+            real = real * ids.ne(pad).long()
+        last = (real * torch.arange(ids.size(1))).amax(1)
+        return self.score(hidden[torch.arange(ids.size(0)), last]).squeeze(-1)
+
+
 def load_model(model_dir):
     """The reward model of a verdict model directory (config.json + model.safetensors)."""
     model_dir = Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
-    model = DistilBertReward(config)
+    if config.get("model_type") == "llama":
+        model = LlamaReward(config)
+    else:
+        model = DistilBertReward(config)
     state = read_safetensors(model_dir / "model.safetensors")
     model.load_state_dict(state, strict=True)
     return model
