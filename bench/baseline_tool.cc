@@ -4,9 +4,9 @@
 //   --mode=export --out=DIR   prepares what both arms share, from the trainer's own data path:
 //       DIR/tokenizer/      a SentencePiece tokenizer trained on the training split (as
 //                           train_bench trains it);
-//       DIR/init/           a from-scratch preset model saved by the real Trainer after one
-//                           step at learning rate 1e-30 (so its weights are the initial ones), with
-//                           config.json, model.safetensors and the tokenizer;
+//       DIR/init/           a from-scratch preset model (or --base_model with a fresh head)
+//                           saved by the real Trainer after one step at learning rate
+//                           1e-30 (so its weights are the initial ones), with config.json, model.safetensors and the tokenizer;
 //       DIR/pairs.jsonl     every training pair as token ids, {"chosen": [...], "rejected":
 //                           [...]}, encoded exactly as the trainer encodes them;
 //       DIR/items.jsonl     (prompt, chosen response) texts of the first 256 training pairs,
@@ -20,10 +20,12 @@
 //       trained model directory (for the scoring arm).
 //
 //   baseline_tool --mode=export --out=/tmp/bl --preset=encoder-tiny --max_length=256
+//   baseline_tool --mode=export --out=/tmp/bl --base_model=tests/data/models/stories260K-hf
 //   baseline_tool --mode=train --out=/tmp/bl --max_steps=12 --seed=43
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -45,8 +47,11 @@
 
 ABSL_FLAG(std::string, mode, "export", "export or train.");
 ABSL_FLAG(std::string, out, "", "The shared directory (written by export, read by train).");
-ABSL_FLAG(std::string, data, "", "Training data; default: tests/data/hh-rlhf/helpful-base/test.jsonl.gz.");
+ABSL_FLAG(std::string, data, "",
+          "Training data; default: tests/data/hh-rlhf/helpful-base/test.jsonl.gz.");
 ABSL_FLAG(std::string, preset, "encoder-tiny", "From-scratch architecture (export).");
+ABSL_FLAG(std::string, base_model, "",
+          "A Hugging Face base directory to start from instead of --preset (export).");
 ABSL_FLAG(int64_t, vocab_size, 4000, "Vocabulary of the SentencePiece tokenizer (export).");
 ABSL_FLAG(int64_t, batch_size, 16, "Pairs per batch.");
 ABSL_FLAG(int64_t, max_length, 256, "Longest sequence in tokens (longer pairs are truncated).");
@@ -105,15 +110,24 @@ absl::Status Export(const std::string& data, const std::string& out) {
   tokenizer_options.hard_vocab_limit = false;
   tokenizer_options.tokenizer.add_bos = true;
   tokenizer_options.tokenizer.add_eos = false;
-  ASSIGN_OR_RETURN(auto trained, SentencePieceTokenizer::Train(texts, tokenizer_options));
-  config.tokenizer_path = out + "/tokenizer";
-  RETURN_IF_ERROR(trained->SaveToDirectory(config.tokenizer_path));
-  ASSIGN_OR_RETURN(auto tokenizer, LoadTokenizerFromDirectory(config.tokenizer_path));
+  const std::string base = absl::GetFlag(FLAGS_base_model);
+  std::unique_ptr<Tokenizer> tokenizer;
+  ModelConfig model_config;
+  if (base.empty()) {
+    ASSIGN_OR_RETURN(auto trained, SentencePieceTokenizer::Train(texts, tokenizer_options));
+    config.tokenizer_path = out + "/tokenizer";
+    RETURN_IF_ERROR(trained->SaveToDirectory(config.tokenizer_path));
+    ASSIGN_OR_RETURN(tokenizer, LoadTokenizerFromDirectory(config.tokenizer_path));
+    ASSIGN_OR_RETURN(model_config, PresetModelConfig(config.preset, tokenizer->vocab_size(), 0));
+  } else {
+    // A Hugging Face base (e.g. stories260K-hf): its tokenizer and architecture, a fresh head.
+    config.base_model_dir = base;
+    ASSIGN_OR_RETURN(tokenizer, LoadTokenizerFromDirectory(base));
+    ASSIGN_OR_RETURN(model_config, LoadModelConfig(base + "/config.json"));
+  }
 
   // The trainer's encoding (as train_bench reproduces it).
-  ASSIGN_OR_RETURN(ModelConfig preset_config,
-                   PresetModelConfig(config.preset, tokenizer->vocab_size(), 0));
-  const InputEncoding encoding = InputEncodingOf(preset_config, EncodingOf(config));
+  const InputEncoding encoding = InputEncodingOf(model_config, EncodingOf(config));
   std::vector<EncodedPair> pairs;
   std::string pairs_jsonl, items_jsonl;
   for (size_t i = 0; i < split.train.size(); ++i) {
@@ -125,7 +139,8 @@ absl::Status Export(const std::string& data, const std::string& out) {
                      EncodeInput(*tokenizer, encoding, pair.prompt, pair.rejected, origin));
     pairs_jsonl += nlohmann::json{{"chosen", chosen.ids}, {"rejected", rejected.ids}}.dump() + "\n";
     if (i < 256) {
-      items_jsonl += nlohmann::json{{"prompt", pair.prompt}, {"response", pair.chosen}}.dump() + "\n";
+      items_jsonl +=
+          nlohmann::json{{"prompt", pair.prompt}, {"response", pair.chosen}}.dump() + "\n";
     }
     pairs.push_back(EncodedPair{std::move(chosen.ids), std::move(rejected.ids), 0.0f});
   }
@@ -169,7 +184,8 @@ absl::Status Export(const std::string& data, const std::string& out) {
   std::cout << absl::StrFormat(
       "baseline_tool: %d train pairs, preset %s, tokenizer %d pieces; trainer's first-batch "
       "loss %.6f; wrote %s\n",
-      pairs.size(), config.preset, tokenizer->vocab_size(), first.loss, out);
+      pairs.size(), base.empty() ? config.preset : base, tokenizer->vocab_size(), first.loss,
+      out);
   return absl::OkStatus();
 }
 

@@ -17,6 +17,7 @@
   bench/baseline/compare.py                          # encoder-tiny, 3 reps, ~5 min
   bench/baseline/compare.py --preset=encoder-small --train_steps=8
   bench/baseline/compare.py --preset=decoder-tiny                 # the Llama layout
+  bench/baseline/compare.py --base_model=tests/data/models/stories260K-hf
 
 Needs build/bench/baseline_tool and build/server/verdictd, and Debian's python3-torch,
 python3-sentencepiece and python3-grpcio.
@@ -87,6 +88,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--build", default=str(ROOT / "build"))
     parser.add_argument("--preset", default="encoder-tiny")
+    parser.add_argument("--base_model", default="",
+                        help="a Hugging Face base to start from instead of --preset, e.g. "
+                             "tests/data/models/stories260K-hf")
     parser.add_argument("--max_length", type=int, default=256)
     parser.add_argument("--batch_size", type=int, default=16, help="training pairs per batch")
     parser.add_argument("--train_steps", type=int, default=12)
@@ -103,13 +107,16 @@ def main():
     verdictd = Path(args.build) / "server/verdictd"
     work = Path(tempfile.mkdtemp(prefix="verdict_baseline_"))
     print(f"compare: {machine()}")
-    print(f"preset {args.preset}, max_length {args.max_length}, training batch {args.batch_size} "
-          f"pairs x {args.train_steps} steps, scoring {args.clients} clients x {args.batch} items "
+    print(f"model {args.base_model or args.preset}, max_length {args.max_length}, "
+          f"training batch {args.batch_size} pairs x {args.train_steps} steps, scoring {args.clients} clients x {args.batch} items "
           f"x {args.seconds:.0f} s, {args.reps} reps, A = verdict, B = Python baseline")
     processes = []
     try:
-        print(run([tool, "--mode=export", f"--out={work}", f"--preset={args.preset}",
-                   f"--max_length={args.max_length}", f"--batch_size={args.batch_size}"]).strip())
+        export = [tool, "--mode=export", f"--out={work}", f"--preset={args.preset}",
+                  f"--max_length={args.max_length}", f"--batch_size={args.batch_size}"]
+        if args.base_model:
+            export.append(f"--base_model={Path(args.base_model).resolve()}")
+        print(run(export).strip())
         check = run([PYTHON, HERE / "train.py", "--dir", work, "--check"])
         print(check.strip())
 

@@ -161,7 +161,8 @@ class LlamaAttention(nn.Module):
     def __init__(self, c):
         super().__init__()
         d = c["hidden_size"]
-        self.heads, self.kv_heads = c["num_attention_heads"], c.get("num_key_value_heads") or c["num_attention_heads"]
+        self.heads = c["num_attention_heads"]
+        self.kv_heads = c.get("num_key_value_heads") or self.heads
         self.head_dim = c.get("head_dim") or d // self.heads
         self.q_proj = nn.Linear(d, self.heads * self.head_dim, bias=False)
         self.k_proj = nn.Linear(d, self.kv_heads * self.head_dim, bias=False)
@@ -290,7 +291,8 @@ class ConcatEncoder:
         import sentencepiece  # Debian: python3-sentencepiece
 
         model_dir = Path(model_dir)
-        self.sp = sentencepiece.SentencePieceProcessor(model_file=str(model_dir / "tokenizer.model"))
+        self.sp = sentencepiece.SentencePieceProcessor(
+            model_file=str(model_dir / "tokenizer.model"))
         encoding = json.loads((model_dir / "encoding.json").read_text())
         self.max_length = int(encoding.get("max_length", 512))
         self.bos, self.eos = self.sp.bos_id(), self.sp.eos_id()

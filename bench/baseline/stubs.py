@@ -21,7 +21,8 @@ _PROTO_DIR = Path(__file__).resolve().parents[2] / "proto"
 
 
 def _generate(out_dir):
-    protos = [str(p.relative_to(_PROTO_DIR)) for p in sorted((_PROTO_DIR / "verdict/v1").glob("*.proto"))]
+    protos = [str(p.relative_to(_PROTO_DIR))
+              for p in sorted((_PROTO_DIR / "verdict/v1").glob("*.proto"))]
     protoc, plugin = shutil.which("protoc"), shutil.which("grpc_python_plugin")
     if protoc and plugin:
         command = [protoc, f"-I{_PROTO_DIR}", f"--python_out={out_dir}", f"--grpc_out={out_dir}",
