@@ -6,7 +6,8 @@
 //                           train_bench trains it);
 //       DIR/init/           a from-scratch preset model (or --base_model with a fresh head)
 //                           saved by the real Trainer after one step at learning rate
-//                           1e-30 (so its weights are the initial ones), with config.json, model.safetensors and the tokenizer;
+//                           1e-30 (so its weights are the initial ones), with config.json,
+//                           model.safetensors and the tokenizer;
 //       DIR/pairs.jsonl     every training pair as token ids, {"chosen": [...], "rejected":
 //                           [...]}, encoded exactly as the trainer encodes them;
 //       DIR/items.jsonl     (prompt, chosen response) texts of the first 256 training pairs,
