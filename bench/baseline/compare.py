@@ -109,7 +109,8 @@ def main():
     print(f"compare: {machine()}")
     print(f"model {args.base_model or args.preset}, max_length {args.max_length}, "
           f"training batch {args.batch_size} pairs x {args.train_steps} steps, scoring "
-          f"{args.clients} clients x {args.batch} items x {args.seconds:.0f} s, {args.reps} reps, A = verdict, B = Python baseline")
+          f"{args.clients} clients x {args.batch} items x {args.seconds:.0f} s, {args.reps} reps, "
+          f"A = verdict, B = Python baseline")
     processes = []
     try:
         export = [tool, "--mode=export", f"--out={work}", f"--preset={args.preset}",
