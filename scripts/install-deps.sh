@@ -23,6 +23,8 @@ packages=(
   # client/python: `python3 -m venv` (with pip) for installing the package; its build backend
   # runs protoc with grpc_python_plugin (protobuf-compiler-grpc, above)
   python3-venv
+  # bench/baseline: the Python baseline (TRL-style loop and per-request scorer in plain PyTorch)
+  python3-torch python3-sentencepiece
 )
 # --with-sanitizers (scripts/sanitize.sh, scripts/fuzz.sh): clang with its sanitizer and
 # libFuzzer runtimes, llvm-symbolizer for readable sanitizer reports.
