@@ -171,7 +171,8 @@ class KubernetesCheckerTest(unittest.TestCase):
                     ("- ReadWriteMany", "- ReadWriteOnce")],
                 os.path.join(training, "pytorchjob", "pytorchjob.yaml"): [
                     ("- name: pytorch", "- name: main"),
-                    ("--save_steps=200", "--save_every=200")],
+                    ("--save_steps=200", "--save_every=200"),
+                    ("--device=cpu", "--device=cuda")],
                 os.path.join(training, "indexed-job", "job.yaml"): [
                     ("job-completion-index", "job-index"),
                     ("parallelism: 4", "parallelism: 2"),
@@ -192,6 +193,7 @@ class KubernetesCheckerTest(unittest.TestCase):
         self.assertIn("is not ReadWriteMany", output)
         self.assertIn("Master: the operator needs the container named pytorch", output)
         self.assertIn("--save_every is not one verdict-train defines", output)
+        self.assertIn("--device is cuda: data-parallel ranks train on cpu", output)
         self.assertIn("RANK does not come from the pod's completion index", output)
         self.assertIn("WORLD_SIZE 4 is not both completions (4) and parallelism (2)", output)
         self.assertIn("MASTER_ADDR is verdict-train-0, not verdict-train-0.verdict-train", output)
