@@ -17,8 +17,6 @@
 namespace verdict {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // The variable's value; NOT_FOUND when unset or empty.
 absl::StatusOr<std::string> Env(const char* name) {
   const char* value = std::getenv(name);
@@ -162,7 +160,6 @@ absl::StatusOr<std::unique_ptr<DataParallelGroup>> DataParallelGroup::Connect(
 
 absl::Status DataParallelGroup::SumGradients(const std::vector<at::Tensor>& parameters,
                                              int64_t bucket_bytes) {
-  const auto start = Clock::now();
   std::vector<at::Tensor> grads;
   for (const at::Tensor& p : parameters) {
     if (p.grad().defined()) grads.push_back(p.grad());
@@ -203,7 +200,6 @@ absl::Status DataParallelGroup::SumGradients(const std::vector<at::Tensor>& para
     return absl::UnavailableError(
         absl::StrCat("rank ", rank_, ": gradient all-reduce failed: ", e.what()));
   }
-  gradient_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
   return absl::OkStatus();
 }
 

@@ -74,9 +74,6 @@ class DataParallelGroup {
   // Overwrites the tensors with rank 0's (same shapes on every rank).
   absl::Status Broadcast(const std::vector<at::Tensor>& tensors);
 
-  // Seconds spent in SumGradients since the group formed (for the all-reduce share of a step).
-  double gradient_seconds() const { return gradient_seconds_; }
-
  private:
   struct Impl;
   DataParallelGroup(std::unique_ptr<Impl> impl, int rank, int world_size);
@@ -84,7 +81,6 @@ class DataParallelGroup {
   std::unique_ptr<Impl> impl_;
   int rank_;
   int world_size_;
-  double gradient_seconds_ = 0;
 };
 
 }  // namespace verdict

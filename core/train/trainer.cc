@@ -87,6 +87,7 @@ struct PairStats {
 struct LogWindow {
   PairStats pairs;
   double grad_norm_sum = 0;
+  double sync_seconds = 0;  // in ReduceStep
   int64_t steps = 0;
   Clock::time_point start = Clock::now();
 };
@@ -475,7 +476,9 @@ absl::StatusOr<double> TrainerImpl::TrainStep(const std::vector<std::vector<int6
     window.pairs.Add(chosen.detach(), rejected.detach(), loss_value, t.padding);
   }
   if (group_) {
+    const auto sync_start = Clock::now();
     ASSIGN_OR_RETURN(step_loss, ReduceStep(step_loss));
+    window.sync_seconds += std::chrono::duration<double>(Clock::now() - sync_start).count();
   }
   const double max_norm = config_.max_grad_norm > 0 ? config_.max_grad_norm
                                                     : std::numeric_limits<double>::infinity();
@@ -549,6 +552,8 @@ absl::Status TrainerImpl::ReportWindow(const StepPlan& plan, const TrainerPositi
   m.tokens = w.real_tokens;
   m.pairs = w.pairs;
   m.pairs_per_second = w.pairs / seconds;
+  m.sync_seconds = window.sync_seconds;
+  m.window_seconds = seconds;
   m.tokens_per_second = w.real_tokens / seconds;
   m.padding_fraction =
       w.padded_tokens ? 1.0 - static_cast<double>(w.real_tokens) / w.padded_tokens : 0.0;

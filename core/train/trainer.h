@@ -78,6 +78,10 @@ struct TrainStepMetrics {
   double pairs_per_second = 0;
   double tokens_per_second = 0;
   double padding_fraction = 0;
+  double window_seconds = 0;  // wall time of this logging window
+  // Of which rank 0 spent summing gradients (and the step's loss) across ranks, waiting for
+  // the slowest rank included; 0 with one rank.
+  double sync_seconds = 0;
 };
 
 // What the data preparation found; reported once before the first step.
