@@ -8,7 +8,7 @@ packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config git ca-certificates
   # core: tensors (with a fast BLAS), tokenizers, JSON, gzip
-  libtorch-dev libopenblas0-pthread libsentencepiece-dev libutf8proc-dev libpcre2-dev nlohmann-json3-dev zlib1g-dev
+  libtorch-dev libgloo-dev libopenblas0-pthread libsentencepiece-dev libutf8proc-dev libpcre2-dev nlohmann-json3-dev zlib1g-dev
   # server: RPC, flags/status, HTTP scoring, metrics, job store, hashing
   libgrpc++-dev protobuf-compiler protobuf-compiler-grpc libprotobuf-dev libabsl-dev libcivetweb-dev
   prometheus-cpp-dev libsqlite3-dev libssl-dev

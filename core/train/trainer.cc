@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <sstream>
@@ -22,6 +23,7 @@
 #include "core/train/batching.h"
 #include "core/train/pair_evaluation.h"
 #include "core/train/checkpoint.h"
+#include "core/train/distributed.h"
 #include "core/train/lr_schedule.h"
 #include "core/util/crash_point.h"
 #include "core/util/file_util.h"
@@ -85,6 +87,7 @@ struct PairStats {
 struct LogWindow {
   PairStats pairs;
   double grad_norm_sum = 0;
+  double sync_seconds = 0;  // in ReduceStep
   int64_t steps = 0;
   Clock::time_point start = Clock::now();
 };
@@ -115,13 +118,28 @@ class TrainerImpl : public Trainer {
   // cancelled. `position` is where the loop stopped.
   absl::Status TrainLoop(const StepPlan& plan, TrainerPosition& position);
   absl::StatusOr<TrainingResult> FinishAndSave(const TrainerPosition& position);
+  absl::StatusOr<TrainingResult> FinishOnThisRank(const TrainerPosition& position);
 
   // One optimizer step over the micro-batches [position.batch, group_end); the rate it used.
   absl::StatusOr<double> TrainStep(const std::vector<std::vector<int64_t>>& epoch_batches,
                                    int64_t group_end, const TrainerPosition& position,
                                    LogWindow& window);
-  void ReportWindow(const StepPlan& plan, const TrainerPosition& position,
-                    int64_t batches_done_before_epoch, double lr, LogWindow& window);
+  absl::Status ReportWindow(const StepPlan& plan, const TrainerPosition& position,
+                            int64_t batches_done_before_epoch, double lr, LogWindow& window);
+  // Data parallelism (world_size > 1). Joins the group named by the torchrun variables.
+  absl::Status JoinGroup();
+  // This rank's slice of a global micro-batch: contiguous, sizes differing by at most one.
+  std::vector<int64_t> Shard(const std::vector<int64_t>& global_batch) const;
+  // Sums the step's loss and cancel flags over the ranks and the gradients (scaled by
+  // 1 / pairs over all ranks already); a rank whose shard left a gradient undefined that another
+  // rank has contributes zeros. Returns the step's total loss.
+  absl::StatusOr<double> ReduceStep(double local_loss);
+  // `fn` on rank 0, then on the other ranks once rank 0 has succeeded (it writes files the
+  // others read); without a group, just `fn`.
+  absl::Status RankZeroFirst(absl::string_view what, const std::function<absl::Status()>& fn);
+  bool is_main() const { return group_ == nullptr || group_->rank() == 0; }
+  int rank() const { return group_ ? group_->rank() : 0; }
+  int world() const { return group_ ? group_->world_size() : 1; }
   absl::Status EncodePairs(const std::vector<PreferencePair>& pairs, std::vector<EncodedPair>& out);
   StepPlan PlanSteps() const;
   absl::StatusOr<EvalMetrics> Evaluate(int64_t step, const std::vector<EncodedPair>& pairs);
@@ -131,7 +149,7 @@ class TrainerImpl : public Trainer {
                                              double reward_mean, double reward_std);
   bool autocast() const { return config_.dtype == Dtype::kBFloat16; }
   void Log(const std::string& line) {
-    if (callbacks_.on_log) callbacks_.on_log(line);
+    if (callbacks_.on_log && is_main()) callbacks_.on_log(line);
   }
 
   TrainingConfig config_;
@@ -148,6 +166,8 @@ class TrainerImpl : public Trainer {
   DataSummary summary_;
   // Set when the checkpoint resumed from is the run's last (written after the final eval).
   std::optional<RunEnd> resumed_end_;
+  std::unique_ptr<DataParallelGroup> group_;  // null when world_size is 1
+  bool any_rank_cancelled_ = false;           // set by ReduceStep
 };
 
 absl::Status TrainerImpl::PrepareTokenizer(const std::vector<PreferencePair>& train) {
@@ -246,8 +266,10 @@ absl::Status TrainerImpl::EncodePairs(const std::vector<PreferencePair>& pairs,
 
 StepPlan TrainerImpl::PlanSteps() const {
   BatchingOptions options;
-  options.batch_size = config_.batch_size;
-  options.max_batch_tokens = config_.max_batch_tokens;
+  // Global micro-batches, cut as one process with world_size times the batch would cut them;
+  // each rank trains on its Shard() of each.
+  options.batch_size = config_.batch_size * config_.world_size;
+  options.max_batch_tokens = config_.max_batch_tokens * config_.world_size;
   options.group_by_length = config_.group_by_length;
   options.seed = config_.seed;
   StepPlan plan;
@@ -291,6 +313,7 @@ absl::StatusOr<EvalMetrics> TrainerImpl::Evaluate(int64_t step,
 
 absl::Status TrainerImpl::SaveCheckpoint(int64_t step, const TrainerPosition& position,
                                          std::optional<RunEnd> end) {
+  if (!is_main()) return absl::OkStatus();  // every rank holds the same weights and state
   if (callbacks_.on_checkpoint_started) callbacks_.on_checkpoint_started(step);
   const auto start = Clock::now();
   std::ostringstream optimizer_bytes;
@@ -310,6 +333,13 @@ absl::Status TrainerImpl::SaveCheckpoint(int64_t step, const TrainerPosition& po
 
 absl::StatusOr<TrainingResult> TrainerImpl::WriteOutput(int64_t steps, const EvalMetrics& final_eval,
                                                         double reward_mean, double reward_std) {
+  TrainingResult result;
+  result.output_dir = config_.output_dir;
+  result.steps = steps;
+  result.final_eval = final_eval;
+  result.reward_mean = reward_mean;
+  result.reward_std = reward_std;
+  if (!is_main()) return result;  // rank 0 writes the one model directory
   ModelDirectoryExtras extras;
   extras.reward_stats.mean = reward_mean;
   extras.reward_stats.std = reward_std;
@@ -319,12 +349,6 @@ absl::StatusOr<TrainingResult> TrainerImpl::WriteOutput(int64_t steps, const Eva
   extras.encoding = EncodingOf(config_);
   extras.training_args_json = TrainingConfigToJson(config_);
   RETURN_IF_ERROR(WriteModelDirectory(config_.output_dir, *model_, *tokenizer_, extras));
-  TrainingResult result;
-  result.output_dir = config_.output_dir;
-  result.steps = steps;
-  result.final_eval = final_eval;
-  result.reward_mean = reward_mean;
-  result.reward_std = reward_std;
   return result;
 }
 
@@ -333,15 +357,19 @@ absl::StatusOr<TrainingResult> TrainerImpl::RunUnchecked() {
   std::error_code error;
   fs::create_directories(config_.run_dir, error);
   if (error) return absl::InternalError(absl::StrCat("cannot create ", config_.run_dir, ": ", error.message()));
+  if (config_.world_size > 1) RETURN_IF_ERROR(JoinGroup());
   ASSIGN_OR_RETURN(TrainEvalData data, LoadData());
-  RETURN_IF_ERROR(PrepareTokenizer(data.train));
+  // A tokenizer trained on the data is trained once, by rank 0, and loaded by the others.
+  RETURN_IF_ERROR(RankZeroFirst("prepare the tokenizer", [&] { return PrepareTokenizer(data.train); }));
   RETURN_IF_ERROR(PrepareModel());
   RETURN_IF_ERROR(EncodeData(data));
   const StepPlan plan = PlanSteps();
   summary_.total_steps = plan.total_steps;
   BuildOptimizer(plan);
   ASSIGN_OR_RETURN(TrainerPosition position, Resume());
-  if (callbacks_.on_start) callbacks_.on_start(summary_);
+  // Every rank built or loaded the same weights; rank 0's are made authoritative anyway.
+  if (group_) RETURN_IF_ERROR(group_->Broadcast(parameters_));
+  if (callbacks_.on_start && is_main()) callbacks_.on_start(summary_);
   RETURN_IF_ERROR(TrainLoop(plan, position));
   return FinishAndSave(position);
 }
@@ -419,13 +447,15 @@ absl::StatusOr<TrainerPosition> TrainerImpl::Resume() {
 absl::StatusOr<double> TrainerImpl::TrainStep(const std::vector<std::vector<int64_t>>& epoch_batches,
                                               int64_t group_end, const TrainerPosition& position,
                                               LogWindow& window) {
-  int64_t step_pairs = 0;
+  int64_t step_pairs = 0;  // over all ranks
   for (int64_t b = position.batch; b < group_end; ++b) step_pairs += epoch_batches[b].size();
 
   optimizer_->zero_grad();
   double step_loss = 0;
   for (int64_t b = position.batch; b < group_end; ++b) {
-    BatchTensors t = Collate(train_, epoch_batches[b], pad_id_, device_);
+    const std::vector<int64_t> shard = Shard(epoch_batches[b]);
+    if (shard.empty()) continue;  // a global batch smaller than the world
+    BatchTensors t = Collate(train_, shard, pad_id_, device_);
     torch::Tensor loss_sum, chosen, rejected;
     {
       AutocastScope autocast_scope(autocast(), device_);
@@ -444,6 +474,11 @@ absl::StatusOr<double> TrainerImpl::TrainStep(const std::vector<std::vector<int6
     const double loss_value = loss_sum.item<double>();
     step_loss += loss_value;
     window.pairs.Add(chosen.detach(), rejected.detach(), loss_value, t.padding);
+  }
+  if (group_) {
+    const auto sync_start = Clock::now();
+    ASSIGN_OR_RETURN(step_loss, ReduceStep(step_loss));
+    window.sync_seconds += std::chrono::duration<double>(Clock::now() - sync_start).count();
   }
   const double max_norm = config_.max_grad_norm > 0 ? config_.max_grad_norm
                                                     : std::numeric_limits<double>::infinity();
@@ -464,8 +499,36 @@ absl::StatusOr<double> TrainerImpl::TrainStep(const std::vector<std::vector<int6
   return lr;
 }
 
-void TrainerImpl::ReportWindow(const StepPlan& plan, const TrainerPosition& position,
-                               int64_t batches_done_before_epoch, double lr, LogWindow& window) {
+absl::Status TrainerImpl::ReportWindow(const StepPlan& plan, const TrainerPosition& position,
+                                       int64_t batches_done_before_epoch, double lr,
+                                       LogWindow& window) {
+  if (group_) {
+    // The window's sums over every rank's pairs; rank 0's clock times it.
+    PairStats& p = window.pairs;
+    std::vector<double> sums = {p.loss_sum,
+                                static_cast<double>(p.correct),
+                                p.margin_sum,
+                                p.chosen_sum,
+                                p.reward_sum,
+                                p.reward_sq_sum,
+                                static_cast<double>(p.pairs),
+                                static_cast<double>(p.real_tokens),
+                                static_cast<double>(p.padded_tokens)};
+    std::vector<double> maxima = {p.reward_max, -p.reward_min};
+    RETURN_IF_ERROR(group_->Sum(sums));
+    RETURN_IF_ERROR(group_->Max(maxima));
+    p.loss_sum = sums[0];
+    p.correct = static_cast<int64_t>(sums[1]);
+    p.margin_sum = sums[2];
+    p.chosen_sum = sums[3];
+    p.reward_sum = sums[4];
+    p.reward_sq_sum = sums[5];
+    p.pairs = static_cast<int64_t>(sums[6]);
+    p.real_tokens = static_cast<int64_t>(sums[7]);
+    p.padded_tokens = static_cast<int64_t>(sums[8]);
+    p.reward_max = maxima[0];
+    p.reward_min = -maxima[1];
+  }
   int64_t batches_total = 0;
   for (const auto& e : plan.epochs) batches_total += static_cast<int64_t>(e.size());
   const double seconds =
@@ -489,11 +552,57 @@ void TrainerImpl::ReportWindow(const StepPlan& plan, const TrainerPosition& posi
   m.tokens = w.real_tokens;
   m.pairs = w.pairs;
   m.pairs_per_second = w.pairs / seconds;
+  m.sync_seconds = window.sync_seconds;
+  m.window_seconds = seconds;
   m.tokens_per_second = w.real_tokens / seconds;
   m.padding_fraction =
       w.padded_tokens ? 1.0 - static_cast<double>(w.real_tokens) / w.padded_tokens : 0.0;
-  if (callbacks_.on_step) callbacks_.on_step(m);
+  if (callbacks_.on_step && is_main()) callbacks_.on_step(m);
   window = LogWindow();
+  return absl::OkStatus();
+}
+
+absl::Status TrainerImpl::JoinGroup() {
+  ASSIGN_OR_RETURN(RendezvousInfo info, RendezvousFromEnvironment(config_.world_size));
+  ASSIGN_OR_RETURN(group_, DataParallelGroup::Connect(
+                               info, absl::Seconds(config_.distributed_timeout_seconds)));
+  Log(absl::StrCat("data parallel: ", info.world_size, " ranks, rendezvous at ", info.master_addr,
+                   ":", info.port));
+  return absl::OkStatus();
+}
+
+std::vector<int64_t> TrainerImpl::Shard(const std::vector<int64_t>& global_batch) const {
+  if (!group_) return global_batch;
+  const int64_t n = static_cast<int64_t>(global_batch.size());
+  const int64_t begin = n * rank() / world(), end = n * (rank() + 1) / world();
+  return std::vector<int64_t>(global_batch.begin() + begin, global_batch.begin() + end);
+}
+
+absl::StatusOr<double> TrainerImpl::ReduceStep(double local_loss) {
+  std::vector<double> info(parameters_.size() + 2);
+  for (size_t i = 0; i < parameters_.size(); ++i) info[i] = parameters_[i].grad().defined();
+  info[parameters_.size()] = local_loss;
+  info[parameters_.size() + 1] = cancelled() ? 1 : 0;
+  RETURN_IF_ERROR(group_->Sum(info));
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    if (info[i] > 0 && !parameters_[i].grad().defined()) {
+      parameters_[i].mutable_grad() = torch::zeros_like(parameters_[i]);
+    }
+  }
+  any_rank_cancelled_ = info[parameters_.size() + 1] > 0;
+  RETURN_IF_ERROR(group_->SumGradients(parameters_));
+  return info[parameters_.size()];
+}
+
+absl::Status TrainerImpl::RankZeroFirst(absl::string_view what,
+                                        const std::function<absl::Status()>& fn) {
+  if (!group_) return fn();
+  absl::Status status = is_main() ? fn() : absl::OkStatus();
+  std::vector<double> failed = {status.ok() ? 0.0 : 1.0};
+  RETURN_IF_ERROR(group_->Sum(failed));
+  if (!status.ok()) return status;
+  if (failed[0] > 0) return absl::AbortedError(absl::StrCat("rank 0 failed to ", what));
+  return is_main() ? absl::OkStatus() : fn();
 }
 
 absl::Status TrainerImpl::TrainLoop(const StepPlan& plan, TrainerPosition& position) {
@@ -521,14 +630,14 @@ absl::Status TrainerImpl::TrainLoop(const StepPlan& plan, TrainerPosition& posit
     }
     const bool last_step = position.step >= plan.total_steps || position.epoch >= epochs;
     if (position.step % config_.logging_steps == 0 || last_step) {
-      ReportWindow(plan, position, batches_done_before_epoch, lr, window);
+      RETURN_IF_ERROR(ReportWindow(plan, position, batches_done_before_epoch, lr, window));
     }
     // Without eval_steps, evaluation happens at the end of each epoch (and of the run).
     const bool eval_due =
         config_.eval_steps > 0 ? position.step % config_.eval_steps == 0 : epoch_ended;
     if (eval_due && !last_step && !eval_.empty()) {
       ASSIGN_OR_RETURN(EvalMetrics eval, Evaluate(position.step, eval_));
-      if (callbacks_.on_eval) callbacks_.on_eval(eval);
+      if (callbacks_.on_eval && is_main()) callbacks_.on_eval(eval);
       CrashPoint("after_eval");
       window.start = Clock::now();
     }
@@ -537,7 +646,7 @@ absl::Status TrainerImpl::TrainLoop(const StepPlan& plan, TrainerPosition& posit
       RETURN_IF_ERROR(SaveCheckpoint(position.step, position));
       window.start = Clock::now();
     }
-    if (cancelled()) {
+    if (group_ ? any_rank_cancelled_ : cancelled()) {
       RETURN_IF_ERROR(SaveCheckpoint(position.step, position));
       return absl::CancelledError(absl::StrCat("cancelled at step ", position.step));
     }
@@ -546,6 +655,19 @@ absl::Status TrainerImpl::TrainLoop(const StepPlan& plan, TrainerPosition& posit
 }
 
 absl::StatusOr<TrainingResult> TrainerImpl::FinishAndSave(const TrainerPosition& position) {
+  absl::StatusOr<TrainingResult> result = FinishOnThisRank(position);
+  if (!group_) return result;
+  // Rank 0 writes the model; another rank succeeds only once it has.
+  std::vector<double> outcome = {is_main() && result.ok() ? 1.0 : 0.0, result.ok() ? 0.0 : 1.0};
+  RETURN_IF_ERROR(group_->Sum(outcome));
+  if (result.ok() && outcome[0] == 0) {
+    return absl::AbortedError(absl::StrCat("rank 0 did not write the model (", outcome[1],
+                                           " rank(s) failed at the end of the run)"));
+  }
+  return result;
+}
+
+absl::StatusOr<TrainingResult> TrainerImpl::FinishOnThisRank(const TrainerPosition& position) {
   EvalMetrics final_eval;
   final_eval.step = position.step;
   if (resumed_end_.has_value()) {
@@ -569,7 +691,7 @@ absl::StatusOr<TrainingResult> TrainerImpl::FinishAndSave(const TrainerPosition&
   }
   if (!eval_.empty()) {
     ASSIGN_OR_RETURN(final_eval, Evaluate(position.step, eval_));
-    if (callbacks_.on_eval) callbacks_.on_eval(final_eval);
+    if (callbacks_.on_eval && is_main()) callbacks_.on_eval(final_eval);
     CrashPoint("after_final_eval");
   }
   // Normalisation statistics come from held-out pairs, or a sample of the training pairs.

@@ -20,6 +20,16 @@
 // pairs, plan the steps and build the optimizer, resume from a checkpoint, train, evaluate and
 // save the model directory (core/model/model_directory.h).
 //
+// Data parallelism (config.world_size > 1, distributed.h): Run() is called in each of
+// world_size processes, which meet through the torchrun variables. The step plan is the one a
+// single process with world_size * batch_size pairs per micro-batch follows; each rank trains
+// on its contiguous slice of every micro-batch, and gradients are summed across ranks (each
+// rank's loss already divided by the step's pairs over all ranks), so 2 ranks x B match 1 rank x
+// 2B up to float rounding. Metrics are reduced over the ranks; only rank 0 calls the callbacks
+// and writes checkpoints and the model directory; every rank resumes from the same checkpoint
+// in the shared run_dir. A tokenizer trained on the data is trained by rank 0 and loaded by the
+// others. Every rank evaluates the whole eval set (the same numbers on each).
+//
 // Thread safety: Run() is called once, from one thread; the callbacks run on that thread.
 // Cancel() may be called from any thread.
 //
@@ -68,6 +78,10 @@ struct TrainStepMetrics {
   double pairs_per_second = 0;
   double tokens_per_second = 0;
   double padding_fraction = 0;
+  double window_seconds = 0;  // wall time of this logging window
+  // Of which rank 0 spent summing gradients (and the step's loss) across ranks, waiting for
+  // the slowest rank included; 0 with one rank.
+  double sync_seconds = 0;
 };
 
 // What the data preparation found; reported once before the first step.

@@ -90,6 +90,12 @@ absl::Status ValidateTrainingSettings(const TrainingConfig& c) {
   if (c.max_batch_tokens != 0) {
     RETURN_IF_ERROR(CheckInt("max_batch_tokens", c.max_batch_tokens, 16, 1000000000));
   }
+  RETURN_IF_ERROR(CheckInt("world_size", c.world_size, 1, 1024));
+  RETURN_IF_ERROR(CheckInt("distributed_timeout_seconds", c.distributed_timeout_seconds, 1, 86400));
+  if (c.world_size > 1 && c.device.is_cuda()) {
+    return absl::InvalidArgumentError(
+        "world_size: more than one rank needs device cpu (Gloo); NCCL is not built in");
+  }
   RETURN_IF_ERROR(CheckInt("logging_steps", c.logging_steps, 1, 1000000));
   RETURN_IF_ERROR(CheckInt("eval_steps", c.eval_steps, 0, 1000000));
   RETURN_IF_ERROR(CheckInt("save_steps", c.save_steps, 0, 1000000));
@@ -157,6 +163,7 @@ std::string TrainingConfigToJson(const TrainingConfig& c) {
       {"eval_steps", c.eval_steps},
       {"save_steps", c.save_steps},
       {"save_total_limit", c.save_total_limit},
+      {"world_size", c.world_size},
   };
   return j.dump(2);
 }

@@ -90,6 +90,15 @@ struct TrainingConfig {
   int64_t save_steps = 500;      // 0: checkpoint at the end only
   int64_t save_total_limit = 2;  // checkpoints kept
 
+  // --- data parallelism (core/train/distributed.h): world_size processes, each training on
+  // its slice of every global batch of world_size * batch_size pairs (and, with a budget,
+  // world_size * max_batch_tokens tokens), so that W ranks x batch_size B follow the same
+  // steps as 1 rank x W*B. Ranks meet through the torchrun variables (MASTER_ADDR, ...).
+  int64_t world_size = 1;
+  // Bounds the rendezvous and every collective: a rank that never arrives or dies fails the
+  // others after this long instead of hanging them.
+  int64_t distributed_timeout_seconds = 300;
+
   // --- where things go
   std::string run_dir;     // checkpoints and the trained tokenizer; resumed from if present
   std::string output_dir;  // the final model directory (core/model/model_directory.h)

@@ -9,12 +9,20 @@
 //
 //   verdict-train --train tests/data/hh-rlhf/helpful-base/test.jsonl.gz --output /tmp/rm \
 //       --max-steps 100 --batch-size 8
+//
+// Data parallel: run one process per rank with the torchrun variables set (torchrun,
+// PyTorchJob or an Indexed Job set them); --world-size defaults to WORLD_SIZE. Rank 0 prints
+// and writes; --batch-size is per rank.
+//
+//   torchrun --nproc-per-node 2 --no-python verdict-train --train ... --output /shared/rm
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
@@ -29,6 +37,15 @@ const verdict::TrainingConfig& Defaults() {
 }
 
 std::string Name(absl::string_view name) { return std::string(name); }
+
+// WORLD_SIZE as torchrun sets it, or the default; a malformed value is left for the trainer's
+// rendezvous to report.
+int64_t DefaultWorldSize() {
+  const char* env = std::getenv("WORLD_SIZE");
+  int64_t value = 0;
+  if (env != nullptr && absl::SimpleAtoi(env, &value) && value >= 1) return value;
+  return Defaults().world_size;
+}
 
 }  // namespace
 
@@ -81,6 +98,11 @@ ABSL_FLAG(int64_t, logging_steps, Defaults().logging_steps, "Print metrics every
 ABSL_FLAG(int64_t, eval_steps, Defaults().eval_steps, "Evaluate every N steps (0: at epoch ends).");
 ABSL_FLAG(int64_t, save_steps, Defaults().save_steps, "Checkpoint every N steps (0: at the end only).");
 ABSL_FLAG(int64_t, save_total_limit, Defaults().save_total_limit, "Checkpoints kept while running.");
+ABSL_FLAG(int64_t, world_size, DefaultWorldSize(),
+          "Data-parallel ranks (default: $WORLD_SIZE or 1); each rank is a process that finds "
+          "the others through MASTER_ADDR, MASTER_PORT and RANK.");
+ABSL_FLAG(int64_t, distributed_timeout, Defaults().distributed_timeout_seconds,
+          "Seconds a rank waits for the others at rendezvous and in each collective.");
 ABSL_FLAG(std::string, device, verdict::DeviceName(Defaults().device), "cpu, cuda or cuda:N.");
 ABSL_FLAG(std::string, dtype, Name(verdict::DtypeName(Defaults().dtype)), "float32 or bfloat16.");
 
@@ -155,6 +177,8 @@ bool ConfigFromFlags(verdict::TrainingConfig& c) {
   c.eval_steps = absl::GetFlag(FLAGS_eval_steps);
   c.save_steps = absl::GetFlag(FLAGS_save_steps);
   c.save_total_limit = absl::GetFlag(FLAGS_save_total_limit);
+  c.world_size = absl::GetFlag(FLAGS_world_size);
+  c.distributed_timeout_seconds = absl::GetFlag(FLAGS_distributed_timeout);
   return Parse("chat-format", absl::GetFlag(FLAGS_chat_format), &ParseChatFormatFlag,
                &c.chat_format) &&
          Parse("data-format", absl::GetFlag(FLAGS_data_format), &verdict::ParseDataFormat,

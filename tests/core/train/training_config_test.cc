@@ -38,6 +38,7 @@ TEST(TrainingConfigTest, DefaultsAreTheDocumentedServerDefaults) {
   EXPECT_EQ(c.learning_rate, 1e-4);
   EXPECT_EQ(c.lr_scheduler, LrScheduleKind::kLinear);
   EXPECT_EQ(c.batch_size, 8);
+  EXPECT_EQ(c.world_size, 1);
   EXPECT_EQ(c.gradient_accumulation_steps, 1);
   EXPECT_EQ(c.max_grad_norm, 1.0);
   EXPECT_EQ(c.num_epochs, 1);
@@ -81,6 +82,12 @@ TEST(TrainingConfigTest, EveryRangeErrorStartsWithTheFieldName) {
       {"eval_steps", [](auto& c) { c.eval_steps = 2000000; }},
       {"save_steps", [](auto& c) { c.save_steps = 2000000; }},
       {"save_total_limit", [](auto& c) { c.save_total_limit = 101; }},
+      {"world_size", [](auto& c) { c.world_size = 0; }},
+      {"world_size", [](auto& c) {
+         c.world_size = 2;
+         c.device = Device{DeviceKind::kCuda, 0};
+       }},
+      {"distributed_timeout_seconds", [](auto& c) { c.distributed_timeout_seconds = 0; }},
       {"preset", [](auto& c) { c.preset = "encoder-huge"; }},
       {"train_path", [](auto& c) { c.train_path.clear(); }},
   };
