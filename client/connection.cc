@@ -24,10 +24,10 @@ GlobalOptions GlobalOptions::FromEnvironment() {
 
 void GlobalOptions::AddFlags(FlagParser& flags) {
   flags.AddSection("Global flags:");
-  flags.AddString("server", &server, "TARGET",
-                  "verdictd's address (default $VERDICT_SERVER, or localhost:50051): HOST:PORT,\n"
-                  "or dns:///HOST:PORT to balance over every address (a Kubernetes\n"
-                  "headless Service).");
+  flags.AddString("server", &server, "HOST:PORT",
+                  "verdictd's address (default $VERDICT_SERVER, or localhost:50051);\n"
+                  "dns:///HOST:PORT balances requests over every address of the\n"
+                  "name (a Kubernetes headless Service).");
   flags.AddBool("tls", &tls, "Connect with TLS.");
   flags.AddString("ca", &ca_file, "FILE",
                   "PEM root certificates for --tls (default: system roots).");
