@@ -25,7 +25,9 @@ GlobalOptions GlobalOptions::FromEnvironment() {
 void GlobalOptions::AddFlags(FlagParser& flags) {
   flags.AddSection("Global flags:");
   flags.AddString("server", &server, "HOST:PORT",
-                  "verdictd's address (default $VERDICT_SERVER, or localhost:50051).");
+                  "verdictd's address (default $VERDICT_SERVER, or localhost:50051);\n"
+                  "dns:///HOST:PORT balances requests over every address of the\n"
+                  "name (a Kubernetes headless Service).");
   flags.AddBool("tls", &tls, "Connect with TLS.");
   flags.AddString("ca", &ca_file, "FILE",
                   "PEM root certificates for --tls (default: system roots).");
@@ -66,7 +68,7 @@ absl::Status GlobalOptions::Validate() const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<Connection>> Connection::Create(const GlobalOptions& options) {
+grpc::ChannelArguments ClientChannelArguments() {
   grpc::ChannelArguments arguments;
   // Listings carry whole job specs; leave room beyond gRPC's 4 MiB default.
   arguments.SetMaxReceiveMessageSize(64 << 20);
@@ -76,6 +78,14 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Create(const GlobalOptio
   arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
   arguments.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 250);
   arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  arguments.SetServiceConfigJSON(kClientServiceConfig);
+  // Retries are on by default in gRPC >= 1.40; say so for the record.
+  arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 1);
+  return arguments;
+}
+
+absl::StatusOr<std::unique_ptr<Connection>> Connection::Create(const GlobalOptions& options) {
+  grpc::ChannelArguments arguments = ClientChannelArguments();
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (options.tls) {
     grpc::SslCredentialsOptions ssl;

@@ -2,6 +2,13 @@
 // subcommand shares (--server, --tls, --ca, --tls-cert, --tls-key, --token, --output,
 // --timeout).
 //
+// --server is any gRPC target: "host:port", "dns:///scoring.ns.svc.cluster.local:50051" (for
+// a Kubernetes headless Service: DNS names every scoring pod), or "ipv4:10.0.0.1:50051,
+// 10.0.0.2:50051". The channel balances requests over every address the target resolves to
+// (round_robin) and retries ScoreBatch, which is idempotent, on UNAVAILABLE and
+// RESOURCE_EXHAUSTED with backoff, so a replica going away or shedding load costs no failed
+// request (see kClientServiceConfig).
+//
 // A Connection is made once per command from GlobalOptions. Stubs and NewContext() may be used
 // from several threads at once (gRPC stubs are thread-safe; each call gets its own context).
 //
@@ -14,6 +21,7 @@
 
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
+#include <grpcpp/support/channel_arguments.h>
 
 #include <memory>
 #include <string>
@@ -28,6 +36,28 @@
 namespace verdict::client {
 
 enum class OutputFormat { kText, kJson };
+
+// The gRPC service config of every client channel (the CLI's; the Python client carries the
+// same in verdict_client/_common.py): round_robin over the target's addresses, and retries of
+// ScoreBatch only — the other methods start jobs, move aliases or stream, and are not
+// idempotent or not safe to replay. Five attempts, backoff 0.1 s doubling to at most 2 s.
+inline constexpr char kClientServiceConfig[] = R"json({
+  "loadBalancingConfig": [{"round_robin": {}}],
+  "methodConfig": [{
+    "name": [{"service": "verdict.v1.ScoringService", "method": "ScoreBatch"}],
+    "retryPolicy": {
+      "maxAttempts": 5,
+      "initialBackoff": "0.1s",
+      "maxBackoff": "2s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]
+    }
+  }]
+})json";
+
+// Channel arguments of every client channel: message size limits, a short reconnect backoff,
+// and kClientServiceConfig. Exposed so that tests build the CLI's channel exactly.
+grpc::ChannelArguments ClientChannelArguments();
 
 // Options shared by every subcommand. Defaults come from the environment (VERDICT_SERVER,
 // VERDICT_TOKEN) and are overridden by flags.

@@ -76,6 +76,7 @@ constexpr MethodRole kMethodRoleTable[] = {
     {"/verdict.v1.ScoringService/ScoreBatch", Role::kScore},
     {"/verdict.v1.ModelService/ListModels", Role::kScore},
     {"/verdict.v1.ModelService/GetModel", Role::kScore},
+    {"/verdict.v1.ModelService/DownloadModel", Role::kScore},
     // Training: jobs, their metrics, the datasets they read.
     {"/verdict.v1.TrainingService/SubmitTrainingJob", Role::kTrain},
     {"/verdict.v1.TrainingService/GetJob", Role::kTrain},

@@ -1,5 +1,18 @@
 #include "server/model_service.h"
 
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/model/reward_model.h"
@@ -10,6 +23,166 @@
 #include "server/validation.h"
 
 namespace verdict::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int32_t kDefaultChunkBytes = 1 << 20;
+constexpr int32_t kMinChunkBytes = 4096;
+constexpr int32_t kMaxChunkBytes = 4 << 20;
+
+using DigestPtr = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
+
+DigestPtr NewSha256() {
+  DigestPtr digest(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(digest.get(), EVP_sha256(), nullptr);
+  return digest;
+}
+
+std::string FinishHex(EVP_MD_CTX* digest) {
+  unsigned char bytes[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(digest, bytes, &length);
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes), length));
+}
+
+// The regular files under `dir`, relative and sorted. Links are refused rather than followed:
+// a version's directory is written by the server itself, so a link in it can only be damage
+// or an attempt to read outside it.
+absl::StatusOr<std::vector<std::string>> ListVersionFiles(const fs::path& dir) {
+  std::error_code error;
+  if (!fs::is_directory(fs::symlink_status(dir, error))) {
+    return absl::DataLossError(absl::StrCat("the version's directory ", dir.string(),
+                                            " is missing or not a directory"));
+  }
+  std::vector<std::string> files;
+  for (fs::recursive_directory_iterator it(dir, error), end; !error && it != end;
+       it.increment(error)) {
+    const fs::file_status status = it->symlink_status(error);
+    if (error) break;
+    const std::string relative = it->path().lexically_relative(dir).generic_string();
+    if (fs::is_directory(status)) continue;
+    if (!fs::is_regular_file(status)) {
+      return absl::DataLossError(absl::StrCat(
+          "the version's directory holds ", relative,
+          ", which is not a regular file (links are not followed)"));
+    }
+    files.push_back(relative);
+  }
+  if (error) {
+    return absl::DataLossError(
+        absl::StrCat("cannot list the version's directory ", dir.string(), ": ", error.message()));
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// Sends a version's files chunk by chunk: the next chunk is read when the previous one has
+// been written, so one chunk per stream is in memory. The reads are short (one chunk from a
+// local file) and run on the gRPC thread that reports the write done.
+class DownloadReactor final : public grpc::ServerWriteReactor<v1::ModelChunk> {
+ public:
+  DownloadReactor(v1::Model model, fs::path dir, std::vector<std::string> files,
+                  int32_t chunk_bytes)
+      : dir_(std::move(dir)),
+        files_(std::move(files)),
+        chunk_bytes_(chunk_bytes),
+        file_digest_(nullptr, EVP_MD_CTX_free) {
+    *chunk_.mutable_model() = std::move(model);
+    SendNext(/*first=*/true);
+  }
+  ~DownloadReactor() override {
+    if (fd_ >= 0) close(fd_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the stream was closed"));
+    SendNext(/*first=*/false);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void SendNext(bool first) {
+    if (!first) chunk_.clear_model();
+    if (next_file_ == files_.size() && fd_ < 0) {
+      if (first) {
+        // A version with no files cannot have been registered; say so rather than send nothing.
+        return Finish(ToGrpcStatus(absl::DataLossError("the version's directory is empty")));
+      }
+      return Finish(grpc::Status::OK);
+    }
+    if (absl::Status status = FillChunk(); !status.ok()) return Finish(ToGrpcStatus(status));
+    StartWrite(&chunk_);
+  }
+
+  absl::Status FillChunk() {
+    if (fd_ < 0) {
+      path_ = files_[next_file_++];
+      const fs::path full = dir_ / path_;
+      fd_ = open(full.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      struct stat info;
+      if (fd_ < 0 || fstat(fd_, &info) != 0 || !S_ISREG(info.st_mode)) {
+        return absl::DataLossError(absl::StrCat("cannot read ", path_, " of the version"));
+      }
+      size_ = info.st_size;
+      offset_ = 0;
+      file_digest_ = NewSha256();
+    }
+    const int64_t want = std::min<int64_t>(chunk_bytes_, size_ - offset_);
+    std::string* data = chunk_.mutable_data();
+    data->resize(want);
+    int64_t got = 0;
+    while (got < want) {
+      const ssize_t n = pread(fd_, data->data() + got, want - got, offset_ + got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        return absl::DataLossError(
+            absl::StrCat("cannot read ", path_, " of the version at byte ", offset_ + got));
+      }
+      got += n;
+    }
+    EVP_DigestUpdate(file_digest_.get(), data->data(), data->size());
+    DigestPtr chunk_digest = NewSha256();
+    EVP_DigestUpdate(chunk_digest.get(), data->data(), data->size());
+    chunk_.set_path(path_);
+    chunk_.set_offset(offset_);
+    chunk_.set_sha256(FinishHex(chunk_digest.get()));
+    offset_ += want;
+    const bool last = offset_ == size_;
+    chunk_.set_last_chunk(last);
+    chunk_.clear_file_size_bytes();
+    chunk_.clear_file_sha256();
+    if (last) {
+      chunk_.set_file_size_bytes(size_);
+      chunk_.set_file_sha256(FinishHex(file_digest_.get()));
+      close(fd_);
+      fd_ = -1;
+    }
+    return absl::OkStatus();
+  }
+
+  const fs::path dir_;
+  const std::vector<std::string> files_;
+  const int32_t chunk_bytes_;
+  size_t next_file_ = 0;
+  // The file being sent: its descriptor (-1 between files), path, size, next offset, digest.
+  int fd_ = -1;
+  std::string path_;
+  int64_t size_ = 0;
+  int64_t offset_ = 0;
+  DigestPtr file_digest_;
+  v1::ModelChunk chunk_;
+};
+
+class FailedDownload final : public grpc::ServerWriteReactor<v1::ModelChunk> {
+ public:
+  explicit FailedDownload(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
 grpc::ServerUnaryReactor* ModelService::ImportModel(grpc::CallbackServerContext* context,
                                                     const v1::ImportModelRequest* request,
                                                     v1::Model* response) {
@@ -185,6 +358,31 @@ grpc::ServerUnaryReactor* ModelService::UnloadModel(grpc::CallbackServerContext*
     ASSIGN_OR_RETURN(*response, registry_->Unload(request->model()));
     return absl::OkStatus();
   });
+}
+
+grpc::ServerWriteReactor<v1::ModelChunk>* ModelService::DownloadModel(
+    grpc::CallbackServerContext* context, const v1::DownloadModelRequest* request) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) return new FailedDownload(auth);
+  int32_t chunk_bytes = kDefaultChunkBytes;
+  absl::StatusOr<v1::Model> model = [&]() -> absl::StatusOr<v1::Model> {
+    RETURN_IF_ERROR(ValidateModelRef("model", request->model()));
+    if (request->chunk_size_bytes() != 0) {
+      if (request->chunk_size_bytes() < kMinChunkBytes ||
+          request->chunk_size_bytes() > kMaxChunkBytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("chunk_size_bytes: must be 0 or in [", kMinChunkBytes, ", ",
+                         kMaxChunkBytes, "], got ", request->chunk_size_bytes()));
+      }
+      chunk_bytes = request->chunk_size_bytes();
+    }
+    return store_->GetModel(request->model());
+  }();
+  if (!model.ok()) return new FailedDownload(ToGrpcStatus(model.status()));
+  registry_->Decorate(*model);
+  const fs::path dir = fs::path(config_.state_dir) / model->storage_path();
+  absl::StatusOr<std::vector<std::string>> files = ListVersionFiles(dir);
+  if (!files.ok()) return new FailedDownload(ToGrpcStatus(files.status()));
+  return new DownloadReactor(*std::move(model), dir, *std::move(files), chunk_bytes);
 }
 
 }  // namespace verdict::server

@@ -1,8 +1,10 @@
 // ModelService: the model registry over gRPC (ImportModel, ListModels, GetModel,
-// SetModelAlias, DeleteModelAlias, LoadModel, UnloadModel). Versions and aliases are stored in
+// SetModelAlias, DeleteModelAlias, LoadModel, UnloadModel, DownloadModel). Versions and aliases are stored in
 // the JobStore; loading goes through the ModelRegistry. ImportModel (copy + check load) and
 // LoadModel run their slow part on the registry's loader thread, which finishes the RPC: no
-// gRPC thread waits for a load. Thread safety: as gRPC calls it.
+// gRPC thread waits for a load. DownloadModel streams a version's files one bounded chunk at a
+// time (one chunk in memory per stream, read when the previous one is sent), so exporting a
+// 7B model costs no more memory than a small one. Thread safety: as gRPC calls it.
 #ifndef VERDICT_SERVER_MODEL_SERVICE_H_
 #define VERDICT_SERVER_MODEL_SERVICE_H_
 
@@ -41,6 +43,8 @@ class ModelService final : public v1::ModelService::CallbackService {
   grpc::ServerUnaryReactor* UnloadModel(grpc::CallbackServerContext* context,
                                         const v1::UnloadModelRequest* request,
                                         v1::Model* response) override;
+  grpc::ServerWriteReactor<v1::ModelChunk>* DownloadModel(
+      grpc::CallbackServerContext* context, const v1::DownloadModelRequest* request) override;
 
  private:
   // SetModelAlias's optional gate (require_accuracy, eval_dataset_id): OK without one or when

@@ -20,6 +20,7 @@ const std::vector<Command>& AllCommands() {
       {"import", "Register a Hugging Face model directory from the server's --model_dir",
        RunImport},
       {"alias", "Point an alias at a model version (or --delete it)", RunAlias},
+      {"export", "Download a model version's directory (checksummed)", RunExport},
       {"eval", "Evaluate a model version on held-out pairs (a server job)", RunEval},
       {"health", "Check the server's health (grpc.health.v1)", RunHealth},
   };

@@ -49,6 +49,7 @@ int RunScore(const std::vector<std::string>& args, CommandEnv& env);
 int RunModels(const std::vector<std::string>& args, CommandEnv& env);
 int RunImport(const std::vector<std::string>& args, CommandEnv& env);
 int RunAlias(const std::vector<std::string>& args, CommandEnv& env);
+int RunExport(const std::vector<std::string>& args, CommandEnv& env);
 int RunEval(const std::vector<std::string>& args, CommandEnv& env);
 int RunHealth(const std::vector<std::string>& args, CommandEnv& env);
 

@@ -798,6 +798,43 @@ TEST_F(CliTest, ImportAndAliasRegisterAndMoveVersions) {
   EXPECT_THAT(bad_alias.err, HasSubstr("verdict: INVALID_ARGUMENT: "));
 }
 
+TEST_F(CliTest, ExportWritesADirectoryThatImportsBackAndScoresTheSame) {
+  WriteTinyQwen3Directory(server().model_dir() + "/export-source");
+  CommandResult imported = Verdict({"import", "export-source", "exportme"});
+  ASSERT_EQ(imported.exit_code, kExitOk) << Show(imported);
+  const std::string dir = server().model_dir() + "/exported-qwen3";
+  CommandResult exported = Verdict({"export", "exportme:1", dir});
+  ASSERT_EQ(exported.exit_code, kExitOk) << Show(exported);
+  EXPECT_THAT(exported.out, HasSubstr("exported exportme version 1 to " + dir + " ("));
+  EXPECT_TRUE(std::filesystem::is_regular_file(dir + "/config.json"));
+  // The temporary directory next to DIR was renamed into place, not left behind.
+  for (const auto& entry : std::filesystem::directory_iterator(server().model_dir())) {
+    EXPECT_THAT(entry.path().filename().string(), Not(HasSubstr(".export-")));
+  }
+
+  CommandResult refused = Verdict({"export", "exportme", dir});
+  EXPECT_EQ(refused.exit_code, kExitError) << Show(refused);
+  EXPECT_THAT(refused.err, HasSubstr("is not empty; pass --force"));
+  WriteFile(dir + "/stale.txt", "from before");
+  CommandResult forced = Verdict({"export", "--force", "exportme:latest", dir});
+  ASSERT_EQ(forced.exit_code, kExitOk) << Show(forced);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/stale.txt"));
+
+  // The export loads back and scores exactly as the registered version.
+  CommandResult reimported = Verdict({"import", "exported-qwen3", "reimported"});
+  ASSERT_EQ(reimported.exit_code, kExitOk) << Show(reimported);
+  for (const auto& [prompt, response] : std::vector<std::pair<std::string, std::string>>{
+           {"Write a haiku about rain.", "Soft rain on the roof"}, {"", " Hello."}}) {
+    EXPECT_EQ(ScoreOne("reimported:1", prompt, response), ScoreOne("exportme:1", prompt, response));
+  }
+
+  const std::string missing_dir = Scratch("never-written");
+  CommandResult missing = Verdict({"export", "no-such-model", missing_dir});
+  EXPECT_EQ(missing.exit_code, kExitError) << Show(missing);
+  EXPECT_THAT(missing.err, HasSubstr("verdict: NOT_FOUND: "));
+  EXPECT_FALSE(std::filesystem::exists(missing_dir));
+}
+
 TEST_F(CliTest, EvalWatchesToItsResultWhichModelsShowsAndTheAliasGateReads) {
   const Trained& t = TinyModel();
   ASSERT_EQ(t.submit.exit_code, kExitOk);
