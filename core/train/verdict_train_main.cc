@@ -226,6 +226,10 @@ int main(int argc, char** argv) {
         "%.0f tokens/s padding %.1f%%\n",
         m.step, m.total_steps, m.epoch, m.loss, m.accuracy, m.margin, m.learning_rate, m.grad_norm,
         m.pairs_per_second, m.tokens_per_second, 100 * m.padding_fraction);
+    if (m.sync_seconds > 0) {
+      std::cout << absl::StrFormat("  all-reduce %.1f%% of the window\n",
+                                   100 * m.sync_seconds / m.window_seconds);
+    }
   };
   callbacks.on_eval = [](const verdict::EvalMetrics& m) {
     std::cout << absl::StrFormat("eval @%d: loss %.4f acc %.3f reward %.3f±%.3f over %d pairs (%.1f s)\n",
@@ -242,7 +246,12 @@ int main(int argc, char** argv) {
     std::cerr << "verdict-train: " << result.status().message() << "\n";
     return 1;
   }
-  std::cout << "model written to " << result->output_dir << " (eval accuracy "
-            << result->final_eval.accuracy << ")\n";
+  const char* rank = std::getenv("RANK");
+  if (c.world_size > 1 && rank != nullptr && std::string(rank) != "0") {
+    std::cout << "rank " << rank << " done; rank 0 wrote " << result->output_dir << "\n";
+  } else {
+    std::cout << "model written to " << result->output_dir << " (eval accuracy "
+              << result->final_eval.accuracy << ")\n";
+  }
   return 0;
 }
