@@ -40,7 +40,10 @@ enum class OutputFormat { kText, kJson };
 // The gRPC service config of every client channel (the CLI's; the Python client carries the
 // same in verdict_client/_common.py): round_robin over the target's addresses, and retries of
 // ScoreBatch only — the other methods start jobs, move aliases or stream, and are not
-// idempotent or not safe to replay. Five attempts, backoff 0.1 s doubling to at most 2 s.
+// idempotent or not safe to replay. Five attempts, backoff 0.1 s doubling to at most 2 s, on
+// UNAVAILABLE, RESOURCE_EXHAUSTED and CANCELLED: a server shutting down cancels the calls it
+// had accepted but not yet started (seen as CANCELLED here), and replaying a ScoreBatch is
+// harmless; gRPC never retries a call the client cancelled itself or whose deadline passed.
 inline constexpr char kClientServiceConfig[] = R"json({
   "loadBalancingConfig": [{"round_robin": {}}],
   "methodConfig": [{
@@ -50,7 +53,7 @@ inline constexpr char kClientServiceConfig[] = R"json({
       "initialBackoff": "0.1s",
       "maxBackoff": "2s",
       "backoffMultiplier": 2,
-      "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED"]
+      "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "CANCELLED"]
     }
   }]
 })json";

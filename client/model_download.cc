@@ -42,9 +42,9 @@ absl::Status CheckDownloadPath(absl::string_view path) {
     valid = valid && !part.empty() && part != "." && part != "..";
   }
   if (!valid) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the server sent the file path \"", absl::CHexEscape(path),
-        "\", which is not a plain relative path inside the model directory"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the server sent the file path \"", absl::CHexEscape(path),
+                     "\", which is not a plain relative path inside the model directory"));
   }
   return absl::OkStatus();
 }
@@ -71,16 +71,16 @@ absl::Status ModelDirectoryWriter::Write(const verdict::v1::ModelChunk& chunk) {
     // O_NOFOLLOW | O_EXCL: never write through a link or over a file written already.
     fd_ = open(full.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd_ < 0) {
-      return absl::InternalError(absl::StrCat("cannot create ", full.string(), ": ",
-                                              std::strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("cannot create ", full.string(), ": ", std::strerror(errno)));
     }
     path_ = chunk.path();
     written_ = 0;
     if (digest_ == nullptr) digest_ = EVP_MD_CTX_new();
     EVP_DigestInit_ex(Digest(digest_), EVP_sha256(), nullptr);
   } else if (chunk.offset() != written_) {
-    return absl::DataLossError(absl::StrCat("chunk of ", where, " out of order: expected offset ",
-                                            written_));
+    return absl::DataLossError(
+        absl::StrCat("chunk of ", where, " out of order: expected offset ", written_));
   }
   const std::string actual = Sha256Hex(chunk.data());
   if (actual != chunk.sha256()) {
@@ -101,9 +101,8 @@ absl::Status ModelDirectoryWriter::Write(const verdict::v1::ModelChunk& chunk) {
   bytes_ += chunk.data().size();
   if (!chunk.last_chunk()) return absl::OkStatus();
   if (written_ != chunk.file_size_bytes()) {
-    return absl::DataLossError(absl::StrCat(path_, ": received ", written_,
-                                            " bytes, the server's file has ",
-                                            chunk.file_size_bytes()));
+    return absl::DataLossError(absl::StrCat(
+        path_, ": received ", written_, " bytes, the server's file has ", chunk.file_size_bytes()));
   }
   const std::string file_sha256 = FinishHex(Digest(digest_));
   if (file_sha256 != chunk.file_sha256()) {
@@ -129,8 +128,8 @@ absl::Status ModelDirectoryWriter::CloseFile() {
 
 absl::Status ModelDirectoryWriter::Finish() {
   if (fd_ >= 0) {
-    return absl::DataLossError(absl::StrCat("the download ended in the middle of ", path_,
-                                            " (", written_, " bytes received)"));
+    return absl::DataLossError(absl::StrCat("the download ended in the middle of ", path_, " (",
+                                            written_, " bytes received)"));
   }
   if (files_ == 0) return absl::DataLossError("the download carried no files");
   return absl::OkStatus();

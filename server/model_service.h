@@ -1,10 +1,11 @@
 // ModelService: the model registry over gRPC (ImportModel, ListModels, GetModel,
-// SetModelAlias, DeleteModelAlias, LoadModel, UnloadModel, DownloadModel). Versions and aliases are stored in
-// the JobStore; loading goes through the ModelRegistry. ImportModel (copy + check load) and
-// LoadModel run their slow part on the registry's loader thread, which finishes the RPC: no
-// gRPC thread waits for a load. DownloadModel streams a version's files one bounded chunk at a
-// time (one chunk in memory per stream, read when the previous one is sent), so exporting a
-// 7B model costs no more memory than a small one. Thread safety: as gRPC calls it.
+// SetModelAlias, DeleteModelAlias, LoadModel, UnloadModel, DownloadModel). Versions and
+// aliases are stored in the JobStore; loading goes through the ModelRegistry. ImportModel
+// (copy + check load) and LoadModel run their slow part on the registry's loader thread, which
+// finishes the RPC: no gRPC thread waits for a load. DownloadModel streams a version's files
+// one bounded chunk at a time (one chunk in memory per stream, read when the previous one is
+// sent), so exporting a 7B model costs no more memory than a small one. Thread safety: as gRPC
+// calls it.
 #ifndef VERDICT_SERVER_MODEL_SERVICE_H_
 #define VERDICT_SERVER_MODEL_SERVICE_H_
 

@@ -39,8 +39,8 @@ class TempDirectory {
 // its checks here).
 absl::StatusOr<verdict::v1::Model> Download(Connection& connection,
                                             const verdict::v1::ModelRef& ref,
-                                            const std::string& temp, int64_t* files,
-                                            int64_t* bytes, bool* from_server) {
+                                            const std::string& temp, int64_t* files, int64_t* bytes,
+                                            bool* from_server) {
   *from_server = false;
   verdict::v1::DownloadModelRequest request;
   *request.mutable_model() = ref;
@@ -96,14 +96,14 @@ int RunExport(const std::vector<std::string>& args, CommandEnv& env) {
   const fs::file_status existing = fs::symlink_status(target, error);
   const bool exists = fs::exists(existing);
   if (exists && !fs::is_directory(existing)) {
-    return ReportLocalError(absl::FailedPreconditionError(absl::StrCat(
-                                target.string(), " exists and is not a directory")),
+    return ReportLocalError(absl::FailedPreconditionError(
+                                absl::StrCat(target.string(), " exists and is not a directory")),
                             *env.err);
   }
   if (exists && !fs::is_empty(target, error) && !force) {
     return ReportLocalError(
-        absl::FailedPreconditionError(absl::StrCat(
-            target.string(), " is not empty; pass --force to replace what it holds")),
+        absl::FailedPreconditionError(
+            absl::StrCat(target.string(), " is not empty; pass --force to replace what it holds")),
         *env.err);
   }
   // The temporary directory sits next to DIR, so that publishing it is a rename on one file
@@ -131,9 +131,9 @@ int RunExport(const std::vector<std::string>& args, CommandEnv& env) {
     if (from_server) return ReportRpcError(model.status(), env.options.server, *env.err);
     return ReportLocalError(model.status(), *env.err);
   }
-  fs::permissions(temp.path(), fs::perms::owner_all | fs::perms::group_read |
-                                   fs::perms::group_exec | fs::perms::others_read |
-                                   fs::perms::others_exec,
+  fs::permissions(temp.path(),
+                  fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                      fs::perms::others_read | fs::perms::others_exec,
                   error);
   // Publish: an empty DIR is replaced by the rename itself; a non-empty one (--force) moves
   // aside first and is removed once the new directory is in place.
@@ -155,10 +155,10 @@ int RunExport(const std::vector<std::string>& args, CommandEnv& env) {
       fs::rename(old->path(), target, ignored);
       if (!ignored) old->Release();
     }
-    return ReportLocalError(absl::InternalError(absl::StrCat("cannot rename the download to ",
-                                                             target.string(), ": ",
-                                                             error.message())),
-                            *env.err);
+    return ReportLocalError(
+        absl::InternalError(
+            absl::StrCat("cannot rename the download to ", target.string(), ": ", error.message())),
+        *env.err);
   }
   temp.Release();
   if (env.options.format() == OutputFormat::kJson) {

@@ -78,8 +78,8 @@ class ConnectionBalancingTest : public ::testing::Test {
     ASSERT_NE(first_, nullptr);
     ASSERT_NE(second_, nullptr);
     client::GlobalOptions options;
-    options.server = absl::StrCat("ipv4:127.0.0.1:", first_->port(), ",127.0.0.1:",
-                                  second_->port());
+    options.server =
+        absl::StrCat("ipv4:127.0.0.1:", first_->port(), ",127.0.0.1:", second_->port());
     auto connection = client::Connection::Create(options);
     ASSERT_TRUE(connection.ok()) << connection.status();
     connection_ = *std::move(connection);

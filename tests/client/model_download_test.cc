@@ -143,8 +143,7 @@ TEST_F(ModelDirectoryWriterTest, PathsOutsideTheDirectoryAreRefused) {
     SCOPED_TRACE(path);
     EXPECT_EQ(CheckDownloadPath(path).code(), absl::StatusCode::kInvalidArgument);
     ModelDirectoryWriter writer(dir_.string());
-    EXPECT_EQ(writer.Write(Chunks(path, "x", 4096)[0]).code(),
-              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(writer.Write(Chunks(path, "x", 4096)[0]).code(), absl::StatusCode::kInvalidArgument);
   }
   EXPECT_FALSE(fs::exists(dir_.parent_path() / "escape"));
   EXPECT_TRUE(CheckDownloadPath("tokenizer/vocab.txt").ok());

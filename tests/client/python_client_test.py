@@ -23,7 +23,8 @@ import grpc  # noqa: E402
 
 import verdict_client  # noqa: E402
 from verdict_client import AsyncVerdictClient, RetryPolicy, VerdictClient  # noqa: E402
-from verdict_server import Server, cli_score, train_tiny_model  # noqa: E402
+from verdict_server import (SOURCE_DIR, VERDICT_CLI, Server, cli_score,  # noqa: E402
+                            train_tiny_model)
 
 KENYA = "\n\nHuman: What is the capital of Kenya?\n\nAssistant:"
 
@@ -214,6 +215,75 @@ class PythonClientTest(unittest.TestCase):
         self.assertAlmostEqual(result["rewards"][0],
                                self.cli_score("\n\nHuman: Hi\n\nAssistant:", " Hello."),
                                places=4)
+
+
+class BalancingTest(unittest.TestCase):
+    """One channel over two verdictd processes (an ipv4: target listing both; a dns:/// name
+    of a Kubernetes headless Service resolves to many addresses the same way): round_robin
+    spreads the calls, and stopping one server fails none of them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = Path(tempfile.mkdtemp(prefix="verdict-python-balancing-"))
+        cls.servers = [Server(cls.tmp / name) for name in ("first", "second")]
+        golden = SOURCE_DIR / "tests" / "data" / "golden" / "llama"
+        for server in cls.servers:
+            target = server.root / "models" / "golden-llama"
+            target.mkdir(parents=True)
+            shutil.copy(golden / "config.json", target)
+            shutil.copy(golden / "model.safetensors", target)
+            shutil.copy(SOURCE_DIR / "tests" / "data" / "models" / "stories260K-hf" /
+                        "tokenizer.model", target)
+            imported = subprocess.run(
+                [VERDICT_CLI, "--server", server.address, "import", "golden-llama", "llama"],
+                capture_output=True, text=True, timeout=180, check=False)
+            if imported.returncode != 0:
+                raise RuntimeError(imported.stderr)
+
+    @classmethod
+    def tearDownClass(cls):
+        for server in cls.servers:
+            server.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def loaded(self, server: Server) -> bool:
+        listed = subprocess.run([VERDICT_CLI, "--server", server.address, "models", "--loaded"],
+                                capture_output=True, text=True, timeout=60, check=True)
+        return "llama" in listed.stdout
+
+    def test_calls_spread_over_both_servers_and_a_stopped_one_fails_none(self):
+        target = "ipv4:" + ",".join(server.address for server in self.servers)
+        # NO_RETRY: only gRPC's own retries (the service config's) stand between a stopped
+        # server and a failed call.
+        client = VerdictClient(target, model="llama", retry=verdict_client.NO_RETRY)
+        self.addCleanup(client.close)
+        for _ in range(20):
+            self.assertEqual(len(client.score([KENYA], [" Nairobi."])), 1)
+        # Each server loads the model on its first ScoreBatch.
+        self.assertTrue(all(self.loaded(server) for server in self.servers))
+
+        errors, calls, stop = [], [0], threading.Event()
+
+        def loop():
+            while not stop.is_set():
+                try:
+                    client.score([KENYA], [" Nairobi."])
+                    calls[0] += 1
+                except grpc.RpcError as error:
+                    errors.append(error)
+
+        thread = threading.Thread(target=loop)
+        thread.start()
+        time.sleep(0.5)
+        self.servers[1].stop()
+        at_stop = calls[0]
+        deadline = time.monotonic() + 60
+        while calls[0] < at_stop + 40 and time.monotonic() < deadline and not errors:
+            time.sleep(0.01)
+        stop.set()
+        thread.join()
+        self.assertEqual(errors, [])
+        self.assertGreaterEqual(calls[0], at_stop + 40)
 
 
 class AuthAndTlsTest(unittest.TestCase):

@@ -201,8 +201,7 @@ TEST_F(ModelDownloadIntegrationTest, RequestErrorsNameTheirField) {
   EXPECT_THAT(small.status.error_message(), HasSubstr("chunk_size_bytes"));
   EXPECT_EQ(Download(*clients_, Ref("no-such-model")).status.error_code(),
             grpc::StatusCode::NOT_FOUND);
-  EXPECT_EQ(Download(*clients_, Ref("llama", 9)).status.error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Download(*clients_, Ref("llama", 9)).status.error_code(), grpc::StatusCode::NOT_FOUND);
   // Reading a model is what scoring clients may do.
   EXPECT_EQ(server::RequiredRole("/verdict.v1.ModelService/DownloadModel"), server::Role::kScore);
 }

@@ -3,6 +3,7 @@
 Nothing here does I/O, so both clients build the same requests and read the same responses.
 """
 
+import json
 import os
 import random
 import time
@@ -113,6 +114,30 @@ class Deadline:
         return self._end is None or time.monotonic() + sleep < self._end
 
 
+# The gRPC service config of every channel, as the CLI's (client/connection.h,
+# kClientServiceConfig): round_robin over every address the target resolves to (a
+# "dns:///scoring.ns.svc.cluster.local:50051" target names every pod of a Kubernetes headless
+# Service; "ipv4:10.0.0.1:50051,10.0.0.2:50051" lists them), and gRPC's own transparent retries
+# of ScoreBatch only, the one idempotent call, on UNAVAILABLE, RESOURCE_EXHAUSTED and CANCELLED
+# (a server shutting down cancels the calls it accepted but had not started; gRPC never retries
+# a call the client cancelled): a replica that goes away mid-call costs a quick retry on
+# another one. RetryPolicy's retries wrap these
+# for longer outages (a server restarting).
+SERVICE_CONFIG = json.dumps({
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "methodConfig": [{
+        "name": [{"service": "verdict.v1.ScoringService", "method": "ScoreBatch"}],
+        "retryPolicy": {
+            "maxAttempts": 5,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "2s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "CANCELLED"],
+        },
+    }],
+})
+
+
 @dataclass
 class ConnectionSettings:
     """Mirrors the CLI's global flags (--server, --tls, --ca, --tls-server-name, --token,
@@ -142,7 +167,9 @@ class ConnectionSettings:
                    # would keep failing against a server that is back.
                    ("grpc.initial_reconnect_backoff_ms", 250),
                    ("grpc.min_reconnect_backoff_ms", 250),
-                   ("grpc.max_reconnect_backoff_ms", 2000)]
+                   ("grpc.max_reconnect_backoff_ms", 2000),
+                   ("grpc.service_config", SERVICE_CONFIG),
+                   ("grpc.enable_retries", 1)]
         credentials = None
         if tls:
             if ca_file is not None:

@@ -18,13 +18,15 @@ from verdict_client._stubs import scoring_pb2_grpc
 class VerdictClient:
     """One channel to a verdictd.
 
-    target: "HOST:PORT" (default $VERDICT_SERVER, else localhost:50051). token: bearer token of
-    a server started with --token_file (default $VERDICT_TOKEN). tls, ca_file (PEM roots; or
-    root_certificates as bytes; default: the system's roots) and tls_server_name mirror the
-    CLI's --tls, --ca and --tls-server-name. model: the default of score()'s `model` (default
-    $VERDICT_MODEL). timeout: seconds a call may take, retries and all (None or 0: no
-    deadline). retry: a RetryPolicy (verdict_client.NO_RETRY for none). Calls with more items
-    than max_items_per_request (the server's --max_items_per_request) are split.
+    target: "HOST:PORT", or "dns:///HOST:PORT" to balance requests over every address of a
+    name (round_robin; a Kubernetes headless Service), default $VERDICT_SERVER, else
+    localhost:50051. token: bearer token of a server started with --token_file (default
+    $VERDICT_TOKEN). tls, ca_file (PEM roots; or root_certificates as bytes; default: the
+    system's roots) and tls_server_name mirror the CLI's --tls, --ca and --tls-server-name.
+    model: the default of score()'s `model` (default $VERDICT_MODEL). timeout: seconds a call
+    may take, retries and all (None or 0: no deadline). retry: a RetryPolicy
+    (verdict_client.NO_RETRY for none). Calls with more items than max_items_per_request (the
+    server's --max_items_per_request) are split.
     """
 
     def __init__(self, target: Optional[str] = None, token: Optional[str] = None, *,
