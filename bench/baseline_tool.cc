@@ -40,7 +40,6 @@
 #include "core/data/dataset_split.h"
 #include "core/model/model_config.h"
 #include "core/tokenize/pair_encoding.h"
-#include "core/tokenize/sentencepiece_tokenizer.h"
 #include "core/tokenize/tokenizer.h"
 #include "core/train/batching.h"
 #include "core/train/trainer.h"
@@ -100,24 +99,12 @@ absl::Status Export(const std::string& data, const std::string& out) {
   spec.eval_fraction = config.eval_fraction;
   spec.seed = config.split_seed;
   ASSIGN_OR_RETURN(TrainEvalData split, LoadTrainEvalData(spec));
-  std::vector<std::string> texts;
-  for (const PreferencePair& pair : split.train) {
-    texts.push_back(pair.prompt);
-    texts.push_back(pair.chosen);
-    texts.push_back(pair.rejected);
-  }
-  SentencePieceTokenizer::TrainOptions tokenizer_options;
-  tokenizer_options.vocab_size = static_cast<int32_t>(config.vocab_size);
-  tokenizer_options.hard_vocab_limit = false;
-  tokenizer_options.tokenizer.add_bos = true;
-  tokenizer_options.tokenizer.add_eos = false;
   const std::string base = absl::GetFlag(FLAGS_base_model);
   std::unique_ptr<Tokenizer> tokenizer;
   ModelConfig model_config;
   if (base.empty()) {
-    ASSIGN_OR_RETURN(auto trained, SentencePieceTokenizer::Train(texts, tokenizer_options));
     config.tokenizer_path = out + "/tokenizer";
-    RETURN_IF_ERROR(trained->SaveToDirectory(config.tokenizer_path));
+    RETURN_IF_ERROR(TrainTokenizerForPairs(split.train, config, config.tokenizer_path));
     ASSIGN_OR_RETURN(tokenizer, LoadTokenizerFromDirectory(config.tokenizer_path));
     ASSIGN_OR_RETURN(model_config, PresetModelConfig(config.preset, tokenizer->vocab_size(), 0));
   } else {

@@ -47,7 +47,6 @@
 #include "core/model/model_config.h"
 #include "core/model/reward_model.h"
 #include "core/tokenize/pair_encoding.h"
-#include "core/tokenize/sentencepiece_tokenizer.h"
 #include "core/tokenize/tokenizer.h"
 #include "core/train/batching.h"
 #include "core/train/trainer.h"
@@ -273,23 +272,10 @@ absl::Status Run() {
   spec.eval_fraction = config.eval_fraction;
   spec.seed = config.split_seed;
   ASSIGN_OR_RETURN(TrainEvalData split, LoadTrainEvalData(spec));
-  std::vector<std::string> texts;
-  for (const PreferencePair& pair : split.train) {
-    texts.push_back(pair.prompt);
-    texts.push_back(pair.chosen);
-    texts.push_back(pair.rejected);
-  }
-  SentencePieceTokenizer::TrainOptions tokenizer_options;
-  tokenizer_options.vocab_size = static_cast<int32_t>(config.vocab_size);
-  tokenizer_options.hard_vocab_limit = false;
-  // Llama's convention (add_bos_token only): TRL's concat rule appends the EOS to the text.
-  tokenizer_options.tokenizer.add_bos = true;
-  tokenizer_options.tokenizer.add_eos = false;
   auto start = Clock::now();
-  ASSIGN_OR_RETURN(auto trained, SentencePieceTokenizer::Train(texts, tokenizer_options));
-  const double tokenizer_seconds = Seconds(start);
   config.tokenizer_path = scratch.Path("tokenizer");
-  RETURN_IF_ERROR(trained->SaveToDirectory(config.tokenizer_path));
+  RETURN_IF_ERROR(TrainTokenizerForPairs(split.train, config, config.tokenizer_path));
+  const double tokenizer_seconds = Seconds(start);
   ASSIGN_OR_RETURN(auto tokenizer, LoadTokenizerFromDirectory(config.tokenizer_path));
 
   ASSIGN_OR_RETURN(ModelConfig preset_config, PresetModelConfig(config.preset, tokenizer->vocab_size(), 0));

@@ -191,24 +191,9 @@ absl::Status TrainerImpl::PrepareTokenizer(const std::vector<PreferencePair>& tr
     ASSIGN_OR_RETURN(tokenizer_, LoadTokenizerFromDirectory(saved));
     return absl::OkStatus();
   }
-  std::vector<std::string> texts;
-  texts.reserve(train.size() * 3);
-  for (const PreferencePair& pair : train) {
-    texts.push_back(pair.prompt);
-    texts.push_back(pair.chosen);
-    texts.push_back(pair.rejected);
-  }
-  SentencePieceTokenizer::TrainOptions options;
-  options.vocab_size = static_cast<int32_t>(config_.vocab_size);
-  options.hard_vocab_limit = false;
-  options.model_type = config_.tokenizer_type;
-  // Llama's convention (add_bos_token only): TRL's concat rule appends the EOS to the text.
-  options.tokenizer.add_bos = true;
-  options.tokenizer.add_eos = false;
-  ASSIGN_OR_RETURN(auto trained, SentencePieceTokenizer::Train(texts, options));
-  RETURN_IF_ERROR(trained->SaveToDirectory(saved));
-  Log(absl::StrCat("trained a sentencepiece tokenizer: ", trained->vocab_size(), " pieces"));
-  tokenizer_ = std::move(trained);
+  RETURN_IF_ERROR(TrainTokenizerForPairs(train, config_, saved));
+  ASSIGN_OR_RETURN(tokenizer_, LoadTokenizerFromDirectory(saved));
+  Log(absl::StrCat("trained a sentencepiece tokenizer: ", tokenizer_->vocab_size(), " pieces"));
   return absl::OkStatus();
 }
 
@@ -721,6 +706,26 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainingConfig& c
                                                          TrainerCallbacks callbacks) {
   RETURN_IF_ERROR(ValidateTrainingConfig(config));
   return std::unique_ptr<Trainer>(new TrainerImpl(config, std::move(callbacks)));
+}
+
+absl::Status TrainTokenizerForPairs(const std::vector<PreferencePair>& pairs,
+                                    const TrainingConfig& config, const std::string& directory) {
+  std::vector<std::string> texts;
+  texts.reserve(pairs.size() * 3);
+  for (const PreferencePair& pair : pairs) {
+    texts.push_back(pair.prompt);
+    texts.push_back(pair.chosen);
+    texts.push_back(pair.rejected);
+  }
+  SentencePieceTokenizer::TrainOptions options;
+  options.vocab_size = static_cast<int32_t>(config.vocab_size);
+  options.hard_vocab_limit = false;
+  options.model_type = config.tokenizer_type;
+  // Llama's convention (add_bos_token only): TRL's concat rule appends the EOS to the text.
+  options.tokenizer.add_bos = true;
+  options.tokenizer.add_eos = false;
+  ASSIGN_OR_RETURN(auto trained, SentencePieceTokenizer::Train(texts, options));
+  return trained->SaveToDirectory(directory);
 }
 
 }  // namespace verdict

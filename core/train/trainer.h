@@ -50,9 +50,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "core/data/preference_pair.h"
 #include "core/train/eval_metrics.h"
 #include "core/train/training_config.h"
 #include "core/util/cancellable.h"
@@ -128,6 +130,12 @@ class Trainer : public Cancellable {
 
   // Cancel() (Cancellable) asks a running Run() to stop after the current optimizer step.
 };
+
+// Trains the SentencePiece tokenizer of a run without a base model on `pairs` (prompts and both
+// responses; config.vocab_size pieces at most, config.tokenizer_type, BOS only) and saves it in
+// `directory`, where LoadTokenizerFromDirectory reads it.
+absl::Status TrainTokenizerForPairs(const std::vector<PreferencePair>& pairs,
+                                    const TrainingConfig& config, const std::string& directory);
 
 }  // namespace verdict
 
