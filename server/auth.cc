@@ -77,6 +77,7 @@ constexpr MethodRole kMethodRoleTable[] = {
     {"/verdict.v1.ModelService/ListModels", Role::kScore},
     {"/verdict.v1.ModelService/GetModel", Role::kScore},
     {"/verdict.v1.ModelService/DownloadModel", Role::kScore},
+    {"/verdict.v1.ModelService/WatchModels", Role::kScore},
     // Training: jobs, their metrics, the datasets they read.
     {"/verdict.v1.TrainingService/SubmitTrainingJob", Role::kTrain},
     {"/verdict.v1.TrainingService/GetJob", Role::kTrain},
@@ -93,6 +94,7 @@ constexpr MethodRole kMethodRoleTable[] = {
     {"/verdict.v1.ModelService/ImportModel", Role::kAdmin},
     {"/verdict.v1.ModelService/SetModelAlias", Role::kAdmin},
     {"/verdict.v1.ModelService/DeleteModelAlias", Role::kAdmin},
+    {"/verdict.v1.ModelService/DeleteModelVersion", Role::kAdmin},
     {"/verdict.v1.ModelService/LoadModel", Role::kAdmin},
     {"/verdict.v1.ModelService/UnloadModel", Role::kAdmin},
 };

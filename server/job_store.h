@@ -247,7 +247,7 @@ class JobStore {
   // version, and its evaluations (the newest per dataset, newest first; written only by
   // CompleteEvaluationJob). The store never keeps `aliases`, `loaded` or `device` from a written message:
   // aliases live in their own table and loaded/device are the server's runtime state (always
-  // false/empty here). Versions are never deleted. "latest" is reserved: it always means the
+  // false/empty here). Versions are deleted only by DeleteModelVersion. "latest" is reserved: it always means the
   // highest version and cannot be set or deleted.
 
   // Registers `model` (version 0: the store assigns it) as the next version of model.name(),
@@ -281,6 +281,11 @@ class JobStore {
   // an unknown name or an unset alias.
   virtual absl::StatusOr<int64_t> ResolveAlias(absl::string_view name,
                                                absl::string_view alias) = 0;
+  // Removes version `version` of `name` with its evaluations. Returns it as it was.
+  // FAILED_PRECONDITION naming the alias while one points at it -- "latest" included, so the
+  // highest version stays and version numbers are never reused; NOT_FOUND as GetModelVersion.
+  virtual absl::StatusOr<v1::Model> DeleteModelVersion(absl::string_view name,
+                                                       int64_t version) = 0;
 
   // ---- Lifetime -----------------------------------------------------------------------------
 

@@ -59,6 +59,19 @@ ABSL_FLAG(std::string, tls_key, "", "PEM private key.");
 ABSL_FLAG(std::string, tls_client_ca, "",
           "PEM roots for client certificates; set (with --tls_cert): mutual TLS, every client "
           "must present a certificate they sign.");
+ABSL_FLAG(std::string, role, "all",
+          "all (one process does everything), control (job store, training, model registry, "
+          "datasets) or scoring (a stateless replica serving ScoreBatch for the models the "
+          "control plane names).");
+ABSL_FLAG(std::string, control_plane, "",
+          "--role=scoring: the control plane's gRPC target, e.g. dns:///verdict-control:50051 "
+          "(required).");
+ABSL_FLAG(std::string, control_plane_token_file, "",
+          "--role=scoring: file holding the bearer token sent to the control plane (a score "
+          "role token suffices).");
+ABSL_FLAG(std::vector<std::string>, serve_models, {},
+          "--role=scoring: NAME:ALIAS,... the replica preloads and follows (empty: every alias "
+          "the control plane has).");
 ABSL_FLAG(std::string, log_format, "text", "text or json.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 
@@ -100,6 +113,10 @@ int main(int argc, char** argv) {
   config.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   config.log_format = absl::GetFlag(FLAGS_log_format);
   config.log_level = absl::GetFlag(FLAGS_log_level);
+  config.role = absl::GetFlag(FLAGS_role);
+  config.control_plane = absl::GetFlag(FLAGS_control_plane);
+  config.control_plane_token_file = absl::GetFlag(FLAGS_control_plane_token_file);
+  config.serve_models = absl::GetFlag(FLAGS_serve_models);
   config.token_file = absl::GetFlag(FLAGS_token_file);
   if (!config.token_file.empty()) {
     // Checked here too, for its own exit status: an empty file would turn authentication off

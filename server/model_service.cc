@@ -213,6 +213,7 @@ grpc::ServerUnaryReactor* ModelService::ImportModel(grpc::CallbackServerContext*
           }
           registry_->Decorate(model);
           *response = std::move(model);
+          watch_->Poke();
           return absl::OkStatus();
         }();
         reactor->Finish(ToGrpcStatus(status));
@@ -307,6 +308,7 @@ grpc::ServerUnaryReactor* ModelService::SetModelAlias(grpc::CallbackServerContex
     RETURN_IF_ERROR(ValidateAlias("alias", request->alias(), /*allow_latest=*/false));
     RETURN_IF_ERROR(CheckAliasGate(*request));
     ASSIGN_OR_RETURN(v1::Model model, store_->SetAlias(request->name(), request->alias(), request->version()));
+    watch_->Poke();
     registry_->Decorate(model);
     *response = std::move(model);
     return absl::OkStatus();
@@ -320,6 +322,7 @@ grpc::ServerUnaryReactor* ModelService::DeleteModelAlias(grpc::CallbackServerCon
     RETURN_IF_ERROR(ValidateModelName("name", request->name()));
     RETURN_IF_ERROR(ValidateAlias("alias", request->alias(), /*allow_latest=*/false));
     ASSIGN_OR_RETURN(v1::Model model, store_->DeleteAlias(request->name(), request->alias()));
+    watch_->Poke();
     registry_->Decorate(model);
     *response = std::move(model);
     return absl::OkStatus();
@@ -383,6 +386,47 @@ grpc::ServerWriteReactor<v1::ModelChunk>* ModelService::DownloadModel(
   absl::StatusOr<std::vector<std::string>> files = ListVersionFiles(dir);
   if (!files.ok()) return new FailedDownload(ToGrpcStatus(files.status()));
   return new DownloadReactor(*std::move(model), dir, *std::move(files), chunk_bytes);
+}
+
+grpc::ServerUnaryReactor* ModelService::DeleteModelVersion(
+    grpc::CallbackServerContext* context, const v1::DeleteModelVersionRequest* request,
+    v1::Model* response) {
+  return ServeUnary(context, *auth_, [&]() -> absl::Status {
+    RETURN_IF_ERROR(ValidateModelName("name", request->name()));
+    if (request->version() < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("version: must be >= 1, got ", request->version()));
+    }
+    // Refused while an alias points at it (checked again, atomically, by the store). Out of
+    // memory first (requests scoring with it finish; Unload resolves through the store), then
+    // out of the registry, then off the disk.
+    ASSIGN_OR_RETURN(v1::Model model, store_->GetModelVersion(request->name(), request->version()));
+    v1::ModelRef ref;
+    ref.set_name(model.name());
+    ref.set_version(model.version());
+    if (model.aliases().empty()) RETURN_IF_ERROR(registry_->Unload(ref).status());
+    ASSIGN_OR_RETURN(model, store_->DeleteModelVersion(request->name(), request->version()));
+    watch_->Poke();
+    if (!model.storage_path().empty()) {
+      std::error_code error;
+      fs::remove_all(fs::path(config_.state_dir) / model.storage_path(), error);
+    }
+    *response = std::move(model);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerWriteReactor<v1::ModelChange>* ModelService::WatchModels(
+    grpc::CallbackServerContext* context, const v1::WatchModelsRequest* /*request*/) {
+  if (grpc::Status auth = auth_->Check(*context); !auth.ok()) {
+    class Failed final : public grpc::ServerWriteReactor<v1::ModelChange> {
+     public:
+      explicit Failed(const grpc::Status& status) { Finish(status); }
+      void OnDone() override { delete this; }
+    };
+    return new Failed(auth);
+  }
+  return watch_->Watch();
 }
 
 }  // namespace verdict::server

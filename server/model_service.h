@@ -1,5 +1,6 @@
 // ModelService: the model registry over gRPC (ImportModel, ListModels, GetModel,
-// SetModelAlias, DeleteModelAlias, LoadModel, UnloadModel, DownloadModel). Versions and
+// SetModelAlias, DeleteModelAlias, DeleteModelVersion, LoadModel, UnloadModel, DownloadModel,
+// WatchModels through a ModelWatchHub). Versions and
 // aliases are stored in the JobStore; loading goes through the ModelRegistry. ImportModel
 // (copy + check load) and LoadModel run their slow part on the registry's loader thread, which
 // finishes the RPC: no gRPC thread waits for a load. DownloadModel streams a version's files
@@ -12,6 +13,7 @@
 #include "server/auth.h"
 #include "server/job_store.h"
 #include "server/model_registry.h"
+#include "server/model_watch.h"
 #include "server/server_config.h"
 #include "verdict/v1/models.grpc.pb.h"
 
@@ -20,8 +22,8 @@ namespace verdict::server {
 class ModelService final : public v1::ModelService::CallbackService {
  public:
   ModelService(const ServerConfig& config, JobStore* store, ModelRegistry* registry,
-               const Authenticator* auth)
-      : config_(config), store_(store), registry_(registry), auth_(auth) {}
+               const Authenticator* auth, ModelWatchHub* watch)
+      : config_(config), store_(store), registry_(registry), auth_(auth), watch_(watch) {}
 
   grpc::ServerUnaryReactor* ImportModel(grpc::CallbackServerContext* context,
                                         const v1::ImportModelRequest* request,
@@ -46,6 +48,11 @@ class ModelService final : public v1::ModelService::CallbackService {
                                         v1::Model* response) override;
   grpc::ServerWriteReactor<v1::ModelChunk>* DownloadModel(
       grpc::CallbackServerContext* context, const v1::DownloadModelRequest* request) override;
+  grpc::ServerUnaryReactor* DeleteModelVersion(grpc::CallbackServerContext* context,
+                                               const v1::DeleteModelVersionRequest* request,
+                                               v1::Model* response) override;
+  grpc::ServerWriteReactor<v1::ModelChange>* WatchModels(
+      grpc::CallbackServerContext* context, const v1::WatchModelsRequest* request) override;
 
  private:
   // SetModelAlias's optional gate (require_accuracy, eval_dataset_id): OK without one or when
@@ -57,6 +64,7 @@ class ModelService final : public v1::ModelService::CallbackService {
   JobStore* const store_;
   ModelRegistry* const registry_;
   const Authenticator* const auth_;
+  ModelWatchHub* const watch_;
 };
 
 }  // namespace verdict::server

@@ -7,6 +7,7 @@
 
 #include <ATen/Parallel.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
@@ -32,8 +33,11 @@
 #include "server/http_scoring.h"
 #include "server/job_manager.h"
 #include "server/logging.h"
+#include "server/model_follower.h"
 #include "server/model_registry.h"
 #include "server/model_service.h"
+#include "server/model_watch.h"
+#include "server/replica_store.h"
 #include "server/scoring_service.h"
 #include "server/server_metrics.h"
 #include "server/sqlite_job_store.h"
@@ -84,6 +88,47 @@ class MetricsInterceptorFactory final : public grpc::experimental::ServerInterce
   ServerMetrics* const metrics_;
 };
 
+// What a scoring replica answers for the services it does not serve (training, datasets):
+// UNIMPLEMENTED naming the role and the control plane, rather than gRPC's bare "unknown
+// method".
+class RoleRefusal final : public grpc::CallbackGenericService {
+ public:
+  explicit RoleRefusal(std::string control_plane) : control_plane_(std::move(control_plane)) {}
+  grpc::ServerGenericBidiReactor* CreateReactor(
+      grpc::GenericCallbackServerContext* context) override {
+    class Refuse final : public grpc::ServerGenericBidiReactor {
+     public:
+      explicit Refuse(const std::string& message) {
+        Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, message));
+      }
+      void OnDone() override { delete this; }
+    };
+    return new Refuse(absl::StrCat("verdictd --role=scoring does not serve ", context->method(),
+                                   ": call the control plane (", control_plane_, ")"));
+  }
+
+ private:
+  const std::string control_plane_;
+};
+
+// --serve_models: "name:alias" each.
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseServeModels(
+    const std::vector<std::string>& specs) {
+  std::vector<std::pair<std::string, std::string>> served;
+  for (const std::string& spec : specs) {
+    const size_t colon = spec.find(':');
+    if (colon == std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--serve_models: \"", spec, "\" is not NAME:ALIAS (e.g. reward:production)"));
+    }
+    std::string name = spec.substr(0, colon), alias = spec.substr(colon + 1);
+    RETURN_IF_ERROR(ValidateModelName("--serve_models name", name));
+    RETURN_IF_ERROR(ValidateAlias("--serve_models alias", alias, /*allow_latest=*/true));
+    served.emplace_back(std::move(name), std::move(alias));
+  }
+  return served;
+}
+
 // The flag's name in front of a parse error from logging.h.
 template <typename T>
 absl::StatusOr<T> ForFlag(absl::string_view flag, absl::StatusOr<T> parsed) {
@@ -118,6 +163,27 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   }
   if (!c.http_model.empty()) {
     RETURN_IF_ERROR(ValidateModelRef("--http_model", ParseModelSpec(c.http_model)));
+  }
+  if (c.role != "all" && c.role != "control" && c.role != "scoring") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--role: must be all, control or scoring, got \"", c.role, "\""));
+  }
+  if (c.role == "scoring") {
+    if (c.control_plane.empty()) {
+      return absl::InvalidArgumentError(
+          "--control_plane: required with --role=scoring (e.g. dns:///verdict-control:50051)");
+    }
+    if (!c.preload_models.empty()) {
+      return absl::InvalidArgumentError(
+          "--preload_models: not with --role=scoring; name the aliases to serve with "
+          "--serve_models=NAME:ALIAS");
+    }
+    RETURN_IF_ERROR(ParseServeModels(c.serve_models).status());
+  } else if (!c.control_plane.empty() || !c.control_plane_token_file.empty() ||
+             !c.serve_models.empty()) {
+    return absl::InvalidArgumentError(
+        "--control_plane, --control_plane_token_file and --serve_models: only with "
+        "--role=scoring");
   }
   if (c.max_concurrent_jobs < 1) return absl::InvalidArgumentError("--max_concurrent_jobs: must be >= 1");
   if (c.max_queued_jobs < 1) return absl::InvalidArgumentError("--max_queued_jobs: must be >= 1");
@@ -224,14 +290,19 @@ struct VerdictServer::Parts {
   std::shared_ptr<prometheus::Registry> registry;
   std::unique_ptr<ServerMetrics> metrics;
   std::unique_ptr<prometheus::Exposer> exposer;
-  std::unique_ptr<SqliteJobStore> store;
+  std::unique_ptr<SqliteJobStore> store;  // null in the scoring role
+  std::unique_ptr<ReplicaModelStore> replica_store;  // the scoring role's instead
+  JobStore* model_store = nullptr;  // whichever of the two holds the model registry
   EventHub events;
   std::unique_ptr<Authenticator> auth;
   std::unique_ptr<ModelRegistry> models;
   std::unique_ptr<JobManager> jobs;
   std::unique_ptr<TrainingService> training_service;
   std::unique_ptr<DatasetService> dataset_service;
+  std::unique_ptr<ModelWatchHub> model_watch;
   std::unique_ptr<ModelService> model_service;
+  std::unique_ptr<ModelFollower> follower;  // scoring role
+  std::unique_ptr<RoleRefusal> refusal;     // scoring role
   std::unique_ptr<BatchScoring> scoring;
   std::unique_ptr<ScoringService> scoring_service;
   std::unique_ptr<HttpScoring> http;
@@ -310,9 +381,18 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
     }
   }
 
-  ASSIGN_OR_RETURN(p.store, SqliteJobStore::Open((fs::path(config.state_dir) / "verdict.db").string()));
-  // The lock is ours and nothing serves yet: what a crash left half-made can go.
-  RETURN_IF_ERROR(SweepCrashLeftovers(config.state_dir, *p.store, p.logger.get()).status());
+  const bool scoring_role = config.role == "scoring";
+  if (scoring_role) {
+    // No store of its own: the registry is mirrored from the control plane into memory.
+    p.replica_store = std::make_unique<ReplicaModelStore>(config.control_plane);
+    p.model_store = p.replica_store.get();
+  } else {
+    ASSIGN_OR_RETURN(p.store,
+                     SqliteJobStore::Open((fs::path(config.state_dir) / "verdict.db").string()));
+    p.model_store = p.store.get();
+    // The lock is ours and nothing serves yet: what a crash left half-made can go.
+    RETURN_IF_ERROR(SweepCrashLeftovers(config.state_dir, *p.store, p.logger.get()).status());
+  }
   TokenSet tokens;
   if (!config.token_file.empty()) {
     ASSIGN_OR_RETURN(tokens, ReadTokenFile(config.token_file));
@@ -323,31 +403,35 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
 
   Parts* raw = &p;
   ModelRegistry::Dependencies model_deps;
-  model_deps.store = p.store.get();
+  model_deps.store = p.model_store;
   model_deps.metrics = p.metrics.get();
   model_deps.logger = p.logger.get();
   model_deps.on_loaded_count = [raw](int loaded) { raw->SetScoringHealth(loaded); };
   p.models = std::make_unique<ModelRegistry>(config, std::move(model_deps));
 
-  JobManager::Dependencies job_deps;
-  job_deps.store = p.store.get();
-  job_deps.events = &p.events;
-  job_deps.logger = p.logger.get();
-  job_deps.metrics = p.metrics.get();
-  job_deps.resolvers.dataset_file = [raw](const std::string& id) -> absl::StatusOr<std::string> {
-    RETURN_IF_ERROR(raw->store->GetDataset(id).status());
-    return DatasetFilePath(raw->config, id);
-  };
-  job_deps.resolvers.registered_model =
-      [raw](const v1::ModelRef& ref) -> absl::StatusOr<std::pair<std::string, int64_t>> {
-    ASSIGN_OR_RETURN(v1::Model model, raw->store->GetModel(ref));
-    return std::make_pair(raw->models->StoragePath(model), model.version());
-  };
-  ASSIGN_OR_RETURN(p.jobs, JobManager::Create(config, std::move(job_deps)));
+  if (!scoring_role) {
+    JobManager::Dependencies job_deps;
+    job_deps.store = p.store.get();
+    job_deps.events = &p.events;
+    job_deps.logger = p.logger.get();
+    job_deps.metrics = p.metrics.get();
+    job_deps.resolvers.dataset_file = [raw](const std::string& id) -> absl::StatusOr<std::string> {
+      RETURN_IF_ERROR(raw->store->GetDataset(id).status());
+      return DatasetFilePath(raw->config, id);
+    };
+    job_deps.resolvers.registered_model =
+        [raw](const v1::ModelRef& ref) -> absl::StatusOr<std::pair<std::string, int64_t>> {
+      ASSIGN_OR_RETURN(v1::Model model, raw->store->GetModel(ref));
+      return std::make_pair(raw->models->StoragePath(model), model.version());
+    };
+    ASSIGN_OR_RETURN(p.jobs, JobManager::Create(config, std::move(job_deps)));
 
-  p.training_service = std::make_unique<TrainingService>(p.jobs.get(), p.store.get(), &p.events, p.auth.get());
-  p.dataset_service = std::make_unique<DatasetService>(config, p.store.get(), p.auth.get());
-  p.model_service = std::make_unique<ModelService>(config, p.store.get(), p.models.get(), p.auth.get());
+    p.training_service = std::make_unique<TrainingService>(p.jobs.get(), p.store.get(), &p.events, p.auth.get());
+    p.dataset_service = std::make_unique<DatasetService>(config, p.store.get(), p.auth.get());
+  }
+  p.model_watch = std::make_unique<ModelWatchHub>(p.model_store);
+  p.model_service = std::make_unique<ModelService>(config, p.model_store, p.models.get(),
+                                                   p.auth.get(), p.model_watch.get());
   p.scoring = std::make_unique<BatchScoring>(config, p.models.get());
   p.scoring_service = std::make_unique<ScoringService>(p.scoring.get(), p.auth.get());
 
@@ -370,14 +454,24 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind the same port and take
   // half the connections; a taken port must fail the start instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Scoring replicas keep a WatchModels stream open to the control plane and ping it every
+  // 20 s (model_follower.cc) to notice a vanished one; allow that rather than answer
+  // GOAWAY(too_many_pings).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<CallRegistryFactory>(p.auth.get(), p.logger.get()));
   interceptors.push_back(std::make_unique<MetricsInterceptorFactory>(p.metrics.get()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  builder.RegisterService(p.training_service.get());
-  builder.RegisterService(p.dataset_service.get());
+  if (scoring_role) {
+    p.refusal = std::make_unique<RoleRefusal>(config.control_plane);
+    builder.RegisterCallbackGenericService(p.refusal.get());
+  } else {
+    builder.RegisterService(p.training_service.get());
+    builder.RegisterService(p.dataset_service.get());
+  }
   builder.RegisterService(p.model_service.get());
   builder.RegisterService(p.scoring_service.get());
   p.grpc_server = builder.BuildAndStart();
@@ -389,11 +483,19 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
                      HttpScoring::Start(config, p.scoring.get(), p.auth.get(), p.metrics.get()));
     p.http_port = p.http->port();
   }
-  p.jobs->StartWorkers();
+  if (p.jobs != nullptr) p.jobs->StartWorkers();
   auto* health = p.grpc_server->GetHealthCheckService();
   health->SetServingStatus(true);
-  for (const char* service : kServices) health->SetServingStatus(service, true);
-  health->SetServingStatus(kScoringService, false);
+  for (const char* service : kServices) {
+    // A scoring replica serves no training or datasets: those report nothing (NOT_FOUND).
+    if (scoring_role && service != kScoringService &&
+        std::string(service) != "verdict.v1.ModelService") {
+      continue;
+    }
+    health->SetServingStatus(service, true);
+  }
+  // SERVING once a version is loaded (SetScoringHealth), in every role.
+  health->SetServingStatus(kScoringService, p.models->LoadedCount() > 0);
 
   for (const std::string& spec : config.preload_models) {
     const v1::ModelRef ref = ParseModelSpec(spec);
@@ -403,7 +505,26 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
                           absl::StrCat("--preload_models ", spec, ": ", loaded.status().message()));
     }
   }
+  if (scoring_role) {
+    ModelFollower::Options follow;
+    follow.control_plane = config.control_plane;
+    if (!config.control_plane_token_file.empty()) {
+      ASSIGN_OR_RETURN(std::string token, ReadFileToString(config.control_plane_token_file));
+      follow.token = std::string(absl::StripAsciiWhitespace(token));
+      if (follow.token.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--control_plane_token_file: ", config.control_plane_token_file, " is empty"));
+      }
+    }
+    ASSIGN_OR_RETURN(follow.serve, ParseServeModels(config.serve_models));
+    follow.state_dir = config.state_dir;
+    follow.max_message_bytes = config.max_message_bytes;
+    p.follower = std::make_unique<ModelFollower>(std::move(follow), p.replica_store.get(),
+                                                 p.models.get(), p.logger.get());
+    p.follower->Start();
+  }
   p.logger->Info("server.started").With("address", absl::StrCat(config.host, ":", p.port))
+      .With("role", config.role)
       .With("metrics_port", p.metrics_port).With("http_port", p.http_port)
       .With("state_dir", config.state_dir);
   return std::unique_ptr<VerdictServer>(new VerdictServer(std::move(parts)));
@@ -442,7 +563,9 @@ void VerdictServer::Shutdown() {
     p.grpc_server->GetHealthCheckService()->Shutdown();
   }
   if (p.http != nullptr) p.http->Drain();
-  p.jobs->Drain();          // the running job checkpoints and goes back to QUEUED
+  if (p.follower != nullptr) p.follower->Stop();  // no more downloads or swaps
+  p.model_watch->Close();   // WatchModels streams end with UNAVAILABLE
+  if (p.jobs != nullptr) p.jobs->Drain();  // the running job checkpoints and goes back to QUEUED
   p.events.Close();         // metrics streams send that, then end with UNAVAILABLE
   p.models->DrainAll();     // queued scoring requests complete
   p.http.reset();           // HTTP requests in flight have their scores: stop listening

@@ -4,8 +4,20 @@
 // NOT_SERVING, new work is refused, the running job checkpoints and returns to QUEUED, queued
 // scoring requests finish, and in-flight RPCs get up to drain_grace.
 //
-// Health: "" (the whole server) is SERVING while it runs; "verdict.v1.ScoringService" only
-// once a model version is loaded; every service NOT_SERVING while draining.
+// Roles (ServerConfig::role, --role): "all" (the default) and "control" run everything above
+// (a control plane may score too; a deployment sends its scoring traffic to the replicas).
+// "scoring" is a replica with no store of its own: no SQLite, no job workers, no datasets. It
+// mirrors the registry of the control plane (--control_plane) in memory (ReplicaModelStore),
+// downloads and verifies the versions its aliases name into <state_dir>/model-cache, loads
+// them and moves the alias only then (ModelFollower), and serves ScoreBatch, HTTP scoring and
+// the ModelService reads from them. TrainingService and DatasetService calls answer
+// UNIMPLEMENTED and registry changes FAILED_PRECONDITION, both naming the role.
+//
+// Health: "" (the whole server) is SERVING while it runs; "verdict.v1.ScoringService", in
+// every role, only while a model version is loaded -- so a replica that lost its control plane
+// stays SERVING with what it has, and one that never loaded anything is NOT_SERVING (the
+// readiness probe to use). A replica reports no status for the services it does not serve.
+// Every service NOT_SERVING while draining.
 //
 // Thread safety: Start() and Shutdown() from one controlling thread; the rest is gRPC's.
 // RunServer() is what main() calls: it starts the server and blocks until SIGTERM or SIGINT;

@@ -72,6 +72,18 @@ struct ServerConfig {
   std::string metrics_address;
   std::string metrics_basic_auth_file;
 
+  // ---- Scaling out: roles (server.h) ------------------------------------------------------
+  // "all" (one process does everything), "control" (job store, training, registry, datasets;
+  // it may still score) or "scoring" (a replica with no store of its own that serves ScoreBatch
+  // for the models the control plane names, model_follower.h).
+  std::string role = "all";
+  // Scoring role only: the control plane's gRPC target (e.g. dns:///verdict-control:50051),
+  // required; a file holding the bearer token sent to it (optional); the aliases served,
+  // "name:alias" each (empty: every alias the control plane has).
+  std::string control_plane;
+  std::string control_plane_token_file;
+  std::vector<std::string> serve_models;
+
   std::string log_format = "text";  // text | json
   std::string log_level = "info";
 };

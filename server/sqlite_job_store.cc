@@ -1352,4 +1352,27 @@ absl::StatusOr<int64_t> SqliteJobStore::ResolveAlias(absl::string_view name,
   return ResolveAliasLocked(name, alias);
 }
 
+absl::StatusOr<v1::Model> SqliteJobStore::DeleteModelVersion(absl::string_view name,
+                                                            int64_t version) {
+  const std::string operation =
+      absl::StrCat("delete version ", version, " of model ", Quoted(name));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(Transaction transaction, Transaction::Begin(this, operation));
+  ASSIGN_OR_RETURN(v1::Model model, GetModelVersionLocked(name, version));  // NOT_FOUND
+  if (!model.aliases().empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model ", Quoted(name), " version ", version, " is what alias ",
+        Quoted(model.aliases(0)), " points at",
+        model.aliases(0) == kLatest ? " (the highest version cannot be deleted)"
+                                    : "; move or delete the alias first"));
+  }
+  for (const char* sql : {"DELETE FROM model_evaluations WHERE name = ?1 AND version = ?2",
+                          "DELETE FROM model_versions WHERE name = ?1 AND version = ?2"}) {
+    ASSIGN_OR_RETURN(Statement remove, Prepare(sql, operation));
+    RETURN_IF_ERROR(remove.Bind(1, name).Bind(2, version).Run());
+  }
+  RETURN_IF_ERROR(transaction.Commit());
+  return model;
+}
+
 }  // namespace verdict::server

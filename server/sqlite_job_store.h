@@ -108,6 +108,7 @@ class SqliteJobStore : public JobStore {
                                         absl::string_view alias) override;
   absl::StatusOr<int64_t> ResolveAlias(absl::string_view name,
                                        absl::string_view alias) override;
+  absl::StatusOr<v1::Model> DeleteModelVersion(absl::string_view name, int64_t version) override;
 
   absl::Status Close() override;
 

@@ -114,6 +114,10 @@ class ForwardingJobStore : public server::JobStore {
   absl::StatusOr<int64_t> ResolveAlias(absl::string_view name, absl::string_view alias) override {
     return store_->ResolveAlias(name, alias);
   }
+  absl::StatusOr<v1::Model> DeleteModelVersion(absl::string_view name,
+                                               int64_t version) override {
+    return store_->DeleteModelVersion(name, version);
+  }
   absl::Status Close() override { return store_->Close(); }
 
  private:

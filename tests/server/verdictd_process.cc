@@ -108,7 +108,9 @@ std::unique_ptr<VerdictdProcess> VerdictdProcess::Start(
 }
 
 VerdictdProcess::~VerdictdProcess() {
-  if (!exit_code_.has_value()) {
+  // pid_ stays -1 when posix_spawn failed: kill(-1, SIGKILL) would kill every process of the
+  // user, the test runner's shell included.
+  if (pid_ > 0 && !exit_code_.has_value()) {
     ::kill(pid_, SIGKILL);
     Wait(absl::Seconds(30));
   }
@@ -116,7 +118,9 @@ VerdictdProcess::~VerdictdProcess() {
 
 std::string VerdictdProcess::address() const { return absl::StrCat("127.0.0.1:", port_); }
 
-void VerdictdProcess::Signal(int signal) { ::kill(pid_, signal); }
+void VerdictdProcess::Signal(int signal) {
+  if (pid_ > 0) ::kill(pid_, signal);
+}
 
 std::optional<int> VerdictdProcess::Wait(absl::Duration timeout) {
   if (exit_code_.has_value()) return exit_code_;
