@@ -13,7 +13,10 @@
 #include <gtest/gtest.h>
 
 #include "gmock/gmock.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -99,6 +102,23 @@ std::unique_ptr<VerdictdProcess> StartVerdictd(const fs::path& root,
                                                const std::vector<std::string>& flags) {
   fs::create_directories(root);
   return VerdictdProcess::Start(VERDICTD_PATH, root, flags);
+}
+
+// A TCP port free on 127.0.0.1 now (for a control plane restarted on the same address).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof(address);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  close(fd);
+  return port;
 }
 
 bool WaitFor(const std::function<bool()>& done, absl::Duration timeout) {
@@ -199,7 +219,8 @@ class ScoringTierTest : public ::testing::Test {
 TEST_F(ScoringTierTest, ReplicasFollowAliasSurviveKillsAndKeepServingWithoutControlPlane) {
   // The control plane, with two versions; the alias names version 1.
   WriteGoldenLlama(root_ / "control" / "models" / "golden-llama");
-  auto control = StartVerdictd(root_ / "control", {"--role=control"});
+  const std::string control_port = absl::StrCat("--port=", FreePort());
+  auto control = StartVerdictd(root_ / "control", {"--role=control", control_port});
   ASSERT_NE(control, nullptr);
   Clients control_clients(control->address());
   v1::Model v1, v2;
@@ -281,6 +302,16 @@ TEST_F(ScoringTierTest, ReplicasFollowAliasSurviveKillsAndKeepServingWithoutCont
   EXPECT_TRUE(WaitFor([&] { return replicas[1]->Logs().find("replica.control_plane_lost") !=
                                    std::string::npos; },
                       absl::Seconds(5)))
+      << replicas[1]->Logs();
+
+  // 4. The control plane comes back on its address with its state: the replica reconnects,
+  // starts again from a snapshot, and follows the next move (back to version 1).
+  control = StartVerdictd(root_ / "control", {"--role=control", control_port});
+  ASSERT_NE(control, nullptr);
+  Clients restarted(control->address());
+  ASSERT_TRUE(SetAlias(restarted, 1).ok());
+  EXPECT_TRUE(WaitFor([&] { return ServedVersion(replicas[1]->address()) == 1; },
+                      absl::Seconds(15)))
       << replicas[1]->Logs();
 }
 
