@@ -3,7 +3,7 @@
 #   docker build -t verdict:0.1.0 .
 #   docker run -p 50051:50051 -p 9464:9464 -v verdict-state:/var/lib/verdict verdict:0.1.0
 # The CUDA image is deploy/docker/Dockerfile.cuda. Kubernetes manifests: deploy/k8s.
-# No HEALTHCHECK: Kubernetes probes grpc.health.v1 directly (deploy/k8s/base/deployment.yaml).
+# No HEALTHCHECK: Kubernetes probes grpc.health.v1 directly (deploy/k8s/base).
 
 # ---- build ----------------------------------------------------------------------------------
 FROM debian:bookworm AS build

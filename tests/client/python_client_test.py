@@ -6,8 +6,10 @@ VERDICT_SOURCE_DIR set. client/python is not put on sys.path: the installed pack
 """
 
 import asyncio
+import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -215,6 +217,18 @@ class PythonClientTest(unittest.TestCase):
         self.assertAlmostEqual(result["rewards"][0],
                                self.cli_score("\n\nHuman: Hi\n\nAssistant:", " Hello."),
                                places=4)
+
+
+class ServiceConfigTest(unittest.TestCase):
+    def test_is_the_clis(self):
+        """The Python client's channel balances and retries exactly as the CLI's: the service
+        config is written twice (client/connection.h, verdict_client/_common.py), and only this
+        keeps the two the same."""
+        header = (SOURCE_DIR / "client" / "connection.h").read_text()
+        cli = re.search(r'kClientServiceConfig\[\] = R"json\((.*?)\)json"', header, re.S)
+        self.assertIsNotNone(cli, "kClientServiceConfig not found in client/connection.h")
+        self.assertEqual(json.loads(verdict_client._common.SERVICE_CONFIG),
+                         json.loads(cli.group(1)))
 
 
 class BalancingTest(unittest.TestCase):

@@ -4,17 +4,23 @@
 Usage: check_k8s.py DEPLOY_K8S_DIR [--kubectl PATH]
 
 Both the base and the gpu overlay must render and parse as YAML, and then:
-  - the Deployment's selector matches its pods, every Service selects those pods, and the
-    ServiceMonitor selects a Service that has a `metrics` port;
-  - gRPC liveness and readiness probes on 50051; terminationGracePeriodSeconds above the
-    server's 30 s drain; non-root, no privilege escalation, read-only root filesystem, with
-    the state volume (a PersistentVolumeClaim that exists) writable at /var/lib/verdict;
-  - a headless Service and a ClusterIP Service with grpc 50051 and metrics 9464;
+  - the control plane is one StatefulSet of one replica, its state (/var/lib/verdict) on a
+    ReadWriteOnce volume claim template, with a headless governing Service; the scoring tier
+    is one Deployment that rolls with no pod unavailable, is ready only when
+    verdict.v1.ScoringService is SERVING, is covered by a PodDisruptionBudget and scaled by a
+    HorizontalPodAutoscaler (at least 2 replicas), and its --control_plane names a Service
+    of the control plane's pods;
+  - each workload's selector matches its pods; gRPC liveness and readiness probes on 50051;
+    terminationGracePeriodSeconds above the server's 30 s drain; non-root, no privilege
+    escalation, read-only root filesystem, /var/lib/verdict writable;
+  - a ClusterIP Service over the control plane with grpc 50051 and metrics 9464, a headless
+    Service over the scoring pods with grpc 50051, every Service selecting one workload's pods,
+    and a ServiceMonitor whose Services carry the metrics port of both workloads;
   - the flags (the ConfigMap's flag file, read through --flagfile, then the args) are flags
-    verdictd defines, and name the required ones; files they point at are on mounted volumes
-    whose ConfigMap or Secret exists;
-  - the overlay asks for an nvidia.com/gpu, runs on GPU nodes, tolerates their taint, uses a
-    CUDA image tag and --default_device=cuda:0.
+    verdictd defines (read from server/main.cc), with the role and the required ones; files
+    they point at are on mounted volumes whose ConfigMap or Secret exists;
+  - the overlay gives each workload an nvidia.com/gpu, runs them on GPU nodes, tolerates their
+    taint, uses a CUDA image tag and --default_device=cuda:0.
 The multi-node training examples (training/pytorchjob and training/indexed-job) must render too:
 every rank runs verdict-train with flags it defines (read from core/train/
 verdict_train_main.cc) on --device=cpu (ranks average gradients with Gloo) with a CPU request,
@@ -36,33 +42,30 @@ import yaml
 
 DRAIN_SECONDS = 30
 STATE_DIR = "/var/lib/verdict"
-# The flags verdictd defines (server/main.cc), as far as deploy/ uses them.
-# The flags server/main.cc defines (plus Abseil's --flagfile).
-KNOWN_FLAGS = {
-    "host", "port", "metrics_port", "state_dir", "data_dir", "model_dir",
-    "max_concurrent_jobs", "max_queued_jobs", "default_device", "max_message_bytes",
-    "max_dataset_bytes", "max_items_per_request", "max_item_bytes", "max_batch_tokens",
-    "max_batch_items", "max_queue_delay_ms", "max_queued_items", "threads", "preload_models",
-    "drain_grace_seconds", "log_format", "log_level", "token_file", "tls_cert", "tls_key",
-    "tls_client_ca", "metrics_address", "metrics_basic_auth_file", "flagfile",
-}
+SCORING_HEALTH = "verdict.v1.ScoringService"
+# The flags each role must set ({name: required value or None for any}).
 REQUIRED_FLAGS = {
-    "host": "0.0.0.0", "port": "50051", "metrics_port": "9464", "state_dir": STATE_DIR,
-    "data_dir": None, "model_dir": None, "max_concurrent_jobs": None,
+    "control": {"role": "control", "host": "0.0.0.0", "port": "50051", "metrics_port": "9464",
+                "state_dir": STATE_DIR, "data_dir": None, "model_dir": None,
+                "max_concurrent_jobs": None},
+    "scoring": {"role": "scoring", "host": "0.0.0.0", "port": "50051", "metrics_port": "9464",
+                "state_dir": STATE_DIR, "control_plane": None},
 }
-FILE_FLAGS = ("token_file", "tls_cert", "tls_key", "tls_client_ca", "metrics_basic_auth_file")
+FILE_FLAGS = ("token_file", "tls_cert", "tls_key", "tls_client_ca", "metrics_basic_auth_file",
+              "control_plane_token_file")
 
 
 SHARED_DIR = "/shared"
-TRAIN_MAIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "core",
-                          "train", "verdict_train_main.cc")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+SERVER_MAIN = os.path.join(ROOT, "server", "main.cc")
+TRAIN_MAIN = os.path.join(ROOT, "core", "train", "verdict_train_main.cc")
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 
 
-def train_flags():
-    """The flags verdict-train defines, from its source."""
-    with open(TRAIN_MAIN) as f:
-        return set(re.findall(r"ABSL_FLAG\(\s*[\w:]+\s*,\s*(\w+)\s*,", f.read()))
+def defined_flags(main_source):
+    """The flags a program defines, from its main's source."""
+    with open(main_source) as f:
+        return set(re.findall(r"ABSL_FLAG\(\s*[\w:<>]+\s*,\s*(\w+)\s*,", f.read()))
 
 
 def render(kubectl, path):
@@ -83,7 +86,7 @@ def selects(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
-def parse_flags(lines):
+def parse_flags(lines, known_flags):
     """{name: value} from --name=value lines (later ones win), plus problems."""
     flags, problems = {}, []
     for line in lines:
@@ -94,7 +97,7 @@ def parse_flags(lines):
             problems.append(f"flag {line!r} is not --name=value")
             continue
         name, value = line[2:].split("=", 1)
-        if name not in KNOWN_FLAGS:
+        if name not in known_flags:
             problems.append(f"flag --{name} is not one verdictd defines")
         flags[name] = value
     return flags, problems
@@ -109,22 +112,16 @@ def mounted_file(container, volumes, path):
     return None, None
 
 
-def check_render(docs, where):
-    problems = []
+def pod_labels(workload):
+    return workload["spec"]["template"]["metadata"].get("labels", {})
 
-    def problem(text):
-        problems.append(f"{where}: {text}")
 
-    deployments = by_kind(docs, "Deployment")
-    if len(deployments) != 1:
-        problem(f"expected one Deployment, found {len(deployments)}")
-        return problems, {}, None
-    deployment = deployments[0]
-    spec = deployment["spec"]
+def check_server(workload, docs, role, known_flags, problem):
+    """Checks one verdictd workload's pods; returns (flags, container or None)."""
+    spec = workload["spec"]
     pod = spec["template"]["spec"]
-    pod_labels = spec["template"]["metadata"].get("labels", {})
-    if not selects(spec.get("selector", {}).get("matchLabels"), pod_labels):
-        problem("the Deployment's selector does not match its pod labels")
+    if not selects(spec.get("selector", {}).get("matchLabels"), pod_labels(workload)):
+        problem("its selector does not match its pod labels")
 
     grace = pod.get("terminationGracePeriodSeconds", 30)
     if grace <= DRAIN_SECONDS:
@@ -136,7 +133,7 @@ def check_render(docs, where):
     containers = pod.get("containers", [])
     if len(containers) != 1:
         problem(f"expected one container, found {len(containers)}")
-        return problems, {}, None
+        return {}, None
     container = containers[0]
     security = container.get("securityContext", {})
     if security.get("readOnlyRootFilesystem") is not True:
@@ -156,18 +153,15 @@ def check_render(docs, where):
     liveness = container.get("livenessProbe", {})
     if liveness.get("periodSeconds", 10) * liveness.get("failureThreshold", 3) <= DRAIN_SECONDS:
         problem("the liveness probe would restart a server that is draining")
+    if liveness.get("grpc", {}).get("service", ""):
+        problem("the liveness probe checks one service: a server without a model is restarted")
 
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     state = [m for m in container.get("volumeMounts", []) if m["mountPath"] == STATE_DIR]
     if not state:
         problem(f"nothing is mounted at {STATE_DIR}")
-    else:
-        if state[0].get("readOnly"):
-            problem(f"{STATE_DIR} is mounted read-only")
-        claim = volumes.get(state[0]["name"], {}).get("persistentVolumeClaim", {})
-        claims = {d["metadata"]["name"] for d in by_kind(docs, "PersistentVolumeClaim")}
-        if claim.get("claimName") not in claims:
-            problem(f"{STATE_DIR} is not on a PersistentVolumeClaim defined here")
+    elif state[0].get("readOnly"):
+        problem(f"{STATE_DIR} is mounted read-only")
 
     config_maps = {d["metadata"]["name"]: d for d in by_kind(docs, "ConfigMap")}
     secrets = {d["metadata"]["name"]: d for d in by_kind(docs, "Secret")}
@@ -196,9 +190,10 @@ def check_render(docs, where):
                 else:
                     lines += config_map["data"][key].splitlines()
         lines.append(arg)
-    flags, flag_problems = parse_flags(lines)
-    problems += [f"{where}: {p}" for p in flag_problems]
-    for name, value in REQUIRED_FLAGS.items():
+    flags, flag_problems = parse_flags(lines, known_flags)
+    for text in flag_problems:
+        problem(text)
+    for name, value in REQUIRED_FLAGS[role].items():
         if name not in flags:
             problem(f"--{name} is not set")
         elif value is not None and flags[name] != value:
@@ -209,22 +204,105 @@ def check_render(docs, where):
     for name in ("data_dir", "model_dir"):
         if name in flags and not flags[name].startswith(STATE_DIR):
             problem(f"--{name} is outside the state volume")
+    return flags, container
 
+
+def one(docs, kind, where, problems):
+    found = by_kind(docs, kind)
+    if len(found) != 1:
+        problems.append(f"{where}: expected one {kind}, found {len(found)}")
+        return None
+    return found[0]
+
+
+def check_render(docs, where, known_flags):
+    """Problems, and {role: (workload, flags, container)} for the GPU checks."""
+    problems = []
+    control = one(docs, "StatefulSet", where, problems)
+    scoring = one(docs, "Deployment", where, problems)
+    if control is None or scoring is None:
+        return problems, {}
     services = by_kind(docs, "Service")
-    headless = [s for s in services if s["spec"].get("clusterIP") == "None"]
-    cluster = [s for s in services if s["spec"].get("clusterIP") != "None"]
-    if not headless:
-        problem("no headless Service (clusterIP: None)")
+    servers = {}
+    for role, workload in (("control", control), ("scoring", scoring)):
+        name = f"{where} {workload['kind']} {workload['metadata']['name']}"
+        flags, container = check_server(workload, docs, role, known_flags,
+                                        lambda text, name=name: problems.append(f"{name}: {text}"))
+        servers[role] = (workload, flags, container)
+
+    def problem(text):
+        problems.append(f"{where}: {text}")
+
+    # The control plane: one pod, its state on a claim of its own.
+    if control["spec"].get("replicas") != 1:
+        problem("the control plane StatefulSet does not have exactly one replica (one SQLite "
+                "writer)")
+    templates = {t["metadata"]["name"]: t for t in control["spec"].get("volumeClaimTemplates", [])}
+    mounts = servers["control"][2].get("volumeMounts", []) if servers["control"][2] else []
+    state = [m["name"] for m in mounts if m["mountPath"] == STATE_DIR]
+    if not state or state[0] not in templates:
+        problem(f"the control plane's {STATE_DIR} is not on a volume claim template")
+    elif "ReadWriteOnce" not in templates[state[0]]["spec"].get("accessModes", []):
+        problem("the control plane's state claim is not ReadWriteOnce")
+    governing = [s for s in services if s["metadata"]["name"] == control["spec"].get("serviceName")]
+    if not governing or governing[0]["spec"].get("clusterIP") != "None":
+        problem(f"the StatefulSet's serviceName {control['spec'].get('serviceName')} is not a "
+                "headless Service defined here")
+
+    # The scoring tier: rolls without a gap, ready only when it can score.
+    strategy = scoring["spec"].get("strategy", {})
+    if (strategy.get("type") != "RollingUpdate"
+            or str(strategy.get("rollingUpdate", {}).get("maxUnavailable")) != "0"):
+        problem("the scoring Deployment does not roll with maxUnavailable 0")
+    container = servers["scoring"][2] or {}
+    readiness = container.get("readinessProbe", {}).get("grpc", {})
+    if readiness.get("service") != SCORING_HEALTH:
+        problem(f"the scoring readiness probe checks service {readiness.get('service', '')!r}, "
+                f"not {SCORING_HEALTH}")
+    scoring_labels = pod_labels(scoring)
+    budgets = [b for b in by_kind(docs, "PodDisruptionBudget")
+               if selects(b["spec"].get("selector", {}).get("matchLabels"), scoring_labels)]
+    if not budgets or not (budgets[0]["spec"].get("minAvailable", 0) >= 1
+                           or "maxUnavailable" in budgets[0]["spec"]):
+        problem("no PodDisruptionBudget keeps a scoring replica")
+    scalers = [h for h in by_kind(docs, "HorizontalPodAutoscaler")
+               if h["spec"].get("scaleTargetRef", {}).get("kind") == "Deployment"
+               and h["spec"]["scaleTargetRef"].get("name") == scoring["metadata"]["name"]]
+    if not scalers:
+        problem("no HorizontalPodAutoscaler scales the scoring Deployment")
+    elif scalers[0]["spec"].get("minReplicas", 1) < 2:
+        problem("the HorizontalPodAutoscaler allows fewer than 2 scoring replicas")
+    elif "replicas" in scoring["spec"]:
+        problem("the scoring Deployment sets replicas, which every apply would reset under the "
+                "HorizontalPodAutoscaler")
+
+    # Services: each over one workload's pods.
+    control_labels = pod_labels(control)
     for service in services:
-        if not selects(service["spec"].get("selector"), pod_labels):
-            problem(f"Service {service['metadata']['name']} does not select the pods")
-    cluster_ports = {p.get("name"): p["port"] for s in cluster for p in s["spec"]["ports"]}
-    if cluster_ports.get("grpc") != 50051 or cluster_ports.get("metrics") != 9464:
-        problem(f"the ClusterIP Service ports are {cluster_ports}, expected grpc 50051, "
-                "metrics 9464")
-    if any(p.get("name") == "grpc" and p["port"] != 50051
-           for s in headless for p in s["spec"]["ports"]):
-        problem("the headless Service's grpc port is not 50051")
+        selector = service["spec"].get("selector")
+        if not (selects(selector, control_labels) or selects(selector, scoring_labels)):
+            problem(f"Service {service['metadata']['name']} selects neither workload's pods")
+        elif selects(selector, control_labels) and selects(selector, scoring_labels):
+            problem(f"Service {service['metadata']['name']} selects both workloads' pods")
+
+    def ports(service):
+        return {p.get("name"): p["port"] for p in service["spec"]["ports"]}
+
+    control_cluster = [s for s in services if s["spec"].get("clusterIP") != "None"
+                       and selects(s["spec"].get("selector"), control_labels)]
+    if not any(ports(s).get("grpc") == 50051 and ports(s).get("metrics") == 9464
+               for s in control_cluster):
+        problem("no ClusterIP Service over the control plane with grpc 50051 and metrics 9464")
+    scoring_headless = [s for s in services if s["spec"].get("clusterIP") == "None"
+                        and selects(s["spec"].get("selector"), scoring_labels)]
+    if not any(ports(s).get("grpc") == 50051 for s in scoring_headless):
+        problem("no headless Service over the scoring pods with grpc 50051")
+    target = servers["scoring"][1].get("control_plane", "")
+    match = re.fullmatch(r"(?:dns:///)?([a-z0-9-]+)(?:\.[\w.-]+)?:(\d+)", target)
+    named = [s for s in services if match and s["metadata"]["name"] == match.group(1)]
+    if target and not (named and selects(named[0]["spec"].get("selector"), control_labels)
+                       and int(match.group(2)) in ports(named[0]).values()):
+        problem(f"--control_plane={target} does not name a Service port of the control plane")
 
     monitors = by_kind(docs, "ServiceMonitor")
     if not monitors or monitors[0].get("apiVersion") != "monitoring.coreos.com/v1":
@@ -232,28 +310,33 @@ def check_render(docs, where):
     for monitor in monitors:
         selector = monitor["spec"].get("selector", {}).get("matchLabels")
         scraped = [s for s in services if selects(selector, s["metadata"].get("labels", {}))
-                   and any(p.get("name") == "metrics" for p in s["spec"]["ports"])]
-        if not scraped:
-            problem("the ServiceMonitor selects no Service with a metrics port")
+                   and "metrics" in ports(s)]
+        for role, labels in (("control plane", control_labels), ("scoring", scoring_labels)):
+            if not any(selects(s["spec"].get("selector"), labels) for s in scraped):
+                problem(f"the ServiceMonitor scrapes no metrics port of the {role} pods")
         if [e.get("port") for e in monitor["spec"].get("endpoints", [])] != ["metrics"]:
             problem("the ServiceMonitor does not scrape the port named metrics")
-    return problems, flags, container
+    return problems, servers
 
 
-def check_gpu(docs, flags, container, where):
+def check_gpu(servers, where):
     problems = []
-    limits = container.get("resources", {}).get("limits", {})
-    if str(limits.get("nvidia.com/gpu", "0")) in ("0", ""):
-        problems.append(f"{where}: no nvidia.com/gpu limit")
-    pod = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
-    if not pod.get("nodeSelector") and not pod.get("affinity"):
-        problems.append(f"{where}: no node selector or affinity for GPU nodes")
-    if not any(t.get("key") == "nvidia.com/gpu" for t in pod.get("tolerations", [])):
-        problems.append(f"{where}: no toleration for the nvidia.com/gpu taint")
-    if flags.get("default_device") != "cuda:0":
-        problems.append(f"{where}: --default_device is {flags.get('default_device')}, not cuda:0")
-    if "cuda" not in container.get("image", "").split(":")[-1]:
-        problems.append(f"{where}: image {container.get('image')} is not a CUDA tag")
+    for workload, flags, container in servers.values():
+        name = f"{where} {workload['kind']} {workload['metadata']['name']}"
+        container = container or {}
+        limits = container.get("resources", {}).get("limits", {})
+        if str(limits.get("nvidia.com/gpu", "0")) in ("0", ""):
+            problems.append(f"{name}: no nvidia.com/gpu limit")
+        pod = workload["spec"]["template"]["spec"]
+        if not pod.get("nodeSelector") and not pod.get("affinity"):
+            problems.append(f"{name}: no node selector or affinity for GPU nodes")
+        if not any(t.get("key") == "nvidia.com/gpu" for t in pod.get("tolerations", [])):
+            problems.append(f"{name}: no toleration for the nvidia.com/gpu taint")
+        if flags.get("default_device") != "cuda:0":
+            problems.append(f"{name}: --default_device is {flags.get('default_device')}, "
+                            "not cuda:0")
+        if "cuda" not in container.get("image", "").split(":")[-1]:
+            problems.append(f"{name}: image {container.get('image')} is not a CUDA tag")
     return problems
 
 
@@ -376,14 +459,13 @@ def main(argv):
     base, error = render(kubectl, os.path.join(root, "base"))
     gpu, gpu_error = render(kubectl, os.path.join(root, "overlays", "gpu"))
     problems += [e for e in (error, gpu_error) if e]
+    server_flags = defined_flags(SERVER_MAIN) | {"flagfile"}
     if base is not None:
-        problems += check_render(base, "base")[0]
+        problems += check_render(base, "base", server_flags)[0]
     if gpu is not None:
-        found, flags, container = check_render(gpu, "overlays/gpu")
-        problems += found
-        if container is not None:
-            problems += check_gpu(gpu, flags, container, "overlays/gpu")
-    known_flags = train_flags()
+        found, servers = check_render(gpu, "overlays/gpu", server_flags)
+        problems += found + check_gpu(servers, "overlays/gpu")
+    known_flags = defined_flags(TRAIN_MAIN)
     for example in ("pytorchjob", "indexed-job"):
         docs, error = render(kubectl, os.path.join(root, "training", example))
         if error:

@@ -130,25 +130,41 @@ class KubernetesCheckerTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as scratch:
             k8s = os.path.join(scratch, "k8s")
             shutil.copytree(os.path.join(ROOT, "deploy", "k8s"), k8s)
-            deployment = os.path.join(k8s, "base", "deployment.yaml")
-            with open(deployment) as f:
-                text = f.read()
-            for old, new in [("terminationGracePeriodSeconds: 45",
-                              "terminationGracePeriodSeconds: 30"),
-                             ("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"),
-                             ("runAsNonRoot: true", "runAsNonRoot: false")]:
-                self.assertIn(old, text)
-                text = text.replace(old, new)
-            text = re.sub(r"readinessProbe:\n(\s+)grpc:\n\s+port: 50051",
-                          r"readinessProbe:\n\1tcpSocket:\n\1  port: 50051", text)
-            with open(deployment, "w") as f:
-                f.write(text)
-            with open(os.path.join(k8s, "base", "verdictd.flags"), "a") as f:
+            base = os.path.join(k8s, "base")
+            edits = {
+                "control.yaml": [("terminationGracePeriodSeconds: 45",
+                                  "terminationGracePeriodSeconds: 30"),
+                                 ("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"),
+                                 ("runAsNonRoot: true", "runAsNonRoot: false"),
+                                 ("- ReadWriteOnce", "- ReadWriteMany"),
+                                 ("serviceName: verdict-control", "serviceName: verdict")],
+                "scoring.yaml": [("maxUnavailable: 0", "maxUnavailable: 1"),
+                                 ("service: verdict.v1.ScoringService", "service: ''")],
+                "hpa.yaml": [("minReplicas: 2", "minReplicas: 1")],
+                "scoring.flags": [("dns:///verdict:50051", "dns:///verdict-scoring:50051")],
+            }
+            for name, replacements in edits.items():
+                with open(os.path.join(base, name)) as f:
+                    text = f.read()
+                for old, new in replacements:
+                    self.assertIn(old, text, name)
+                    text = text.replace(old, new)
+                if name == "control.yaml":
+                    text = re.sub(r"readinessProbe:\n(\s+)grpc:\n\s+port: 50051",
+                                  r"readinessProbe:\n\1tcpSocket:\n\1  port: 50051", text)
+                with open(os.path.join(base, name), "w") as f:
+                    f.write(text)
+            with open(os.path.join(base, "control.flags"), "a") as f:
                 f.write("--no_such_flag=1\n--metrics_port=9090\n")
-            os.remove(os.path.join(k8s, "overlays", "gpu", "deployment-gpu.yaml"))
-            with open(os.path.join(k8s, "overlays", "gpu", "kustomization.yaml")) as f:
-                overlay = f.read().replace("  - deployment-gpu.yaml\n", "")
-            with open(os.path.join(k8s, "overlays", "gpu", "kustomization.yaml"), "w") as f:
+            with open(os.path.join(base, "kustomization.yaml")) as f:
+                kustomization = f.read().replace("  - pdb.yaml\n", "")
+            with open(os.path.join(base, "kustomization.yaml"), "w") as f:
+                f.write(kustomization)
+            gpu = os.path.join(k8s, "overlays", "gpu")
+            os.remove(os.path.join(gpu, "scoring-gpu.yaml"))
+            with open(os.path.join(gpu, "kustomization.yaml")) as f:
+                overlay = f.read().replace("  - scoring-gpu.yaml\n", "")
+            with open(os.path.join(gpu, "kustomization.yaml"), "w") as f:
                 f.write(overlay)
             code, output = run("check_k8s.py", k8s)
         self.assertEqual(code, 1, output)
@@ -158,8 +174,16 @@ class KubernetesCheckerTest(unittest.TestCase):
         self.assertIn("readinessProbe is not a gRPC probe", output)
         self.assertIn("--no_such_flag is not one verdictd defines", output)
         self.assertIn("--metrics_port=9090, expected 9464", output)
-        self.assertIn("overlays/gpu: no nvidia.com/gpu limit", output)
-        self.assertIn("no toleration", output)
+        self.assertIn("state claim is not ReadWriteOnce", output)
+        self.assertIn("serviceName verdict is not a headless Service", output)
+        self.assertIn("does not roll with maxUnavailable 0", output)
+        self.assertIn("readiness probe checks service '', not verdict.v1.ScoringService", output)
+        self.assertIn("allows fewer than 2 scoring replicas", output)
+        self.assertIn("no PodDisruptionBudget keeps a scoring replica", output)
+        self.assertIn("--control_plane=dns:///verdict-scoring:50051 does not name", output)
+        self.assertIn("overlays/gpu Deployment verdict-scoring: no nvidia.com/gpu limit", output)
+        self.assertIn("verdict-scoring: no toleration", output)
+        self.assertNotIn("StatefulSet verdict-control: no nvidia.com/gpu limit", output)
 
     def test_rejects_broken_training_examples(self):
         with tempfile.TemporaryDirectory() as scratch:
@@ -203,7 +227,7 @@ class KubernetesCheckerTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as scratch:
             k8s = os.path.join(scratch, "k8s")
             shutil.copytree(os.path.join(ROOT, "deploy", "k8s"), k8s)
-            os.remove(os.path.join(k8s, "base", "pvc.yaml"))
+            os.remove(os.path.join(k8s, "base", "hpa.yaml"))
             code, output = run("check_k8s.py", k8s)
         self.assertEqual(code, 1, output)
         self.assertIn("kubectl kustomize", output)
