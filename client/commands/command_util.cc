@@ -16,7 +16,7 @@ const std::vector<Command>& AllCommands() {
       {"upload", "Upload a preference dataset (JSONL or JSONL.GZ)", RunUpload},
       {"datasets", "List, inspect or delete datasets", RunDatasets},
       {"score", "Score prompt/response pairs with a model (one, or JSON lines)", RunScore},
-      {"models", "List registered model versions", RunModels},
+      {"models", "List registered model versions (or --delete one)", RunModels},
       {"import", "Register a Hugging Face model directory from the server's --model_dir",
        RunImport},
       {"alias", "Point an alias at a model version (or --delete it)", RunAlias},

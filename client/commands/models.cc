@@ -69,14 +69,25 @@ void PrintModel(const Model& m, CommandEnv& env) {
 }  // namespace
 
 int RunModels(const std::vector<std::string>& args, CommandEnv& env) {
-  FlagParser flags("verdict models [NAME] [flags]",
-                   "Lists registered model versions, by name, newest version first.");
+  FlagParser flags("verdict models [NAME] [flags] | verdict models --delete NAME VERSION",
+                   "Lists registered model versions, by name, newest version first; or deletes\n"
+                   "one version (its files too) with --delete. The server refuses to delete a\n"
+                   "version an alias points at, `latest` included: move the alias first.");
   bool loaded = false;
+  bool remove = false;
   int64_t limit = 0;
   flags.AddBool("loaded", &loaded, "Only versions loaded in memory now.");
   flags.AddInt("limit", &limit, "N", "At most N versions (default 0: all).");
+  flags.AddBool("delete", &remove, "Delete version VERSION of NAME instead.");
   std::vector<std::string> positional;
-  if (auto exit = ParseCommandArgs(flags, args, env, 0, 1, &positional)) return *exit;
+  if (auto exit = ParseCommandArgs(flags, args, env, 0, 2, &positional)) return *exit;
+  int64_t version = 0;
+  if (remove != (positional.size() == 2) ||
+      (remove && !absl::SimpleAtoi(positional[1], &version))) {
+    *env.err << "verdict: expected [NAME], or --delete NAME VERSION (VERSION a number)\n"
+             << "Usage: " << flags.usage() << "\n";
+    return kExitUsage;
+  }
   if (limit < 0) {
     *env.err << "verdict: --limit: must be >= 0\n";
     return kExitUsage;
@@ -84,6 +95,18 @@ int RunModels(const std::vector<std::string>& args, CommandEnv& env) {
   int exit_code = kExitOk;
   std::unique_ptr<Connection> connection = Connect(env, &exit_code);
   if (connection == nullptr) return exit_code;
+  if (remove) {
+    verdict::v1::DeleteModelVersionRequest request;
+    request.set_name(positional[0]);
+    request.set_version(version);
+    Model deleted;
+    std::unique_ptr<grpc::ClientContext> context = connection->NewContext();
+    grpc::Status status = connection->models().DeleteModelVersion(context.get(), request, &deleted);
+    if (!status.ok()) return ReportRpcError(status, env.options.server, *env.err);
+    if (env.options.format() == OutputFormat::kText) *env.out << "deleted ";
+    PrintModel(deleted, env);
+    return kExitOk;
+  }
 
   verdict::v1::ListModelsResponse all;
   verdict::v1::ListModelsRequest request;

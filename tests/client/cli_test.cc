@@ -790,6 +790,18 @@ TEST_F(CliTest, ImportAndAliasRegisterAndMoveVersions) {
   EXPECT_EQ(gone.exit_code, kExitError);
   EXPECT_THAT(gone.err, HasSubstr("verdict: NOT_FOUND: "));
 
+  // Version 2 is `latest`, so only version 1 can go; its directory goes with it.
+  CommandResult kept = Verdict({"models", "--delete", "copied", "2"});
+  EXPECT_EQ(kept.exit_code, kExitError) << Show(kept);
+  EXPECT_THAT(kept.err, HasSubstr("verdict: FAILED_PRECONDITION: "));
+  CommandResult deleted = Verdict({"models", "--delete", "copied", "1"});
+  ASSERT_EQ(deleted.exit_code, kExitOk) << Show(deleted);
+  EXPECT_EQ(deleted.out, "deleted copied version 1\n");
+  CommandResult left = Verdict({"--output", "json", "models", "copied"});
+  ASSERT_EQ(left.exit_code, kExitOk) << Show(left);
+  EXPECT_EQ(Json::parse(left.out)["models"].size(), 1u);
+  EXPECT_EQ(Json::parse(left.out)["models"][0]["version"], "2");
+
   CommandResult missing = Verdict({"import", "not-there", "copied"});
   EXPECT_EQ(missing.exit_code, kExitError) << Show(missing);
   EXPECT_THAT(missing.err, HasSubstr("verdict: NOT_FOUND: "));
