@@ -1,6 +1,8 @@
 // RewardModel::ForwardShared, the decoders' shared-prefix forward: rewards equal to each full
 // sequence scored alone (golden references and Forward()), gradients equal to the separate
 // rows', for every decoder layout; encoders refuse.
+#include "core/model/shared_prefix.h"
+
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -237,6 +239,72 @@ TEST(SharedPrefixWindowTest, SlidingWindowSpansThePromptAndTheContinuation) {
     EXPECT_NEAR(rewards[i].item<double>(),
                 (*model)->Forward(alone, torch::ones_like(alone)).item<double>(), 1e-5);
   }
+}
+
+std::vector<std::vector<uint32_t>> RowsOf(const SharedPrefixPlan& plan) {
+  std::vector<std::vector<uint32_t>> rows;
+  for (const auto& group : plan.groups) {
+    rows.push_back(group.rows);
+    std::sort(rows.back().begin(), rows.back().end());
+  }
+  std::sort(rows.begin(), rows.end());
+  return rows;
+}
+
+SharedPrefixPlan Plan(const std::vector<std::vector<int32_t>>& sequences, int64_t min_prefix) {
+  std::vector<absl::Span<const int32_t>> spans(sequences.begin(), sequences.end());
+  return PlanSharedPrefixes(spans, min_prefix);
+}
+
+std::vector<int32_t> Concat(std::vector<int32_t> a, const std::vector<int32_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+// Completions of three prompts, interleaved, all behind one 20-token header (a system
+// prompt): one group per prompt, whose prefix is that prompt, not one group behind the
+// header; a row sharing only the header stays alone.
+TEST(PlanSharedPrefixesTest, GroupsTheCompletionsOfEachPromptBehindACommonHeader) {
+  const std::vector<int32_t> header(20, 7);
+  const std::vector<int32_t> a = Concat(header, std::vector<int32_t>(50, 1));
+  const std::vector<int32_t> b = Concat(header, std::vector<int32_t>(60, 2));
+  const std::vector<int32_t> c = Concat(header, std::vector<int32_t>(30, 3));
+  std::vector<std::vector<int32_t>> sequences;
+  for (int k = 0; k < 4; ++k) {
+    for (const auto* prompt : {&a, &b, &c}) sequences.push_back(Concat(*prompt, {100 + k, 5}));
+  }
+  sequences.push_back(Concat(header, {9, 9, 9}));
+  const SharedPrefixPlan plan = Plan(sequences, 16);
+  ASSERT_EQ(plan.groups.size(), 3u);
+  EXPECT_EQ(RowsOf(plan),
+            (std::vector<std::vector<uint32_t>>{{0, 3, 6, 9}, {1, 4, 7, 10}, {2, 5, 8, 11}}));
+  for (const auto& group : plan.groups) {
+    EXPECT_EQ(group.prefix_length, static_cast<int64_t>(sequences[group.rows[0]].size()) - 2);
+  }
+  EXPECT_EQ(plan.alone, std::vector<uint32_t>{12});
+}
+
+TEST(PlanSharedPrefixesTest, PrefixesShorterThanTheMinimumAreNotShared) {
+  const std::vector<std::vector<int32_t>> sequences = {
+      {1, 2, 3, 4, 5}, {1, 2, 3, 4, 6}, {1, 2, 3, 9}, {8}};
+  EXPECT_TRUE(Plan(sequences, 5).groups.empty());
+  EXPECT_EQ(Plan(sequences, 5).alone, (std::vector<uint32_t>{0, 1, 2, 3}));
+  const SharedPrefixPlan plan = Plan(sequences, 3);
+  ASSERT_EQ(plan.groups.size(), 1u);
+  // Three rows behind 3 tokens save 6, two behind 4 save 4.
+  EXPECT_EQ(plan.groups[0].prefix_length, 3);
+  EXPECT_EQ(RowsOf(plan), (std::vector<std::vector<uint32_t>>{{0, 1, 2}}));
+}
+
+// Equal sequences (and one that is another's prefix) keep a token each to be pooled at.
+TEST(PlanSharedPrefixesTest, EqualSequencesKeepTheirLastTokenAsTheContinuation) {
+  const std::vector<int32_t> s(30, 4);
+  const SharedPrefixPlan plan = Plan({s, s, Concat(s, {5})}, 16);
+  ASSERT_EQ(plan.groups.size(), 1u);
+  EXPECT_EQ(plan.groups[0].prefix_length, 29);
+  EXPECT_EQ(plan.groups[0].rows.size(), 3u);
+  EXPECT_TRUE(plan.alone.empty());
+  EXPECT_TRUE(Plan({}, 16).groups.empty());
 }
 
 TEST(SharedPrefixEncoderTest, EncodersRefuseToSharePrefixes) {
