@@ -10,8 +10,8 @@
 // model's input rule, family, max_length and truncation policy (encoding.json of the model
 // directory), so the reward of a text scored here equals the trainer's eval reward for it.
 // EncodeConversation() renders messages with the model's chat format first. Scoring:
-// ScoreEncoded() runs packed (encoders) or length-sorted padded forwards (decoders) under
-// inference mode; sequences must pass ValidateSequence() (the DynamicBatcher checks at
+// ScoreEncoded() runs packed (encoders) or, for decoders, shared-prefix forwards of rows that
+// share a prompt and length-sorted padded forwards of the rest, under inference mode; sequences must pass ValidateSequence() (the DynamicBatcher checks at
 // Submit, so that one bad request never fails a batch shared with others).
 //
 // Thread safety: every method is const and may be called from any number of threads at once.
@@ -104,9 +104,9 @@ class ScoringModel {
   // rows that share a prompt of at least kMinSharedPrefix tokens (PlanSharedPrefixes: the G
   // completions of one prompt) with RewardModel::ForwardShared, each prompt computed once;
   // the other rows run in right-padded forwards of rows sorted by length, cut where padding
-  // or width would grow (so per-item cost does not grow with the number of sequences). Each sequence must pass ValidateSequence(); LibTorch errors (out of
-  // memory, ...) come back as Internal / ResourceExhausted statuses. An empty list gives an
-  // empty result.
+  // or width would grow (so per-item cost does not grow with the number of sequences).
+  // Each sequence must pass ValidateSequence(); LibTorch errors (out of memory, ...) come
+  // back as Internal / ResourceExhausted statuses. An empty list gives an empty result.
   absl::StatusOr<std::vector<float>> ScoreEncoded(
       const std::vector<std::vector<int32_t>>& sequences) const;
   // The same over views, for callers (the batcher) whose rows live in different requests.
