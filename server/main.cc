@@ -46,6 +46,8 @@ ABSL_FLAG(int64_t, max_batch_tokens, 2048,
 ABSL_FLAG(int64_t, max_batch_items, 256, "Sequences per scoring forward pass.");
 ABSL_FLAG(double, max_queue_delay_ms, 2.0, "How long a scoring request may wait for others to batch with.");
 ABSL_FLAG(int64_t, max_queued_items, 4096, "Sequences waiting per model before RESOURCE_EXHAUSTED.");
+ABSL_FLAG(bool, prefix_sharing, true,
+          "Decoders: score the completions of one prompt with the prompt computed once.");
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0: LibTorch's default).");
 ABSL_FLAG(std::vector<std::string>, preload_models, {}, "Models to load at start: name or name:version or name:alias.");
 ABSL_FLAG(double, drain_grace_seconds, 30, "On SIGTERM, how long in-flight RPCs may take.");
@@ -106,6 +108,7 @@ int main(int argc, char** argv) {
   config.max_queue_delay = absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_ms) * 1000);
   config.max_queued_items = absl::GetFlag(FLAGS_max_queued_items);
   config.scoring_threads = absl::GetFlag(FLAGS_threads);
+  config.prefix_sharing = absl::GetFlag(FLAGS_prefix_sharing);
   config.preload_models = absl::GetFlag(FLAGS_preload_models);
   config.drain_grace = absl::Seconds(absl::GetFlag(FLAGS_drain_grace_seconds));
   config.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);

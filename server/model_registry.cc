@@ -207,7 +207,8 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1
                                                                         const std::string& device,
                                                                         bool serving) {
   const std::string dir = StoragePath(model);
-  ASSIGN_OR_RETURN(const ScoringSettings settings, ScoringSettingsOf(model));
+  ASSIGN_OR_RETURN(ScoringSettings settings, ScoringSettingsOf(model));
+  settings.share_prefixes = config_.prefix_sharing;
   // A device this server lacks is the caller's problem (FAILED_PRECONDITION); any other
   // failure to load files the import checked means they were damaged since (DATA_LOSS).
   ASSIGN_OR_RETURN(const Device parsed, ParseDeviceName(device));

@@ -46,6 +46,9 @@ struct ServerConfig {
   absl::Duration max_queue_delay = absl::Milliseconds(2);
   int64_t max_queued_items = 4096;
   int scoring_threads = 0;  // intra-op threads for LibTorch; 0 = LibTorch's default
+  // Decoders: the items of a batch that share a prompt are scored with the prompt computed
+  // once (ScoringSettings::share_prefixes); scores are the same either way (1e-5).
+  bool prefix_sharing = true;
 
   // Models ("name" or "name:version") loaded at start.
   std::vector<std::string> preload_models;

@@ -5,6 +5,9 @@
 // frequency scaling (Llama 3, linear) and a sliding attention window (Mistral).
 #include <cmath>
 #include <limits>
+#include <map>
+#include <numeric>
+#include <tuple>
 #include <vector>
 
 #include "core/model/module_reward_model.h"
@@ -65,6 +68,37 @@ torch::Tensor InverseFrequencies(const ModelConfig& c) {
   return torch::tensor(out, torch::kFloat32);
 }
 
+// Where each group of ForwardShared's packed tokens lies, and the masks its attention needs
+// (built once per forward, shared by the layers).
+struct SharedLayout {
+  struct Group {
+    int64_t offset = 0;  // of the group's first token in the packed ids
+    int64_t prefix_length = 0;
+    std::vector<int64_t> continuation_lengths;
+  };
+  std::vector<Group> groups;
+  int64_t sliding_window = 0;
+  // [queries, keys] masks (true: hidden), by (queries, keys, shift); the layers reuse them.
+  mutable std::map<std::tuple<int64_t, int64_t, int64_t>, torch::Tensor> masks;
+
+  // Query i sits at position i + shift of keys 0..key_count-1: it may not see a later key,
+  // nor (with a sliding window) one `sliding_window` or more positions back.
+  const torch::Tensor& HiddenKeys(int64_t queries, int64_t key_count, int64_t shift,
+                                  const c10::Device& device) const {
+    torch::Tensor& mask = masks[{queries, key_count, shift}];
+    if (!mask.defined()) {
+      auto options = torch::TensorOptions().dtype(torch::kLong).device(device);
+      auto query_position = torch::arange(shift, shift + queries, options).view({queries, 1});
+      auto key_position = torch::arange(key_count, options).view({1, key_count});
+      mask = key_position > query_position;
+      if (sliding_window > 0) {
+        mask = mask.logical_or(query_position - key_position >= sliding_window);
+      }
+    }
+    return mask;
+  }
+};
+
 struct AttentionImpl : torch::nn::Module {
   explicit AttentionImpl(const ModelConfig& c)
       : num_heads(c.num_heads), num_kv_heads(c.num_kv_heads), head_dim(c.head_dim) {
@@ -104,10 +138,69 @@ struct AttentionImpl : torch::nn::Module {
       v = v.repeat_interleave(group, 1);
     }
     auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_dim));
-    scores = scores.to(torch::kFloat32).masked_fill(hidden_mask, -std::numeric_limits<float>::infinity());
+    scores = scores.to(torch::kFloat32)
+                 .masked_fill(hidden_mask, -std::numeric_limits<float>::infinity());
     auto weights = torch::softmax(scores, -1).to(v.scalar_type());
     auto context = torch::matmul(weights, v).transpose(1, 2).reshape({batch, seq, -1});
     return o_proj(context);
+  }
+
+  // The same attention over a shared-prefix layout: x is [total, hidden], cos and sin
+  // [total, head_dim] at each token's own position. A prompt attends causally to itself; a
+  // continuation to its prompt and causally to itself, which in keys [prompt; continuation]
+  // is the causal mask shifted by the prompt's length. Grouped-query heads read their
+  // key-value head by reshaping the queries ([kv_heads, group × tokens, head_dim]) rather
+  // than copying keys and values per query head.
+  torch::Tensor forward_shared(const torch::Tensor& x, const torch::Tensor& cos,
+                               const torch::Tensor& sin, const SharedLayout& layout) {
+    const int64_t total = x.size(0), group = num_heads / num_kv_heads;
+    auto q = q_proj(x).view({total, num_heads, head_dim});
+    auto k = k_proj(x).view({total, num_kv_heads, head_dim});
+    auto v = v_proj(x).view({total, num_kv_heads, head_dim}).transpose(0, 1);
+    if (q_norm) {
+      q = q_norm(q);
+      k = k_norm(k);
+    }
+    const auto cos3 = cos.unsqueeze(1), sin3 = sin.unsqueeze(1);
+    q = (q * cos3 + RotateHalf(q) * sin3).transpose(0, 1).contiguous();  // [heads, total, d]
+    k = (k * cos3 + RotateHalf(k) * sin3).transpose(0, 1);               // [kv, total, d]
+    const double scale = std::sqrt(static_cast<double>(head_dim));
+    // Queries [offset, offset + length) against `keys`, `values` ([kv, keys, d]), of which
+    // key j is hidden from query i when j > i + shift (or outside the sliding window).
+    auto attend = [&](int64_t offset, int64_t length, const torch::Tensor& keys,
+                      const torch::Tensor& values, int64_t shift) {
+      const int64_t key_count = keys.size(1);
+      auto queries = q.narrow(1, offset, length).reshape({num_kv_heads, group * length, head_dim});
+      auto scores = (torch::matmul(queries, keys.transpose(-1, -2)) / scale)
+                        .view({num_kv_heads, group, length, key_count})
+                        .to(torch::kFloat32)
+                        .masked_fill(layout.HiddenKeys(length, key_count, shift, x.device()),
+                                     -std::numeric_limits<float>::infinity());
+      auto weights = torch::softmax(scores, -1).to(values.scalar_type());
+      auto context = torch::matmul(weights.view({num_kv_heads, group * length, key_count}), values);
+      // [kv, group × length, d] → [length, heads × d]
+      return context.view({num_heads, length, head_dim}).transpose(0, 1).reshape({length, -1});
+    };
+    std::vector<torch::Tensor> pieces;
+    for (const SharedLayout::Group& g : layout.groups) {
+      torch::Tensor prompt_k, prompt_v;
+      if (g.prefix_length > 0) {
+        prompt_k = k.narrow(1, g.offset, g.prefix_length);
+        prompt_v = v.narrow(1, g.offset, g.prefix_length);
+        pieces.push_back(attend(g.offset, g.prefix_length, prompt_k, prompt_v, 0));
+      }
+      int64_t offset = g.offset + g.prefix_length;
+      for (int64_t length : g.continuation_lengths) {
+        auto own_k = k.narrow(1, offset, length), own_v = v.narrow(1, offset, length);
+        if (g.prefix_length > 0) {
+          own_k = torch::cat({prompt_k, own_k}, 1);
+          own_v = torch::cat({prompt_v, own_v}, 1);
+        }
+        pieces.push_back(attend(offset, length, own_k, own_v, g.prefix_length));
+        offset += length;
+      }
+    }
+    return o_proj(torch::cat(pieces, 0));
   }
 
   int64_t num_heads, num_kv_heads, head_dim;
@@ -141,6 +234,11 @@ struct DecoderLayerImpl : torch::nn::Module {
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& hidden_mask) {
     x = x + self_attn(input_layernorm(x), cos, sin, hidden_mask);
+    return x + mlp(post_attention_layernorm(x));
+  }
+  torch::Tensor forward_shared(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
+                               const SharedLayout& layout) {
+    x = x + self_attn->forward_shared(input_layernorm(x), cos, sin, layout);
     return x + mlp(post_attention_layernorm(x));
   }
   Attention self_attn{nullptr};
@@ -182,6 +280,20 @@ struct LlamaImpl : torch::nn::Module {
     auto hidden_mask = future.view({1, 1, seq, seq}).logical_or(padding);
     for (const auto& layer : *layers) {
       x = layer->as<DecoderLayer>()->forward(x, cos, sin, hidden_mask);
+    }
+    return norm(x);
+  }
+
+  // [total, hidden] final hidden states of a shared-prefix layout, `position_ids` [total] on
+  // the model's device.
+  torch::Tensor forward_shared(const torch::Tensor& packed_ids, const torch::Tensor& position_ids,
+                               const SharedLayout& layout) {
+    auto x = embed_tokens(packed_ids);
+    auto freqs = torch::outer(position_ids.to(torch::kFloat32), inv_freq.to(x.device()));
+    auto angles = torch::cat({freqs, freqs}, -1);
+    auto cos = angles.cos().to(x.scalar_type()), sin = angles.sin().to(x.scalar_type());
+    for (const auto& layer : *layers) {
+      x = layer->as<DecoderLayer>()->forward_shared(x, cos, sin, layout);
     }
     return norm(x);
   }
@@ -231,6 +343,53 @@ class LlamaRewardModel : public ModuleRewardModel<LlamaReward> {
     auto batch_index = torch::arange(input_ids.size(0), last.options());
     auto pooled = hidden.index({batch_index, last});
     return net_->score(pooled).squeeze(-1).to(torch::kFloat32);
+  }
+
+  bool shares_prefixes() const override { return true; }
+
+  // Positions and pooling follow each full sequence prompt + continuation: positions go on
+  // from the prompt's end, and the pooled token is Forward()'s (the rightmost that is not
+  // pad_token_id, which may lie in the prompt; the sequence's first without one).
+  at::Tensor ForwardShared(const at::Tensor& packed_ids,
+                           const std::vector<SharedPrefixGroup>& groups) override {
+    const auto device = net_->score->weight.device();
+    const at::Tensor ids = packed_ids.to(torch::kCPU, torch::kLong).contiguous();
+    const int64_t total = ids.numel();
+    const int64_t* id = ids.data_ptr<int64_t>();
+    const int64_t pad = config_.pad_token_id;
+    SharedLayout layout;
+    layout.sliding_window = config_.sliding_window;
+    std::vector<int64_t> positions(total), pooled;
+    int64_t offset = 0;
+    for (const SharedPrefixGroup& group : groups) {
+      const int64_t prompt = group.prefix_length;
+      TORCH_CHECK(prompt >= 0 && !group.continuation_lengths.empty(),
+                  "a shared-prefix group needs a prompt length >= 0 and a continuation");
+      TORCH_CHECK(offset + prompt <= total, "shared-prefix lengths do not match the ids");
+      layout.groups.push_back({offset, prompt, group.continuation_lengths});
+      std::iota(positions.begin() + offset, positions.begin() + offset + prompt, int64_t{0});
+      // The prompt's last token that is not padding, -1 for none.
+      int64_t prompt_last = prompt - 1;
+      while (prompt_last >= 0 && id[offset + prompt_last] == pad) --prompt_last;
+      int64_t start = offset + prompt;
+      for (int64_t length : group.continuation_lengths) {
+        TORCH_CHECK(length > 0 && start + length <= total,
+                    "shared-prefix lengths do not match the ids");
+        std::iota(positions.begin() + start, positions.begin() + start + length, prompt);
+        int64_t last = start + length - 1;
+        while (last >= start && id[last] == pad) --last;
+        if (last < start)
+          last = prompt_last >= 0 ? offset + prompt_last : (prompt > 0 ? offset : start);
+        pooled.push_back(last);
+        start += length;
+      }
+      offset = start;
+    }
+    TORCH_CHECK(offset == total, "shared-prefix lengths do not sum to the ids");
+    const at::Tensor position_ids = torch::tensor(positions, torch::kLong).to(device);
+    const at::Tensor pooled_ids = torch::tensor(pooled, torch::kLong).to(device);
+    auto hidden = net_->model->forward_shared(ids.to(device), position_ids, layout);
+    return net_->score(hidden.index_select(0, pooled_ids)).squeeze(-1).to(torch::kFloat32);
   }
 };
 

@@ -218,6 +218,11 @@ at::Tensor RewardModel::ForwardPacked(const at::Tensor& /*packed_ids*/,
   TORCH_CHECK(false, "this architecture has no packed forward; pad and call Forward()");
 }
 
+at::Tensor RewardModel::ForwardShared(const at::Tensor& /*packed_ids*/,
+                                      const std::vector<SharedPrefixGroup>& /*groups*/) {
+  TORCH_CHECK(false, "this architecture cannot share prefixes; score each sequence whole");
+}
+
 absl::StatusOr<std::unique_ptr<RewardModel>> CreateRewardModel(const ModelConfig& config,
                                                                const ModelOptions& options) {
   return CatchTorchErrors("creating model", [&]() -> absl::StatusOr<std::unique_ptr<RewardModel>> {

@@ -19,6 +19,7 @@
 #ifndef VERDICT_CORE_MODEL_REWARD_MODEL_H_
 #define VERDICT_CORE_MODEL_REWARD_MODEL_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +48,13 @@ struct ModelOptions {
   uint64_t seed = 0;  // initialises from-scratch parameters and fresh heads
 };
 
+// One prompt and the continuations that follow it, for RewardModel::ForwardShared(): the
+// sequences prompt + continuation_i, with the prompt laid out once.
+struct SharedPrefixGroup {
+  int64_t prefix_length = 0;                  // >= 0; 0: each continuation stands alone
+  std::vector<int64_t> continuation_lengths;  // each > 0; at least one
+};
+
 class RewardModel {
  public:
   virtual ~RewardModel() = default;
@@ -71,6 +79,21 @@ class RewardModel {
   // throws c10::Error.
   virtual at::Tensor ForwardPacked(const at::Tensor& packed_ids,
                                    const std::vector<int64_t>& lengths);
+
+  // True when the architecture has ForwardShared() (decoders: a token sees only what comes
+  // before it, so a prompt's hidden states do not depend on what follows it).
+  virtual bool shares_prefixes() const { return false; }
+  // Rewards [continuations] float32, one per continuation in `groups` order, for sequences
+  // that share prompts: `packed_ids` ([total] int64, any device) holds, group after group, the
+  // prompt's tokens then each continuation's, back to back, no padding. Each continuation
+  // attends to its prompt and to itself (causally) only, its positions go on from the
+  // prompt's end, and it is pooled as Forward() pools prompt + continuation alone, so each
+  // reward equals (to float rounding) Forward() of that full sequence, while the prompt's
+  // compute (forward and backward) is done once per group. Differentiable: training may
+  // call it. Only where shares_prefixes(); the default throws c10::Error, as do lengths that
+  // do not sum to the ids.
+  virtual at::Tensor ForwardShared(const at::Tensor& packed_ids,
+                                   const std::vector<SharedPrefixGroup>& groups);
 
   virtual const ModelConfig& config() const = 0;
 

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/model/shared_prefix.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
 
@@ -18,6 +19,9 @@ namespace {
 // packed forward: on a CPU, per-item cost rises past ~8 rows of 256 tokens, as the
 // [rows, heads, seq, seq] attention scores outgrow the caches (bench/RESULTS.md, section 3).
 constexpr int64_t kPaddedChunkTokens = 2048;
+// Packed tokens per shared-prefix forward: its cost grows with the tokens, not their square,
+// so this only bounds memory.
+constexpr int64_t kSharedChunkTokens = 8192;
 
 absl::Status TorchErrorToStatus(const c10::Error& e) {
   if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) {
@@ -166,14 +170,18 @@ absl::StatusOr<std::vector<float>> ScoringModel::ScoreEncodedSpans(
   try {
     c10::InferenceMode inference;
     if (model_->packs_sequences()) return ScorePacked(sequences);
-    // Padded forwards cost rows × longest row (and attention rows × longest²): rows of
-    // similar length go together, in chunks no wider than the forward runs best at.
+    std::vector<float> scores(sequences.size());
     std::vector<uint32_t> order(sequences.size());
     std::iota(order.begin(), order.end(), 0u);
+    if (settings_.share_prefixes && model_->shares_prefixes()) {
+      RETURN_IF_ERROR(ScoreSharedPrefixes(sequences, scores, order));
+      if (order.empty()) return scores;
+    }
+    // Padded forwards cost rows × longest row (and attention rows × longest²): rows of
+    // similar length go together, in chunks no wider than the forward runs best at.
     std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
       return sequences[a].size() < sequences[b].size();
     });
-    std::vector<float> scores(sequences.size());
     std::vector<absl::Span<const int32_t>> chunk;
     size_t begin = 0;
     int64_t chunk_real = 0;
@@ -215,6 +223,47 @@ absl::StatusOr<std::vector<float>> ScoringModel::ScorePacked(
                            .contiguous();
   const float* out = rewards.data_ptr<float>();
   return std::vector<float>(out, out + sequences.size());
+}
+
+absl::Status ScoringModel::ScoreSharedPrefixes(
+    absl::Span<const absl::Span<const int32_t>> sequences, std::vector<float>& scores,
+    std::vector<uint32_t>& rest) const {
+  SharedPrefixPlan plan = PlanSharedPrefixes(sequences, kMinSharedPrefix);
+  rest = std::move(plan.alone);
+  // Groups go into forwards of up to kSharedChunkTokens packed tokens (a bigger group alone).
+  size_t begin = 0;
+  while (begin < plan.groups.size()) {
+    std::vector<int64_t> ids;
+    std::vector<SharedPrefixGroup> groups;
+    std::vector<uint32_t> rows;
+    for (; begin < plan.groups.size(); ++begin) {
+      const SharedPrefixPlan::Group& group = plan.groups[begin];
+      int64_t tokens = group.prefix_length;
+      for (uint32_t row : group.rows) {
+        tokens += static_cast<int64_t>(sequences[row].size()) - group.prefix_length;
+      }
+      if (!groups.empty() && static_cast<int64_t>(ids.size()) + tokens > kSharedChunkTokens) {
+        break;
+      }
+      const auto& first = sequences[group.rows.front()];
+      ids.insert(ids.end(), first.begin(), first.begin() + group.prefix_length);
+      SharedPrefixGroup shared{group.prefix_length, {}};
+      for (uint32_t row : group.rows) {
+        const auto& sequence = sequences[row];
+        ids.insert(ids.end(), sequence.begin() + group.prefix_length, sequence.end());
+        shared.continuation_lengths.push_back(static_cast<int64_t>(sequence.size()) -
+                                              group.prefix_length);
+        rows.push_back(row);
+      }
+      groups.push_back(std::move(shared));
+    }
+    at::Tensor rewards = model_->ForwardShared(torch::tensor(ids, torch::kLong), groups)
+                             .to(torch::kCPU, torch::kFloat32)
+                             .contiguous();
+    const float* data = rewards.data_ptr<float>();
+    for (size_t k = 0; k < rows.size(); ++k) scores[rows[k]] = data[k];
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ScoringModel::ScorePaddedChunk(absl::Span<const absl::Span<const int32_t>> sequences,

@@ -10,8 +10,8 @@
 // model's input rule, family, max_length and truncation policy (encoding.json of the model
 // directory), so the reward of a text scored here equals the trainer's eval reward for it.
 // EncodeConversation() renders messages with the model's chat format first. Scoring:
-// ScoreEncoded() runs packed (encoders) or length-sorted padded forwards (decoders) under
-// inference mode; sequences must pass ValidateSequence() (the DynamicBatcher checks at
+// ScoreEncoded() runs packed (encoders) or, for decoders, shared-prefix forwards of rows that
+// share a prompt and length-sorted padded forwards of the rest, under inference mode; sequences must pass ValidateSequence() (the DynamicBatcher checks at
 // Submit, so that one bad request never fails a batch shared with others).
 //
 // Thread safety: every method is const and may be called from any number of threads at once.
@@ -50,6 +50,9 @@ namespace verdict {
 struct ScoringSettings : EncodingSettings {
   // Absent (or with a std that is not > 0): Normalize() is unavailable.
   std::optional<RewardStats> reward_stats;
+  // Not read from the directory, a serving choice: a decoder scores sequences that share a
+  // prompt (their first token ids) with the prompt computed once (ScoreEncodedSpans).
+  bool share_prefixes = true;
 };
 
 class ScoringModel {
@@ -97,11 +100,13 @@ class ScoringModel {
 
   // Rewards for `sequences`, in their order, under inference mode; each equals (1e-5) the
   // reward of that sequence scored alone. An encoder runs one packed forward (no padding,
-  // RewardModel::ForwardPacked); a decoder runs right-padded forwards of rows sorted by
-  // length, cut where padding or width would grow (so per-item cost does not grow with the
-  // number of sequences). Each sequence must pass ValidateSequence(); LibTorch errors (out of
-  // memory, ...) come back as Internal / ResourceExhausted statuses. An empty list gives an
-  // empty result.
+  // RewardModel::ForwardPacked). A decoder, with settings' share_prefixes, first scores the
+  // rows that share a prompt of at least kMinSharedPrefix tokens (PlanSharedPrefixes: the G
+  // completions of one prompt) with RewardModel::ForwardShared, each prompt computed once;
+  // the other rows run in right-padded forwards of rows sorted by length, cut where padding
+  // or width would grow (so per-item cost does not grow with the number of sequences).
+  // Each sequence must pass ValidateSequence(); LibTorch errors (out of memory, ...) come
+  // back as Internal / ResourceExhausted statuses. An empty list gives an empty result.
   absl::StatusOr<std::vector<float>> ScoreEncoded(
       const std::vector<std::vector<int32_t>>& sequences) const;
   // The same over views, for callers (the batcher) whose rows live in different requests.
@@ -110,6 +115,9 @@ class ScoringModel {
 
   // (r - mean) / std with the saved statistics; FailedPrecondition when there are none.
   absl::StatusOr<std::vector<float>> Normalize(absl::Span<const float> raw) const;
+
+  // The shortest prompt (in tokens) worth computing once for the rows that share it.
+  static constexpr int64_t kMinSharedPrefix = 16;
   bool can_normalize() const { return settings_.reward_stats.has_value(); }
 
   ModelFamily family() const { return model_->config().family; }
@@ -144,6 +152,10 @@ class ScoringModel {
   // forward; or one padded forward of the rows `rows_of_chunk`, written to `scores` by index.
   absl::StatusOr<std::vector<float>> ScorePacked(
       absl::Span<const absl::Span<const int32_t>> sequences) const;
+  // The rows of `sequences` that share prompts, scored into `scores` by index; the others
+  // are left in `rest`.
+  absl::Status ScoreSharedPrefixes(absl::Span<const absl::Span<const int32_t>> sequences,
+                                   std::vector<float>& scores, std::vector<uint32_t>& rest) const;
   absl::Status ScorePaddedChunk(absl::Span<const absl::Span<const int32_t>> sequences,
                                 absl::Span<const uint32_t> rows_of_chunk,
                                 std::vector<float>& scores) const;
