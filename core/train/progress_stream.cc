@@ -82,8 +82,15 @@ std::string ProgressResultLine(const TrainingResult& result) {
   return j.dump();
 }
 
+std::string ProgressErrorLine(const absl::Status& error) {
+  json j = {{"event", "error"},
+            {"code", static_cast<int>(error.code())},
+            {"message", std::string(error.message())}};
+  return j.dump();
+}
+
 absl::Status ReadProgressLine(absl::string_view line, const TrainerCallbacks& callbacks,
-                              std::optional<TrainingResult>& result) {
+                              ProgressEnd& end) {
   const json j = json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
   auto event = j.is_object() ? j.find("event") : j.end();
   if (!j.is_object() || event == j.end() || !event->is_string()) {
@@ -123,7 +130,15 @@ absl::Status ReadProgressLine(absl::string_view line, const TrainerCallbacks& ca
     }
     if (auto it = j.find("reward_mean"); it != j.end() && it->is_number()) it->get_to(r.reward_mean);
     if (auto it = j.find("reward_std"); it != j.end() && it->is_number()) it->get_to(r.reward_std);
-    result = std::move(r);
+    end.result = std::move(r);
+  } else if (name == "error") {
+    const int64_t code = integer("code");
+    end.error = absl::Status(
+        code > 0 && code <= static_cast<int64_t>(absl::StatusCode::kUnauthenticated)
+            ? static_cast<absl::StatusCode>(code)
+            : absl::StatusCode::kUnknown,
+        text("message"));
+    if (end.error.ok()) end.error = absl::UnknownError("a rank failed without a message");
   } else {
     return absl::InvalidArgumentError(absl::StrCat("unknown progress event \"", name, "\""));
   }

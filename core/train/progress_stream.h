@@ -4,7 +4,8 @@
 // an in-process Trainer's callbacks produce.
 //
 // One line per callback: {"event":"start"|"step"|"eval"|"checkpoint_started"|"checkpoint"|
-// "log", ...the struct's fields by name}, then {"event":"result", ...} once the run succeeds.
+// "log", ...the struct's fields by name}, then {"event":"result", ...} once the run succeeds
+// or {"event":"error","code":N,"message":...} (an absl::StatusCode) once it fails.
 // Doubles are written to round-trip exactly (the launcher stores the very losses the ranks
 // computed). Unknown fields are ignored, so either side may add one.
 //
@@ -27,13 +28,20 @@ namespace verdict {
 // them.
 TrainerCallbacks ProgressLineCallbacks(std::ostream& out);
 
-// The line that ends a successful run.
+// The line that ends a successful run, and the one that ends a failed one.
 std::string ProgressResultLine(const TrainingResult& result);
+std::string ProgressErrorLine(const absl::Status& error);
 
-// Parses one line and calls the matching callback of `callbacks` (if set), or fills `result`
-// for the result line. INVALID_ARGUMENT for a line that is not one of the above.
+// How a run ended, as its last line said.
+struct ProgressEnd {
+  std::optional<TrainingResult> result;  // the result line
+  absl::Status error;                    // the error line's status
+};
+
+// Parses one line and calls the matching callback of `callbacks` (if set), or fills `end` for
+// the result and error lines. INVALID_ARGUMENT for a line that is not one of the above.
 absl::Status ReadProgressLine(absl::string_view line, const TrainerCallbacks& callbacks,
-                              std::optional<TrainingResult>& result);
+                              ProgressEnd& end);
 
 }  // namespace verdict
 

@@ -20,6 +20,8 @@
 // names the job's settings as JSON (training_args.json's keys, TrainingConfigFromJson) and
 // --progress json makes rank 0 print each callback as a JSON line
 // (core/train/progress_stream.h) for verdictd to record.
+#include <csignal>
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -233,6 +235,24 @@ bool ConfigFromFlags(verdict::TrainingConfig& c) {
          Parse("dtype", absl::GetFlag(FLAGS_dtype), &verdict::ParseDtypeName, &c.dtype);
 }
 
+// The running trainer, for the signal handler: SIGTERM or SIGINT asks it to stop after the
+// current step with a checkpoint (every rank stops at the same step; the trainer reduces the
+// request across ranks), as torchrun and verdictd stop their workers. A second signal kills.
+std::atomic<verdict::Trainer*> running_trainer{nullptr};
+
+extern "C" void CancelOnSignal(int) {
+  if (verdict::Trainer* trainer = running_trainer.load()) trainer->Cancel();
+}
+
+void CancelOnTermination() {
+  struct sigaction action = {};
+  action.sa_handler = &CancelOnSignal;
+  action.sa_flags = SA_RESETHAND;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -285,11 +305,16 @@ int main(int argc, char** argv) {
   auto trainer = verdict::Trainer::Create(c, callbacks);
   if (!trainer.ok()) {
     std::cerr << "verdict-train: " << trainer.status().message() << "\n";
+    if (progress == "json" && rank_zero) std::cout << verdict::ProgressErrorLine(trainer.status()) << std::endl;
     return 2;
   }
+  running_trainer.store(trainer->get());
+  CancelOnTermination();
   auto result = (*trainer)->Run();
+  running_trainer.store(nullptr);
   if (!result.ok()) {
     std::cerr << "verdict-train: " << result.status().message() << "\n";
+    if (progress == "json" && rank_zero) std::cout << verdict::ProgressErrorLine(result.status()) << std::endl;
     return 1;
   }
   if (progress == "json") {
