@@ -101,6 +101,8 @@ absl::StatusOr<pid_t> SpawnRank(std::vector<std::string> argv, std::vector<std::
     // Dies with the thread that started it (verdictd killed: no rank left behind).
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
+    // Its own process group: a terminal's Ctrl-C reaches verdictd, which decides for the ranks.
+    ::setpgid(0, 0);
     const int null_fd = ::open("/dev/null", O_RDONLY);
     if (null_fd < 0 || ::dup2(null_fd, 0) < 0 || ::dup2(stdout_fd >= 0 ? stdout_fd : log_fd, 1) < 0 ||
         ::dup2(log_fd, 2) < 0) {

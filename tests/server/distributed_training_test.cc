@@ -6,7 +6,8 @@
 //  - A rank SIGKILLed mid-training fails the attempt at once (no wait for the c10d timeout),
 //    the server stays up, and the job resumes from its checkpoint to the same losses and
 //    weights.
-//  - A cancel stops every rank.
+//  - A cancel stops every rank; SIGTERM drains the ranks with a checkpoint that the next
+//    verdictd resumes from.
 #include <signal.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@
 #include "gtest/gtest.h"
 #include "server/server.h"
 #include "tests/server/server_test_util.h"
+#include "tests/server/verdictd_process.h"
 #include "tests/testing/test_paths.h"
 
 namespace verdict::testing {
@@ -71,6 +73,39 @@ std::vector<pid_t> RankProcesses(int rank) {
   return pids;
 }
 
+// kSteps steps of a global batch of 16 pairs: `world_size` ranks of 16 / world_size.
+v1::TrainingJobSpec DataParallelSpec(const std::string& dataset_id, int world_size) {
+  v1::TrainingJobSpec spec = TinyJobSpec(dataset_id, kSteps);
+  spec.set_output_model_name(absl::StrCat("dp", world_size));
+  spec.set_world_size(world_size);
+  v1::Hyperparameters* h = spec.mutable_hyperparameters();
+  h->set_per_device_train_batch_size(16 / world_size);
+  h->set_max_length(64);
+  // DataParallelTest's settings (data_parallel_worker.cc says why): a centring term and an
+  // Adam epsilon that keep float noise in near-zero gradients from being amplified. The
+  // learning rate stays TinyJobSpec's 1e-3: at DataParallelTest's 3e-3, 12 steps of this data
+  // put one weight 1.4e-5 apart (the same noise, amplified further).
+  h->set_center_rewards_coefficient(0.01);
+  h->set_adam_epsilon(1e-6);
+  spec.mutable_eval()->set_max_pairs(16);
+  spec.set_save_steps(2);
+  return spec;
+}
+
+// Processes whose command line names `text` (a scratch directory: ranks of this test's jobs).
+std::vector<pid_t> ProcessesNaming(const std::string& text) {
+  std::vector<pid_t> pids;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &pid)) continue;
+    std::ifstream cmdline(entry.path() / "cmdline");
+    std::stringstream contents;
+    contents << cmdline.rdbuf();
+    if (absl::StrContains(contents.str(), text)) pids.push_back(pid);
+  }
+  return pids;
+}
+
 class DistributedTrainingTest : public ::testing::Test {
  protected:
   void StartServer() {
@@ -89,24 +124,7 @@ class DistributedTrainingTest : public ::testing::Test {
     dataset_id_ = dataset.id();
   }
 
-  // kSteps steps of a global batch of 16 pairs: `world_size` ranks of 16 / world_size.
-  v1::TrainingJobSpec Spec(int world_size) const {
-    v1::TrainingJobSpec spec = TinyJobSpec(dataset_id_, kSteps);
-    spec.set_output_model_name(absl::StrCat("dp", world_size));
-    spec.set_world_size(world_size);
-    v1::Hyperparameters* h = spec.mutable_hyperparameters();
-    h->set_per_device_train_batch_size(16 / world_size);
-    h->set_max_length(64);
-    // TinyJobSpec's 1e-3: at DataParallelTest's 3e-3, 12 steps of this data put one weight
-    // 1.4e-5 apart (float noise that Adam amplifies in near-zero gradients, as there).
-    // DataParallelTest's settings (data_parallel_worker.cc says why): a centring term and an
-    // Adam epsilon that keep float noise in near-zero gradients from being amplified.
-    h->set_center_rewards_coefficient(0.01);
-    h->set_adam_epsilon(1e-6);
-    spec.mutable_eval()->set_max_pairs(16);
-    spec.set_save_steps(2);
-    return spec;
-  }
+  v1::TrainingJobSpec Spec(int world_size) const { return DataParallelSpec(dataset_id_, world_size); }
 
   v1::Job Submit(const v1::TrainingJobSpec& spec) {
     v1::SubmitTrainingJobRequest request;
@@ -290,6 +308,87 @@ TEST_F(DistributedTrainingTest, ACancelStopsEveryRank) {
   EXPECT_EQ(done->state(), v1::JOB_STATE_CANCELLED) << done->error_message();
   EXPECT_TRUE(RankProcesses(0).empty());
   EXPECT_TRUE(RankProcesses(1).empty());
+}
+
+// SIGTERM drains a data-parallel job as any other: the ranks stop together at one step with a
+// checkpoint, verdictd exits 0 leaving no rank behind, and the next verdictd resumes the job
+// from that checkpoint to the losses of an uninterrupted run.
+TEST(DistributedDrainTest, SigtermCheckpointsTheRanksAndTheNextServerResumesThem) {
+  ScratchDir scratch;
+  const std::vector<std::string> flags = {"--threads=1", "--drain_grace_seconds=20",
+                                          std::string("--train_worker_binary=") + VERDICT_TRAIN_PATH};
+  auto first = VerdictdProcess::Start(VERDICTD_PATH, scratch.path(), flags);
+  ASSERT_NE(first, nullptr);
+  std::string job_id, dataset_id;
+  absl::Time signalled;
+  {
+    Clients clients(first->address());
+    v1::Dataset dataset;
+    grpc::Status uploaded = UploadWithChecks(
+        *clients.datasets, FirstLines(TestDataPath("synthetic/helpful-concise.jsonl"), 240),
+        "pairs", &dataset);
+    ASSERT_TRUE(uploaded.ok()) << uploaded.error_message();
+    dataset_id = dataset.id();
+    v1::TrainingJobSpec spec = DataParallelSpec(dataset_id, 2);
+    spec.set_save_steps(1000);  // the only checkpoint is the one the drain writes
+    v1::SubmitTrainingJobRequest submit;
+    *submit.mutable_spec() = spec;
+    v1::Job job;
+    auto context = NewContext();
+    ASSERT_TRUE(clients.training->SubmitTrainingJob(context.get(), submit, &job).ok());
+    job_id = job.id();
+    v1::StreamMetricsRequest request;
+    request.set_job_id(job_id);
+    ReadMetrics(*clients.training, request, absl::Seconds(120), [&](const v1::MetricsEvent& event) {
+      if (event.has_train() && event.step() == 3) {
+        signalled = absl::Now();
+        first->Signal(SIGTERM);
+      }
+      return true;
+    });
+    ASSERT_NE(signalled, absl::Time()) << "never saw step 3\n" << first->Logs();
+  }
+  const std::optional<int> code = first->Wait(absl::Seconds(40));
+  ASSERT_TRUE(code.has_value()) << "verdictd still running after SIGTERM\n" << first->Logs();
+  EXPECT_EQ(*code, 0) << first->Logs();
+  EXPECT_TRUE(ProcessesNaming(scratch.path().string()).empty()) << "a rank outlived verdictd";
+  std::vector<std::string> checkpoints;
+  for (const auto& entry : fs::directory_iterator(scratch.path() / "state" / "runs" / job_id)) {
+    if (absl::StartsWith(entry.path().filename().string(), "checkpoint-")) {
+      checkpoints.push_back(entry.path().filename().string());
+    }
+  }
+  ASSERT_EQ(checkpoints.size(), 1u) << "the drain's checkpoint";
+
+  auto second = VerdictdProcess::Start(VERDICTD_PATH, scratch.path(), flags);
+  ASSERT_NE(second, nullptr);
+  Clients clients(second->address());
+  auto done = WaitForTerminal(*clients.training, job_id, absl::Seconds(120));
+  ASSERT_TRUE(done.ok()) << done.status();
+  ASSERT_EQ(done->state(), v1::JOB_STATE_SUCCEEDED) << done->error_message();
+  EXPECT_GE(done->resumed_from_step(), 3);
+  EXPECT_EQ(done->attempt(), 2);
+  // The same losses as one process with the whole batch, each step once.
+  v1::SubmitTrainingJobRequest reference;
+  *reference.mutable_spec() = DataParallelSpec(dataset_id, 1);
+  v1::Job reference_job;
+  auto context = NewContext();
+  ASSERT_TRUE(clients.training->SubmitTrainingJob(context.get(), reference, &reference_job).ok());
+  auto reference_done = WaitForTerminal(*clients.training, reference_job.id(), absl::Seconds(120));
+  ASSERT_TRUE(reference_done.ok()) << reference_done.status();
+  auto losses = [&clients](const std::string& id) {
+    std::map<int64_t, double> by_step;
+    for (const v1::MetricsEvent& event : StoredEvents(*clients.training, id)) {
+      if (event.has_train()) {
+        EXPECT_EQ(by_step.count(event.step()), 0u) << "step " << event.step() << " twice";
+        by_step[event.step()] = event.train().loss();
+      }
+    }
+    return by_step;
+  };
+  ExpectSameLosses(losses(reference_job.id()), losses(job_id));
+  second->Signal(SIGTERM);
+  EXPECT_EQ(second->Wait(absl::Seconds(30)), 0) << second->Logs();
 }
 
 TEST_F(DistributedTrainingTest, MoreThanOneRankOnCudaOrOutOfRangeIsRefusedAtSubmit) {
