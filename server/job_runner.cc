@@ -19,12 +19,17 @@
 #include "server/logging.h"
 #include "server/proto_conversion.h"
 #include "server/proto_time.h"
+#include "server/rank_group.h"
 #include "server/server_metrics.h"
 
 namespace verdict::server {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Attempts a data-parallel job gets when a rank dies (killed from outside): each resumes from
+// the last checkpoint; the last one's failure fails the job.
+constexpr int64_t kMaxRankGroupAttempts = 3;
 
 // The registry entry for a trained model in `output_dir`.
 absl::StatusOr<v1::Model> DescribeModel(const ServerConfig& config, const v1::Job& job,
@@ -83,8 +88,12 @@ void JobRunner::Run() {
   if (!Start()) return;
   if (job_.has_evaluation_spec()) {
     Evaluate();
-  } else {
-    Train();
+    return;
+  }
+  // A data-parallel attempt whose rank died goes back to QUEUED and resumes here, on the same
+  // worker, from its checkpoint (a drain meanwhile leaves it QUEUED for the next start).
+  while (Train()) {
+    if (deps_.host->InterruptedForDrain(job_id_) || !Start()) return;
   }
 }
 
@@ -119,7 +128,7 @@ bool JobRunner::Start() {
   return true;
 }
 
-void JobRunner::Train() {
+bool JobRunner::Train() {
   const std::string run_dir = RunDirectory(*deps_.config, job_id_);
   const std::string output_dir =
       (fs::path(deps_.config->state_dir) / "models" / job_.spec().output_model_name() / job_id_)
@@ -128,7 +137,7 @@ void JobRunner::Train() {
       ToTrainingConfig(*deps_.config, *deps_.resolvers, job_.spec(), run_dir, output_dir);
   if (!config.ok()) {
     Fail(config.status());
-    return;
+    return false;
   }
   CrashPoint("preparing");
 
@@ -203,24 +212,67 @@ void JobRunner::Train() {
     checkpoint_started = absl::InfinitePast();
   };
 
-  absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config, callbacks);
-  if (!trainer.ok()) {
-    Fail(trainer.status());
-    return;
+  absl::StatusOr<TrainingResult> result;
+  if (config->world_size > 1) {
+    // verdict-train processes, one per rank (rank_group.h); rank 0's progress arrives through
+    // the same callbacks.
+    Cancellable cancel;
+    if (deps_.host->AttachTrainer(job_id_, &cancel)) cancel.Cancel();
+    RankGroupOptions options;
+    options.binary = deps_.config->train_worker_binary.empty() ? TrainWorkerBesideSelf()
+                                                               : deps_.config->train_worker_binary;
+    options.grace = deps_.config->drain_grace;
+    result = RunRankGroup(*config, options, callbacks, cancel);
+    deps_.host->DetachTrainer(job_id_);
+  } else {
+    absl::StatusOr<std::unique_ptr<Trainer>> trainer = Trainer::Create(*config, callbacks);
+    if (!trainer.ok()) {
+      Fail(trainer.status());
+      return false;
+    }
+    // A cancel or drain that arrived while the job was being prepared.
+    if (deps_.host->AttachTrainer(job_id_, trainer->get())) (*trainer)->Cancel();
+    result = (*trainer)->Run();
+    deps_.host->DetachTrainer(job_id_);
   }
-  // A cancel or drain that arrived while the job was being prepared.
-  if (deps_.host->AttachTrainer(job_id_, trainer->get())) (*trainer)->Cancel();
-  absl::StatusOr<TrainingResult> result = (*trainer)->Run();
-  deps_.host->DetachTrainer(job_id_);
 
   if (result.ok()) {
     FinishSucceeded(result->output_dir, parameters, result->reward_mean, result->reward_std,
                     result->final_eval.pairs);
   } else if (absl::IsCancelled(result.status())) {
     FinishInterrupted(result.status());
+  } else if (absl::IsUnavailable(result.status()) && config->world_size > 1 &&
+             job_.attempt() < kMaxRankGroupAttempts) {
+    return RequeueAfterRankFailure(result.status());
   } else {
     Fail(result.status());
   }
+  return false;
+}
+
+bool JobRunner::RequeueAfterRankFailure(const absl::Status& error) {
+  auto requeued = deps_.host->ChangeState(
+      job_id_, {v1::JOB_STATE_RUNNING}, v1::JOB_STATE_QUEUED,
+      absl::StrCat(error.message(), "; attempt ", job_.attempt(), " of ", kMaxRankGroupAttempts,
+                   " failed, resuming from the last checkpoint"),
+      [](v1::Job& job) { ApplyStateRules(v1::JOB_STATE_QUEUED, job); });
+  if (absl::IsFailedPrecondition(requeued.status())) {
+    // A cancel came meanwhile (CANCELLING): it wins.
+    FinishInterrupted(absl::CancelledError(error.message()));
+    return false;
+  }
+  if (!requeued.ok()) {
+    // Still RUNNING in the store: recovery re-queues it at the next start.
+    LogStoreFailure("requeue", requeued.status());
+    RecordEnd(v1::JOB_STATE_UNSPECIFIED);
+    return false;
+  }
+  job_ = *std::move(requeued);
+  if (deps_.logger) {
+    deps_.logger->Warning("job.rank_failed").With("job_id", job_id_).With("error", error);
+  }
+  RecordEnd(v1::JOB_STATE_QUEUED);
+  return true;
 }
 
 absl::StatusOr<v1::EvaluationResult> JobRunner::RunEvaluation(Cancellable& cancel) {

@@ -2,7 +2,8 @@
 //
 // Run() moves the job QUEUED -> RUNNING (compare-and-set, so a cancel that won the race keeps
 // the job from starting), builds the trainer's configuration from the spec, runs the core
-// Trainer and turns its callbacks into stored progress (UpdateJobProgress: never the state),
+// Trainer (in this process, or with spec.world_size > 1 as verdict-train rank processes whose
+// rank 0 streams the same callbacks: rank_group.h) and turns its callbacks into stored progress (UpdateJobProgress: never the state),
 // numbered events and metrics, then finishes the job: SUCCEEDED together with its registered
 // model version in one store transaction (CompleteJobWithModel), CANCELLED, FAILED, or back to
 // QUEUED when the server drains. A crash at any point of the completion leaves the job
@@ -103,8 +104,13 @@ class JobRunner {
  private:
   // QUEUED -> RUNNING; false if the job must not run (cancelled while queued, or failed).
   bool Start();
-  // Trains; the outcome goes to Finish*.
-  void Train();
+  // Trains, in this process or (spec.world_size > 1) in a group of verdict-train processes
+  // (rank_group.h); the outcome goes to Finish*. True when the attempt failed because a rank
+  // died and the job went back to QUEUED to resume from its checkpoint (RequeueAfterRankFailure).
+  bool Train();
+  // RUNNING -> QUEUED after a rank died (`error`); false if the job was settled otherwise (a
+  // cancel that came meanwhile wins).
+  bool RequeueAfterRankFailure(const absl::Status& error);
   // Runs an evaluation job (evaluation_spec set): scores its pairs with the trainer's
   // evaluation code (core/train/pair_evaluation.h) and completes the job with its result
   // (JobStore::CompleteEvaluationJob), or cancels, re-queues or fails it as Train does.

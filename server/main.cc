@@ -35,6 +35,9 @@ ABSL_FLAG(std::string, state_dir, "./verdict-data", "Job store, checkpoints, dat
 ABSL_FLAG(std::string, data_dir, "", "Root of dataset paths named in requests (empty: <state_dir>/data).");
 ABSL_FLAG(std::string, model_dir, "", "Root of model paths named in requests (empty: <state_dir>/models-in).");
 ABSL_FLAG(int, max_concurrent_jobs, 1, "Training jobs run at once.");
+ABSL_FLAG(std::string, train_worker_binary, "",
+          "verdict-train, run once per rank of a job with world_size > 1 (empty: the one beside "
+          "verdictd).");
 ABSL_FLAG(int, max_queued_jobs, 64, "Queued training jobs before submits get RESOURCE_EXHAUSTED.");
 ABSL_FLAG(std::string, default_device, "cpu", "Device for jobs and models that name none (cpu, cuda, cuda:N).");
 ABSL_FLAG(int64_t, max_message_bytes, 64 << 20, "Largest gRPC message accepted or sent.");
@@ -98,6 +101,7 @@ int main(int argc, char** argv) {
   config.model_dir = absl::GetFlag(FLAGS_model_dir);
   config.max_concurrent_jobs = absl::GetFlag(FLAGS_max_concurrent_jobs);
   config.max_queued_jobs = absl::GetFlag(FLAGS_max_queued_jobs);
+  config.train_worker_binary = absl::GetFlag(FLAGS_train_worker_binary);
   config.default_device = absl::GetFlag(FLAGS_default_device);
   config.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   config.max_dataset_bytes = absl::GetFlag(FLAGS_max_dataset_bytes);

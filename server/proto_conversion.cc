@@ -25,6 +25,8 @@ absl::Status UnknownEnum(absl::string_view field, int value) {
 }
 
 constexpr char kDefaultModelName[] = "reward-model";
+// The most data-parallel ranks verdictd launches on its own node (spec.world_size).
+constexpr int64_t kMaxLocalWorldSize = 64;
 
 // Where each core TrainingConfig field lives in a TrainingJobSpec: core's validation errors
 // start with the field's name ("learning_rate: must be ..."), and the client wants the proto
@@ -72,6 +74,7 @@ constexpr std::pair<absl::string_view, absl::string_view> kProtoPaths[] = {
     {"eval_steps", "spec.eval_steps"},
     {"save_steps", "spec.save_steps"},
     {"save_total_limit", "spec.save_total_limit"},
+    {"world_size", "spec.world_size"},
 };
 
 // A core error "field: problem" as "proto.path: problem"; other errors unchanged.
@@ -132,6 +135,7 @@ absl::StatusOr<TrainingConfig> SettingsOf(const v1::TrainingJobSpec& spec) {
   c.eval_steps = spec.eval_steps();
   c.save_steps = spec.save_steps();
   c.save_total_limit = spec.save_total_limit();
+  c.world_size = spec.has_world_size() ? spec.world_size() : 1;
   absl::StatusOr<Device> device = ParseDeviceName(spec.device());
   if (!device.ok()) return absl::InvalidArgumentError(absl::StrCat("device: ", device.status().message()));
   c.device = *device;
@@ -515,6 +519,9 @@ absl::Status NormalizeTrainingJobSpec(const ServerConfig& server, const SpecReso
   if (spec->device().empty()) spec->set_device(server.default_device);
   if (spec->dtype() == v1::DTYPE_UNSPECIFIED) spec->set_dtype(ToProto(defaults.dtype));
   RETURN_IF_ERROR(ValidateRange("spec.priority", spec->priority(), -100, 100));
+  if (!spec->has_world_size()) spec->set_world_size(static_cast<int32_t>(defaults.world_size));
+  // Core allows more ranks (launched elsewhere); verdictd starts them all on its own node.
+  RETURN_IF_ERROR(ValidateRange("spec.world_size", spec->world_size(), 1, kMaxLocalWorldSize));
 
   // Every range and rule on the settings is core's.
   absl::StatusOr<TrainingConfig> settings = SettingsOf(*spec);

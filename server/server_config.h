@@ -29,6 +29,9 @@ struct ServerConfig {
   std::string model_dir;  // root of model paths in requests; empty: <state_dir>/models-in
 
   int max_concurrent_jobs = 1;
+  // The verdict-train binary a data-parallel job (spec.world_size > 1) runs one process of per
+  // rank (server/rank_group.h); empty: the one beside verdictd's own executable.
+  std::string train_worker_binary;
   int max_queued_jobs = 64;
   // How long a finished job's per-job_id metric series (verdict_training_*) stay exported:
   // a few scrape intervals, so its last values are scraped, then removed so series do not

@@ -41,7 +41,8 @@ struct SubmitFlags {
       warmup_steps, max_batch_tokens, seed;
   std::optional<std::string> truncation, lr_scheduler;
   // schedule and placement
-  std::optional<int64_t> logging_steps, eval_steps, save_steps, save_total_limit, priority;
+  std::optional<int64_t> logging_steps, eval_steps, save_steps, save_total_limit, priority,
+      world_size;
   std::optional<std::string> device, dtype;
   // submission
   std::optional<std::string> request_id, upload_name;
@@ -132,6 +133,9 @@ void AddFlags(FlagParser& flags, SubmitFlags& f) {
   flags.AddString("dtype", &f.dtype, "float32|bfloat16",
                   absl::StrCat("Training precision (default ",
                                verdict::DtypeName(kDefaults.dtype), ")."));
+  flags.AddInt("world-size", &f.world_size, "N",
+               "Data-parallel ranks: N verdict-train processes on the server's node, each\n"
+               "with --batch-size pairs of every step (default 1: in the server; cpu only).");
   flags.AddInt("priority", &f.priority, "N", "Higher runs sooner, in [-100, 100].");
   flags.AddSection("Submission:");
   flags.AddString("request-id", &f.request_id, "KEY",
@@ -218,6 +222,7 @@ bool ApplyFlags(const SubmitFlags& f, TrainingJobSpec& spec, CommandEnv& env) {
   if (f.save_steps) spec.set_save_steps(static_cast<int32_t>(*f.save_steps));
   if (f.save_total_limit) spec.set_save_total_limit(static_cast<int32_t>(*f.save_total_limit));
   if (f.priority) spec.set_priority(static_cast<int32_t>(*f.priority));
+  if (f.world_size) spec.set_world_size(static_cast<int32_t>(*f.world_size));
   if (f.device) spec.set_device(*f.device);
   return SetEnum(
              f.chat_format, *verdict::v1::ChatFormat_descriptor(), "chat-format",

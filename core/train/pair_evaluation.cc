@@ -111,27 +111,39 @@ absl::StatusOr<PairScores> ScoreEncodedPairs(RewardModel& model, const c10::Devi
   return scores;
 }
 
-EvalMetrics SummarizePairScores(const PairScores& scores) {
-  EvalMetrics metrics;
+PairScoreSums SumPairScores(const PairScores& scores) {
+  PairScoreSums sums;
   const int64_t n = static_cast<int64_t>(scores.chosen.size());
-  metrics.pairs = n;
-  if (n == 0) return metrics;
   int64_t correct = 0;
-  double margin_sum = 0, reward_sum = 0, reward_sq_sum = 0;
   for (int64_t i = 0; i < n; ++i) {
     const double c = scores.chosen[i], r = scores.rejected[i];
     if (c > r) ++correct;
-    margin_sum += c - r;
-    reward_sum += c + r;
-    reward_sq_sum += c * c + r * r;
+    sums.margin += c - r;
+    sums.reward += c + r;
+    sums.reward_squared += c * c + r * r;
   }
-  metrics.loss = scores.loss_sum / n;
-  metrics.accuracy = static_cast<double>(correct) / n;
-  metrics.margin = margin_sum / n;
-  metrics.reward_mean = reward_sum / (2.0 * n);
-  metrics.reward_std = std::sqrt(
-      std::max(0.0, reward_sq_sum / (2.0 * n) - metrics.reward_mean * metrics.reward_mean));
+  sums.pairs = static_cast<double>(n);
+  sums.correct = static_cast<double>(correct);
+  sums.loss = scores.loss_sum;
+  return sums;
+}
+
+EvalMetrics SummarizePairScoreSums(const PairScoreSums& sums) {
+  EvalMetrics metrics;
+  const int64_t n = static_cast<int64_t>(sums.pairs);
+  metrics.pairs = n;
+  if (n == 0) return metrics;
+  metrics.loss = sums.loss / n;
+  metrics.accuracy = sums.correct / n;
+  metrics.margin = sums.margin / n;
+  metrics.reward_mean = sums.reward / (2.0 * n);
+  metrics.reward_std = std::sqrt(std::max(
+      0.0, sums.reward_squared / (2.0 * n) - metrics.reward_mean * metrics.reward_mean));
   return metrics;
+}
+
+EvalMetrics SummarizePairScores(const PairScores& scores) {
+  return SummarizePairScoreSums(SumPairScores(scores));
 }
 
 PairEvalReport DescribePairScores(const PairScores& scores,

@@ -88,6 +88,18 @@ absl::StatusOr<PairScores> ScoreEncodedPairs(RewardModel& model, const c10::Devi
 // The trainer's metrics: step and seconds are left 0 for the caller.
 EvalMetrics SummarizePairScores(const PairScores& scores);
 
+// What SummarizePairScores reads, as sums that add across slices of the pairs (data-parallel
+// ranks each score their slice, sum these over the ranks, then summarize).
+struct PairScoreSums {
+  double pairs = 0, correct = 0, margin = 0, reward = 0, reward_squared = 0, loss = 0;
+  std::vector<double> ToVector() const { return {pairs, correct, margin, reward, reward_squared, loss}; }
+  static PairScoreSums FromVector(const std::vector<double>& v) {
+    return {v.at(0), v.at(1), v.at(2), v.at(3), v.at(4), v.at(5)};
+  }
+};
+PairScoreSums SumPairScores(const PairScores& scores);
+EvalMetrics SummarizePairScoreSums(const PairScoreSums& sums);
+
 // Accuracy among the pairs whose |r_chosen - r_rejected| lies in [low, high).
 struct MarginBucket {
   double low = 0;

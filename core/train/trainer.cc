@@ -286,11 +286,25 @@ absl::StatusOr<EvalMetrics> TrainerImpl::Evaluate(int64_t step,
   options.max_batch_tokens = config_.max_batch_tokens;
   options.pad_id = pad_id_;
   options.bfloat16_autocast = autocast();
+  // Each rank scores its contiguous slice; the sums are added over the ranks, so the set is
+  // evaluated once between them and every rank gets the same metrics.
+  std::vector<EncodedPair> slice;
+  if (group_) {
+    const int64_t n = static_cast<int64_t>(pairs.size());
+    slice.assign(pairs.begin() + n * rank() / world(), pairs.begin() + n * (rank() + 1) / world());
+  }
   model_->module().eval();
-  absl::StatusOr<PairScores> scores = ScoreEncodedPairs(*model_, device_, pairs, options);
+  absl::StatusOr<PairScores> scores =
+      ScoreEncodedPairs(*model_, device_, group_ ? slice : pairs, options);
   model_->module().train();
   RETURN_IF_ERROR(scores.status());
-  EvalMetrics metrics = SummarizePairScores(*scores);
+  PairScoreSums sums = SumPairScores(*scores);
+  if (group_) {
+    std::vector<double> values = sums.ToVector();
+    RETURN_IF_ERROR(group_->Sum(values));
+    sums = PairScoreSums::FromVector(values);
+  }
+  EvalMetrics metrics = SummarizePairScoreSums(sums);
   metrics.step = step;
   metrics.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return metrics;

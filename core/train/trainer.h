@@ -28,7 +28,8 @@
 // 2B up to float rounding. Metrics are reduced over the ranks; only rank 0 calls the callbacks
 // and writes checkpoints and the model directory; every rank resumes from the same checkpoint
 // in the shared run_dir. A tokenizer trained on the data is trained by rank 0 and loaded by the
-// others. Every rank evaluates the whole eval set (the same numbers on each).
+// others. Each rank evaluates its slice of the eval set and the sums are reduced (the same
+// numbers on each rank, equal to one process's up to the order of the additions).
 //
 // Thread safety: Run() is called once, from one thread; the callbacks run on that thread.
 // Cancel() may be called from any thread.

@@ -1,6 +1,8 @@
 #include "core/train/training_config.h"
 
 #include <cmath>
+#include <functional>
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -164,8 +166,122 @@ std::string TrainingConfigToJson(const TrainingConfig& c) {
       {"save_steps", c.save_steps},
       {"save_total_limit", c.save_total_limit},
       {"world_size", c.world_size},
+      {"distributed_timeout_seconds", c.distributed_timeout_seconds},
   };
   return j.dump(2);
+}
+
+absl::StatusOr<TrainingConfig> TrainingConfigFromJson(absl::string_view json) {
+  const nlohmann::json j = nlohmann::json::parse(json.begin(), json.end(), nullptr,
+                                                 /*allow_exceptions=*/false);
+  if (!j.is_object()) return absl::InvalidArgumentError("training config: not a JSON object");
+  TrainingConfig c;
+  // Each key's reader; a value of the wrong type fails the whole parse with the key's name.
+  auto text = [](std::string& out) {
+    return [&out](const nlohmann::json& v) {
+      if (!v.is_string()) return false;
+      out = v.get<std::string>();
+      return true;
+    };
+  };
+  auto integer = [](int64_t& out) {
+    return [&out](const nlohmann::json& v) {
+      if (!v.is_number_integer()) return false;
+      out = v.get<int64_t>();
+      return true;
+    };
+  };
+  auto unsigned_integer = [](uint64_t& out) {
+    return [&out](const nlohmann::json& v) {
+      if (!v.is_number_unsigned()) return false;
+      out = v.get<uint64_t>();
+      return true;
+    };
+  };
+  auto number = [](double& out) {
+    return [&out](const nlohmann::json& v) {
+      if (!v.is_number()) return false;
+      out = v.get<double>();
+      return true;
+    };
+  };
+  auto boolean = [](bool& out) {
+    return [&out](const nlohmann::json& v) {
+      if (!v.is_boolean()) return false;
+      out = v.get<bool>();
+      return true;
+    };
+  };
+  // An enum by name, through its Parse* function.
+  auto named = [](auto& out, auto parse) {
+    return [&out, parse](const nlohmann::json& v) {
+      if (!v.is_string()) return false;
+      auto parsed = parse(v.get<std::string>());
+      if (!parsed.ok()) return false;
+      out = *parsed;
+      return true;
+    };
+  };
+  std::string preset;
+  const std::map<std::string, std::function<bool(const nlohmann::json&)>> readers = {
+      {"base_model_dir", text(c.base_model_dir)},
+      {"preset", text(preset)},
+      {"device", named(c.device, &ParseDeviceName)},
+      {"dtype", named(c.dtype, &ParseDtypeName)},
+      {"tokenizer_path", text(c.tokenizer_path)},
+      {"vocab_size", integer(c.vocab_size)},
+      {"tokenizer_type", named(c.tokenizer_type, &ParseTokenizerType)},
+      {"train_path", text(c.train_path)},
+      {"eval_path", text(c.eval_path)},
+      {"eval_fraction", number(c.eval_fraction)},
+      {"split_seed", unsigned_integer(c.split_seed)},
+      {"max_train_pairs", integer(c.max_train_pairs)},
+      {"max_eval_pairs", integer(c.max_eval_pairs)},
+      {"chat_format", named(c.chat_format, &ParseChatFormat)},
+      {"data_format", named(c.data_format, &ParseDataFormat)},
+      {"input_rule", named(c.input_rule, &ParseInputRule)},
+      {"skip_invalid", boolean(c.skip_invalid)},
+      {"learning_rate", number(c.learning_rate)},
+      {"weight_decay", number(c.weight_decay)},
+      {"adam_beta1", number(c.adam_beta1)},
+      {"adam_beta2", number(c.adam_beta2)},
+      {"adam_epsilon", number(c.adam_epsilon)},
+      {"lr_scheduler", named(c.lr_scheduler, &ParseLrScheduleKind)},
+      {"warmup_steps", integer(c.warmup_steps)},
+      {"warmup_ratio", number(c.warmup_ratio)},
+      {"min_lr_ratio", number(c.min_lr_ratio)},
+      {"batch_size", integer(c.batch_size)},
+      {"eval_batch_size", integer(c.eval_batch_size)},
+      {"gradient_accumulation_steps", integer(c.gradient_accumulation_steps)},
+      {"max_grad_norm", number(c.max_grad_norm)},
+      {"num_epochs", number(c.num_epochs)},
+      {"max_steps", integer(c.max_steps)},
+      {"seed", unsigned_integer(c.seed)},
+      {"max_length", integer(c.max_length)},
+      {"truncation", named(c.truncation, &ParseTruncationPolicy)},
+      {"center_rewards_coefficient", number(c.center_rewards_coefficient)},
+      {"max_batch_tokens", integer(c.max_batch_tokens)},
+      {"group_by_length", boolean(c.group_by_length)},
+      {"logging_steps", integer(c.logging_steps)},
+      {"eval_steps", integer(c.eval_steps)},
+      {"save_steps", integer(c.save_steps)},
+      {"save_total_limit", integer(c.save_total_limit)},
+      {"world_size", integer(c.world_size)},
+      {"distributed_timeout_seconds", integer(c.distributed_timeout_seconds)},
+  };
+  for (const auto& [key, value] : j.items()) {
+    auto reader = readers.find(key);
+    if (reader == readers.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("training config: unknown key \"", key, "\""));
+    }
+    if (!reader->second(value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("training config: ", key, ": unexpected value ", value.dump()));
+    }
+  }
+  // ToJson writes an empty preset beside a base model: the default stands.
+  if (!preset.empty()) c.preset = preset;
+  return c;
 }
 
 }  // namespace verdict

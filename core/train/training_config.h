@@ -117,6 +117,12 @@ EncodingSettings EncodingOf(const TrainingConfig& config);
 // The config as JSON (saved as training_args.json beside a trained model); enums by name.
 std::string TrainingConfigToJson(const TrainingConfig& config);
 
+// The config TrainingConfigToJson wrote (or any subset of its keys; a missing key keeps the
+// default). The paths run_dir and output_dir, which that JSON leaves out, stay empty for the
+// caller to set. INVALID_ARGUMENT names an unknown key or a value of the wrong type or name;
+// the values are not validated (ValidateTrainingConfig does that).
+absl::StatusOr<TrainingConfig> TrainingConfigFromJson(absl::string_view json);
+
 // "unigram" | "bpe".
 absl::StatusOr<SentencePieceModelType> ParseTokenizerType(absl::string_view name);
 absl::string_view TokenizerTypeName(SentencePieceModelType type);

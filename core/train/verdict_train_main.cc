@@ -15,7 +15,16 @@
 // and writes; --batch-size is per rank.
 //
 //   torchrun --nproc-per-node 2 --no-python verdict-train --train ... --output /shared/rm
+//
+// verdictd runs a data-parallel job's ranks this way too (server/rank_group.h): --config
+// names the job's settings as JSON (training_args.json's keys, TrainingConfigFromJson) and
+// --progress json makes rank 0 print each callback as a JSON line
+// (core/train/progress_stream.h) for verdictd to record.
+#include <csignal>
+#include <atomic>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -26,6 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "core/train/progress_stream.h"
 #include "core/train/trainer.h"
 #include "core/util/build_info.h"
 
@@ -103,6 +113,12 @@ ABSL_FLAG(int64_t, world_size, DefaultWorldSize(),
           "the others through MASTER_ADDR, MASTER_PORT and RANK.");
 ABSL_FLAG(int64_t, distributed_timeout, Defaults().distributed_timeout_seconds,
           "Seconds a rank waits for the others at rendezvous and in each collective.");
+ABSL_FLAG(std::string, config, "",
+          "Every training setting from this JSON file (a model's training_args.json); the "
+          "other flags are then ignored but --output, --run-dir and --world-size.");
+ABSL_FLAG(std::string, progress, "text",
+          "text (a line per logging step) or json (rank 0 prints each event as a JSON line, "
+          "then the result; what verdictd reads from its ranks).");
 ABSL_FLAG(std::string, device, verdict::DeviceName(Defaults().device), "cpu, cuda or cuda:N.");
 ABSL_FLAG(std::string, dtype, Name(verdict::DtypeName(Defaults().dtype)), "float32 or bfloat16.");
 
@@ -142,8 +158,32 @@ absl::StatusOr<verdict::ChatFormat> ParseChatFormatFlag(absl::string_view name) 
   return verdict::ParseChatFormat(name);
 }
 
+// The config --config names, with the paths and --world-size from the flags; false after
+// printing the problem.
+bool ConfigFromFile(verdict::TrainingConfig& c) {
+  const std::string path = absl::GetFlag(FLAGS_config);
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) {
+    std::cerr << "verdict-train: --config: cannot read " << path << "\n";
+    return false;
+  }
+  absl::StatusOr<verdict::TrainingConfig> read = verdict::TrainingConfigFromJson(text.str());
+  if (!read.ok()) {
+    std::cerr << "verdict-train: --config " << path << ": " << read.status().message() << "\n";
+    return false;
+  }
+  c = *std::move(read);
+  c.output_dir = absl::GetFlag(FLAGS_output);
+  c.run_dir = absl::GetFlag(FLAGS_run_dir).empty() ? c.output_dir + ".run" : absl::GetFlag(FLAGS_run_dir);
+  c.world_size = absl::GetFlag(FLAGS_world_size);
+  return true;
+}
+
 // The config the flags describe; false after printing the problem.
 bool ConfigFromFlags(verdict::TrainingConfig& c) {
+  if (!absl::GetFlag(FLAGS_config).empty()) return ConfigFromFile(c);
   c.train_path = absl::GetFlag(FLAGS_train);
   c.eval_path = absl::GetFlag(FLAGS_eval_file);
   c.eval_fraction = c.eval_path.empty() ? absl::GetFlag(FLAGS_eval_fraction) : 0.0;
@@ -195,6 +235,24 @@ bool ConfigFromFlags(verdict::TrainingConfig& c) {
          Parse("dtype", absl::GetFlag(FLAGS_dtype), &verdict::ParseDtypeName, &c.dtype);
 }
 
+// The running trainer, for the signal handler: SIGTERM or SIGINT asks it to stop after the
+// current step with a checkpoint (every rank stops at the same step; the trainer reduces the
+// request across ranks), as torchrun and verdictd stop their workers. A second signal kills.
+std::atomic<verdict::Trainer*> running_trainer{nullptr};
+
+extern "C" void CancelOnSignal(int) {
+  if (verdict::Trainer* trainer = running_trainer.load()) trainer->Cancel();
+}
+
+void CancelOnTermination() {
+  struct sigaction action = {};
+  action.sa_handler = &CancelOnSignal;
+  action.sa_flags = SA_RESETHAND;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -210,6 +268,13 @@ int main(int argc, char** argv) {
   absl::ParseCommandLine(static_cast<int>(arg_pointers.size()), arg_pointers.data());
   verdict::TrainingConfig c;
   if (!ConfigFromFlags(c)) return 2;
+  const std::string progress = absl::GetFlag(FLAGS_progress);
+  if (progress != "text" && progress != "json") {
+    std::cerr << "verdict-train: --progress: must be text or json, got " << progress << "\n";
+    return 2;
+  }
+  const char* rank = std::getenv("RANK");
+  const bool rank_zero = c.world_size <= 1 || rank == nullptr || std::string(rank) == "0";
 
   verdict::TrainerCallbacks callbacks;
   callbacks.on_start = [](const verdict::DataSummary& s) {
@@ -236,18 +301,25 @@ int main(int argc, char** argv) {
                                  m.step, m.loss, m.accuracy, m.reward_mean, m.reward_std, m.pairs, m.seconds);
   };
   callbacks.on_log = [](const std::string& line) { std::cout << line << "\n"; };
+  if (progress == "json") callbacks = verdict::ProgressLineCallbacks(std::cout);
   auto trainer = verdict::Trainer::Create(c, callbacks);
   if (!trainer.ok()) {
     std::cerr << "verdict-train: " << trainer.status().message() << "\n";
+    if (progress == "json" && rank_zero) std::cout << verdict::ProgressErrorLine(trainer.status()) << std::endl;
     return 2;
   }
+  running_trainer.store(trainer->get());
+  CancelOnTermination();
   auto result = (*trainer)->Run();
+  running_trainer.store(nullptr);
   if (!result.ok()) {
     std::cerr << "verdict-train: " << result.status().message() << "\n";
+    if (progress == "json" && rank_zero) std::cout << verdict::ProgressErrorLine(result.status()) << std::endl;
     return 1;
   }
-  const char* rank = std::getenv("RANK");
-  if (c.world_size > 1 && rank != nullptr && std::string(rank) != "0") {
+  if (progress == "json") {
+    if (rank_zero) std::cout << verdict::ProgressResultLine(*result) << std::endl;
+  } else if (!rank_zero) {
     std::cout << "rank " << rank << " done; rank 0 wrote " << result->output_dir << "\n";
   } else {
     std::cout << "model written to " << result->output_dir << " (eval accuracy "

@@ -73,7 +73,9 @@ class CliTest : public ::testing::Test {
             .string());
     std::filesystem::remove_all(*root_);
     std::filesystem::create_directories(*root_);
-    server_ = new ServerProcess(*root_ + "/server");
+    // verdict-train is not beside verdictd in the build tree.
+    server_ = new ServerProcess(*root_ + "/server", 0,
+                                {std::string("--train_worker_binary=") + VERDICT_TRAIN_PATH});
   }
 
   static void TearDownTestSuite() {
@@ -900,6 +902,50 @@ TEST_F(CliTest, HealthReportsEachService) {
   CommandResult unknown = Verdict({"health", "--service", "no.such.Service"});
   EXPECT_EQ(unknown.exit_code, kExitError) << Show(unknown);
   EXPECT_THAT(unknown.out, HasSubstr("SERVICE_UNKNOWN"));
+}
+
+// `verdict submit --world-size 2` trains with two verdict-train ranks under the server:
+// `watch` shows one stream of steps, the same as the single-process job with the same global
+// batch, and the two registered models score alike (the weights are compared to 1e-5 in
+// tests/server/distributed_training_test.cc).
+TEST_F(CliTest, SubmitWithWorldSizeTwoTrainsTheModelOneProcessTrains) {
+  std::filesystem::copy_file(SyntheticData(), server().data_dir() + "/synthetic.jsonl",
+                             std::filesystem::copy_options::overwrite_existing);
+  // DataParallelTest's settings (tests/core/train/data_parallel_worker.cc says why).
+  const std::string yaml = Scratch("data-parallel.yaml");
+  WriteFile(yaml,
+            "hyperparameters: {adam_epsilon: 1e-6, center_rewards_coefficient: 0.01}\n"
+            "data_options: {max_train_pairs: 200}\n");
+  auto train = [&](int world_size) {
+    return Verdict({"submit", "--file", yaml, "--data-path", "synthetic.jsonl", "--preset",
+                    "encoder-tiny", "--vocab-size", "400", "--max-steps", "6", "--logging-steps",
+                    "1", "--lr", "1e-3", "--max-length", "64", "--eval-max-pairs", "16",
+                    "--batch-size", std::to_string(16 / world_size), "--world-size",
+                    std::to_string(world_size), "--name", absl::StrCat("ranks", world_size),
+                    "--watch", "--no-progress"});
+  };
+  const CommandResult one = train(1);
+  ASSERT_EQ(one.exit_code, kExitOk) << Show(one) << "\nserver log:\n" << server().log();
+  const CommandResult two = train(2);
+  ASSERT_EQ(two.exit_code, kExitOk) << Show(two) << "\nserver log:\n" << server().log();
+  EXPECT_THAT(two.out, AllOf(HasSubstr("QUEUED -> RUNNING"), HasSubstr("RUNNING -> SUCCEEDED"),
+                             HasSubstr("model ranks2 version 1")));
+  // One stream: each step once, with the single process's loss (printed to 4 decimals).
+  auto step_lines = [](const std::string& out) {
+    std::vector<std::string> lines;
+    for (absl::string_view line : absl::StrSplit(out, '\n')) {
+      if (absl::StartsWith(line, "step ")) lines.emplace_back(line.substr(0, line.find("  acc")));
+    }
+    return lines;
+  };
+  const std::vector<std::string> steps = step_lines(two.out);
+  ASSERT_EQ(steps.size(), 6u) << two.out;
+  for (int i = 0; i < 6; ++i) EXPECT_THAT(steps[i], ::testing::StartsWith(absl::StrCat("step ", i + 1, "/6")));
+  EXPECT_EQ(steps, step_lines(one.out));
+  for (const char* response : {"Sure, here it is.", "I cannot help with that."}) {
+    EXPECT_NEAR(ScoreOne("ranks2", "How do I boil an egg?", response),
+                ScoreOne("ranks1", "How do I boil an egg?", response), 1e-4);
+  }
 }
 
 TEST_F(CliTest, SubmitReadsYamlAndJsonJobFilesWithFlagsOverriding) {
