@@ -149,9 +149,10 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   if (absl::Status valid = DynamicBatcher::ValidateOptions(batcher); !valid.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("scoring batcher flags: ", valid.message()));
   }
-  for (const auto& [flag, threads] : {std::pair<const char*, int>{"scoring_threads", c.scoring_threads},
-                                      {"training_threads", c.training_threads},
-                                      {"blas_threads", c.blas_threads}}) {
+  const std::pair<const char*, int> thread_counts[] = {{"scoring_threads", c.scoring_threads},
+                                                        {"training_threads", c.training_threads},
+                                                        {"blas_threads", c.blas_threads}};
+  for (const auto& [flag, threads] : thread_counts) {
     if (threads < 0) {
       return absl::InvalidArgumentError(absl::StrCat("--", flag, ": must be >= 0, got ", threads));
     }
