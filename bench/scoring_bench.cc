@@ -8,6 +8,8 @@
 //   raw     one thread calls ScoringModel::ScoreEncoded on B pre-tokenized items at a time
 //           (packed for an encoder, length-sorted chunks for a decoder)
 //           (the model loaded from the very directory the server serves, the same items);
+//   int8    (--int8, encoders) the same with ModelOptions::int8_linear, after its pairwise
+//           agreement with float32 on --agreement_pairs held-out hh-rlhf harmless-base pairs;
 //   served  N client threads, each with its own channel and TCP connection, send ScoreBatch
 //           requests of B items back to back (closed loop) for --seconds.
 //   http    (--http, default) the served requests as JSON to HTTP's POST /v1/score
@@ -27,8 +29,18 @@
 // Items are (prompt, chosen response) pairs of hh-rlhf helpful-base.
 //
 //   scoring_bench --models=encoder-tiny,stories260k --clients=1,8 --batch_sizes=8,32 --seconds=2
+//
+// --while_training (issue 16, scoring next to training) replaces those arms by two served
+// phases per rep, alternated: `idle`, then `training` while a training job (encoder-tiny,
+// batch --train_batch, on the same server) runs; it prints p50/p99 of both, their ratio, and
+// the job's pairs/s during the training phase (its step count before and after). The server's
+// thread budgets come from --scoring_threads, --training_threads, --blas_threads and
+// --training_yield_ms (ServerConfig; -1 leaves verdictd's default):
+//
+//   scoring_bench --models=encoder-tiny --while_training --clients=4 --batch_sizes=8 --reps=5
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <functional>
 #include <filesystem>
 #include <iostream>
@@ -69,6 +81,19 @@ ABSL_FLAG(bool, http, true,
           "request) against gRPC, interleaved.");
 ABSL_FLAG(int64_t, max_batch_tokens, 0, "Server's batcher token budget; 0: verdictd's default.");
 ABSL_FLAG(int64_t, max_queue_delay_us, -1, "Server's batcher max queue delay; -1: verdictd's default.");
+ABSL_FLAG(bool, int8, true,
+          "Encoders: also measure the raw forward with int8 linear layers (ModelOptions::"
+          "int8_linear), and its pairwise agreement with float32 on held-out hh-rlhf pairs.");
+ABSL_FLAG(int, agreement_pairs, 512, "Held-out pairs (hh-rlhf harmless-base) for the agreement.");
+ABSL_FLAG(bool, while_training, false,
+          "Measure served latency idle vs while a training job runs on the same server, "
+          "alternated, instead of the raw/served/http arms.");
+ABSL_FLAG(int, train_batch, 16, "--while_training: the job's per-device batch size (pairs).");
+ABSL_FLAG(int, scoring_threads, -1, "Server's scoring_threads; -1: verdictd's default.");
+ABSL_FLAG(int, training_threads, -1, "Server's training_threads; -1: verdictd's default.");
+ABSL_FLAG(int, blas_threads, -1, "Server's blas_threads; -1: verdictd's default.");
+ABSL_FLAG(int, training_nice, -1, "Server's training_nice; -1: verdictd's default.");
+ABSL_FLAG(int, training_yield_ms, -1, "Server's training_yield (ms); -1: verdictd's default.");
 
 namespace verdict::bench {
 namespace {
@@ -191,6 +216,117 @@ absl::StatusOr<RawResult> MeasureRawPadded(const ScoringModel& model,
   RawResult r;
   r.items_per_second = items / absl::ToDoubleSeconds(absl::Now() - start);
   return r;
+}
+
+// Submits a long encoder-tiny training job and returns its id once its first step is done
+// (data, tokenizer and model are ready: what follows is steady-state training).
+absl::StatusOr<std::string> StartBackgroundTraining(v1::TrainingService::Stub& training) {
+  v1::SubmitTrainingJobRequest request;
+  v1::TrainingJobSpec& spec = *request.mutable_spec();
+  spec.set_output_model_name("background");
+  spec.set_preset("encoder-tiny");
+  spec.mutable_tokenizer()->mutable_train()->set_vocab_size(4000);
+  spec.mutable_train_data()->set_path("hh-rlhf/helpful-base/test.jsonl.gz");
+  spec.mutable_hyperparameters()->set_per_device_train_batch_size(absl::GetFlag(FLAGS_train_batch));
+  spec.mutable_hyperparameters()->set_max_steps(100000);
+  spec.mutable_hyperparameters()->set_max_length(absl::GetFlag(FLAGS_max_length));
+  spec.set_save_steps(0);
+  spec.set_logging_steps(1);  // progress.step moves every step
+  v1::Job job;
+  {
+    grpc::ClientContext context;
+    RETURN_IF_ERROR(FromGrpc(training.SubmitTrainingJob(&context, request, &job), "SubmitTrainingJob"));
+  }
+  const absl::Time give_up = absl::Now() + absl::Minutes(5);
+  while (absl::Now() < give_up) {
+    grpc::ClientContext context;
+    v1::GetJobRequest get;
+    get.set_job_id(job.id());
+    v1::Job now;
+    RETURN_IF_ERROR(FromGrpc(training.GetJob(&context, get, &now), "GetJob"));
+    if (now.progress().step() >= 1) return job.id();
+    if (now.state() != v1::JOB_STATE_QUEUED && now.state() != v1::JOB_STATE_RUNNING) {
+      return absl::InternalError(absl::StrCat("background job ended: ", now.error_message()));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  return absl::DeadlineExceededError("background job made no step in 5 minutes");
+}
+
+absl::StatusOr<int64_t> JobStep(v1::TrainingService::Stub& training, const std::string& id) {
+  grpc::ClientContext context;
+  v1::GetJobRequest get;
+  get.set_job_id(id);
+  v1::Job job;
+  RETURN_IF_ERROR(FromGrpc(training.GetJob(&context, get, &job), "GetJob"));
+  return job.progress().step();
+}
+
+absl::Status StopBackgroundTraining(v1::TrainingService::Stub& training, const std::string& id) {
+  {
+    grpc::ClientContext context;
+    v1::CancelJobRequest cancel;
+    cancel.set_job_id(id);
+    v1::Job job;
+    RETURN_IF_ERROR(FromGrpc(training.CancelJob(&context, cancel, &job), "CancelJob"));
+  }
+  // Wait for it to end, so that the next idle phase is idle.
+  return WaitForJob(training, id, absl::Minutes(2)).status().code() == absl::StatusCode::kDeadlineExceeded
+             ? absl::DeadlineExceededError("background job did not stop")
+             : absl::OkStatus();
+}
+
+// Margins (chosen minus rejected score) of `pairs`, 32 items per call.
+absl::StatusOr<std::vector<float>> PairMargins(const ScoringModel& model,
+                                               const std::vector<PreferencePair>& pairs) {
+  std::vector<std::vector<int32_t>> rows;
+  for (const PreferencePair& pair : pairs) {
+    ASSIGN_OR_RETURN(std::vector<int32_t> chosen, model.Encode(pair.prompt, pair.chosen));
+    ASSIGN_OR_RETURN(std::vector<int32_t> rejected, model.Encode(pair.prompt, pair.rejected));
+    rows.push_back(std::move(chosen));
+    rows.push_back(std::move(rejected));
+  }
+  std::vector<float> scores;
+  for (size_t i = 0; i < rows.size(); i += 32) {
+    std::vector<std::vector<int32_t>> part(rows.begin() + i,
+                                           rows.begin() + std::min(rows.size(), i + 32));
+    ASSIGN_OR_RETURN(std::vector<float> got, model.ScoreEncoded(part));
+    scores.insert(scores.end(), got.begin(), got.end());
+  }
+  std::vector<float> margins;
+  for (size_t i = 0; i < pairs.size(); ++i) margins.push_back(scores[2 * i] - scores[2 * i + 1]);
+  return margins;
+}
+
+// int8 against float32 on held-out pairs: how often the two order a pair the same way.
+absl::Status ReportInt8Agreement(const ScoringModel& float32, const ScoringModel& int8,
+                                 const std::string& data_dir) {
+  ASSIGN_OR_RETURN(PreferenceData held_out,
+                   ReadPreferenceFile(data_dir + "/hh-rlhf/harmless-base/test.jsonl.gz"));
+  std::vector<PreferencePair> pairs;
+  for (const PreferencePair& pair : held_out.pairs) {
+    if (static_cast<int>(pairs.size()) >= absl::GetFlag(FLAGS_agreement_pairs)) break;
+    if (float32.Encode(pair.prompt, pair.chosen).ok() &&
+        float32.Encode(pair.prompt, pair.rejected).ok()) {
+      pairs.push_back(pair);
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<float> exact, PairMargins(float32, pairs));
+  ASSIGN_OR_RETURN(std::vector<float> approximate, PairMargins(int8, pairs));
+  int agree = 0, exact_right = 0, approximate_right = 0;
+  double max_difference = 0;
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    agree += (exact[i] > 0) == (approximate[i] > 0);
+    exact_right += exact[i] > 0;
+    approximate_right += approximate[i] > 0;
+    max_difference = std::max<double>(max_difference, std::abs(exact[i] - approximate[i]));
+  }
+  const double n = static_cast<double>(pairs.size());
+  std::cout << absl::StrFormat(
+      "  int8 vs float32 on %d held-out pairs (hh-rlhf harmless-base): pairwise agreement %.4f; "
+      "accuracy float32 %.4f, int8 %.4f; max |margin difference| %.4g\n",
+      pairs.size(), agree / n, exact_right / n, approximate_right / n, max_difference);
+  return absl::OkStatus();
 }
 
 struct ServedResult {
@@ -350,6 +486,60 @@ absl::StatusOr<ServedResult> MeasureServedHttp(int http_port, int metrics_port,
   return MeasureClosedLoop(metrics_port, clients, batch, bodies[0].size(), seconds, send);
 }
 
+// --while_training: per (N, B), --reps alternations of an idle served phase and a served
+// phase while a training job runs.
+absl::Status MeasureNextToTraining(const server::VerdictServer& server, const v1::Model& model,
+                                   const std::vector<PreferencePair>& items,
+                                   const std::vector<int>& client_counts,
+                                   const std::vector<int>& batch_sizes, double seconds) {
+  auto training = v1::TrainingService::NewStub(NewChannel(server.port(), false));
+  std::cout << "  N   B  rep  idle items/s  idle p50 ms  idle p99 ms  train items/s  train p50 ms  "
+               "train p99 ms  p50 ratio  p99 ratio  job pairs/s  load\n";
+  for (int clients : client_counts) {
+    for (int batch : batch_sizes) {
+      std::vector<double> idle_v, idle_p50, idle_p99, busy_v, busy_p50, busy_p99, ratio50, ratio99,
+          pairs_v;
+      for (int rep = 0; rep < absl::GetFlag(FLAGS_reps); ++rep) {
+        ASSIGN_OR_RETURN(ServedResult idle, MeasureServed(server.port(), server.metrics_port(),
+                                                          model, items, clients, batch, seconds));
+        ASSIGN_OR_RETURN(std::string job, StartBackgroundTraining(*training));
+        ASSIGN_OR_RETURN(const int64_t step_before, JobStep(*training, job));
+        const absl::Time start = absl::Now();
+        ASSIGN_OR_RETURN(ServedResult busy, MeasureServed(server.port(), server.metrics_port(),
+                                                          model, items, clients, batch, seconds));
+        ASSIGN_OR_RETURN(const int64_t step_after, JobStep(*training, job));
+        const double job_pairs_per_second = (step_after - step_before) *
+                                            absl::GetFlag(FLAGS_train_batch) /
+                                            absl::ToDoubleSeconds(absl::Now() - start);
+        RETURN_IF_ERROR(StopBackgroundTraining(*training, job));
+        std::cout << absl::StrFormat(
+                         "%3d %3d  %3d  %12.1f  %11.1f  %11.1f  %13.1f  %12.1f  %12.1f  %9.2f  "
+                         "%9.2f  %11.1f  %.2f",
+                         clients, batch, rep, idle.items_per_second, idle.p50_ms, idle.p99_ms,
+                         busy.items_per_second, busy.p50_ms, busy.p99_ms,
+                         busy.p50_ms / idle.p50_ms, busy.p99_ms / idle.p99_ms,
+                         job_pairs_per_second, busy.load)
+                  << std::endl;
+        if (idle.errors + busy.errors > 0) std::cout << "  errors: " << idle.errors + busy.errors << "\n";
+        idle_v.push_back(idle.items_per_second);
+        idle_p50.push_back(idle.p50_ms);
+        idle_p99.push_back(idle.p99_ms);
+        busy_v.push_back(busy.items_per_second);
+        busy_p50.push_back(busy.p50_ms);
+        busy_p99.push_back(busy.p99_ms);
+        ratio50.push_back(busy.p50_ms / idle.p50_ms);
+        ratio99.push_back(busy.p99_ms / idle.p99_ms);
+        pairs_v.push_back(job_pairs_per_second);
+      }
+      std::cout << absl::StrFormat(
+          "%3d %3d  med  %12.1f  %11.1f  %11.1f  %13.1f  %12.1f  %12.1f  %9.2f  %9.2f  %11.1f\n",
+          clients, batch, Median(idle_v), Median(idle_p50), Median(idle_p99), Median(busy_v),
+          Median(busy_p50), Median(busy_p99), Median(ratio50), Median(ratio99), Median(pairs_v));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Run() {
   std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   if (data_dir.empty()) data_dir = DefaultDataDir();
@@ -367,12 +557,26 @@ absl::Status Run() {
   if (absl::GetFlag(FLAGS_max_queue_delay_us) >= 0) {
     config.max_queue_delay = absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_us));
   }
+  if (absl::GetFlag(FLAGS_scoring_threads) >= 0) config.scoring_threads = absl::GetFlag(FLAGS_scoring_threads);
+  if (absl::GetFlag(FLAGS_training_threads) >= 0) config.training_threads = absl::GetFlag(FLAGS_training_threads);
+  if (absl::GetFlag(FLAGS_blas_threads) >= 0) config.blas_threads = absl::GetFlag(FLAGS_blas_threads);
+  if (absl::GetFlag(FLAGS_training_nice) >= 0) config.training_nice = absl::GetFlag(FLAGS_training_nice);
+  if (absl::GetFlag(FLAGS_training_yield_ms) >= 0) {
+    config.training_yield = absl::Milliseconds(absl::GetFlag(FLAGS_training_yield_ms));
+  }
+  const bool while_training = absl::GetFlag(FLAGS_while_training);
+  if (while_training) config.http_port = -1;
   ASSIGN_OR_RETURN(auto server, server::VerdictServer::Start(config));
   std::cout << absl::StrFormat(
       "server: batcher max_batch_tokens %d, max_batch_items %d, max_queue_delay %s; "
       "%.1f s phases, %d reps\n",
       config.max_batch_tokens, config.max_batch_items, absl::FormatDuration(config.max_queue_delay),
       seconds, absl::GetFlag(FLAGS_reps));
+  std::cout << absl::StrFormat(
+      "threads: scoring %d, training %d, blas %d (0: default); training_nice %d, "
+      "training_yield %s\n",
+      config.scoring_threads, config.training_threads, config.blas_threads, config.training_nice,
+      absl::FormatDuration(config.training_yield));
 
   ASSIGN_OR_RETURN(PreferenceData data,
                    ReadPreferenceFile(data_dir + "/hh-rlhf/helpful-base/test.jsonl.gz"));
@@ -385,6 +589,12 @@ absl::Status Run() {
     ASSIGN_OR_RETURN(v1::Model model, PrepareModel(server->port(), std::string(which)));
     ASSIGN_OR_RETURN(std::shared_ptr<ScoringModel> raw_model,
                      ScoringModel::Load((fs::path(state_dir) / model.storage_path()).string(), ModelOptions{}));
+    if (while_training) {
+      std::cout << "\n== model " << which << ": served latency idle vs while a job trains\n";
+      RETURN_IF_ERROR(MeasureNextToTraining(*server, model, items, client_counts, batch_sizes,
+                                            seconds));
+      continue;
+    }
     std::vector<std::vector<int32_t>> encoded;
     int64_t tokens = 0;
     for (const PreferencePair& pair : items) {
@@ -398,23 +608,37 @@ absl::Status Run() {
         which, model.name(), model.version(), model.parameter_count(), model.vocab_size(),
         model.max_length(), absl::ToDoubleSeconds(absl::Now() - prepare_start), encoded.size(),
         static_cast<double>(tokens) / encoded.size());
-    std::cout << "  N   B  rep  padded items/s  raw items/s  served items/s  ratio   p50 ms   p95 ms   p99 ms  "
+    std::shared_ptr<ScoringModel> int8_model;
+    if (absl::GetFlag(FLAGS_int8) && raw_model->family() == ModelFamily::kEncoder) {
+      ModelOptions int8_options;
+      int8_options.int8_linear = true;
+      ASSIGN_OR_RETURN(int8_model,
+                       ScoringModel::Load((fs::path(state_dir) / model.storage_path()).string(),
+                                          int8_options));
+      RETURN_IF_ERROR(ReportInt8Agreement(*raw_model, *int8_model, data_dir));
+    }
+    std::cout << "  N   B  rep  padded items/s  raw items/s  int8 items/s  served items/s  ratio   p50 ms   p95 ms   p99 ms  "
                  "mean batch  fwd busy  errors  load";
     if (http) std::cout << "  http items/s  http/grpc  http p50 ms  http p99 ms  http errors";
     std::cout << "\n";
     for (int clients : client_counts) {
       for (int batch : batch_sizes) {
-        std::vector<double> padded_v, raw_v, served_v, ratio_v, p50_v, p95_v, p99_v, mean_batch_v;
+        std::vector<double> padded_v, raw_v, int8_v, served_v, ratio_v, p50_v, p95_v, p99_v, mean_batch_v;
         std::vector<double> http_v, http_ratio_v, http_p50_v, http_p99_v;
         for (int rep = 0; rep < absl::GetFlag(FLAGS_reps); ++rep) {
           ASSIGN_OR_RETURN(RawResult padded, MeasureRawPadded(*raw_model, encoded, batch, seconds));
           ASSIGN_OR_RETURN(RawResult raw, MeasureRaw(*raw_model, encoded, batch, seconds));
+          RawResult int8;
+          if (int8_model != nullptr) {
+            ASSIGN_OR_RETURN(int8, MeasureRaw(*int8_model, encoded, batch, seconds));
+          }
           ASSIGN_OR_RETURN(ServedResult served, MeasureServed(server->port(), server->metrics_port(),
                                                               model, items, clients, batch, seconds));
           const double ratio = served.items_per_second / raw.items_per_second;
           std::cout << absl::StrFormat(
-              "%3d %3d  %3d  %14.1f  %11.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f  %7.0f%%  %6d  %.2f",
-              clients, batch, rep, padded.items_per_second, raw.items_per_second, served.items_per_second, ratio,
+              "%3d %3d  %3d  %14.1f  %11.1f  %12.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f  %7.0f%%  %6d  %.2f",
+              clients, batch, rep, padded.items_per_second, raw.items_per_second,
+              int8.items_per_second, served.items_per_second, ratio,
               served.p50_ms, served.p95_ms, served.p99_ms, served.mean_batch_items,
               100 * served.forward_busy, served.errors, served.load);
           if (http) {
@@ -433,6 +657,7 @@ absl::Status Run() {
           std::cout << std::endl;
           padded_v.push_back(padded.items_per_second);
           raw_v.push_back(raw.items_per_second);
+          int8_v.push_back(int8.items_per_second);
           served_v.push_back(served.items_per_second);
           ratio_v.push_back(ratio);
           p50_v.push_back(served.p50_ms);
@@ -441,8 +666,8 @@ absl::Status Run() {
           mean_batch_v.push_back(served.mean_batch_items);
         }
         std::cout << absl::StrFormat(
-            "%3d %3d  med  %14.1f  %11.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f", clients,
-            batch, Median(padded_v), Median(raw_v), Median(served_v), Median(ratio_v), Median(p50_v), Median(p95_v),
+            "%3d %3d  med  %14.1f  %11.1f  %12.1f  %14.1f  %5.2f  %7.1f  %7.1f  %7.1f  %10.1f", clients,
+            batch, Median(padded_v), Median(raw_v), Median(int8_v), Median(served_v), Median(ratio_v), Median(p50_v), Median(p95_v),
             Median(p99_v), Median(mean_batch_v));
         if (http) {
           std::cout << absl::StrFormat("  %33s  %12.1f  %9.2f  %11.1f  %11.1f", "",

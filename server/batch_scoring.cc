@@ -1,10 +1,13 @@
 #include "server/batch_scoring.h"
 
+#include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/data/chat_format.h"
+#include "core/util/compute_priority.h"
 #include "core/util/status_macros.h"
 #include "server/proto_time.h"
 #include "server/validation.h"
@@ -98,6 +101,15 @@ void BatchScoring::Score(const v1::ScoreBatchRequest* request, v1::ScoreBatchRes
     CountRefusal("", "", ScoringRejection::kInvalid);
     call.done(valid);
     return;
+  }
+  if (priority_ != nullptr) {
+    // In flight until the reply: tokenizing, queueing and the forward all want the cores.
+    auto in_flight = std::make_shared<std::optional<ComputePriority::Scoring>>();
+    in_flight->emplace(*priority_);
+    call.done = [in_flight, done = std::move(call.done)](absl::Status status) {
+      done(status);
+      in_flight->reset();
+    };
   }
   // Runs now when the version is loaded, else on the registry's loader thread once it is:
   // this thread never waits for a load.

@@ -25,6 +25,10 @@
 #include "server/server_metrics.h"
 #include "verdict/v1/scoring.pb.h"
 
+namespace verdict {
+class ComputePriority;
+}  // namespace verdict
+
 namespace verdict::server {
 
 // What the transport knows about one call.
@@ -40,8 +44,11 @@ struct ScoringCall {
 
 class BatchScoring {
  public:
-  BatchScoring(const ServerConfig& config, ModelRegistry* registry)
-      : config_(config), registry_(registry), metrics_(registry->metrics()) {}
+  // `priority` (optional): every request counts as scoring in flight from Score() until its
+  // reply, for training to yield to (ServerConfig::training_yield).
+  BatchScoring(const ServerConfig& config, ModelRegistry* registry,
+               ComputePriority* priority = nullptr)
+      : config_(config), registry_(registry), metrics_(registry->metrics()), priority_(priority) {}
 
   // Scores `request` into `response`; both must stay alive until call.done has run.
   void Score(const v1::ScoreBatchRequest* request, v1::ScoreBatchResponse* response,
@@ -61,6 +68,7 @@ class BatchScoring {
   const ServerConfig config_;
   ModelRegistry* const registry_;
   ServerMetrics* const metrics_;  // null without metrics
+  ComputePriority* const priority_;  // may be null
 };
 
 }  // namespace verdict::server

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/train/checkpoint.h"
+#include "core/score/thread_budget.h"
 #include "core/train/trainer.h"
 #include "core/util/status_macros.h"
 #include "server/logging.h"
@@ -307,6 +308,14 @@ void JobManager::Drain() {
 }
 
 void JobManager::WorkerLoop() {
+  // This thread's budget, for every job it runs (forward and backward run on it).
+  if (config_.training_threads > 0) SetIntraOpThreadsOfThisThread(config_.training_threads);
+  if (config_.training_nice > 0) {
+    if (absl::Status lowered = LowerPriorityOfThisThread(config_.training_nice);
+        !lowered.ok() && deps_.logger != nullptr) {
+      deps_.logger->Warning("threads.training_nice_failed").With("error", lowered.ToString());
+    }
+  }
   while (true) {
     std::string job_id;
     {
@@ -328,6 +337,7 @@ void JobManager::WorkerLoop() {
     runner_deps.host = this;
     runner_deps.logger = deps_.logger;
     runner_deps.metrics = deps_.metrics;
+    runner_deps.priority = deps_.priority;
     JobRunner(std::move(runner_deps), job_id).Run();
     // The job's model, optimizer state and data are freed by now, into this thread's malloc
     // arena, which glibc would keep for the thread's next job: hand the pages back instead

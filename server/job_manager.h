@@ -52,6 +52,7 @@ class Logger;
 class ServerMetrics;
 class Trainer;
 class Cancellable;
+class ComputePriority;
 }  // namespace verdict
 
 namespace verdict::server {
@@ -64,6 +65,9 @@ class JobManager : private JobRunner::Host {
     SpecResolvers resolvers;           // required
     Logger* logger = nullptr;          // optional
     ServerMetrics* metrics = nullptr;  // optional
+    // Optional: training yields to scoring before each micro-batch
+    // (ServerConfig::training_yield).
+    ComputePriority* priority = nullptr;
   };
 
   // Recovers the store's unfinished jobs into the queue; runs none of them yet.

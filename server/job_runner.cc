@@ -14,6 +14,7 @@
 #include "core/train/pair_evaluation.h"
 #include "core/train/trainer.h"
 #include "core/util/cancellable.h"
+#include "core/util/compute_priority.h"
 #include "core/util/crash_point.h"
 #include "core/util/status_macros.h"
 #include "server/logging.h"
@@ -204,6 +205,12 @@ bool JobRunner::Train() {
     if (deps_.logger) deps_.logger->Info("job.log").With("job_id", job_id_).With("text", line);
   };
   absl::Time checkpoint_started = absl::InfinitePast();
+  if (deps_.priority != nullptr && deps_.config->training_yield > absl::ZeroDuration()) {
+    callbacks.before_micro_batch = [priority = deps_.priority,
+                                    max_wait = deps_.config->training_yield] {
+      priority->YieldToScoring(max_wait);
+    };
+  }
   callbacks.on_checkpoint_started = [&](int64_t) { checkpoint_started = absl::Now(); };
   callbacks.on_checkpoint = [&](int64_t, const std::string&) {
     if (deps_.metrics && checkpoint_started != absl::InfinitePast()) {

@@ -41,6 +41,7 @@ class Logger;
 class ServerMetrics;
 class Trainer;
 class Cancellable;
+class ComputePriority;
 }  // namespace verdict
 
 namespace verdict::server {
@@ -83,6 +84,7 @@ class JobRunner {
     Host* host = nullptr;                      // required
     Logger* logger = nullptr;                  // optional
     ServerMetrics* metrics = nullptr;          // optional
+    ComputePriority* priority = nullptr;       // optional: training yields to scoring
   };
 
   JobRunner(Dependencies dependencies, std::string job_id);

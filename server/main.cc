@@ -51,7 +51,22 @@ ABSL_FLAG(double, max_queue_delay_ms, 2.0, "How long a scoring request may wait 
 ABSL_FLAG(int64_t, max_queued_items, 4096, "Sequences waiting per model before RESOURCE_EXHAUSTED.");
 ABSL_FLAG(bool, prefix_sharing, true,
           "Decoders: score the completions of one prompt with the prompt computed once.");
-ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0: LibTorch's default).");
+ABSL_FLAG(int, scoring_threads, 0,
+          "LibTorch intra-op threads of scoring forwards (0: LibTorch's default, one per core).");
+ABSL_FLAG(int, threads, 0, "Deprecated name of --scoring_threads.");
+ABSL_FLAG(int, training_threads, 0,
+          "LibTorch intra-op threads of each training job (0: LibTorch's default).");
+ABSL_FLAG(int, blas_threads, 0,
+          "OpenBLAS threads, process-wide (0: OPENBLAS_NUM_THREADS, else one per core).");
+ABSL_FLAG(int, training_nice, 0,
+          "Scheduling priority (nice, 0-19) of training jobs' threads: when training and scoring "
+          "both want the cores, scoring runs first (0: equal priority).");
+ABSL_FLAG(double, training_yield_ms, 0,
+          "Before each micro-batch a training job waits up to this long while scoring requests "
+          "are in flight (0: never).");
+ABSL_FLAG(std::string, scoring_quantization, "none",
+          "int8: encoders loaded on the CPU score with int8 linear layers (faster; see "
+          "bench/RESULTS.md for the agreement with float32). none: float32.");
 ABSL_FLAG(std::vector<std::string>, preload_models, {}, "Models to load at start: name or name:version or name:alias.");
 ABSL_FLAG(double, drain_grace_seconds, 30, "On SIGTERM, how long in-flight RPCs may take.");
 ABSL_FLAG(std::string, token_file, "",
@@ -111,7 +126,14 @@ int main(int argc, char** argv) {
   config.max_batch_items = absl::GetFlag(FLAGS_max_batch_items);
   config.max_queue_delay = absl::Microseconds(absl::GetFlag(FLAGS_max_queue_delay_ms) * 1000);
   config.max_queued_items = absl::GetFlag(FLAGS_max_queued_items);
-  config.scoring_threads = absl::GetFlag(FLAGS_threads);
+  config.scoring_threads = absl::GetFlag(FLAGS_scoring_threads) > 0
+                               ? absl::GetFlag(FLAGS_scoring_threads)
+                               : absl::GetFlag(FLAGS_threads);
+  config.training_threads = absl::GetFlag(FLAGS_training_threads);
+  config.blas_threads = absl::GetFlag(FLAGS_blas_threads);
+  config.training_nice = absl::GetFlag(FLAGS_training_nice);
+  config.training_yield = absl::Microseconds(absl::GetFlag(FLAGS_training_yield_ms) * 1000);
+  config.scoring_quantization = absl::GetFlag(FLAGS_scoring_quantization);
   config.prefix_sharing = absl::GetFlag(FLAGS_prefix_sharing);
   config.preload_models = absl::GetFlag(FLAGS_preload_models);
   config.drain_grace = absl::Seconds(absl::GetFlag(FLAGS_drain_grace_seconds));

@@ -221,6 +221,12 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1
     return absl::DataLossError(absl::StrCat("model ", model.name(), " version ", model.version(),
                                             " cannot be loaded: ", reward_model.status().message()));
   }
+  if (config_.scoring_quantization == "int8" && !parsed.is_cuda() &&
+      (*reward_model)->config().family == ModelFamily::kEncoder) {
+    ModelOptions int8 = options;
+    int8.int8_linear = true;
+    RETURN_IF_ERROR(QuantizeLinearsForCpuScoring(**reward_model, int8));
+  }
   int64_t parameters = 0;
   for (const auto& [name, tensor] : (*reward_model)->StateDict()) parameters += tensor.numel();
   auto tokenizer = LoadTokenizerFromDirectory(dir);

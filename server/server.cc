@@ -23,6 +23,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/score/dynamic_batcher.h"
+#include "core/score/thread_budget.h"
+#include "core/util/compute_priority.h"
 #include "core/util/build_info.h"
 #include "core/util/file_util.h"
 #include "core/util/status_macros.h"
@@ -213,6 +215,27 @@ absl::Status ValidateConfig(const ServerConfig& c) {
   if (absl::Status valid = DynamicBatcher::ValidateOptions(batcher); !valid.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("scoring batcher flags: ", valid.message()));
   }
+  const std::pair<const char*, int> thread_counts[] = {{"scoring_threads", c.scoring_threads},
+                                                        {"training_threads", c.training_threads},
+                                                        {"blas_threads", c.blas_threads}};
+  for (const auto& [flag, threads] : thread_counts) {
+    if (threads < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": must be >= 0, got ", threads));
+    }
+  }
+  if (c.scoring_quantization != "none" && c.scoring_quantization != "int8") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--scoring_quantization: must be none or int8, got ", c.scoring_quantization));
+  }
+  if (c.training_nice < 0 || c.training_nice > 19) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--training_nice: must be in [0, 19], got ", c.training_nice));
+  }
+  if (c.training_yield < absl::ZeroDuration() || c.training_yield == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--training_yield_ms: must be >= 0 and finite, got ",
+                     absl::FormatDuration(c.training_yield)));
+  }
   if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
     return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
   }
@@ -296,6 +319,8 @@ struct VerdictServer::Parts {
   EventHub events;
   std::unique_ptr<Authenticator> auth;
   std::unique_ptr<ModelRegistry> models;
+  // Scoring before training on shared cores; outlives the jobs and the scoring that use it.
+  ComputePriority priority;
   std::unique_ptr<JobManager> jobs;
   std::unique_ptr<TrainingService> training_service;
   std::unique_ptr<DatasetService> dataset_service;
@@ -340,7 +365,12 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
   log_options.format = config.log_format == "json" ? LogFormat::kJson : LogFormat::kText;
   ASSIGN_OR_RETURN(log_options.min_level, ForFlag("--log_level", ParseLogLevel(config.log_level)));
   p.logger = std::make_unique<Logger>(log_options);
+  // Thread budgets (core/score/thread_budget.h): the process-wide intra-op default is the
+  // scoring one (a model's scoring thread starts with it); job workers set their own.
   if (config.scoring_threads > 0) at::set_num_threads(config.scoring_threads);
+  if (config.blas_threads > 0 && !SetBlasThreads(config.blas_threads)) {
+    p.logger->Warning("threads.blas_ignored").With("reason", "the BLAS is not OpenBLAS");
+  }
 
   for (const std::string& dir : {config.state_dir, config.data_dir, config.model_dir}) {
     std::error_code error;
@@ -415,6 +445,7 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
     job_deps.events = &p.events;
     job_deps.logger = p.logger.get();
     job_deps.metrics = p.metrics.get();
+    job_deps.priority = &p.priority;
     job_deps.resolvers.dataset_file = [raw](const std::string& id) -> absl::StatusOr<std::string> {
       RETURN_IF_ERROR(raw->store->GetDataset(id).status());
       return DatasetFilePath(raw->config, id);
@@ -432,7 +463,7 @@ absl::StatusOr<std::unique_ptr<VerdictServer>> VerdictServer::Start(
   p.model_watch = std::make_unique<ModelWatchHub>(p.model_store);
   p.model_service = std::make_unique<ModelService>(config, p.model_store, p.models.get(),
                                                    p.auth.get(), p.model_watch.get());
-  p.scoring = std::make_unique<BatchScoring>(config, p.models.get());
+  p.scoring = std::make_unique<BatchScoring>(config, p.models.get(), &p.priority);
   p.scoring_service = std::make_unique<ScoringService>(p.scoring.get(), p.auth.get());
 
   grpc::EnableDefaultHealthCheckService(true);

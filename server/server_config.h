@@ -48,7 +48,24 @@ struct ServerConfig {
   int64_t max_batch_items = 256;
   absl::Duration max_queue_delay = absl::Milliseconds(2);
   int64_t max_queued_items = 4096;
-  int scoring_threads = 0;  // intra-op threads for LibTorch; 0 = LibTorch's default
+
+  // Thread budgets per role, so that scoring keeps its latency while a job trains on the same
+  // CPU (core/score/thread_budget.h, README "Scoring next to training"). 0: the library's own
+  // default (one thread per core for LibTorch; OPENBLAS_NUM_THREADS or one per core for BLAS).
+  int scoring_threads = 0;   // LibTorch intra-op threads of scoring forwards
+  int training_threads = 0;  // LibTorch intra-op threads of each training job's thread
+  int blas_threads = 0;      // OpenBLAS threads, process-wide (one pool for every role)
+  // Scheduling priority (nice, 0-19) of the threads that run training jobs: when training and
+  // scoring both want the cores, the kernel runs scoring; idle cores still train. 0: equal.
+  int training_nice = 0;
+  // Before each micro-batch a training job waits while scoring requests are in flight, up to
+  // this long (0: never waits).
+  absl::Duration training_yield = absl::ZeroDuration();
+
+  // "int8": encoders loaded on the CPU score with int8 linear layers (ModelOptions::int8_linear;
+  // faster, with the pairwise agreement with float32 bench/RESULTS.md reports). "none": float32.
+  // Decoders and GPU models stay as they are.
+  std::string scoring_quantization = "none";
   // Decoders: the items of a batch that share a prompt are scored with the prompt computed
   // once (ScoringSettings::share_prefixes); scores are the same either way (1e-5).
   bool prefix_sharing = true;

@@ -46,6 +46,11 @@ struct ModelOptions {
   // Training keeps float32 parameters and runs bfloat16 under autocast (trainer.h).
   Dtype dtype = Dtype::kFloat32;
   uint64_t seed = 0;  // initialises from-scratch parameters and fresh heads
+  // CPU scoring only (ScoringModel::Load): the linear layers of ForwardPacked() run with int8
+  // weights (per output channel) and int8 activations quantized per call (oneDNN's dynamic
+  // quantized linear); Forward() and training stay float32. Encoders only; InvalidArgument
+  // for a decoder, a device other than the CPU or a dtype other than float32.
+  bool int8_linear = false;
 };
 
 // One prompt and the continuations that follow it, for RewardModel::ForwardShared(): the
@@ -79,6 +84,12 @@ class RewardModel {
   // throws c10::Error.
   virtual at::Tensor ForwardPacked(const at::Tensor& packed_ids,
                                    const std::vector<int64_t>& lengths);
+  // ModelOptions::int8_linear on a loaded model: quantizes the weights of the linear layers
+  // ForwardPacked() uses (the reward head stays float32). Before the model is shared between
+  // threads; not reversible. Unimplemented where the architecture has no packed forward.
+  virtual absl::Status QuantizeLinearsToInt8() {
+    return absl::UnimplementedError("int8 linear layers need a packed forward (encoders)");
+  }
 
   // True when the architecture has ForwardShared() (decoders: a token sees only what comes
   // before it, so a prompt's hidden states do not depend on what follows it).

@@ -40,11 +40,26 @@ absl::StatusOr<ScoringSettings> ReadScoringSettings(const std::string& dir) {
   return settings;
 }
 
+absl::Status QuantizeLinearsForCpuScoring(RewardModel& model, const ModelOptions& options) {
+  if (options.device != "cpu" || options.dtype != Dtype::kFloat32) {
+    return absl::InvalidArgumentError("int8 linear layers are for float32 models on the cpu");
+  }
+  absl::Status quantized;
+  try {
+    quantized = model.QuantizeLinearsToInt8();
+  } catch (const c10::Error& e) {
+    quantized = absl::InternalError(absl::StrCat("quantizing: ", e.what_without_backtrace()));
+  }
+  if (absl::IsUnimplemented(quantized)) return absl::InvalidArgumentError(quantized.message());
+  return quantized;
+}
+
 absl::StatusOr<std::shared_ptr<ScoringModel>> ScoringModel::Load(const std::string& dir,
                                                                  const ModelOptions& options) {
   ASSIGN_OR_RETURN(ScoringSettings settings, ReadScoringSettings(dir));
   ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, LoadTokenizerFromDirectory(dir));
   ASSIGN_OR_RETURN(std::unique_ptr<RewardModel> model, LoadRewardModel(dir, options));
+  if (options.int8_linear) RETURN_IF_ERROR(QuantizeLinearsForCpuScoring(*model, options));
   return Create(std::move(model), std::move(tokenizer), settings);
 }
 

@@ -55,6 +55,12 @@ struct ScoringSettings : EncodingSettings {
   bool share_prefixes = true;
 };
 
+// ModelOptions::int8_linear for a loaded `model` (Load() calls it; so may whoever loads the
+// parts itself): quantizes the weights of its packed forward's linear layers to int8.
+// InvalidArgument for a decoder, a model not on the CPU or not float32. Before the model is
+// shared between threads.
+absl::Status QuantizeLinearsForCpuScoring(RewardModel& model, const ModelOptions& options);
+
 class ScoringModel {
  public:
   // Loads a model directory (model_directory.h): config.json + weights (LoadRewardModel), the

@@ -454,6 +454,7 @@ absl::StatusOr<double> TrainerImpl::TrainStep(const std::vector<std::vector<int6
   for (int64_t b = position.batch; b < group_end; ++b) {
     const std::vector<int64_t> shard = Shard(epoch_batches[b]);
     if (shard.empty()) continue;  // a global batch smaller than the world
+    if (callbacks_.before_micro_batch) callbacks_.before_micro_batch();
     BatchTensors t = Collate(train_, shard, pad_id_, device_);
     torch::Tensor loss_sum, chosen, rejected;
     {

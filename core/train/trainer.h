@@ -109,6 +109,9 @@ struct TrainerCallbacks {
   std::function<void(int64_t step)> on_checkpoint_started;
   std::function<void(int64_t step, const std::string& path)> on_checkpoint;
   std::function<void(const std::string& line)> on_log;
+  // Before each micro-batch's forward pass; it may block, to let other work on the same
+  // cores go first (the server's ComputePriority: scoring before training).
+  std::function<void()> before_micro_batch;
 };
 
 struct TrainingResult {

@@ -768,6 +768,35 @@ TEST_F(ScoringServerTest, HealthReportsScoringServingOnlyWhileAModelIsLoaded) {
   EXPECT_TRUE(!after.ok() || *after == kNotServing);
 }
 
+// --scoring_quantization=int8 quantizes encoders only: a decoder loads and scores as before.
+// A value other than none or int8, a negative thread count and a nice outside [0, 19] are
+// refused at start, naming the flag.
+TEST_F(ScoringServerTest, Int8QuantizationLeavesDecodersAsTheyAreAndBadBudgetsAreRefused) {
+  server::ServerConfig config = TestServerConfig(scratch_.path());
+  for (const auto& [flag, edit] :
+       std::vector<std::pair<std::string, std::function<void(server::ServerConfig&)>>>{
+           {"--scoring_quantization", [](auto& c) { c.scoring_quantization = "int4"; }},
+           {"--training_threads", [](auto& c) { c.training_threads = -1; }},
+           {"--blas_threads", [](auto& c) { c.blas_threads = -1; }},
+           {"--training_nice", [](auto& c) { c.training_nice = 20; }},
+           {"--training_yield_ms", [](auto& c) { c.training_yield = -absl::Milliseconds(1); }}}) {
+    server::ServerConfig bad = config;
+    edit(bad);
+    auto refused = server::VerdictServer::Start(bad);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << flag;
+    EXPECT_THAT(refused.status().message(), HasSubstr(flag));
+  }
+  config.scoring_quantization = "int8";
+  config.blas_threads = 1;
+  config.training_threads = 1;
+  config.training_nice = 19;
+  ASSERT_NO_FATAL_FAILURE(Start(config));
+  ASSERT_NO_FATAL_FAILURE(Load("llama"));
+  v1::ScoreBatchResponse response;
+  ASSERT_TRUE(Score(*clients_, Ref("llama"), SampleItems(), &response).ok());
+  EXPECT_EQ(response.scores_size(), static_cast<int>(SampleItems().size()));
+}
+
 TEST_F(ScoringServerTest, AFullQueueIsResourceExhausted) {
   server::ServerConfig config = TestServerConfig(scratch_.path());
   config.max_queued_items = 8;
