@@ -3,12 +3,15 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/autograd/utils/lambda_post_hook.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <exception>
 #include <limits>
+#include <mutex>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -85,9 +88,177 @@ absl::StatusOr<RendezvousInfo> RendezvousFromEnvironment(int64_t world_size) {
   return info;
 }
 
+// The overlapped gradient sum's state: buckets, the hooks on the gradient accumulators, and
+// what the armed backward has delivered so far.
+class GradientBuckets {
+ public:
+  GradientBuckets(c10d::ProcessGroupGloo& group, int rank) : group_(group), rank_(rank) {}
+  ~GradientBuckets() {
+    for (auto& [accumulator, key] : hooks_) accumulator->del_post_hook(key);
+  }
+
+  void Build(const std::vector<at::Tensor>& parameters, int64_t bucket_bytes,
+             int64_t first_bucket_bytes) {
+    for (size_t i = parameters.size(); i-- > 0;) {
+      const at::Tensor& p = parameters[i];
+      if (!p.requires_grad()) continue;
+      const int64_t cap = buckets_.size() <= 1 ? first_bucket_bytes : bucket_bytes;
+      const bool fits = !buckets_.empty() &&
+                        buckets_.back().bytes + static_cast<int64_t>(p.nbytes()) <= cap &&
+                        buckets_.back().flat.scalar_type() == p.scalar_type() &&
+                        buckets_.back().flat.device() == p.device();
+      if (!fits) {
+        if (!buckets_.empty()) Allocate(buckets_.back());
+        buckets_.emplace_back();
+        buckets_.back().flat = at::empty({0}, p.options().requires_grad(false));
+      }
+      Bucket& bucket = buckets_.back();
+      Slot slot;
+      slot.param = p;
+      slot.bucket = buckets_.size() - 1;
+      slot.offset = bucket.numel;
+      bucket.numel += p.numel();
+      bucket.bytes += static_cast<int64_t>(p.nbytes());
+      bucket.slots.push_back(slots_.size());
+      slots_.push_back(slot);
+    }
+    if (!buckets_.empty()) Allocate(buckets_.back());
+    for (size_t s = 0; s < slots_.size(); ++s) {
+      std::shared_ptr<torch::autograd::Node> accumulator =
+          torch::autograd::impl::grad_accumulator(slots_[s].param);
+      // Held here: the variable keeps only a weak reference, and a new accumulator (without the
+      // hook) would be made for the next graph once the last one's was freed.
+      const uintptr_t key = accumulator->add_post_hook(
+          std::make_unique<torch::autograd::utils::LambdaPostHook>(
+              [this, s](const torch::autograd::variable_list& outputs,
+                        const torch::autograd::variable_list&) {
+                Ready(s);
+                return outputs;
+              }));
+      hooks_.emplace_back(std::move(accumulator), key);
+    }
+  }
+
+  void Arm() {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Slot& slot : slots_) slot.ready = false;
+    for (Bucket& bucket : buckets_) {
+      bucket.pending = bucket.slots.size();
+      bucket.work.reset();
+    }
+    next_launch_ = 0;
+    error_.clear();
+    armed_ = true;
+  }
+
+  int buckets() const { return static_cast<int>(buckets_.size()); }
+  int started_in_backward() const { return started_in_backward_; }
+
+  absl::Status Finish() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!armed_) return absl::FailedPreconditionError("FinishGradientSum without ArmGradientSum");
+      started_in_backward_ = static_cast<int>(next_launch_);
+      for (size_t s = 0; s < slots_.size(); ++s) {
+        if (!slots_[s].ready) ReadyLocked(s);
+      }
+      armed_ = false;
+      if (!error_.empty()) return absl::UnavailableError(error_);
+    }
+    try {
+      torch::NoGradGuard no_grad;
+      for (Bucket& bucket : buckets_) {
+        bucket.work->wait();
+        for (size_t s : bucket.slots) {
+          Slot& slot = slots_[s];
+          at::Tensor sum =
+              bucket.flat.slice(0, slot.offset, slot.offset + slot.param.numel()).view_as(slot.param);
+          if (slot.param.grad().defined()) {
+            slot.param.mutable_grad().copy_(sum);
+          } else {
+            slot.param.mutable_grad() = sum.clone();
+          }
+        }
+      }
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(
+          absl::StrCat("rank ", rank_, ": gradient all-reduce failed: ", e.what()));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  struct Slot {
+    at::Tensor param;
+    size_t bucket = 0;
+    int64_t offset = 0;  // in the bucket's flat buffer, in elements
+    bool ready = false;
+  };
+  struct Bucket {
+    std::vector<size_t> slots;
+    int64_t numel = 0;
+    int64_t bytes = 0;
+    at::Tensor flat;
+    size_t pending = 0;  // slots not yet ready in the armed backward
+    c10::intrusive_ptr<c10d::Work> work;
+  };
+
+  static void Allocate(Bucket& bucket) {
+    bucket.flat = at::zeros({bucket.numel}, bucket.flat.options());
+  }
+
+  // On autograd's thread, once the parameter's gradient is accumulated.
+  void Ready(size_t s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!armed_ || slots_[s].ready) return;
+    ReadyLocked(s);
+  }
+
+  void ReadyLocked(size_t s) {
+    Slot& slot = slots_[s];
+    Bucket& bucket = buckets_[slot.bucket];
+    {
+      torch::NoGradGuard no_grad;
+      at::Tensor piece = bucket.flat.slice(0, slot.offset, slot.offset + slot.param.numel());
+      if (slot.param.grad().defined()) {
+        piece.copy_(slot.param.grad().reshape({-1}));
+      } else {
+        piece.zero_();
+      }
+    }
+    slot.ready = true;
+    --bucket.pending;
+    // Started strictly in index order, so that every rank issues the same sequence.
+    while (next_launch_ < buckets_.size() && buckets_[next_launch_].pending == 0) {
+      Bucket& next = buckets_[next_launch_++];
+      try {
+        std::vector<at::Tensor> one{next.flat};
+        next.work = group_.allreduce(one);
+      } catch (const std::exception& e) {
+        if (error_.empty()) {
+          error_ = absl::StrCat("rank ", rank_, ": gradient all-reduce failed: ", e.what());
+        }
+        next.work.reset();
+      }
+    }
+  }
+
+  c10d::ProcessGroupGloo& group_;
+  const int rank_;
+  std::vector<Slot> slots_;  // reverse parameter order
+  std::vector<Bucket> buckets_;
+  std::vector<std::pair<std::shared_ptr<torch::autograd::Node>, uintptr_t>> hooks_;
+  std::mutex mu_;  // guards the ready state below and the buckets' pending counts and works
+  bool armed_ = false;
+  size_t next_launch_ = 0;
+  std::string error_;
+  int started_in_backward_ = 0;  // by the last Finish
+};
+
 struct DataParallelGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  std::unique_ptr<GradientBuckets> buckets;  // declared last: unhooked before the group goes
 };
 
 DataParallelGroup::DataParallelGroup(std::unique_ptr<Impl> impl, int rank, int world_size)
@@ -201,6 +372,37 @@ absl::Status DataParallelGroup::SumGradients(const std::vector<at::Tensor>& para
         absl::StrCat("rank ", rank_, ": gradient all-reduce failed: ", e.what()));
   }
   return absl::OkStatus();
+}
+
+absl::Status DataParallelGroup::AttachGradientHooks(const std::vector<at::Tensor>& parameters,
+                                                    int64_t bucket_bytes,
+                                                    int64_t first_bucket_bytes) {
+  impl_->buckets.reset();
+  auto buckets = std::make_unique<GradientBuckets>(*impl_->group, rank_);
+  try {
+    buckets->Build(parameters, bucket_bytes, first_bucket_bytes);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("cannot hook the gradient accumulators: ", e.what()));
+  }
+  impl_->buckets = std::move(buckets);
+  return absl::OkStatus();
+}
+
+void DataParallelGroup::ArmGradientSum() {
+  if (impl_->buckets) impl_->buckets->Arm();
+}
+
+absl::Status DataParallelGroup::FinishGradientSum() {
+  if (!impl_->buckets) return absl::FailedPreconditionError("no gradient hooks attached");
+  return impl_->buckets->Finish();
+}
+
+int DataParallelGroup::gradient_buckets() const {
+  return impl_->buckets ? impl_->buckets->buckets() : 0;
+}
+
+int DataParallelGroup::gradient_buckets_started_in_backward() const {
+  return impl_->buckets ? impl_->buckets->started_in_backward() : 0;
 }
 
 namespace {

@@ -11,14 +11,24 @@
 // Rendezvous errors name what is missing: the environment variable, or the ranks that never
 // arrived ("rank 1 of 2 did not arrive within 5 s").
 //
+// Gradients can also be summed while backward runs (AttachGradientHooks, ArmGradientSum,
+// FinishGradientSum): hooks on the parameters' gradient accumulators copy each gradient into its
+// bucket as autograd finishes it, and a bucket's all-reduce starts as soon as all its gradients
+// are in (buckets in reverse parameter order, the order backward produces them, as c10d's
+// Reducer and DDP cut them). Buckets start in index order on every rank, so the ranks' Gloo
+// collectives match even when their shards leave different parameters unused.
+//
 // c10d and Gloo stay in distributed.cc. Thread-compatible: one thread (the trainer's) uses a
-// group.
+// group; the gradient hooks run on autograd's thread during the armed backward and lock.
 //
 // Example:
 //   ASSIGN_OR_RETURN(RendezvousInfo info, RendezvousFromEnvironment(config.world_size));
 //   ASSIGN_OR_RETURN(auto group, DataParallelGroup::Connect(info, absl::Seconds(300)));
 //   ... backward on this rank's shard, loss scaled by 1 / (pairs over all ranks) ...
 //   RETURN_IF_ERROR(group->SumGradients(parameters));
+// or, overlapped with the last backward of the step:
+//   RETURN_IF_ERROR(group->AttachGradientHooks(parameters));   // once
+//   group->ArmGradientSum(); loss.backward(); RETURN_IF_ERROR(group->FinishGradientSum());
 #ifndef VERDICT_CORE_TRAIN_DISTRIBUTED_H_
 #define VERDICT_CORE_TRAIN_DISTRIBUTED_H_
 
@@ -68,6 +78,30 @@ class DataParallelGroup {
   // waited on. Parameters without a gradient are skipped (alike on every rank).
   absl::Status SumGradients(const std::vector<at::Tensor>& parameters,
                             int64_t bucket_bytes = int64_t{25} << 20);
+  // Overlapped gradient sums. AttachGradientHooks (once; again replaces the hooks) cuts the
+  // parameters that require gradients into buckets, reverse order, the first of at most
+  // `first_bucket_bytes` (so that communication starts early), the others of `bucket_bytes`,
+  // and hooks their gradient accumulators. The parameter list must be the same on every rank.
+  absl::Status AttachGradientHooks(const std::vector<at::Tensor>& parameters,
+                                   int64_t bucket_bytes = int64_t{25} << 20,
+                                   int64_t first_bucket_bytes = int64_t{1} << 20);
+  // The next backward (the last of an optimizer step) starts each bucket's all-reduce as soon as
+  // its gradients are accumulated; backwards before arming (earlier micro-batches) only
+  // accumulate.
+  void ArmGradientSum();
+  // After the armed backward (or instead of it, when this rank had no pairs): the parameters
+  // whose gradient did not arrive (unused by this rank's shard) contribute what they hold, zeros
+  // when undefined, the remaining buckets start, and every bucket is waited for and copied back:
+  // each gradient is then its sum over the ranks (with two ranks bit for bit what SumGradients
+  // gives; with more, up to rounding: Gloo's ring adds in an order set by the bucket layout). A
+  // parameter whose gradient is undefined here gets the others' sum (zeros if no rank had one;
+  // the caller knows whether any had and may reset it). Disarms.
+  absl::Status FinishGradientSum();
+  // Of the last FinishGradientSum's buckets: how many there were, and how many had started
+  // during backward (0 means nothing overlapped). For tests and benchmarks.
+  int gradient_buckets() const;
+  int gradient_buckets_started_in_backward() const;
+
   // Element-wise sum / max over the ranks, in place.
   absl::Status Sum(std::vector<double>& values);
   absl::Status Max(std::vector<double>& values);

@@ -131,8 +131,9 @@ class TrainerImpl : public Trainer {
   // This rank's slice of a global micro-batch: contiguous, sizes differing by at most one.
   std::vector<int64_t> Shard(const std::vector<int64_t>& global_batch) const;
   // Sums the step's loss and cancel flags over the ranks and the gradients (scaled by
-  // 1 / pairs over all ranks already); a rank whose shard left a gradient undefined that another
-  // rank has contributes zeros. Returns the step's total loss.
+  // 1 / pairs over all ranks already; with overlap_allreduce_, started during the last backward
+  // and finished here); a rank whose shard left a gradient undefined that another rank has
+  // contributes zeros. Returns the step's total loss.
   absl::StatusOr<double> ReduceStep(double local_loss);
   // `fn` on rank 0, then on the other ranks once rank 0 has succeeded (it writes files the
   // others read); without a group, just `fn`.
@@ -167,6 +168,7 @@ class TrainerImpl : public Trainer {
   // Set when the checkpoint resumed from is the run's last (written after the final eval).
   std::optional<RunEnd> resumed_end_;
   std::unique_ptr<DataParallelGroup> group_;  // null when world_size is 1
+  bool overlap_allreduce_ = false;            // gradients summed during backward (TrainStep)
   bool any_rank_cancelled_ = false;           // set by ReduceStep
 };
 
@@ -368,6 +370,10 @@ absl::StatusOr<TrainingResult> TrainerImpl::RunUnchecked() {
   ASSIGN_OR_RETURN(TrainerPosition position, Resume());
   // Every rank built or loaded the same weights; rank 0's are made authoritative anyway.
   if (group_) RETURN_IF_ERROR(group_->Broadcast(parameters_));
+  if (group_ && config_.overlap_allreduce) {
+    RETURN_IF_ERROR(group_->AttachGradientHooks(parameters_));
+    overlap_allreduce_ = true;
+  }
   if (callbacks_.on_start && is_main()) callbacks_.on_start(summary_);
   RETURN_IF_ERROR(TrainLoop(plan, position));
   return FinishAndSave(position);
@@ -452,6 +458,8 @@ absl::StatusOr<double> TrainerImpl::TrainStep(const std::vector<std::vector<int6
   optimizer_->zero_grad();
   double step_loss = 0;
   for (int64_t b = position.batch; b < group_end; ++b) {
+    // The step's last backward sums the gradients over the ranks as it produces them.
+    if (overlap_allreduce_ && b == group_end - 1) group_->ArmGradientSum();
     const std::vector<int64_t> shard = Shard(epoch_batches[b]);
     if (shard.empty()) continue;  // a global batch smaller than the world
     if (callbacks_.before_micro_batch) callbacks_.before_micro_batch();
@@ -583,14 +591,19 @@ absl::StatusOr<double> TrainerImpl::ReduceStep(double local_loss) {
   for (size_t i = 0; i < parameters_.size(); ++i) info[i] = parameters_[i].grad().defined();
   info[parameters_.size()] = local_loss;
   info[parameters_.size() + 1] = cancelled() ? 1 : 0;
+  // Overlapped, most buckets are summed already; the rest start now. The flags above were
+  // taken first: the sum defines every gradient, zeros where no rank had one.
+  if (overlap_allreduce_) RETURN_IF_ERROR(group_->FinishGradientSum());
   RETURN_IF_ERROR(group_->Sum(info));
   for (size_t i = 0; i < parameters_.size(); ++i) {
-    if (info[i] > 0 && !parameters_[i].grad().defined()) {
+    if (overlap_allreduce_ && info[i] == 0) {
+      parameters_[i].mutable_grad() = torch::Tensor();  // as without overlap: no update
+    } else if (info[i] > 0 && !parameters_[i].grad().defined()) {
       parameters_[i].mutable_grad() = torch::zeros_like(parameters_[i]);
     }
   }
   any_rank_cancelled_ = info[parameters_.size() + 1] > 0;
-  RETURN_IF_ERROR(group_->SumGradients(parameters_));
+  if (!overlap_allreduce_) RETURN_IF_ERROR(group_->SumGradients(parameters_));
   return info[parameters_.size()];
 }
 

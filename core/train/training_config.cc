@@ -167,6 +167,7 @@ std::string TrainingConfigToJson(const TrainingConfig& c) {
       {"save_total_limit", c.save_total_limit},
       {"world_size", c.world_size},
       {"distributed_timeout_seconds", c.distributed_timeout_seconds},
+      {"overlap_allreduce", c.overlap_allreduce},
   };
   return j.dump(2);
 }
@@ -268,6 +269,7 @@ absl::StatusOr<TrainingConfig> TrainingConfigFromJson(absl::string_view json) {
       {"save_total_limit", integer(c.save_total_limit)},
       {"world_size", integer(c.world_size)},
       {"distributed_timeout_seconds", integer(c.distributed_timeout_seconds)},
+      {"overlap_allreduce", boolean(c.overlap_allreduce)},
   };
   for (const auto& [key, value] : j.items()) {
     auto reader = readers.find(key);

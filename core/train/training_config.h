@@ -98,6 +98,9 @@ struct TrainingConfig {
   // Bounds the rendezvous and every collective: a rank that never arrives or dies fails the
   // others after this long instead of hanging them.
   int64_t distributed_timeout_seconds = 300;
+  // Sums the gradients in buckets while the step's last backward runs (hooks on the gradient
+  // accumulators, as c10d's Reducer does) instead of after it. Same result; off only to measure.
+  bool overlap_allreduce = true;
 
   // --- where things go
   std::string run_dir;     // checkpoints and the trained tokenizer; resumed from if present

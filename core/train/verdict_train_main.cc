@@ -113,6 +113,8 @@ ABSL_FLAG(int64_t, world_size, DefaultWorldSize(),
           "the others through MASTER_ADDR, MASTER_PORT and RANK.");
 ABSL_FLAG(int64_t, distributed_timeout, Defaults().distributed_timeout_seconds,
           "Seconds a rank waits for the others at rendezvous and in each collective.");
+ABSL_FLAG(bool, overlap_allreduce, Defaults().overlap_allreduce,
+          "Sum gradients across ranks while the backward pass runs (off: after it).");
 ABSL_FLAG(std::string, config, "",
           "Every training setting from this JSON file (a model's training_args.json); the "
           "other flags are then ignored but --output, --run-dir and --world-size.");
@@ -219,6 +221,7 @@ bool ConfigFromFlags(verdict::TrainingConfig& c) {
   c.save_total_limit = absl::GetFlag(FLAGS_save_total_limit);
   c.world_size = absl::GetFlag(FLAGS_world_size);
   c.distributed_timeout_seconds = absl::GetFlag(FLAGS_distributed_timeout);
+  c.overlap_allreduce = absl::GetFlag(FLAGS_overlap_allreduce);
   return Parse("chat-format", absl::GetFlag(FLAGS_chat_format), &ParseChatFormatFlag,
                &c.chat_format) &&
          Parse("data-format", absl::GetFlag(FLAGS_data_format), &verdict::ParseDataFormat,

@@ -1,7 +1,8 @@
 // Data-parallel training with real processes (data_parallel_worker) meeting over loopback
 // through c10d's TCPStore and Gloo: 2 ranks x B follow 1 rank x 2B step for step, a killed
 // group resumes from rank 0's checkpoint to the same end, and a rank that never arrives fails
-// the other within the timeout with an error that names it.
+// the other within the timeout with an error that names it. Gradients summed during backward
+// (overlap_allreduce) equal, bit for bit, those summed after it.
 #include "core/train/distributed.h"
 
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <torch/torch.h>
@@ -136,7 +138,8 @@ std::vector<int> RunGroup(int world_size, const std::vector<std::string>& args,
 
 bool Succeeded(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
 
-void ExpectSameWeights(const std::string& dir_a, const std::string& dir_b) {
+void ExpectSameWeights(const std::string& dir_a, const std::string& dir_b,
+                       double tolerance = kTolerance) {
   auto a = LoadRewardModel(dir_a, {});
   auto b = LoadRewardModel(dir_b, {});
   ASSERT_TRUE(a.ok()) << a.status();
@@ -147,7 +150,7 @@ void ExpectSameWeights(const std::string& dir_a, const std::string& dir_b) {
     const torch::Tensor* other = params_b.find(item.key());
     ASSERT_NE(other, nullptr) << item.key();
     const double diff = (item.value() - *other).abs().max().item<double>();
-    EXPECT_LE(diff, kTolerance) << item.key();
+    EXPECT_LE(diff, tolerance) << item.key();
     ++compared;
   }
   EXPECT_GT(compared, 10);
@@ -220,6 +223,136 @@ TEST_F(DataParallelTest, AKilledGroupResumesFromRankZerosCheckpointToTheSameEnd)
   }
   ExpectSameSteps(ReadLosses(reference_->Path("losses.txt")), ReadLosses(scratch.Path("losses.txt")));
   ExpectSameWeights(reference_->Path("model"), scratch.Path("model"));
+}
+
+TEST(DataParallelOverlapTest, OverlapOnAndOffGiveBitIdenticalLossesAndWeights) {
+  ScratchDir scratch;
+  std::map<int64_t, StepRecord> losses[2];
+  for (int overlap : {0, 1}) {
+    const std::string tag = std::to_string(overlap);
+    const auto statuses = RunGroup(
+        2, {"output=" + scratch.Path("model" + tag), "batch_size=8", "world_size=2",
+            "losses=" + scratch.Path("losses" + tag + ".txt"), "overlap=" + tag},
+        scratch.Path("overlap" + tag + "_rank"));
+    for (size_t r = 0; r < statuses.size(); ++r) {
+      ASSERT_TRUE(Succeeded(statuses[r]))
+          << ReadFile(scratch.Path("overlap" + tag + "_rank" + std::to_string(r) + ".log"));
+    }
+    losses[overlap] = ReadLosses(scratch.Path("losses" + tag + ".txt"));
+  }
+  ASSERT_EQ(losses[0].size(), 8u);
+  ASSERT_EQ(losses[1].size(), losses[0].size());
+  for (const auto& [step, record] : losses[0]) {
+    EXPECT_EQ(losses[1].at(step).loss, record.loss) << "step " << step;
+  }
+  // Two ranks: each element's sum is a + b whichever way the buckets are cut.
+  ExpectSameWeights(scratch.Path("model0"), scratch.Path("model1"), /*tolerance=*/0.0);
+}
+
+// Leaf tensors of fixed values (no RNG: the two ranks are threads of this process).
+torch::Tensor Param(std::vector<int64_t> shape, double phase, bool requires_grad = true) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return (torch::arange(n, torch::kFloat) * 0.37 + phase).sin().mul(0.2).reshape(shape).set_requires_grad(requires_grad);
+}
+
+struct RankGradients {
+  std::vector<torch::Tensor> overlapped, plain;  // per parameter; undefined when none
+  int buckets = 0, started_in_backward = 0;
+  std::string error;
+};
+
+// One rank: two micro-batches (the second armed), its gradients summed with the hooks, then the
+// same gradients computed again and summed after backward.
+void RunOverlapRank(int rank, int port, RankGradients& out) {
+  RendezvousInfo info;
+  info.master_addr = "127.0.0.1";
+  info.port = port;
+  info.rank = rank;
+  info.world_size = 2;
+  auto group = DataParallelGroup::Connect(info, absl::Seconds(30));
+  if (!group.ok()) {
+    out.error = group.status().ToString();
+    return;
+  }
+  // Listed first, so bucketed last (buckets run in reverse order): `unused_on_rank1` holds back
+  // rank 1's last bucket until FinishGradientSum, `unused` has no gradient anywhere.
+  std::vector<torch::Tensor> params = {Param({16}, 0.1), Param({8}, 0.2), Param({4}, 0.3, false),
+                                       Param({64, 32}, 0.4), Param({32, 32}, 0.5),
+                                       Param({32, 8}, 0.6), Param({8, 1}, 0.7)};
+  const torch::Tensor &unused_on_rank1 = params[1], &frozen = params[2], &w0 = params[3],
+                      &w1 = params[4], &w2 = params[5], &w3 = params[6];
+  auto backward = [&](int micro) {
+    const torch::Tensor x =
+        (torch::arange(5 * 64, torch::kFloat) * (0.11 + 0.07 * rank + 0.05 * micro)).cos().reshape({5, 64});
+    torch::Tensor loss = x.mm(w0).tanh().mm(w1).tanh().mm(w2).tanh().mm(w3).pow(2).sum() +
+                         frozen.sum();
+    if (rank == 0) loss = loss + (unused_on_rank1 * x.slice(1, 0, 8)).sum();
+    loss.backward();
+  };
+  auto clear = [&] {
+    for (torch::Tensor& p : params) p.mutable_grad() = torch::Tensor();
+  };
+  auto snapshot = [&] {
+    std::vector<torch::Tensor> grads;
+    for (const torch::Tensor& p : params) {
+      grads.push_back(p.grad().defined() ? p.grad().clone() : torch::Tensor());
+    }
+    return grads;
+  };
+  // Small buckets, so that there are several.
+  absl::Status status = (*group)->AttachGradientHooks(params, /*bucket_bytes=*/4096,
+                                                      /*first_bucket_bytes=*/1024);
+  if (status.ok()) {
+    clear();
+    backward(0);
+    (*group)->ArmGradientSum();
+    backward(1);
+    status = (*group)->FinishGradientSum();
+    out.overlapped = snapshot();
+    out.buckets = (*group)->gradient_buckets();
+    out.started_in_backward = (*group)->gradient_buckets_started_in_backward();
+  }
+  if (status.ok()) {
+    // Unarmed: the hooks leave these backwards alone.
+    clear();
+    backward(0);
+    backward(1);
+    // As the trainer does: a gradient another rank has is zeros here.
+    if (rank == 1) params[1].mutable_grad() = torch::zeros_like(params[1]);
+    status = (*group)->SumGradients(params);
+    out.plain = snapshot();
+  }
+  if (!status.ok()) out.error = status.ToString();
+}
+
+TEST(DataParallelOverlapTest, HookedBucketsSumAsSumGradientsDoesWithUnusedParameters) {
+  const int port = FreePort();
+  RankGradients ranks[2];
+  std::thread other(RunOverlapRank, 1, port, std::ref(ranks[1]));
+  RunOverlapRank(0, port, ranks[0]);
+  other.join();
+  for (int r = 0; r < 2; ++r) {
+    ASSERT_EQ(ranks[r].error, "") << "rank " << r;
+    const RankGradients& g = ranks[r];
+    ASSERT_EQ(g.overlapped.size(), 7u);
+    ASSERT_EQ(g.plain.size(), 7u);
+    // w3 | w2 | w1 | w0 | the two unused ones: all but the last started from the hooks, the
+    // last (no gradient arrives for `unused`) in FinishGradientSum.
+    EXPECT_EQ(g.buckets, 5) << "rank " << r;
+    EXPECT_EQ(g.started_in_backward, 4) << "rank " << r;
+    EXPECT_FALSE(g.overlapped[2].defined()) << "a frozen parameter gets no gradient";
+    EXPECT_FALSE(g.plain[0].defined());
+    ASSERT_TRUE(g.overlapped[0].defined());
+    EXPECT_EQ(g.overlapped[0].abs().max().item<float>(), 0.0f) << "unused everywhere: zeros";
+    for (size_t i : {1, 3, 4, 5, 6}) {
+      ASSERT_TRUE(g.plain[i].defined()) << i;
+      ASSERT_TRUE(g.overlapped[i].defined()) << i;
+      EXPECT_TRUE(torch::equal(g.overlapped[i], g.plain[i])) << "rank " << r << " parameter " << i;
+    }
+    // The same sums on both ranks.
+    EXPECT_TRUE(torch::equal(g.overlapped[3], ranks[0].overlapped[3]));
+  }
 }
 
 TEST(DataParallelRendezvousTest, ARankThatNeverArrivesFailsTheOthersWithinTheTimeout) {

@@ -5,7 +5,7 @@
 // trainer's error on stderr.
 //
 //   data_parallel_worker output=DIR batch_size=8 world_size=2 losses=FILE [timeout=S]
-//       [eval_steps=N] [save_steps=N]
+//       [eval_steps=N] [save_steps=N] [overlap=0|1]
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
   config.batch_size = number("batch_size", 16);
   config.world_size = number("world_size", 1);
   config.distributed_timeout_seconds = number("timeout", 30);
+  config.overlap_allreduce = number("overlap", 1) != 0;
   config.eval_steps = number("eval_steps", 0);
   config.save_steps = number("save_steps", 0);
   config.output_dir = args["output"];
