@@ -149,6 +149,7 @@ TEST(TrainingConfigTest, JsonReadsBackWhatItWrote) {
   config.seed = 7;
   config.world_size = 2;
   config.distributed_timeout_seconds = 30;
+  config.overlap_allreduce = false;
   config.group_by_length = false;
   absl::StatusOr<TrainingConfig> read = TrainingConfigFromJson(TrainingConfigToJson(config));
   ASSERT_TRUE(read.ok()) << read.status();
