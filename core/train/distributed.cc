@@ -12,6 +12,7 @@
 #include <exception>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -126,6 +127,9 @@ class GradientBuckets {
     for (size_t s = 0; s < slots_.size(); ++s) {
       std::shared_ptr<torch::autograd::Node> accumulator =
           torch::autograd::impl::grad_accumulator(slots_[s].param);
+      if (accumulator == nullptr) {
+        throw std::invalid_argument("a parameter that requires gradients is not a leaf tensor");
+      }
       // Held here: the variable keeps only a weak reference, and a new accumulator (without the
       // hook) would be made for the next graph once the last one's was freed.
       const uintptr_t key = accumulator->add_post_hook(
@@ -171,8 +175,8 @@ class GradientBuckets {
         bucket.work->wait();
         for (size_t s : bucket.slots) {
           Slot& slot = slots_[s];
-          at::Tensor sum =
-              bucket.flat.slice(0, slot.offset, slot.offset + slot.param.numel()).view_as(slot.param);
+          at::Tensor sum = bucket.flat.slice(0, slot.offset, slot.offset + slot.param.numel())
+                               .view_as(slot.param);
           if (slot.param.grad().defined()) {
             slot.param.mutable_grad().copy_(sum);
           } else {

@@ -253,7 +253,11 @@ TEST(DataParallelOverlapTest, OverlapOnAndOffGiveBitIdenticalLossesAndWeights) {
 torch::Tensor Param(std::vector<int64_t> shape, double phase, bool requires_grad = true) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
-  return (torch::arange(n, torch::kFloat) * 0.37 + phase).sin().mul(0.2).reshape(shape).set_requires_grad(requires_grad);
+  return (torch::arange(n, torch::kFloat) * 0.37 + phase)
+      .sin()
+      .mul(0.2)
+      .reshape(shape)
+      .set_requires_grad(requires_grad);
 }
 
 struct RankGradients {
@@ -283,8 +287,9 @@ void RunOverlapRank(int rank, int port, RankGradients& out) {
   const torch::Tensor &unused_on_rank1 = params[1], &frozen = params[2], &w0 = params[3],
                       &w1 = params[4], &w2 = params[5], &w3 = params[6];
   auto backward = [&](int micro) {
+    const double frequency = 0.11 + 0.07 * rank + 0.05 * micro;
     const torch::Tensor x =
-        (torch::arange(5 * 64, torch::kFloat) * (0.11 + 0.07 * rank + 0.05 * micro)).cos().reshape({5, 64});
+        (torch::arange(5 * 64, torch::kFloat) * frequency).cos().reshape({5, 64});
     torch::Tensor loss = x.mm(w0).tanh().mm(w1).tanh().mm(w2).tanh().mm(w3).pow(2).sum() +
                          frozen.sum();
     if (rank == 0) loss = loss + (unused_on_rank1 * x.slice(1, 0, 8)).sum();
