@@ -5,10 +5,10 @@
 //      chosen and rejected responses and responses of other pairs), all requests submitted
 //      at once to a DynamicBatcher (as concurrent clients would), drained; items/s with
 //      ScoringSettings::share_prefixes on (A) and off (B), the same weights.
-//   2. Training: forward + backward + AdamW step of length-grouped batches of pairs (the
-//      trainer's MakeBatches), as one row per pair with the prompt computed once
-//      (RewardModel::ForwardShared, A) or as the trainer's stacked padded [2B, T] rows (B);
-//      pairs/s over the steps after the first.
+//   2. Training: the real Trainer on the same pairs (from scratch, `steps` optimizer steps,
+//      batch_size pairs, length-grouped) with TrainingConfig::prefix_sharing on (A: one row
+//      per pair, the prompt computed once, RewardModel::ForwardShared) or off (B: the stacked
+//      padded [2B, T] rows); pairs/s over the steps after the first, from its step metrics.
 // Arms alternate A B A B ...; medians and their ratio are printed.
 //
 //   prefix_bench                                        # decoder-small, 3 reps
@@ -24,6 +24,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/bench_util.h"
@@ -61,6 +62,7 @@ double Seconds(Clock::time_point since) {
 }
 
 struct Data {
+  std::string path, tokenizer_path;  // the pairs; the tokenizer trained on them
   std::unique_ptr<Tokenizer> tokenizer;
   ModelConfig model_config;
   std::vector<std::vector<std::vector<int32_t>>> requests;  // scoring: per prompt, its items
@@ -84,6 +86,8 @@ absl::StatusOr<Data> Prepare(const ScratchDir& scratch) {
   config.tokenizer_path = scratch.Path("tokenizer");
   RETURN_IF_ERROR(TrainTokenizerForPairs(split.train, config, config.tokenizer_path));
   Data data;
+  data.path = path;
+  data.tokenizer_path = config.tokenizer_path;
   ASSIGN_OR_RETURN(data.tokenizer, LoadTokenizerFromDirectory(config.tokenizer_path));
   ASSIGN_OR_RETURN(data.model_config,
                    PresetModelConfig(config.preset, data.tokenizer->vocab_size(), 0));
@@ -115,15 +119,6 @@ absl::StatusOr<Data> Prepare(const ScratchDir& scratch) {
   return data;
 }
 
-// The tokens every row of a pair begins with, leaving each side at least one of its own.
-int64_t SharedLength(const EncodedPair& pair) {
-  const auto& a = pair.chosen;
-  const auto& b = pair.rejected;
-  const auto mismatch = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
-  return std::min<int64_t>(mismatch.first - a.begin(),
-                           static_cast<int64_t>(std::min(a.size(), b.size())) - 1);
-}
-
 absl::StatusOr<double> ScoreOnce(std::shared_ptr<const ScoringModel> model, const Data& data) {
   DynamicBatcher::Options options;
   options.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
@@ -148,76 +143,38 @@ absl::StatusOr<double> ScoreOnce(std::shared_ptr<const ScoringModel> model, cons
   return items / seconds;
 }
 
-// pairs/s of `steps` training steps after a first untimed one.
-absl::StatusOr<double> TrainOnce(const Data& data, bool share, int rep) {
-  ModelOptions options;
-  options.seed = 7;
-  ASSIGN_OR_RETURN(std::unique_ptr<RewardModel> model,
-                   CreateRewardModel(data.model_config, options));
-  model->module().train();
-  torch::optim::AdamW optimizer(model->module().parameters(),
-                                torch::optim::AdamWOptions(1e-4).weight_decay(0.0));
-  BatchingOptions batching;
-  batching.batch_size = absl::GetFlag(FLAGS_batch_size);
-  batching.seed = 42 + rep;
-  const auto batches = MakeBatches(data.pairs, batching, 0);
-  const int steps = std::min<int>(absl::GetFlag(FLAGS_steps), batches.size());
+// pairs/s of the real Trainer (TrainingConfig::prefix_sharing on or off) over its steps after
+// the first, from its per-step metrics: each window is one step, from the end of the last.
+absl::StatusOr<double> TrainOnce(const Data& data, const ScratchDir& scratch, bool share,
+                                 int rep) {
+  TrainingConfig config;
+  config.train_path = data.path;
+  config.tokenizer_path = data.tokenizer_path;
+  config.preset = absl::GetFlag(FLAGS_preset);
+  config.max_length = absl::GetFlag(FLAGS_max_length);
+  config.truncation = TruncationPolicy::kTruncate;
+  config.batch_size = absl::GetFlag(FLAGS_batch_size);
+  config.max_steps = absl::GetFlag(FLAGS_steps);
+  config.seed = 42 + rep;  // batches and initial weights differ by rep, not by arm
+  // A small held-out set, so that the final evaluation (not timed) stays short.
+  config.eval_fraction = 0.01;
+  config.max_eval_pairs = 8;
+  config.logging_steps = 1;
+  config.save_steps = 0;
+  config.prefix_sharing = share;
+  const std::string name = absl::StrCat(share ? "shared-" : "padded-", rep);
+  config.run_dir = scratch.Path(absl::StrCat("run-", name));
+  config.output_dir = scratch.Path(absl::StrCat("model-", name));
   int64_t pairs = 0;
   double seconds = 0;
-  for (int step = 0; step < steps; ++step) {
-    const auto& batch = batches[step];
-    const auto start = Clock::now();
-    at::Tensor chosen, rejected;
-    if (share) {
-      std::vector<int64_t> ids;
-      std::vector<SharedPrefixGroup> groups;
-      for (int64_t index : batch) {
-        const EncodedPair& pair = data.pairs[index];
-        const int64_t shared = SharedLength(pair);
-        ids.insert(ids.end(), pair.chosen.begin(), pair.chosen.end());
-        ids.insert(ids.end(), pair.rejected.begin() + shared, pair.rejected.end());
-        groups.push_back({shared,
-                          {static_cast<int64_t>(pair.chosen.size()) - shared,
-                           static_cast<int64_t>(pair.rejected.size()) - shared}});
-      }
-      auto rewards = model->ForwardShared(torch::tensor(ids, torch::kLong), groups).view({-1, 2});
-      chosen = rewards.select(1, 0);
-      rejected = rewards.select(1, 1);
-    } else {
-      const int64_t rows = 2 * static_cast<int64_t>(batch.size());
-      size_t width = 0;
-      for (int64_t index : batch) {
-        width =
-            std::max({width, data.pairs[index].chosen.size(), data.pairs[index].rejected.size()});
-      }
-      auto ids = torch::zeros({rows, static_cast<int64_t>(width)}, torch::kLong);
-      auto mask = torch::zeros_like(ids);
-      for (size_t k = 0; k < batch.size(); ++k) {
-        const EncodedPair& pair = data.pairs[batch[k]];
-        for (int side = 0; side < 2; ++side) {
-          const auto& s = side == 0 ? pair.chosen : pair.rejected;
-          const int64_t row = side * static_cast<int64_t>(batch.size()) + static_cast<int64_t>(k);
-          const auto length = static_cast<int64_t>(s.size());
-          ids[row]
-              .slice(0, 0, length)
-              .copy_(torch::tensor(std::vector<int64_t>(s.begin(), s.end()), torch::kLong));
-          mask[row].slice(0, 0, length).fill_(1);
-        }
-      }
-      auto rewards = model->Forward(ids, mask);
-      chosen = rewards.slice(0, 0, batch.size());
-      rejected = rewards.slice(0, batch.size());
-    }
-    auto loss = -torch::log_sigmoid(chosen - rejected).mean();
-    optimizer.zero_grad();
-    loss.backward();
-    torch::nn::utils::clip_grad_norm_(model->module().parameters(), 1.0);
-    optimizer.step();
-    if (step > 0) {
-      seconds += Seconds(start);
-      pairs += static_cast<int64_t>(batch.size());
-    }
-  }
+  TrainerCallbacks callbacks;
+  callbacks.on_step = [&](const TrainStepMetrics& m) {
+    if (m.step <= 1) return;
+    pairs += m.pairs;
+    seconds += m.window_seconds;
+  };
+  ASSIGN_OR_RETURN(auto trainer, Trainer::Create(config, callbacks));
+  RETURN_IF_ERROR(trainer->Run().status());
   if (seconds <= 0) return absl::InternalError("no timed steps; raise --steps");
   return pairs / seconds;
 }
@@ -247,7 +204,7 @@ absl::Status Run() {
   for (const EncodedPair& pair : data.pairs) {
     pair_tokens += static_cast<int64_t>(pair.chosen.size() + pair.rejected.size());
     pair_unique +=
-        static_cast<int64_t>(pair.chosen.size() + pair.rejected.size()) - SharedLength(pair);
+        static_cast<int64_t>(pair.chosen.size() + pair.rejected.size()) - SharedPrefixLength(pair);
   }
   std::cout << absl::StrFormat(
       "preset %s, %d prompts x %d completions: %d items, mean %.0f tokens, %.2f of the tokens "
@@ -272,7 +229,7 @@ absl::Status Run() {
   for (int rep = 0; rep < absl::GetFlag(FLAGS_reps); ++rep) {
     for (int arm = 0; arm < 2; ++arm) {
       ASSIGN_OR_RETURN(const double items_per_second, ScoreOnce(scoring[arm], data));
-      ASSIGN_OR_RETURN(const double pairs_per_second, TrainOnce(data, arm == 0, rep));
+      ASSIGN_OR_RETURN(const double pairs_per_second, TrainOnce(data, scratch, arm == 0, rep));
       score_rate[arm].push_back(items_per_second);
       train_rate[arm].push_back(pairs_per_second);
       std::cout << absl::StrFormat("%s rep %d  %15.1f  %16.2f  %.2f\n", arm == 0 ? "A" : "B", rep,

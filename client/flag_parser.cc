@@ -106,6 +106,22 @@ void FlagParser::AddBool(std::string name, bool* out, std::string help) {
        [out](bool v) { *out = v; }});
 }
 
+void FlagParser::AddBool(std::string name, std::optional<bool>* out, std::string help) {
+  Add({name, "", std::move(help),
+       [out, name](absl::string_view v) {
+         const std::string lower = absl::AsciiStrToLower(v);
+         if (lower == "true" || lower == "1" || lower == "yes") {
+           *out = true;
+         } else if (lower == "false" || lower == "0" || lower == "no") {
+           *out = false;
+         } else {
+           return BadValue(name, "true or false", v);
+         }
+         return absl::OkStatus();
+       },
+       [out](bool v) { *out = v; }});
+}
+
 const FlagParser::Flag* FlagParser::Find(absl::string_view name) const {
   for (const Section& section : sections_) {
     for (const Flag& flag : section.flags) {

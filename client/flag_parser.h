@@ -51,6 +51,7 @@ class FlagParser {
                  std::string help);
   void AddDouble(std::string name, double* out, std::string value_name, std::string help);
   void AddBool(std::string name, bool* out, std::string help);
+  void AddBool(std::string name, std::optional<bool>* out, std::string help);
 
   // Parses `args` (the arguments after the subcommand's name) into the registered outputs and
   // returns the positional arguments in order. INVALID_ARGUMENT naming the flag for an unknown

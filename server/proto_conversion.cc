@@ -70,6 +70,7 @@ constexpr std::pair<absl::string_view, absl::string_view> kProtoPaths[] = {
     {"center_rewards_coefficient", "spec.hyperparameters.center_rewards_coefficient"},
     {"max_batch_tokens", "spec.hyperparameters.max_batch_tokens"},
     {"group_by_length", "spec.hyperparameters.group_by_length"},
+    {"prefix_sharing", "spec.hyperparameters.prefix_sharing"},
     {"logging_steps", "spec.logging_steps"},
     {"eval_steps", "spec.eval_steps"},
     {"save_steps", "spec.save_steps"},
@@ -131,6 +132,7 @@ absl::StatusOr<TrainingConfig> SettingsOf(const v1::TrainingJobSpec& spec) {
   c.center_rewards_coefficient = h.center_rewards_coefficient();
   c.max_batch_tokens = h.max_batch_tokens();
   c.group_by_length = h.group_by_length();
+  c.prefix_sharing = h.prefix_sharing();
   c.logging_steps = spec.logging_steps();
   c.eval_steps = spec.eval_steps();
   c.save_steps = spec.save_steps();
@@ -237,6 +239,7 @@ absl::Status NormalizeHyperparameters(const ModelConfig& base, v1::Hyperparamete
   }
   if (h->truncation() == v1::TRUNCATION_POLICY_UNSPECIFIED) h->set_truncation(ToProto(d.truncation));
   if (!h->has_group_by_length()) h->set_group_by_length(d.group_by_length);
+  if (!h->has_prefix_sharing()) h->set_prefix_sharing(d.prefix_sharing);
   return absl::OkStatus();
 }
 

@@ -40,6 +40,7 @@ struct SubmitFlags {
   std::optional<int64_t> max_steps, batch_size, eval_batch_size, grad_accum, max_length,
       warmup_steps, max_batch_tokens, seed;
   std::optional<std::string> truncation, lr_scheduler;
+  std::optional<bool> prefix_sharing;
   // schedule and placement
   std::optional<int64_t> logging_steps, eval_steps, save_steps, save_total_limit, priority,
       world_size;
@@ -117,6 +118,9 @@ void AddFlags(FlagParser& flags, SubmitFlags& f) {
   flags.AddDouble("weight-decay", &f.weight_decay, "F", absl::StrCat("AdamW weight decay (default ", kDefaults.weight_decay, ")."));
   flags.AddDouble("max-grad-norm", &f.max_grad_norm, "F", absl::StrCat("Gradient clipping (default ", kDefaults.max_grad_norm, "; 0: off)."));
   flags.AddDouble("center-rewards", &f.center_rewards, "F", "center_rewards_coefficient.");
+  flags.AddBool("prefix-sharing", &f.prefix_sharing,
+                absl::StrCat("Decoders: the prompt computed once per pair (default ",
+                             kDefaults.prefix_sharing ? "true" : "false", ")."));
   flags.AddInt("max-batch-tokens", &f.max_batch_tokens, "N", "Token budget of a micro-batch.");
   flags.AddInt("seed", &f.seed, "N", absl::StrCat("Seed of everything random (default ", kDefaults.seed, ")."));
   flags.AddSection("Schedule:");
@@ -215,6 +219,7 @@ bool ApplyFlags(const SubmitFlags& f, TrainingJobSpec& spec, CommandEnv& env) {
   if (f.weight_decay) h->set_weight_decay(*f.weight_decay);
   if (f.max_grad_norm) h->set_max_grad_norm(*f.max_grad_norm);
   if (f.center_rewards) h->set_center_rewards_coefficient(*f.center_rewards);
+  if (f.prefix_sharing) h->set_prefix_sharing(*f.prefix_sharing);
   if (f.max_batch_tokens) h->set_max_batch_tokens(*f.max_batch_tokens);
   if (f.seed) h->set_seed(static_cast<uint64_t>(*f.seed));
   if (f.logging_steps) spec.set_logging_steps(static_cast<int32_t>(*f.logging_steps));

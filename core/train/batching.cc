@@ -29,20 +29,25 @@ void CutBatches(const std::vector<EncodedPair>& pairs, const std::vector<int64_t
                 const BatchingOptions& options, std::vector<std::vector<int64_t>>& out) {
   std::vector<int64_t> current;
   size_t longest = 0;
+  int64_t row_tokens = 0;  // shared rows: the batch's tokens so far
   for (int64_t index : order) {
     const size_t length = PairLength(pairs[index]);
     const size_t new_longest = std::max(longest, length);
+    const int64_t row_length = options.shared_rows ? SharedRowLength(pairs[index]) : 0;
+    const int64_t cost = options.shared_rows
+                             ? row_tokens + row_length
+                             : static_cast<int64_t>(2 * (current.size() + 1) * new_longest);
     const bool full = static_cast<int64_t>(current.size()) >= options.batch_size;
-    const bool over_budget =
-        options.max_batch_tokens > 0 &&
-        static_cast<int64_t>(2 * (current.size() + 1) * new_longest) > options.max_batch_tokens;
+    const bool over_budget = options.max_batch_tokens > 0 && cost > options.max_batch_tokens;
     if (!current.empty() && (full || over_budget)) {
       out.push_back(std::move(current));
       current.clear();
       longest = 0;
+      row_tokens = 0;
     }
     current.push_back(index);
     longest = std::max(longest, length);
+    row_tokens += row_length;
   }
   if (!current.empty()) out.push_back(std::move(current));
 }
@@ -80,6 +85,28 @@ std::vector<std::vector<int64_t>> MakeBatches(const std::vector<EncodedPair>& pa
   }
   Shuffle(batches, rng);
   return batches;
+}
+
+int64_t SharedPrefixLength(const EncodedPair& pair) {
+  const auto& a = pair.chosen;
+  const auto& b = pair.rejected;
+  const auto mismatch = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
+  const int64_t common = mismatch.first - a.begin();
+  return std::max<int64_t>(
+      0, std::min<int64_t>(common, static_cast<int64_t>(std::min(a.size(), b.size())) - 1));
+}
+
+int64_t SharedRowLength(const EncodedPair& pair) {
+  return static_cast<int64_t>(pair.chosen.size() + pair.rejected.size()) -
+         SharedPrefixLength(pair);
+}
+
+PaddingStats MeasureSharedRows(const std::vector<EncodedPair>& pairs,
+                               const std::vector<int64_t>& batch) {
+  PaddingStats stats;
+  for (int64_t index : batch) stats.real_tokens += SharedRowLength(pairs[index]);
+  stats.padded_tokens = stats.real_tokens;
+  return stats;
 }
 
 PaddingStats MeasurePadding(const std::vector<EncodedPair>& pairs,

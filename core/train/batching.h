@@ -6,7 +6,10 @@
 // "mega-batches" of 50 batches before cutting batches and shuffling the batch order, so each
 // batch holds pairs of similar length and little padding, while the order stays random.
 // With a token budget, a batch is also cut before its padded size 2 * B * T would exceed
-// max_batch_tokens.
+// max_batch_tokens. With shared rows (a decoder training each pair as one unpadded row,
+// prefix shared: SharedPrefixLength), the budget counts the rows' tokens instead: a batch is
+// cut before the sum of its pairs' SharedRowLength would exceed it. The length grouping is the
+// same either way, so that a run batches its pairs alike with and without prefix sharing.
 //
 // Everything is a pure function of (lengths, options, epoch): a run that resumes at batch k of
 // an epoch sees exactly the batches the uninterrupted run saw. Thread-compatible.
@@ -31,12 +34,21 @@ struct BatchingOptions {
   int64_t max_batch_tokens = 0;   // padded tokens per batch, chosen + rejected; 0 = no budget
   bool group_by_length = true;
   bool shuffle = true;            // off for evaluation
+  // The budget counts each pair as one row of SharedRowLength tokens, unpadded.
+  bool shared_rows = false;
   uint64_t seed = 42;
 };
 
 // The pairs of each batch of one epoch, as indices into `pairs`.
 std::vector<std::vector<int64_t>> MakeBatches(const std::vector<EncodedPair>& pairs,
                                               const BatchingOptions& options, int64_t epoch);
+
+// The tokens a pair's chosen and rejected sequences begin with, at most the shorter one's
+// length less one (each side keeps a token of its own, where it is pooled): in a causal
+// decoder the hidden states of these tokens are the same in both sequences.
+int64_t SharedPrefixLength(const EncodedPair& pair);
+// The pair as one shared row: chosen + rejected - SharedPrefixLength tokens.
+int64_t SharedRowLength(const EncodedPair& pair);
 
 // Real and padded token counts of a batch once collated.
 struct PaddingStats {
@@ -48,6 +60,9 @@ struct PaddingStats {
 };
 PaddingStats MeasurePadding(const std::vector<EncodedPair>& pairs,
                             const std::vector<int64_t>& batch);
+// The same for shared rows: the tokens computed, which are not padded.
+PaddingStats MeasureSharedRows(const std::vector<EncodedPair>& pairs,
+                               const std::vector<int64_t>& batch);
 
 }  // namespace verdict
 

@@ -43,6 +43,31 @@ BatchTensors Collate(const std::vector<EncodedPair>& pairs, const std::vector<in
   return out;
 }
 
+SharedBatchTensors CollateShared(const std::vector<EncodedPair>& pairs,
+                                 const std::vector<int64_t>& batch, const c10::Device& device) {
+  SharedBatchTensors out;
+  out.pairs = static_cast<int64_t>(batch.size());
+  out.padding = MeasureSharedRows(pairs, batch);
+  std::vector<int64_t> ids;
+  ids.reserve(out.padding.real_tokens);
+  std::vector<float> margin;
+  margin.reserve(batch.size());
+  out.groups.reserve(batch.size());
+  for (int64_t index : batch) {
+    const EncodedPair& pair = pairs[index];
+    const int64_t shared = SharedPrefixLength(pair);
+    ids.insert(ids.end(), pair.chosen.begin(), pair.chosen.end());
+    ids.insert(ids.end(), pair.rejected.begin() + shared, pair.rejected.end());
+    out.groups.push_back({shared,
+                          {static_cast<int64_t>(pair.chosen.size()) - shared,
+                           static_cast<int64_t>(pair.rejected.size()) - shared}});
+    margin.push_back(pair.margin);
+  }
+  out.ids = torch::tensor(ids, torch::kLong);
+  out.margin = torch::tensor(margin, torch::kFloat32).to(device);
+  return out;
+}
+
 AutocastScope::AutocastScope(bool enabled, const c10::Device& device)
     : enabled_(enabled), cuda_(device.is_cuda()) {
   if (!enabled_) return;

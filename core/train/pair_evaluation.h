@@ -46,6 +46,20 @@ struct BatchTensors {
 BatchTensors Collate(const std::vector<EncodedPair>& pairs, const std::vector<int64_t>& batch,
                      int32_t pad_id, const c10::Device& device);
 
+// One batch as RewardModel::ForwardShared takes it: per pair, one group of the shared prefix
+// (SharedPrefixLength) and two continuations, chosen then rejected, so that the rewards it
+// returns, viewed as [pairs, 2], hold chosen in column 0 and rejected in column 1.
+struct SharedBatchTensors {
+  at::Tensor ids;  // [tokens] int64, on the CPU (ForwardShared reads the lengths there)
+  std::vector<SharedPrefixGroup> groups;
+  at::Tensor margin;  // [pairs] float32 on the device
+  int64_t pairs = 0;
+  PaddingStats padding;  // real = padded = the tokens computed
+};
+
+SharedBatchTensors CollateShared(const std::vector<EncodedPair>& pairs,
+                                 const std::vector<int64_t>& batch, const c10::Device& device);
+
 // Turns bfloat16 autocast on for one forward (and the loss built from it) on the current
 // thread, as torch.autocast does: restored, and the cast-weight cache cleared, when the scope
 // ends, so that a cast copy never outlives the optimizer step that changes its weight.

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "core/data/chat_format.h"
 #include "core/data/dataset_split.h"
 #include "core/model/model_directory.h"
@@ -149,6 +150,14 @@ class TrainerImpl : public Trainer {
   absl::StatusOr<TrainingResult> WriteOutput(int64_t steps, const EvalMetrics& final_eval,
                                              double reward_mean, double reward_std);
   bool autocast() const { return config_.dtype == Dtype::kBFloat16; }
+  // Each pair as one ForwardShared row, its common prefix computed once (set by PrepareModel).
+  bool share_prefixes() const { return config_.prefix_sharing && model_->shares_prefixes(); }
+  // The micro-batch's rewards, chosen and rejected [pairs] each, its margins and token counts.
+  struct PairRewards {
+    torch::Tensor chosen, rejected, margin;
+    PaddingStats padding;
+  };
+  PairRewards ForwardPairs(const std::vector<int64_t>& shard);
   void Log(const std::string& line) {
     if (callbacks_.on_log && is_main()) callbacks_.on_log(line);
   }
@@ -258,6 +267,7 @@ StepPlan TrainerImpl::PlanSteps() const {
   options.batch_size = config_.batch_size * config_.world_size;
   options.max_batch_tokens = config_.max_batch_tokens * config_.world_size;
   options.group_by_length = config_.group_by_length;
+  options.shared_rows = share_prefixes();
   options.seed = config_.seed;
   StepPlan plan;
   const int64_t accumulation = config_.gradient_accumulation_steps;
@@ -412,6 +422,16 @@ absl::Status TrainerImpl::EncodeData(const TrainEvalData& data) {
     return absl::InvalidArgumentError(absl::StrCat(
         "every training pair is longer than max_length ", encoding_.max_length));
   }
+  if (share_prefixes()) {
+    int64_t tokens = 0, row_tokens = 0;
+    for (const EncodedPair& pair : train_) {
+      tokens += static_cast<int64_t>(pair.chosen.size() + pair.rejected.size());
+      row_tokens += SharedRowLength(pair);
+    }
+    Log(absl::StrCat("prefix sharing: each pair trains as one row, ",
+                     absl::StrFormat("%.2f", static_cast<double>(row_tokens) / tokens),
+                     " of its tokens computed"));
+  }
   summary_.train_pairs = static_cast<int64_t>(train_.size());
   summary_.eval_pairs = static_cast<int64_t>(eval_.size());
   summary_.vocab_size = tokenizer_->vocab_size();
@@ -463,14 +483,15 @@ absl::StatusOr<double> TrainerImpl::TrainStep(const std::vector<std::vector<int6
     const std::vector<int64_t> shard = Shard(epoch_batches[b]);
     if (shard.empty()) continue;  // a global batch smaller than the world
     if (callbacks_.before_micro_batch) callbacks_.before_micro_batch();
-    BatchTensors t = Collate(train_, shard, pad_id_, device_);
     torch::Tensor loss_sum, chosen, rejected;
+    PaddingStats padding;
     {
       AutocastScope autocast_scope(autocast(), device_);
-      auto rewards = model_->Forward(t.ids, t.mask);
-      chosen = rewards.slice(0, 0, t.pairs);
-      rejected = rewards.slice(0, t.pairs);
-      auto pair_losses = -torch::log_sigmoid(chosen - rejected - t.margin);
+      PairRewards rewards = ForwardPairs(shard);
+      chosen = rewards.chosen;
+      rejected = rewards.rejected;
+      padding = rewards.padding;
+      auto pair_losses = -torch::log_sigmoid(chosen - rejected - rewards.margin);
       if (config_.center_rewards_coefficient != 0) {
         pair_losses = pair_losses + config_.center_rewards_coefficient * (chosen + rejected).pow(2);
       }
@@ -481,7 +502,7 @@ absl::StatusOr<double> TrainerImpl::TrainStep(const std::vector<std::vector<int6
     (loss_sum / static_cast<double>(step_pairs)).backward();
     const double loss_value = loss_sum.item<double>();
     step_loss += loss_value;
-    window.pairs.Add(chosen.detach(), rejected.detach(), loss_value, t.padding);
+    window.pairs.Add(chosen.detach(), rejected.detach(), loss_value, padding);
   }
   if (group_) {
     const auto sync_start = Clock::now();
@@ -505,6 +526,26 @@ absl::StatusOr<double> TrainerImpl::TrainStep(const std::vector<std::vector<int6
   window.grad_norm_sum += grad_norm;
   ++window.steps;
   return lr;
+}
+
+TrainerImpl::PairRewards TrainerImpl::ForwardPairs(const std::vector<int64_t>& shard) {
+  PairRewards out;
+  if (share_prefixes()) {
+    SharedBatchTensors t = CollateShared(train_, shard, device_);
+    auto rewards = model_->ForwardShared(t.ids, t.groups).view({t.pairs, 2});
+    out.chosen = rewards.select(1, 0);
+    out.rejected = rewards.select(1, 1);
+    out.margin = t.margin;
+    out.padding = t.padding;
+    return out;
+  }
+  BatchTensors t = Collate(train_, shard, pad_id_, device_);
+  auto rewards = model_->Forward(t.ids, t.mask);
+  out.chosen = rewards.slice(0, 0, t.pairs);
+  out.rejected = rewards.slice(0, t.pairs);
+  out.margin = t.margin;
+  out.padding = t.padding;
+  return out;
 }
 
 absl::Status TrainerImpl::ReportWindow(const StepPlan& plan, const TrainerPosition& position,

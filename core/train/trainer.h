@@ -3,7 +3,10 @@
 //
 // Loss per pair: -logsigmoid(r_chosen - r_rejected - margin), plus
 // center_rewards_coefficient * mean((r_chosen + r_rejected)^2). Chosen and rejected go
-// through one stacked forward pass. Accuracy counts ties as wrong.
+// through one stacked forward pass; for a decoder with prefix_sharing (the default), each
+// pair is instead one row of RewardModel::ForwardShared: the tokens the two sequences begin
+// with (the prompt, or what truncation and templates left of it in common) computed once,
+// then each response, with the same rewards and gradients. Accuracy counts ties as wrong.
 //
 // The run directory holds checkpoints (checkpoint-<step>/: model, optimizer, trainer state,
 // each written to a temporary directory and renamed into place) and the tokenizer. Run()
@@ -76,7 +79,7 @@ struct TrainStepMetrics {
   double reward_max = 0;
   double learning_rate = 0;
   double grad_norm = 0;      // before clipping
-  int64_t tokens = 0;        // real (non-padding) tokens in this logging window
+  int64_t tokens = 0;        // real (non-padding) tokens computed in this logging window
   int64_t pairs = 0;         // pairs in this logging window
   double pairs_per_second = 0;
   double tokens_per_second = 0;

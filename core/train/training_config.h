@@ -83,6 +83,10 @@ struct TrainingConfig {
   double center_rewards_coefficient = 0.0;
   int64_t max_batch_tokens = 0;          // padded-token budget per micro-batch; 0 = none
   bool group_by_length = true;           // Hugging Face's default is false
+  // Decoders (RewardModel::shares_prefixes()): each pair trains as one row, the tokens chosen
+  // and rejected begin with computed once (forward and backward), then each response; the
+  // loss and gradients are those of the two sequences alone. No effect on encoders.
+  bool prefix_sharing = true;
 
   // --- logging, evaluation, checkpoints
   int64_t logging_steps = 10;

@@ -102,6 +102,8 @@ ABSL_FLAG(double, max_grad_norm, Defaults().max_grad_norm, "Gradient clipping (0
 ABSL_FLAG(double, center_rewards, Defaults().center_rewards_coefficient, "center_rewards_coefficient.");
 ABSL_FLAG(int64_t, max_batch_tokens, Defaults().max_batch_tokens, "Token budget of a micro-batch (0: none).");
 ABSL_FLAG(bool, group_by_length, Defaults().group_by_length, "Length-grouped batches.");
+ABSL_FLAG(bool, prefix_sharing, Defaults().prefix_sharing,
+          "Decoders: compute the prompt chosen and rejected share once per pair.");
 ABSL_FLAG(uint64_t, seed, Defaults().seed, "Seed of everything random (and of the eval split).");
 // Schedule.
 ABSL_FLAG(int64_t, logging_steps, Defaults().logging_steps, "Print metrics every N steps.");
@@ -213,6 +215,7 @@ bool ConfigFromFlags(verdict::TrainingConfig& c) {
   c.center_rewards_coefficient = absl::GetFlag(FLAGS_center_rewards);
   c.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   c.group_by_length = absl::GetFlag(FLAGS_group_by_length);
+  c.prefix_sharing = absl::GetFlag(FLAGS_prefix_sharing);
   c.seed = absl::GetFlag(FLAGS_seed);
   c.split_seed = c.seed;  // as the server does by default
   c.logging_steps = absl::GetFlag(FLAGS_logging_steps);

@@ -965,7 +965,7 @@ TEST_F(CliTest, SubmitReadsYamlAndJsonJobFilesWithFlagsOverriding) {
             "  group_by_length: no\n"
             "logging_steps: 1\n");
   CommandResult r = Verdict({"--output", "json", "submit", "--file", yaml, "--max-steps", "7",
-                             "--seed", "9", "--validate-only"});
+                             "--seed", "9", "--prefix-sharing=false", "--validate-only"});
   ASSERT_EQ(r.exit_code, kExitOk) << Show(r);
   const Json spec = Json::parse(r.out)["spec"];
   EXPECT_EQ(spec["outputModelName"], "2024-model");
@@ -976,6 +976,7 @@ TEST_F(CliTest, SubmitReadsYamlAndJsonJobFilesWithFlagsOverriding) {
   EXPECT_EQ(spec["hyperparameters"]["seed"], "9");
   EXPECT_EQ(spec["hyperparameters"]["truncation"], "TRUNCATION_POLICY_DROP");
   EXPECT_EQ(spec["hyperparameters"]["groupByLength"], false);
+  EXPECT_EQ(spec["hyperparameters"]["prefixSharing"], false);
 
   const std::string json = Scratch("job.json");
   WriteFile(json, R"({"spec": {"outputModelName": "from-json", "preset": "encoder-tiny",
@@ -983,6 +984,7 @@ TEST_F(CliTest, SubmitReadsYamlAndJsonJobFilesWithFlagsOverriding) {
   CommandResult j = Verdict({"--output", "json", "submit", "--file", json});
   ASSERT_EQ(j.exit_code, kExitOk) << Show(j);
   EXPECT_EQ(Json::parse(j.out)["spec"]["outputModelName"], "from-json");
+  EXPECT_EQ(Json::parse(j.out)["spec"]["hyperparameters"]["prefixSharing"], true);  // default
   EXPECT_EQ(Json::parse(j.out)["id"], nullptr);  // validate_only creates nothing
 
   WriteFile(yaml, "hyperparameters:\n  lerning_rate: 0.1\n");

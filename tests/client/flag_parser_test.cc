@@ -62,6 +62,21 @@ TEST(FlagParserTest, TheLastOfARepeatedFlagWinsAndBooleansTakeExplicitValues) {
   EXPECT_EQ(f.maybe, "");  // given, though empty
 }
 
+// An optional boolean tells "not given" (a job file's value stands) from an explicit false.
+TEST(FlagParserTest, AnOptionalBooleanStaysUnsetUnlessGiven) {
+  std::optional<bool> sharing, other;
+  FlagParser parser("verdict test [flags]", "A test command.");
+  parser.AddBool("sharing", &sharing, "Share.");
+  parser.AddBool("other", &other, "Other.");
+  ASSERT_TRUE(parser.Parse({"--sharing=false"}).ok());
+  EXPECT_EQ(sharing, false);
+  EXPECT_FALSE(other.has_value());
+  ASSERT_TRUE(parser.Parse({"--no-other", "--sharing"}).ok());
+  EXPECT_EQ(other, false);
+  EXPECT_EQ(sharing, true);
+  EXPECT_FALSE(parser.Parse({"--sharing=maybe"}).ok());
+}
+
 TEST(FlagParserTest, RejectsUnknownFlagsMissingValuesAndWrongTypesNamingTheFlag) {
   Flags f;
   FlagParser parser = MakeParser(f);

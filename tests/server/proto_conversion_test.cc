@@ -103,6 +103,8 @@ TEST(ProtoConversionTest, NormalizingFillsEveryDefaultFromCoresTrainingConfig) {
   ASSERT_TRUE(preset.ok());
   EXPECT_EQ(h.max_length(), EffectiveMaxLength(*preset, defaults.max_length));
   EXPECT_EQ(h.min_lr_ratio(), defaults.min_lr_ratio);
+  ASSERT_TRUE(h.has_prefix_sharing());
+  EXPECT_EQ(h.prefix_sharing(), defaults.prefix_sharing);
   EXPECT_EQ(*ToCore(h.truncation()), defaults.truncation);
   EXPECT_EQ(*ToCore(h.lr_scheduler()), defaults.lr_scheduler);
   EXPECT_EQ(*ToCore(spec.data_options().chat_format()), defaults.chat_format);
@@ -161,6 +163,7 @@ TEST(ProtoConversionTest, ANormalizedSpecBecomesTheTrainerConfig) {
   spec.mutable_data_options()->set_chat_format(v1::CHAT_FORMAT_QWEN3);
   spec.mutable_data_options()->set_format(v1::DATA_FORMAT_SHAREGPT);
   spec.set_dtype(v1::DTYPE_BFLOAT16);
+  spec.mutable_hyperparameters()->set_prefix_sharing(false);
   ASSERT_TRUE(NormalizeTrainingJobSpec(TestServer(), NoResolvers(), &spec).ok());
   absl::StatusOr<TrainingConfig> config =
       ToTrainingConfig(TestServer(), NoResolvers(), spec, "/tmp/run", "/tmp/out");
@@ -170,6 +173,7 @@ TEST(ProtoConversionTest, ANormalizedSpecBecomesTheTrainerConfig) {
   EXPECT_EQ(config->chat_format, ChatFormat::kQwen3);
   EXPECT_EQ(config->data_format, DataFormat::kShareGpt);
   EXPECT_EQ(config->dtype, Dtype::kBFloat16);
+  EXPECT_FALSE(config->prefix_sharing);
   EXPECT_EQ(config->train_path, TestDataPath("synthetic/helpful-concise.jsonl"));
   EXPECT_EQ(config->run_dir, "/tmp/run");
   EXPECT_EQ(config->output_dir, "/tmp/out");

@@ -76,5 +76,40 @@ TEST(BatchingTest, TokenBudgetBoundsEveryBatchButNeverDropsALongPair) {
   EXPECT_EQ(seen.size(), 300u);
 }
 
+TEST(BatchingTest, SharedPrefixLengthLeavesEachSideATokenOfItsOwn) {
+  EXPECT_EQ(SharedPrefixLength({{1, 2, 3, 4}, {1, 2, 9}, 0}), 2);
+  EXPECT_EQ(SharedPrefixLength({{1, 2, 3}, {1, 2, 3, 4}, 0}), 2);  // one holds the other
+  EXPECT_EQ(SharedPrefixLength({{1, 2}, {1, 2}, 0}), 1);
+  EXPECT_EQ(SharedPrefixLength({{5, 2}, {1, 2}, 0}), 0);
+  EXPECT_EQ(SharedRowLength({{1, 2, 3, 4}, {1, 2, 9}, 0}), 5);
+}
+
+// With shared rows the budget counts each pair's row (prompt once, no padding), so a batch
+// holds more pairs than the padded [2B, T] budget lets in; the batches are the same without a
+// budget, whichever way the pairs are counted.
+TEST(BatchingTest, SharedRowsCountTheirOwnTokensAgainstTheBudget) {
+  const auto pairs = PairsOfRandomLengths(300, 5);
+  BatchingOptions padded;
+  padded.batch_size = 64;
+  BatchingOptions shared = padded;
+  shared.shared_rows = true;
+  EXPECT_EQ(MakeBatches(pairs, padded, 0), MakeBatches(pairs, shared, 0));
+
+  padded.max_batch_tokens = shared.max_batch_tokens = 2048;
+  const auto shared_batches = MakeBatches(pairs, shared, 0);
+  std::set<int64_t> seen;
+  for (const auto& batch : shared_batches) {
+    seen.insert(batch.begin(), batch.end());
+    const PaddingStats rows = MeasureSharedRows(pairs, batch);
+    EXPECT_EQ(rows.real_tokens, rows.padded_tokens);
+    if (batch.size() > 1) EXPECT_LE(rows.real_tokens, 2048);
+    int64_t expected = 0;
+    for (int64_t index : batch) expected += SharedRowLength(pairs[index]);
+    EXPECT_EQ(rows.real_tokens, expected);
+  }
+  EXPECT_EQ(seen.size(), 300u);
+  EXPECT_LT(shared_batches.size(), MakeBatches(pairs, padded, 0).size());
+}
+
 }  // namespace
 }  // namespace verdict

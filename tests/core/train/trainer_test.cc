@@ -2,6 +2,7 @@
 // malformed data, and the model directory it writes.
 #include "core/train/trainer.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -304,6 +305,89 @@ TEST(TrainerTest, Bfloat16TrainsUnderAutocastWithFloat32WeightsAndOptimizerState
   // The saved model is float32 and loads.
   auto model = LoadRewardModel(config.output_dir, {});
   ASSERT_TRUE(model.ok()) << model.status();
+}
+
+// A decoder trains each pair as one shared-prefix row (prefix_sharing, the default): the same
+// losses, accuracies and weights as the two padded rows per pair, on hh-rlhf's multi-turn
+// prompts, while the tokens it reports (those computed) drop by the prompts shared.
+// center_rewards_coefficient and adam_epsilon keep Adam from amplifying float noise in
+// parameters whose gradients are near zero (as DataParallelTest does).
+TEST(TrainerTest, DecoderPrefixSharingTrainsAsTheUnsharedRowsDo) {
+  ScratchDir scratch;
+  TrainingConfig config;
+  config.train_path = TestDataPath("hh-rlhf/helpful-base/test.jsonl.gz");
+  config.preset = "decoder-tiny";
+  config.vocab_size = 500;
+  config.eval_fraction = 0.1;
+  config.max_train_pairs = 48;
+  config.max_eval_pairs = 16;
+  config.batch_size = 8;
+  config.max_steps = 5;
+  config.learning_rate = 1e-3;
+  config.center_rewards_coefficient = 0.01;
+  config.adam_epsilon = 1e-6;
+  // Long enough that few pairs are truncated: a truncated prompt loses tokens from its start,
+  // by as many as its response is too long, so its two sides share little of it.
+  config.max_length = 1024;
+  config.truncation = TruncationPolicy::kTruncate;
+  config.logging_steps = 1;
+  config.save_steps = 0;
+  std::map<bool, std::vector<TrainStepMetrics>> steps;
+  std::map<bool, TrainingResult> results;
+  std::vector<std::string> logs;
+  for (const bool share : {true, false}) {
+    TrainingConfig arm = config;
+    arm.prefix_sharing = share;
+    arm.run_dir = scratch.Path(share ? "run-shared" : "run-padded");
+    arm.output_dir = scratch.Path(share ? "model-shared" : "model-padded");
+    // The tokenizer the first arm trained, so that both see the same ids.
+    if (!share) arm.tokenizer_path = scratch.Path("run-shared/tokenizer");
+    TrainerCallbacks callbacks;
+    callbacks.on_step = [&, share](const TrainStepMetrics& m) { steps[share].push_back(m); };
+    callbacks.on_log = [&](const std::string& line) { logs.push_back(line); };
+    auto trainer = Trainer::Create(arm, callbacks);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    auto result = (*trainer)->Run();
+    ASSERT_TRUE(result.ok()) << result.status();
+    results[share] = *result;
+  }
+  ASSERT_EQ(steps[true].size(), 5u);
+  ASSERT_EQ(steps[false].size(), 5u);
+  int64_t shared_tokens = 0, padded_tokens = 0;
+  for (size_t i = 0; i < 5; ++i) {
+    const TrainStepMetrics& shared = steps[true][i];
+    const TrainStepMetrics& padded = steps[false][i];
+    EXPECT_NEAR(shared.loss, padded.loss, 1e-5) << "step " << shared.step;
+    EXPECT_EQ(shared.accuracy, padded.accuracy) << "step " << shared.step;
+    EXPECT_NEAR(shared.margin, padded.margin, 1e-5) << "step " << shared.step;
+    EXPECT_NEAR(shared.grad_norm, padded.grad_norm, 1e-4 * padded.grad_norm);
+    EXPECT_EQ(shared.pairs, padded.pairs);
+    // Tokens computed: the prompt once instead of twice, and no padding.
+    EXPECT_LT(shared.tokens, padded.tokens) << "step " << shared.step;
+    EXPECT_GT(shared.tokens, padded.tokens / 2) << "step " << shared.step;
+    EXPECT_EQ(shared.padding_fraction, 0.0);
+    shared_tokens += shared.tokens;
+    padded_tokens += padded.tokens;
+  }
+  // hh-rlhf's prompts are most of each sequence (0.72 here).
+  EXPECT_LT(shared_tokens, 0.85 * padded_tokens);
+  EXPECT_NEAR(results[true].final_eval.loss, results[false].final_eval.loss, 1e-5);
+  EXPECT_EQ(results[true].final_eval.accuracy, results[false].final_eval.accuracy);
+  EXPECT_TRUE(std::any_of(logs.begin(), logs.end(), [](const std::string& line) {
+    return absl::StartsWith(line, "prefix sharing: each pair trains as one row");
+  }));
+
+  auto shared_weights = ReadModelWeights(results[true].output_dir);
+  auto padded_weights = ReadModelWeights(results[false].output_dir);
+  ASSERT_TRUE(shared_weights.ok()) << shared_weights.status();
+  ASSERT_TRUE(padded_weights.ok()) << padded_weights.status();
+  ASSERT_EQ(shared_weights->size(), padded_weights->size());
+  for (const auto& [name, tensor] : *padded_weights) {
+    ASSERT_TRUE(shared_weights->count(name)) << name;
+    const double scale = std::max(1e-3, tensor.abs().max().item<double>());
+    EXPECT_LE((shared_weights->at(name) - tensor).abs().max().item<double>(), 1e-4 * scale)
+        << name;
+  }
 }
 
 TEST(TrainerTest, Float16TrainingIsRefusedBeforeItStarts) {

@@ -46,6 +46,7 @@ TEST(TrainingConfigTest, DefaultsAreTheDocumentedServerDefaults) {
   EXPECT_EQ(c.max_length, 1024);
   EXPECT_EQ(c.truncation, TruncationPolicy::kTruncate);
   EXPECT_TRUE(c.group_by_length);
+  EXPECT_TRUE(c.prefix_sharing);
   EXPECT_EQ(c.logging_steps, 10);
   EXPECT_EQ(c.eval_steps, 0);
   EXPECT_EQ(c.save_steps, 500);
@@ -151,6 +152,7 @@ TEST(TrainingConfigTest, JsonReadsBackWhatItWrote) {
   config.distributed_timeout_seconds = 30;
   config.overlap_allreduce = false;
   config.group_by_length = false;
+  config.prefix_sharing = false;
   absl::StatusOr<TrainingConfig> read = TrainingConfigFromJson(TrainingConfigToJson(config));
   ASSERT_TRUE(read.ok()) << read.status();
   EXPECT_TRUE(read->run_dir.empty());
@@ -158,6 +160,7 @@ TEST(TrainingConfigTest, JsonReadsBackWhatItWrote) {
   read->run_dir = config.run_dir;
   read->output_dir = config.output_dir;
   EXPECT_EQ(TrainingConfigToJson(*read), TrainingConfigToJson(config));
+  EXPECT_FALSE(read->prefix_sharing);
   EXPECT_EQ(read->preset, TrainingConfig().preset);  // written empty beside a base model
   absl::StatusOr<TrainingConfig> defaults = TrainingConfigFromJson(TrainingConfigToJson({}));
   ASSERT_TRUE(defaults.ok()) << defaults.status();
