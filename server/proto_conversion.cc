@@ -1,11 +1,15 @@
 #include "server/proto_conversion.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "core/model/model_config.h"
 #include "core/model/model_directory.h"
@@ -71,6 +75,10 @@ constexpr std::pair<absl::string_view, absl::string_view> kProtoPaths[] = {
     {"max_batch_tokens", "spec.hyperparameters.max_batch_tokens"},
     {"group_by_length", "spec.hyperparameters.group_by_length"},
     {"prefix_sharing", "spec.hyperparameters.prefix_sharing"},
+    {"gradient_checkpointing", "spec.hyperparameters.gradient_checkpointing"},
+    {"lora_rank", "spec.hyperparameters.lora_rank"},
+    {"lora_alpha", "spec.hyperparameters.lora_alpha"},
+    {"lora_target_modules", "spec.hyperparameters.lora_target_modules"},
     {"logging_steps", "spec.logging_steps"},
     {"eval_steps", "spec.eval_steps"},
     {"save_steps", "spec.save_steps"},
@@ -133,6 +141,10 @@ absl::StatusOr<TrainingConfig> SettingsOf(const v1::TrainingJobSpec& spec) {
   c.max_batch_tokens = h.max_batch_tokens();
   c.group_by_length = h.group_by_length();
   c.prefix_sharing = h.prefix_sharing();
+  c.gradient_checkpointing = h.gradient_checkpointing();
+  c.lora_rank = h.lora_rank();
+  c.lora_alpha = h.lora_alpha();
+  c.lora_target_modules.assign(h.lora_target_modules().begin(), h.lora_target_modules().end());
   c.logging_steps = spec.logging_steps();
   c.eval_steps = spec.eval_steps();
   c.save_steps = spec.save_steps();
@@ -205,7 +217,8 @@ absl::StatusOr<std::string> DatasetFile(const ServerConfig& server, const SpecRe
 
 // Fills every unset hyper-parameter from TrainingConfig's defaults; the ranges are core's
 // (checked in NormalizeTrainingJobSpec). What stays here is the server's own rule: max_length
-// within the base model's positions, which only the server knows before training.
+// within the base model's positions and LoRA's layers within its family, which only the
+// server knows before training.
 absl::Status NormalizeHyperparameters(const ModelConfig& base, v1::Hyperparameters* h) {
   const TrainingConfig d;
   if (!h->has_learning_rate()) h->set_learning_rate(d.learning_rate);
@@ -240,6 +253,16 @@ absl::Status NormalizeHyperparameters(const ModelConfig& base, v1::Hyperparamete
   if (h->truncation() == v1::TRUNCATION_POLICY_UNSPECIFIED) h->set_truncation(ToProto(d.truncation));
   if (!h->has_group_by_length()) h->set_group_by_length(d.group_by_length);
   if (!h->has_prefix_sharing()) h->set_prefix_sharing(d.prefix_sharing);
+  if (!h->has_lora_alpha()) h->set_lora_alpha(d.lora_alpha);
+  // The base model's family decides which layers exist (core checks the union of both).
+  const std::vector<std::string> layers = LoraModuleNames(base.family);
+  for (const std::string& name : h->lora_target_modules()) {
+    if (std::find(layers.begin(), layers.end(), name) == layers.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec.hyperparameters.lora_target_modules: ", QuoteForMessage(name),
+          " is not a linear layer of the base model (", absl::StrJoin(layers, ", "), ")"));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -3,6 +3,7 @@
 #include <ostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "client/commands/commands.h"
 #include "client/dataset_upload.h"
 #include "client/job_file.h"
@@ -29,6 +30,10 @@ struct SubmitFlags {
   std::optional<double> eval_fraction;
   std::optional<int64_t> eval_max_pairs, max_train_pairs;
   bool skip_invalid = false;
+  bool gradient_checkpointing = false;
+  std::optional<int64_t> lora_rank;
+  std::optional<double> lora_alpha;
+  std::optional<std::string> lora_target_modules;
   std::optional<std::string> chat_format, data_format, input_rule;
   // model
   std::optional<std::string> name, preset, base_model, from_model, tokenizer_path;
@@ -122,6 +127,14 @@ void AddFlags(FlagParser& flags, SubmitFlags& f) {
                 absl::StrCat("Decoders: the prompt computed once per pair (default ",
                              kDefaults.prefix_sharing ? "true" : "false", ")."));
   flags.AddInt("max-batch-tokens", &f.max_batch_tokens, "N", "Token budget of a micro-batch.");
+  flags.AddBool("gradient-checkpointing", &f.gradient_checkpointing,
+                "Recompute each transformer block in the backward pass (less memory).");
+  flags.AddInt("lora-rank", &f.lora_rank, "N",
+               "LoRA adapters of rank N; backbone frozen, head trained (default 0: off).");
+  flags.AddDouble("lora-alpha", &f.lora_alpha, "F",
+                  absl::StrCat("LoRA scale alpha / rank (default ", kDefaults.lora_alpha, ")."));
+  flags.AddString("lora-target-modules", &f.lora_target_modules, "A,B,...",
+                  "Layers to adapt, e.g. q_proj,v_proj (default: all linear layers).");
   flags.AddInt("seed", &f.seed, "N", absl::StrCat("Seed of everything random (default ", kDefaults.seed, ")."));
   flags.AddSection("Schedule:");
   flags.AddInt("logging-steps", &f.logging_steps, "N",
@@ -221,6 +234,15 @@ bool ApplyFlags(const SubmitFlags& f, TrainingJobSpec& spec, CommandEnv& env) {
   if (f.center_rewards) h->set_center_rewards_coefficient(*f.center_rewards);
   if (f.prefix_sharing) h->set_prefix_sharing(*f.prefix_sharing);
   if (f.max_batch_tokens) h->set_max_batch_tokens(*f.max_batch_tokens);
+  if (f.gradient_checkpointing) h->set_gradient_checkpointing(true);
+  if (f.lora_rank) h->set_lora_rank(static_cast<int32_t>(*f.lora_rank));
+  if (f.lora_alpha) h->set_lora_alpha(*f.lora_alpha);
+  if (f.lora_target_modules) {
+    h->clear_lora_target_modules();
+    for (absl::string_view name : absl::StrSplit(*f.lora_target_modules, ',', absl::SkipEmpty())) {
+      h->add_lora_target_modules(std::string(name));
+    }
+  }
   if (f.seed) h->set_seed(static_cast<uint64_t>(*f.seed));
   if (f.logging_steps) spec.set_logging_steps(static_cast<int32_t>(*f.logging_steps));
   if (f.eval_steps) spec.set_eval_steps(static_cast<int32_t>(*f.eval_steps));

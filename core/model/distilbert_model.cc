@@ -8,6 +8,8 @@
 #include <numeric>
 #include <vector>
 
+#include "core/model/activation_checkpoint.h"
+#include "core/model/lora_linear.h"
 #include "core/model/module_reward_model.h"
 #include "core/model/transformer_modules.h"
 
@@ -46,10 +48,10 @@ TORCH_MODULE(Embeddings);
 struct MultiHeadSelfAttentionImpl : torch::nn::Module {
   explicit MultiHeadSelfAttentionImpl(const ModelConfig& c)
       : num_heads(c.num_heads), head_dim(c.hidden_size / c.num_heads) {
-    q_lin = register_module("q_lin", torch::nn::Linear(c.hidden_size, c.hidden_size));
-    k_lin = register_module("k_lin", torch::nn::Linear(c.hidden_size, c.hidden_size));
-    v_lin = register_module("v_lin", torch::nn::Linear(c.hidden_size, c.hidden_size));
-    out_lin = register_module("out_lin", torch::nn::Linear(c.hidden_size, c.hidden_size));
+    q_lin = register_module("q_lin", LoraLinear(c.hidden_size, c.hidden_size, true));
+    k_lin = register_module("k_lin", LoraLinear(c.hidden_size, c.hidden_size, true));
+    v_lin = register_module("v_lin", LoraLinear(c.hidden_size, c.hidden_size, true));
+    out_lin = register_module("out_lin", LoraLinear(c.hidden_size, c.hidden_size, true));
   }
 
   // key_mask: [batch, 1, 1, seq], true where the key is padding.
@@ -69,17 +71,17 @@ struct MultiHeadSelfAttentionImpl : torch::nn::Module {
   }
 
   int64_t num_heads, head_dim;
-  torch::nn::Linear q_lin{nullptr}, k_lin{nullptr}, v_lin{nullptr}, out_lin{nullptr};
+  LoraLinear q_lin{nullptr}, k_lin{nullptr}, v_lin{nullptr}, out_lin{nullptr};
 };
 TORCH_MODULE(MultiHeadSelfAttention);
 
 struct FeedForwardImpl : torch::nn::Module {
   explicit FeedForwardImpl(const ModelConfig& c) {
-    lin1 = register_module("lin1", torch::nn::Linear(c.hidden_size, c.intermediate_size));
-    lin2 = register_module("lin2", torch::nn::Linear(c.intermediate_size, c.hidden_size));
+    lin1 = register_module("lin1", LoraLinear(c.hidden_size, c.intermediate_size, true));
+    lin2 = register_module("lin2", LoraLinear(c.intermediate_size, c.hidden_size, true));
   }
   torch::Tensor forward(const torch::Tensor& x) { return lin2(torch::gelu(lin1(x))); }
-  torch::nn::Linear lin1{nullptr}, lin2{nullptr};
+  LoraLinear lin1{nullptr}, lin2{nullptr};
 };
 TORCH_MODULE(FeedForward);
 
@@ -106,10 +108,22 @@ struct TransformerImpl : torch::nn::Module {
     for (int64_t i = 0; i < c.num_layers; ++i) layer->push_back(TransformerBlock(c));
   }
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& key_mask) {
-    for (const auto& block : *layer) x = block->as<TransformerBlock>()->forward(x, key_mask);
+    const bool recompute = checkpoint_layers && is_training() && torch::GradMode::is_enabled();
+    for (const auto& module : *layer) {
+      TransformerBlockImpl* block = module->as<TransformerBlock>();
+      if (recompute) {
+        auto run = [block, key_mask](const torch::Tensor& h) {
+          return block->forward(h, key_mask);
+        };
+        x = CheckpointedForward(run, x, block->parameters());
+      } else {
+        x = block->forward(x, key_mask);
+      }
+    }
     return x;
   }
   torch::nn::ModuleList layer{nullptr};
+  bool checkpoint_layers = false;  // RewardModel::set_gradient_checkpointing
 };
 TORCH_MODULE(Transformer);
 
@@ -150,6 +164,10 @@ class DistilBertRewardModel : public ModuleRewardModel<DistilBertReward> {
 
   at::Tensor Forward(const at::Tensor& input_ids, const at::Tensor& attention_mask) override {
     return Head(HiddenStates(input_ids, attention_mask).select(1, 0));
+  }
+
+  void set_gradient_checkpointing(bool enabled) override {
+    net_->distilbert->transformer->checkpoint_layers = enabled;
   }
 
   bool packs_sequences() const override { return true; }
@@ -209,7 +227,7 @@ class DistilBertRewardModel : public ModuleRewardModel<DistilBertReward> {
   }
 
   // `linear`(x), with its int8 weights once QuantizeLinearsToInt8() packed them.
-  at::Tensor Linear(torch::nn::LinearImpl& linear, const at::Tensor& x) {
+  at::Tensor Linear(LoraLinearImpl& linear, const at::Tensor& x) {
     auto packed = int8_.find(&linear);
     if (packed == int8_.end()) return linear.forward(x);
     return packed->second->apply_dynamic(x.contiguous(), /*reduce_range=*/false);
@@ -217,6 +235,10 @@ class DistilBertRewardModel : public ModuleRewardModel<DistilBertReward> {
 
  public:
   absl::Status QuantizeLinearsToInt8() override {
+    if (!LoraAdapterTensors(*this).empty()) {
+      return absl::FailedPreconditionError(
+          "int8 linear layers need a model without LoRA adapters (load the merged export)");
+    }
     // oneDNN is the engine whose int8 GEMM beats float32 on x86 (QNNPACK, the other one
     // Debian's LibTorch has, runs 2–4× slower than float32 there). The engine is chosen at
     // packing time; the packed weights keep it.
@@ -230,7 +252,7 @@ class DistilBertRewardModel : public ModuleRewardModel<DistilBertReward> {
                        .typed<c10::intrusive_ptr<LinearPackedParamsBase>(
                            at::Tensor, c10::optional<at::Tensor>)>();
     torch::NoGradGuard no_grad;
-    auto pack = [&](torch::nn::Linear& linear) {
+    auto pack = [&](LoraLinear& linear) {
       const at::Tensor weight = linear->weight.detach().contiguous();
       // Symmetric per output channel: each row's largest |w| maps to 127.
       const at::Tensor scales =
@@ -253,7 +275,7 @@ class DistilBertRewardModel : public ModuleRewardModel<DistilBertReward> {
   }
 
  private:
-  std::unordered_map<const torch::nn::LinearImpl*, c10::intrusive_ptr<LinearPackedParamsBase>>
+  std::unordered_map<const LoraLinearImpl*, c10::intrusive_ptr<LinearPackedParamsBase>>
       int8_;
 
   at::Tensor Head(const at::Tensor& first_token) {

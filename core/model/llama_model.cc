@@ -10,6 +10,8 @@
 #include <tuple>
 #include <vector>
 
+#include "core/model/activation_checkpoint.h"
+#include "core/model/lora_linear.h"
 #include "core/model/module_reward_model.h"
 #include "core/model/transformer_modules.h"
 
@@ -36,9 +38,8 @@ torch::Tensor RotateHalf(const torch::Tensor& x) {
   return torch::cat({-halves[1], halves[0]}, -1);
 }
 
-torch::nn::Linear MakeLinear(int64_t in, int64_t out, bool bias) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
-}
+// The backbone's projections, which may carry LoRA adapters (lora_linear.h).
+LoraLinear MakeLinear(int64_t in, int64_t out, bool bias) { return LoraLinear(in, out, bias); }
 
 // RoPE inverse frequencies `rope_theta^(-2i/head_dim)`, rescaled as config.rope_scaling says
 // (transformers' _compute_llama3_parameters / _compute_linear_scaling_rope_parameters).
@@ -204,7 +205,7 @@ struct AttentionImpl : torch::nn::Module {
   }
 
   int64_t num_heads, num_kv_heads, head_dim;
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  LoraLinear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   RMSNorm q_norm{nullptr}, k_norm{nullptr};
 };
 TORCH_MODULE(Attention);
@@ -219,7 +220,7 @@ struct MlpImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x) {
     return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
   }
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  LoraLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(Mlp);
 
@@ -279,7 +280,15 @@ struct LlamaImpl : torch::nn::Module {
     auto padding = (attention_mask == 0).view({attention_mask.size(0), 1, 1, seq});
     auto hidden_mask = future.view({1, 1, seq, seq}).logical_or(padding);
     for (const auto& layer : *layers) {
-      x = layer->as<DecoderLayer>()->forward(x, cos, sin, hidden_mask);
+      DecoderLayerImpl* block = layer->as<DecoderLayer>();
+      if (recompute()) {
+        auto run = [block, cos, sin, hidden_mask](const torch::Tensor& h) {
+          return block->forward(h, cos, sin, hidden_mask);
+        };
+        x = CheckpointedForward(run, x, block->parameters());
+      } else {
+        x = block->forward(x, cos, sin, hidden_mask);
+      }
     }
     return norm(x);
   }
@@ -292,14 +301,31 @@ struct LlamaImpl : torch::nn::Module {
     auto freqs = torch::outer(position_ids.to(torch::kFloat32), inv_freq.to(x.device()));
     auto angles = torch::cat({freqs, freqs}, -1);
     auto cos = angles.cos().to(x.scalar_type()), sin = angles.sin().to(x.scalar_type());
+    // The recomputation runs after ForwardShared returns: it gets its own copy of the layout.
+    std::shared_ptr<const SharedLayout> kept;
+    if (recompute()) kept = std::make_shared<const SharedLayout>(layout);
     for (const auto& layer : *layers) {
-      x = layer->as<DecoderLayer>()->forward_shared(x, cos, sin, layout);
+      DecoderLayerImpl* block = layer->as<DecoderLayer>();
+      if (kept) {
+        auto run = [block, cos, sin, kept](const torch::Tensor& h) {
+          return block->forward_shared(h, cos, sin, *kept);
+        };
+        x = CheckpointedForward(run, x, block->parameters());
+      } else {
+        x = block->forward_shared(x, cos, sin, layout);
+      }
     }
     return norm(x);
   }
 
+  // Whether this forward recomputes its blocks in the backward pass (gradient checkpointing).
+  bool recompute() const {
+    return checkpoint_layers && is_training() && torch::GradMode::is_enabled();
+  }
+
   torch::Tensor inv_freq;  // float32, CPU; not a parameter or buffer (stays float32 in bf16)
   int64_t sliding_window;
+  bool checkpoint_layers = false;  // RewardModel::set_gradient_checkpointing
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RMSNorm norm{nullptr};
@@ -343,6 +369,10 @@ class LlamaRewardModel : public ModuleRewardModel<LlamaReward> {
     auto batch_index = torch::arange(input_ids.size(0), last.options());
     auto pooled = hidden.index({batch_index, last});
     return net_->score(pooled).squeeze(-1).to(torch::kFloat32);
+  }
+
+  void set_gradient_checkpointing(bool enabled) override {
+    net_->model->checkpoint_layers = enabled;
   }
 
   bool shares_prefixes() const override { return true; }

@@ -603,6 +603,13 @@ std::vector<std::string> PresetNames() {
   return names;
 }
 
+std::vector<std::string> LoraModuleNames(ModelFamily family) {
+  if (family == ModelFamily::kEncoder) {
+    return {"q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"};
+  }
+  return {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+}
+
 int64_t MaxSequenceLength(const ModelConfig& config) {
   return config.family == ModelFamily::kEncoder ? config.max_position_embeddings : 0;
 }

@@ -119,6 +119,11 @@ absl::StatusOr<ModelConfig> PresetModelConfig(absl::string_view preset, int64_t 
                                               int64_t pad_token_id);
 std::vector<std::string> PresetNames();
 
+// The linear layers of a family's backbone that may take LoRA adapters (core/model/lora.h), by
+// their short names: decoders q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
+// encoders q_lin, k_lin, v_lin, out_lin, lin1, lin2.
+std::vector<std::string> LoraModuleNames(ModelFamily family);
+
 // The one max-length rule. MaxSequenceLength: the longest sequence a forward accepts:
 // max_position_embeddings for encoders (learned positions end there), 0 (no limit) for
 // decoders, whose rotary positions have no table. EffectiveMaxLength: the max_length that

@@ -21,7 +21,9 @@ class ModuleRewardModel : public RewardModel {
   torch::nn::Module& module() override { return *net_; }
   TensorMap StateDict() const override {
     TensorMap out;
-    for (const auto& item : net_->named_parameters()) out.emplace(item.key(), item.value());
+    for (const auto& item : net_->named_parameters()) {
+      if (!IsLoraParameterName(item.key())) out.emplace(item.key(), item.value());
+    }
     return out;
   }
 

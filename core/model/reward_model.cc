@@ -66,6 +66,7 @@ absl::Status MoveTo(RewardModel& model, const ModelOptions& options) {
   RETURN_IF_ERROR(CheckDeviceAvailable(parsed));
   model.module().to(device, dtype);
   model.module().eval();
+  model.set_gradient_checkpointing(options.gradient_checkpointing);
   return absl::OkStatus();
 }
 
@@ -229,6 +230,7 @@ absl::StatusOr<std::unique_ptr<RewardModel>> CreateRewardModel(const ModelConfig
     std::unique_ptr<RewardModel> model = NewRewardModel(config);
     at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
     InitializeParameters(*model, ParameterNames(*model), generator);
+    if (options.lora.rank > 0) RETURN_IF_ERROR(AddLoraAdapters(*model, options.lora, generator));
     RETURN_IF_ERROR(MoveTo(*model, options));
     return model;
   });
@@ -243,6 +245,7 @@ absl::StatusOr<std::unique_ptr<RewardModel>> LoadRewardModel(const std::string& 
     std::unique_ptr<RewardModel> model = NewRewardModel(config);
     at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(options.seed);
     RETURN_IF_ERROR(LoadWeights(*model, std::move(checkpoint), dir, generator));
+    if (options.lora.rank > 0) RETURN_IF_ERROR(AddLoraAdapters(*model, options.lora, generator));
     RETURN_IF_ERROR(MoveTo(*model, options));
     return model;
   });
@@ -256,7 +259,7 @@ absl::Status SaveRewardModel(RewardModel& model, const std::string& dir) {
   }
   return CatchTorchErrors("saving " + dir, [&]() -> absl::Status {
     TensorMap tensors;
-    for (const auto& [name, tensor] : model.StateDict()) {
+    for (const auto& [name, tensor] : MergedStateDict(model)) {
       tensors.emplace(name, tensor.detach().to(torch::kCPU, torch::kFloat32).contiguous());
     }
     const std::filesystem::path path(dir);

@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/model/device.h"
+#include "core/model/lora.h"
 #include "core/model/model_config.h"
 #include "core/model/safetensors.h"
 
@@ -51,6 +52,12 @@ struct ModelOptions {
   // quantized linear); Forward() and training stay float32. Encoders only; InvalidArgument
   // for a decoder, a device other than the CPU or a dtype other than float32.
   bool int8_linear = false;
+  // Training only: each transformer block's activations are recomputed in the backward pass
+  // instead of kept from the forward (RewardModel::set_gradient_checkpointing).
+  bool gradient_checkpointing = false;
+  // Training only: LoRA adapters on the backbone's linear layers, everything but the adapters
+  // and the reward head frozen (core/model/lora.h). rank 0: none.
+  LoraOptions lora;
 };
 
 // One prompt and the continuations that follow it, for RewardModel::ForwardShared(): the
@@ -106,12 +113,20 @@ class RewardModel {
   virtual at::Tensor ForwardShared(const at::Tensor& packed_ids,
                                    const std::vector<SharedPrefixGroup>& groups);
 
+  // Gradient (activation) checkpointing: while the module is in train() mode and grad mode is
+  // on, Forward() and ForwardShared() keep only each transformer block's input and recompute
+  // the block in the backward pass: one more forward per block for activation memory that no
+  // longer grows with the block's intermediates. Values and gradients are those of the plain
+  // forward. Off by default; scoring is unaffected.
+  virtual void set_gradient_checkpointing(bool enabled) = 0;
+
   virtual const ModelConfig& config() const = 0;
 
   // The underlying LibTorch module: parameters for the optimizer, train()/eval().
   virtual torch::nn::Module& module() = 0;
 
-  // Parameters under their Hugging Face names (shared storage, not copies).
+  // Parameters under their Hugging Face names (shared storage, not copies); LoRA adapters,
+  // which have no place in a Hugging Face checkpoint, are left out (LoraAdapterTensors).
   virtual TensorMap StateDict() const = 0;
 };
 
@@ -143,7 +158,8 @@ absl::StatusOr<std::unique_ptr<RewardModel>> LoadRewardModel(const std::string& 
                                                              const ModelOptions& options);
 
 // Writes config.json and model.safetensors (always float32, whatever the model trains in) so
-// that AutoModelForSequenceClassification.from_pretrained(dir) loads the model. Creates `dir`.
+// that AutoModelForSequenceClassification.from_pretrained(dir) loads the model; LoRA adapters
+// are merged into the weights (MergedStateDict). Creates `dir`.
 absl::Status SaveRewardModel(RewardModel& model, const std::string& dir);
 
 }  // namespace verdict

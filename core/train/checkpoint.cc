@@ -27,6 +27,8 @@ namespace fs = std::filesystem;
 
 constexpr char kPrefix[] = "checkpoint-";
 constexpr char kTmpSuffix[] = ".tmp";
+// LoRA adapters (core/model/lora.h) under their own names, beside the merged model.
+constexpr char kAdapterFile[] = "adapter_model.safetensors";
 
 std::string CheckpointName(int64_t step) { return absl::StrFormat("%s%08d", kPrefix, step); }
 
@@ -60,6 +62,14 @@ absl::StatusOr<std::string> WriteCheckpoint(const std::string& run_dir, int64_t 
   std::error_code error;
   fs::remove_all(tmp, error);
   RETURN_IF_ERROR(SaveRewardModel(*contents.model, tmp.string()));
+  // LoRA: the adapters on their own as well (model.safetensors has them merged in).
+  TensorMap adapters;
+  for (const auto& [name, tensor] : LoraAdapterTensors(*contents.model)) {
+    adapters.emplace(name, tensor.detach().to(torch::kCPU, torch::kFloat32).contiguous());
+  }
+  if (!adapters.empty()) {
+    RETURN_IF_ERROR(WriteSafetensors((tmp / kAdapterFile).string(), adapters));
+  }
   RETURN_IF_ERROR(WriteFileAtomically((tmp / "optimizer.pt").string(), contents.optimizer_state));
   nlohmann::json state = {{"step", contents.position.step},
                           {"epoch", contents.position.epoch},
@@ -117,6 +127,21 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> LoadLatestCheckpoint(const std::
   loaded.path = dir.string();
   ASSIGN_OR_RETURN(TensorMap weights, ReadSafetensors((dir / kModelWeightsFile).string()));
   TensorMap params = model.StateDict();
+  TensorMap adapters = LoraAdapterTensors(model);
+  if (!adapters.empty()) {
+    // Frozen weights are the base model's, loaded as the run started; model.safetensors holds
+    // them merged with the adapters, which come from their own file.
+    ASSIGN_OR_RETURN(TensorMap saved, ReadSafetensors((dir / kAdapterFile).string()));
+    torch::NoGradGuard no_grad;
+    for (auto& [name, adapter] : adapters) {
+      auto it = saved.find(name);
+      if (it == saved.end() || it->second.sizes() != adapter.sizes()) {
+        return absl::DataLossError(absl::StrCat(dir.string(), ": adapter \"", name,
+                                                "\" is missing or has another shape"));
+      }
+      adapter.copy_(it->second);
+    }
+  }
   if (weights.size() != params.size()) {
     return absl::DataLossError(absl::StrCat(dir.string(), ": checkpoint holds ", weights.size(),
                                             " tensors, the model has ", params.size()));
@@ -124,6 +149,7 @@ absl::StatusOr<std::optional<LoadedCheckpoint>> LoadLatestCheckpoint(const std::
   {
     torch::NoGradGuard no_grad;
     for (auto& [name, param] : params) {
+      if (!adapters.empty() && !param.requires_grad()) continue;  // frozen (above)
       auto it = weights.find(name);
       if (it == weights.end() || it->second.sizes() != param.sizes()) {
         return absl::DataLossError(absl::StrCat(dir.string(), ": tensor \"", name,

@@ -1,6 +1,8 @@
 // Training checkpoints: `RUN_DIR/checkpoint-<step>/` with the model (model.safetensors +
 // config.json), the optimizer state (optimizer.pt) and where the data loop stands
-// (trainer_state.json).
+// (trainer_state.json). A model with LoRA adapters is saved merged, as a usable model, and its
+// adapters also on their own (adapter_model.safetensors); a resume restores the adapters and
+// the trained parameters, and keeps the frozen ones it loaded from the base model.
 //
 // The run's last checkpoint is written after the final evaluation and records it (RunEnd):
 // a restart after that point neither trains nor evaluates again, and reports nothing twice.

@@ -214,6 +214,10 @@ absl::Status TrainerImpl::PrepareModel() {
   // Master weights stay float32 whatever the compute dtype: bfloat16 runs under autocast.
   options.dtype = Dtype::kFloat32;
   options.seed = config_.seed;
+  options.gradient_checkpointing = config_.gradient_checkpointing;
+  options.lora.rank = config_.lora_rank;
+  options.lora.alpha = config_.lora_alpha;
+  options.lora.target_modules = config_.lora_target_modules;
   if (!config_.base_model_dir.empty()) {
     ASSIGN_OR_RETURN(model_, LoadRewardModel(config_.base_model_dir, options));
   } else {
@@ -230,7 +234,15 @@ absl::Status TrainerImpl::PrepareModel() {
   device_ = ToTorchDevice(config_.device);
   pad_id_ = std::max<int32_t>(0, tokenizer_->special_tokens().pad);
   encoding_ = InputEncodingOf(model_->config(), EncodingOf(config_));
-  for (const auto& p : model_->module().parameters()) summary_.parameters += p.numel();
+  int64_t trainable = 0;
+  for (const auto& p : model_->module().parameters()) {
+    summary_.parameters += p.numel();
+    if (p.requires_grad()) trainable += p.numel();
+  }
+  if (config_.lora_rank > 0) {
+    Log(absl::StrCat("LoRA rank ", config_.lora_rank, ": ", trainable, " of ",
+                     summary_.parameters, " parameters train (adapters and reward head)"));
+  }
   return absl::OkStatus();
 }
 
@@ -446,8 +458,12 @@ void TrainerImpl::BuildOptimizer(const StepPlan& plan) {
   schedule_.warmup_steps = config_.warmup_steps > 0
                                ? config_.warmup_steps
                                : static_cast<int64_t>(std::ceil(config_.warmup_ratio * plan.total_steps));
-  // The parameters are float32 (PrepareModel), so AdamW's moments are too.
-  parameters_ = model_->module().parameters();
+  // The parameters are float32 (PrepareModel), so AdamW's moments are too. Only those that
+  // train: with LoRA, the adapters and the reward head.
+  parameters_.clear();
+  for (const torch::Tensor& p : model_->module().parameters()) {
+    if (p.requires_grad()) parameters_.push_back(p);
+  }
   optimizer_ = std::make_unique<torch::optim::AdamW>(
       parameters_, torch::optim::AdamWOptions(config_.learning_rate)
                        .betas({config_.adam_beta1, config_.adam_beta2})

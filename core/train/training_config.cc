@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/model/model_config.h"
 #include "core/util/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -92,6 +93,24 @@ absl::Status ValidateTrainingSettings(const TrainingConfig& c) {
   if (c.max_batch_tokens != 0) {
     RETURN_IF_ERROR(CheckInt("max_batch_tokens", c.max_batch_tokens, 16, 1000000000));
   }
+  RETURN_IF_ERROR(CheckInt("lora_rank", c.lora_rank, 0, 1024));
+  RETURN_IF_ERROR(CheckDouble("lora_alpha", c.lora_alpha, 0, 10000, true));
+  if (!c.lora_target_modules.empty() && c.lora_rank == 0) {
+    return absl::InvalidArgumentError("lora_target_modules: set, but lora_rank is 0 (LoRA off)");
+  }
+  for (const std::string& name : c.lora_target_modules) {
+    bool known = false;
+    for (ModelFamily family : {ModelFamily::kDecoder, ModelFamily::kEncoder}) {
+      for (const std::string& layer : LoraModuleNames(family)) known = known || layer == name;
+    }
+    if (!known) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "lora_target_modules: \"", name.substr(0, 64),
+          "\" is not a linear layer of a backbone (decoders: ",
+          absl::StrJoin(LoraModuleNames(ModelFamily::kDecoder), ", "), "; encoders: ",
+          absl::StrJoin(LoraModuleNames(ModelFamily::kEncoder), ", "), ")"));
+    }
+  }
   RETURN_IF_ERROR(CheckInt("world_size", c.world_size, 1, 1024));
   RETURN_IF_ERROR(CheckInt("distributed_timeout_seconds", c.distributed_timeout_seconds, 1, 86400));
   if (c.world_size > 1 && c.device.is_cuda()) {
@@ -162,6 +181,10 @@ std::string TrainingConfigToJson(const TrainingConfig& c) {
       {"max_batch_tokens", c.max_batch_tokens},
       {"group_by_length", c.group_by_length},
       {"prefix_sharing", c.prefix_sharing},
+      {"gradient_checkpointing", c.gradient_checkpointing},
+      {"lora_rank", c.lora_rank},
+      {"lora_alpha", c.lora_alpha},
+      {"lora_target_modules", c.lora_target_modules},
       {"logging_steps", c.logging_steps},
       {"eval_steps", c.eval_steps},
       {"save_steps", c.save_steps},
@@ -204,6 +227,17 @@ absl::StatusOr<TrainingConfig> TrainingConfigFromJson(absl::string_view json) {
     return [&out](const nlohmann::json& v) {
       if (!v.is_number()) return false;
       out = v.get<double>();
+      return true;
+    };
+  };
+  auto texts = [](std::vector<std::string>& out) {
+    return [&out](const nlohmann::json& v) {
+      if (!v.is_array()) return false;
+      out.clear();
+      for (const auto& item : v) {
+        if (!item.is_string()) return false;
+        out.push_back(item.get<std::string>());
+      }
       return true;
     };
   };
@@ -265,6 +299,10 @@ absl::StatusOr<TrainingConfig> TrainingConfigFromJson(absl::string_view json) {
       {"max_batch_tokens", integer(c.max_batch_tokens)},
       {"group_by_length", boolean(c.group_by_length)},
       {"prefix_sharing", boolean(c.prefix_sharing)},
+      {"gradient_checkpointing", boolean(c.gradient_checkpointing)},
+      {"lora_rank", integer(c.lora_rank)},
+      {"lora_alpha", number(c.lora_alpha)},
+      {"lora_target_modules", texts(c.lora_target_modules)},
       {"logging_steps", integer(c.logging_steps)},
       {"eval_steps", integer(c.eval_steps)},
       {"save_steps", integer(c.save_steps)},

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -87,6 +88,17 @@ struct TrainingConfig {
   // and rejected begin with computed once (forward and backward), then each response; the
   // loss and gradients are those of the two sequences alone. No effect on encoders.
   bool prefix_sharing = true;
+  // Recompute each transformer block in the backward pass instead of keeping its activations
+  // (RewardModel::set_gradient_checkpointing): about one more forward per step for activation
+  // memory that no longer grows with each block's intermediates. Same gradients.
+  bool gradient_checkpointing = false;
+  // LoRA (core/model/lora.h; PEFT's LoraConfig): adapters of rank lora_rank on the backbone's
+  // linear layers named in lora_target_modules (empty: all of them), scaled by
+  // lora_alpha / lora_rank; the backbone is frozen and the reward head trains in full. The saved
+  // model has the adapters merged in. 0: off, every parameter trains.
+  int64_t lora_rank = 0;
+  double lora_alpha = 16;  // PEFT's default is 8; 16 is TRL's reward-modelling example
+  std::vector<std::string> lora_target_modules;
 
   // --- logging, evaluation, checkpoints
   int64_t logging_steps = 10;

@@ -104,6 +104,13 @@ ABSL_FLAG(int64_t, max_batch_tokens, Defaults().max_batch_tokens, "Token budget 
 ABSL_FLAG(bool, group_by_length, Defaults().group_by_length, "Length-grouped batches.");
 ABSL_FLAG(bool, prefix_sharing, Defaults().prefix_sharing,
           "Decoders: compute the prompt chosen and rejected share once per pair.");
+ABSL_FLAG(bool, gradient_checkpointing, Defaults().gradient_checkpointing,
+          "Recompute each transformer block in the backward pass (less activation memory).");
+ABSL_FLAG(int64_t, lora_rank, Defaults().lora_rank,
+          "LoRA adapters of this rank; the backbone frozen, the head trained (0: off).");
+ABSL_FLAG(double, lora_alpha, Defaults().lora_alpha, "LoRA scale numerator (alpha / rank).");
+ABSL_FLAG(std::vector<std::string>, lora_target_modules, Defaults().lora_target_modules,
+          "Comma-separated layers to adapt (q_proj,v_proj,...; empty: all linear layers).");
 ABSL_FLAG(uint64_t, seed, Defaults().seed, "Seed of everything random (and of the eval split).");
 // Schedule.
 ABSL_FLAG(int64_t, logging_steps, Defaults().logging_steps, "Print metrics every N steps.");
@@ -216,6 +223,10 @@ bool ConfigFromFlags(verdict::TrainingConfig& c) {
   c.max_batch_tokens = absl::GetFlag(FLAGS_max_batch_tokens);
   c.group_by_length = absl::GetFlag(FLAGS_group_by_length);
   c.prefix_sharing = absl::GetFlag(FLAGS_prefix_sharing);
+  c.gradient_checkpointing = absl::GetFlag(FLAGS_gradient_checkpointing);
+  c.lora_rank = absl::GetFlag(FLAGS_lora_rank);
+  c.lora_alpha = absl::GetFlag(FLAGS_lora_alpha);
+  c.lora_target_modules = absl::GetFlag(FLAGS_lora_target_modules);
   c.seed = absl::GetFlag(FLAGS_seed);
   c.split_seed = c.seed;  // as the server does by default
   c.logging_steps = absl::GetFlag(FLAGS_logging_steps);

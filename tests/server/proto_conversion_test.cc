@@ -115,6 +115,9 @@ TEST(ProtoConversionTest, NormalizingFillsEveryDefaultFromCoresTrainingConfig) {
   EXPECT_EQ(*ToCore(spec.dtype()), defaults.dtype);
   EXPECT_EQ(spec.save_steps(), defaults.save_steps);
   EXPECT_EQ(spec.eval().eval_fraction(), defaults.eval_fraction);
+  EXPECT_EQ(h.lora_alpha(), defaults.lora_alpha);
+  EXPECT_EQ(h.lora_rank(), defaults.lora_rank);
+  EXPECT_EQ(h.gradient_checkpointing(), defaults.gradient_checkpointing);
 
   // A normalized spec is a fixed point: normalizing again changes nothing.
   v1::TrainingJobSpec again = spec;
@@ -154,6 +157,11 @@ TEST(ProtoConversionTest, ServerOnlyRulesNameTheirFields) {
   spec.mutable_hyperparameters()->set_max_length(100000);  // encoder-small has 512 positions
   EXPECT_THAT(std::string(NormalizeTrainingJobSpec(TestServer(), NoResolvers(), &spec).message()),
               HasSubstr("spec.hyperparameters.max_length: must be in [8, "));
+  spec = MinimalSpec();  // an encoder preset: q_proj is a decoder's layer
+  spec.mutable_hyperparameters()->set_lora_rank(8);
+  spec.mutable_hyperparameters()->add_lora_target_modules("q_proj");
+  EXPECT_THAT(std::string(NormalizeTrainingJobSpec(TestServer(), NoResolvers(), &spec).message()),
+              StartsWith("spec.hyperparameters.lora_target_modules: \"q_proj\" is not"));
 }
 
 TEST(ProtoConversionTest, ANormalizedSpecBecomesTheTrainerConfig) {
@@ -164,6 +172,11 @@ TEST(ProtoConversionTest, ANormalizedSpecBecomesTheTrainerConfig) {
   spec.mutable_data_options()->set_format(v1::DATA_FORMAT_SHAREGPT);
   spec.set_dtype(v1::DTYPE_BFLOAT16);
   spec.mutable_hyperparameters()->set_prefix_sharing(false);
+  spec.mutable_hyperparameters()->set_gradient_checkpointing(true);
+  spec.mutable_hyperparameters()->set_lora_rank(16);
+  spec.mutable_hyperparameters()->set_lora_alpha(32);
+  spec.mutable_hyperparameters()->add_lora_target_modules("q_lin");
+  spec.mutable_hyperparameters()->add_lora_target_modules("v_lin");
   ASSERT_TRUE(NormalizeTrainingJobSpec(TestServer(), NoResolvers(), &spec).ok());
   absl::StatusOr<TrainingConfig> config =
       ToTrainingConfig(TestServer(), NoResolvers(), spec, "/tmp/run", "/tmp/out");
@@ -174,6 +187,10 @@ TEST(ProtoConversionTest, ANormalizedSpecBecomesTheTrainerConfig) {
   EXPECT_EQ(config->data_format, DataFormat::kShareGpt);
   EXPECT_EQ(config->dtype, Dtype::kBFloat16);
   EXPECT_FALSE(config->prefix_sharing);
+  EXPECT_TRUE(config->gradient_checkpointing);
+  EXPECT_EQ(config->lora_rank, 16);
+  EXPECT_EQ(config->lora_alpha, 32);
+  EXPECT_EQ(config->lora_target_modules, (std::vector<std::string>{"q_lin", "v_lin"}));
   EXPECT_EQ(config->train_path, TestDataPath("synthetic/helpful-concise.jsonl"));
   EXPECT_EQ(config->run_dir, "/tmp/run");
   EXPECT_EQ(config->output_dir, "/tmp/out");

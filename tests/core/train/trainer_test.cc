@@ -129,6 +129,59 @@ TEST(TrainerTest, ResumingFromACheckpointReproducesTheUninterruptedRun) {
   EXPECT_EQ(ListCheckpoints(interrupted.run_dir).size(), 2u);
 }
 
+// LoRA with gradient checkpointing: the same losses as without checkpointing; cancelled and
+// resumed, the run reproduces the uninterrupted one (the checkpoints hold the adapters beside
+// the merged model); the model directory is the merged model, which loads without LoRA.
+TEST(TrainerTest, LoraRunsCheckpointResumeAndSaveTheMergedModel) {
+  ScratchDir scratch;
+  TrainingConfig config = SmallSyntheticRun(scratch);
+  config.max_steps = 8;
+  config.save_steps = 3;
+  config.lora_rank = 4;
+  config.lora_alpha = 8;
+  config.gradient_checkpointing = true;
+
+  TrainingConfig uninterrupted = config;
+  uninterrupted.run_dir = scratch.Path("run-a");
+  uninterrupted.output_dir = scratch.Path("model-a");
+  const auto expected = LossesByStep(uninterrupted);
+  ASSERT_EQ(expected.size(), 8u);
+  int checkpoints = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(uninterrupted.run_dir)) {
+    if (entry.path().filename().string().rfind("checkpoint-", 0) != 0) continue;
+    ++checkpoints;
+    EXPECT_TRUE(std::filesystem::exists(entry.path() / "adapter_model.safetensors")) << entry;
+  }
+  EXPECT_GT(checkpoints, 0);
+
+  TrainingConfig plain = config;
+  plain.gradient_checkpointing = false;
+  plain.run_dir = scratch.Path("run-c");
+  plain.output_dir = scratch.Path("model-c");
+  for (const auto& [step, loss] : LossesByStep(plain)) {
+    EXPECT_NEAR(loss, expected.at(step), 1e-6) << "step " << step;
+  }
+
+  TrainingConfig interrupted = config;
+  interrupted.run_dir = scratch.Path("run-b");
+  interrupted.output_dir = scratch.Path("model-b");
+  LossesByStep(interrupted, /*cancel_after_step=*/4);
+  const auto second_part = LossesByStep(interrupted);
+  ASSERT_EQ(second_part.begin()->first, 5) << "resumed at the wrong step";
+  for (const auto& [step, loss] : second_part) {
+    EXPECT_NEAR(loss, expected.at(step), 1e-6) << "step " << step;
+  }
+
+  auto merged = LoadRewardModel(uninterrupted.output_dir, {});
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  auto resumed = LoadRewardModel(interrupted.output_dir, {});
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  for (const auto& [name, tensor] : (*merged)->StateDict()) {
+    EXPECT_LE((tensor - (*resumed)->StateDict().at(name)).abs().max().item<double>(), 1e-6)
+        << name;
+  }
+}
+
 // A run restarted on the run directory of a finished run (a crash after the final eval, before
 // the caller recorded the result) neither trains nor evaluates again: the last checkpoint is
 // written after the final eval and records it. Old code: it evaluated and reported it again.

@@ -47,6 +47,10 @@ TEST(TrainingConfigTest, DefaultsAreTheDocumentedServerDefaults) {
   EXPECT_EQ(c.truncation, TruncationPolicy::kTruncate);
   EXPECT_TRUE(c.group_by_length);
   EXPECT_TRUE(c.prefix_sharing);
+  EXPECT_FALSE(c.gradient_checkpointing);
+  EXPECT_EQ(c.lora_rank, 0);
+  EXPECT_EQ(c.lora_alpha, 16);
+  EXPECT_TRUE(c.lora_target_modules.empty());
   EXPECT_EQ(c.logging_steps, 10);
   EXPECT_EQ(c.eval_steps, 0);
   EXPECT_EQ(c.save_steps, 500);
@@ -89,6 +93,13 @@ TEST(TrainingConfigTest, EveryRangeErrorStartsWithTheFieldName) {
          c.device = Device{DeviceKind::kCuda, 0};
        }},
       {"distributed_timeout_seconds", [](auto& c) { c.distributed_timeout_seconds = 0; }},
+      {"lora_rank", [](auto& c) { c.lora_rank = 1025; }},
+      {"lora_alpha", [](auto& c) { c.lora_alpha = 0; }},
+      {"lora_target_modules", [](auto& c) {
+         c.lora_rank = 8;
+         c.lora_target_modules = {"q_proj", "qkv"};
+       }},
+      {"lora_target_modules", [](auto& c) { c.lora_target_modules = {"q_proj"}; }},  // rank 0
       {"preset", [](auto& c) { c.preset = "encoder-huge"; }},
       {"train_path", [](auto& c) { c.train_path.clear(); }},
   };
@@ -153,6 +164,10 @@ TEST(TrainingConfigTest, JsonReadsBackWhatItWrote) {
   config.overlap_allreduce = false;
   config.group_by_length = false;
   config.prefix_sharing = false;
+  config.gradient_checkpointing = true;
+  config.lora_rank = 8;
+  config.lora_alpha = 32;
+  config.lora_target_modules = {"q_proj", "v_proj"};
   absl::StatusOr<TrainingConfig> read = TrainingConfigFromJson(TrainingConfigToJson(config));
   ASSERT_TRUE(read.ok()) << read.status();
   EXPECT_TRUE(read->run_dir.empty());
