@@ -16,6 +16,19 @@ absl::Status BadValue(absl::string_view name, absl::string_view expected, absl::
       absl::StrCat("--", name, ": expected ", expected, ", got '", value, "'"));
 }
 
+// "true", "1", "yes" or "false", "0", "no", in any case.
+absl::Status ParseBool(absl::string_view name, absl::string_view value, bool* out) {
+  const std::string lower = absl::AsciiStrToLower(value);
+  if (lower == "true" || lower == "1" || lower == "yes") {
+    *out = true;
+  } else if (lower == "false" || lower == "0" || lower == "no") {
+    *out = false;
+  } else {
+    return BadValue(name, "true or false", value);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 FlagParser::FlagParser(std::string usage, std::string description)
@@ -92,32 +105,17 @@ void FlagParser::AddDouble(std::string name, double* out, std::string value_name
 
 void FlagParser::AddBool(std::string name, bool* out, std::string help) {
   Add({name, "", std::move(help),
-       [out, name](absl::string_view v) {
-         const std::string lower = absl::AsciiStrToLower(v);
-         if (lower == "true" || lower == "1" || lower == "yes") {
-           *out = true;
-         } else if (lower == "false" || lower == "0" || lower == "no") {
-           *out = false;
-         } else {
-           return BadValue(name, "true or false", v);
-         }
-         return absl::OkStatus();
-       },
+       [out, name](absl::string_view v) { return ParseBool(name, v, out); },
        [out](bool v) { *out = v; }});
 }
 
 void FlagParser::AddBool(std::string name, std::optional<bool>* out, std::string help) {
   Add({name, "", std::move(help),
        [out, name](absl::string_view v) {
-         const std::string lower = absl::AsciiStrToLower(v);
-         if (lower == "true" || lower == "1" || lower == "yes") {
-           *out = true;
-         } else if (lower == "false" || lower == "0" || lower == "no") {
-           *out = false;
-         } else {
-           return BadValue(name, "true or false", v);
-         }
-         return absl::OkStatus();
+         bool value = false;
+         absl::Status status = ParseBool(name, v, &value);
+         if (status.ok()) *out = value;
+         return status;
        },
        [out](bool v) { *out = v; }});
 }
