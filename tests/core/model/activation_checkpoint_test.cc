@@ -18,31 +18,16 @@
 #include "core/model/reward_model.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/core/model/golden_fixtures.h"
 #include "tests/testing/test_paths.h"
 
 namespace verdict {
 namespace {
 
 using ::verdict::testing::TestDataPath;
-
-nlohmann::json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
-
-torch::Tensor ToTensor(const nlohmann::json& rows) {
-  std::vector<int64_t> flat;
-  for (const auto& row : rows) {
-    for (const auto& v : row) flat.push_back(v.get<int64_t>());
-  }
-  return torch::tensor(flat, torch::kLong).view({static_cast<int64_t>(rows.size()), -1});
-}
-
-std::unique_ptr<RewardModel> LoadOrDie(const std::string& dir) {
-  auto model = LoadRewardModel(dir, ModelOptions{});
-  EXPECT_TRUE(model.ok()) << model.status();
-  return model.ok() ? std::move(model).value() : nullptr;
-}
+using ::verdict::testing::ReadJson;
+using ::verdict::testing::ToTensor;
+using ::verdict::testing::LoadOrDie;
 
 // A Bradley–Terry-like loss over every golden batch (rows paired as first half vs second
 // half), its value and every parameter's gradient.

@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/core/model/golden_fixtures.h"
 #include "tests/testing/test_paths.h"
 
 namespace verdict {
@@ -22,25 +23,9 @@ namespace {
 using ::testing::HasSubstr;
 using ::verdict::testing::ScratchDir;
 using ::verdict::testing::TestDataPath;
-
-nlohmann::json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
-
-torch::Tensor ToTensor(const nlohmann::json& rows) {
-  std::vector<int64_t> flat;
-  for (const auto& row : rows) {
-    for (const auto& v : row) flat.push_back(v.get<int64_t>());
-  }
-  return torch::tensor(flat, torch::kLong).view({static_cast<int64_t>(rows.size()), -1});
-}
-
-std::unique_ptr<RewardModel> LoadOrDie(const std::string& dir, const ModelOptions& options = {}) {
-  auto model = LoadRewardModel(dir, options);
-  EXPECT_TRUE(model.ok()) << model.status();
-  return model.ok() ? std::move(model).value() : nullptr;
-}
+using ::verdict::testing::ReadJson;
+using ::verdict::testing::ToTensor;
+using ::verdict::testing::LoadOrDie;
 
 torch::Tensor GoldenRewards(RewardModel& model, const nlohmann::json& cases) {
   torch::NoGradGuard no_grad;

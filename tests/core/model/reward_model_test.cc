@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/core/model/golden_fixtures.h"
 #include "tests/testing/test_paths.h"
 
 namespace verdict {
@@ -24,26 +25,9 @@ namespace {
 using ::testing::HasSubstr;
 using ::verdict::testing::ScratchDir;
 using ::verdict::testing::TestDataPath;
-
-nlohmann::json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
-
-torch::Tensor ToTensor(const nlohmann::json& rows) {
-  std::vector<int64_t> flat;
-  for (const auto& row : rows) {
-    for (const auto& v : row) flat.push_back(v.get<int64_t>());
-  }
-  const auto batch = static_cast<int64_t>(rows.size());
-  return torch::tensor(flat, torch::kLong).view({batch, -1});
-}
-
-std::unique_ptr<RewardModel> LoadOrDie(const std::string& dir, ModelOptions options = {}) {
-  auto model = LoadRewardModel(dir, options);
-  EXPECT_TRUE(model.ok()) << model.status();
-  return model.ok() ? std::move(model).value() : nullptr;
-}
+using ::verdict::testing::ReadJson;
+using ::verdict::testing::ToTensor;
+using ::verdict::testing::LoadOrDie;
 
 // Copies a golden model into a scratch directory with its tensors edited by `edit` (defined
 // below).

@@ -17,17 +17,14 @@
 #include "core/model/reward_model.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/core/model/golden_fixtures.h"
 #include "tests/testing/test_paths.h"
 
 namespace verdict {
 namespace {
 
 using ::verdict::testing::TestDataPath;
-
-nlohmann::json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  return nlohmann::json::parse(in);
-}
+using ::verdict::testing::ReadJson;
 
 std::vector<int64_t> RowOf(const nlohmann::json& row, int64_t length) {
   std::vector<int64_t> out;
