@@ -24,6 +24,7 @@ struct RMSNormImpl : torch::nn::Module {
   }
   // Normalises in float32 whatever the parameter dtype, as Hugging Face does.
   torch::Tensor forward(const torch::Tensor& x) {
+    RECORD_USER_SCOPE("llama.norm");
     auto x32 = x.to(torch::kFloat32);
     auto normed = x32 * torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
     return weight * normed.to(x.scalar_type());
@@ -119,31 +120,46 @@ struct AttentionImpl : torch::nn::Module {
   // see a key.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& hidden_mask) {
+    RECORD_USER_SCOPE("llama.attention");
     const int64_t batch = x.size(0), seq = x.size(1);
-    auto q = q_proj(x).view({batch, seq, num_heads, head_dim});
-    auto k = k_proj(x).view({batch, seq, num_kv_heads, head_dim});
-    auto v = v_proj(x).view({batch, seq, num_kv_heads, head_dim}).transpose(1, 2);
-    // Qwen3: each head's query and key normalised over head_dim, before the rotation.
-    if (q_norm) {
-      q = q_norm(q);
-      k = k_norm(k);
+    torch::Tensor q, k, v, context;
+    {
+      RECORD_USER_SCOPE("llama.attention.qkv_proj");
+      q = q_proj(x).view({batch, seq, num_heads, head_dim});
+      k = k_proj(x).view({batch, seq, num_kv_heads, head_dim});
+      v = v_proj(x).view({batch, seq, num_kv_heads, head_dim}).transpose(1, 2);
+      // Qwen3: each head's query and key normalised over head_dim, before the rotation.
+      if (q_norm) {
+        q = q_norm(q);
+        k = k_norm(k);
+      }
     }
-    q = q.transpose(1, 2);
-    k = k.transpose(1, 2);
-    q = q * cos + RotateHalf(q) * sin;
-    k = k * cos + RotateHalf(k) * sin;
-    if (num_kv_heads != num_heads) {
-      // Query head h reads key-value head h / (num_heads / num_kv_heads).
-      const int64_t group = num_heads / num_kv_heads;
-      k = k.repeat_interleave(group, 1);
-      v = v.repeat_interleave(group, 1);
+    {
+      RECORD_USER_SCOPE("llama.attention.rotary");
+      q = q.transpose(1, 2);
+      k = k.transpose(1, 2);
+      q = q * cos + RotateHalf(q) * sin;
+      k = k * cos + RotateHalf(k) * sin;
     }
-    auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_dim));
-    scores = scores.to(torch::kFloat32)
-                 .masked_fill(hidden_mask, -std::numeric_limits<float>::infinity());
-    auto weights = torch::softmax(scores, -1).to(v.scalar_type());
-    auto context = torch::matmul(weights, v).transpose(1, 2).reshape({batch, seq, -1});
-    return o_proj(context);
+    {
+      RECORD_USER_SCOPE("llama.attention.core");
+      if (num_kv_heads != num_heads) {
+        // Query head h reads key-value head h / (num_heads / num_kv_heads).
+        const int64_t group = num_heads / num_kv_heads;
+        k = k.repeat_interleave(group, 1);
+        v = v.repeat_interleave(group, 1);
+      }
+      auto scores =
+          torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_dim));
+      scores = scores.to(torch::kFloat32)
+                   .masked_fill(hidden_mask, -std::numeric_limits<float>::infinity());
+      auto weights = torch::softmax(scores, -1).to(v.scalar_type());
+      context = torch::matmul(weights, v).transpose(1, 2).reshape({batch, seq, -1});
+    }
+    {
+      RECORD_USER_SCOPE("llama.attention.o_proj");
+      return o_proj(context);
+    }
   }
 
   // The same attention over a shared-prefix layout: x is [total, hidden], cos and sin
@@ -218,6 +234,7 @@ struct MlpImpl : torch::nn::Module {
     down_proj = register_module("down_proj", MakeLinear(c.intermediate_size, c.hidden_size, bias));
   }
   torch::Tensor forward(const torch::Tensor& x) {
+    RECORD_USER_SCOPE("llama.mlp");
     return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
   }
   LoraLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
@@ -264,21 +281,31 @@ struct LlamaImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
     const int64_t seq = input_ids.size(1);
     auto x = embed_tokens(input_ids);
-    // Rotary tables in float32 (then the activations' dtype), rotate-half form.
-    auto float_options = torch::TensorOptions().dtype(torch::kFloat32).device(x.device());
-    auto freqs = torch::outer(torch::arange(seq, float_options), inv_freq.to(x.device()));
-    auto angles = torch::cat({freqs, freqs}, -1);
-    auto cos = angles.cos().to(x.scalar_type()), sin = angles.sin().to(x.scalar_type());
-    // A key is hidden from a query if it lies in the future or is padding.
-    auto future = torch::ones({seq, seq}, torch::TensorOptions().dtype(torch::kBool).device(x.device()))
-                      .triu(1);
-    // Mistral's window: query t sees keys t - window + 1 .. t.
-    if (sliding_window > 0) {
-      auto position = torch::arange(seq, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
-      future = future.logical_or(position.view({seq, 1}) - position.view({1, seq}) >= sliding_window);
+    torch::Tensor cos, sin, hidden_mask;
+    {
+      RECORD_USER_SCOPE("llama.rope_tables");
+      // Rotary tables in float32 (then the activations' dtype), rotate-half form.
+      auto float_options = torch::TensorOptions().dtype(torch::kFloat32).device(x.device());
+      auto freqs = torch::outer(torch::arange(seq, float_options), inv_freq.to(x.device()));
+      auto angles = torch::cat({freqs, freqs}, -1);
+      cos = angles.cos().to(x.scalar_type());
+      sin = angles.sin().to(x.scalar_type());
     }
-    auto padding = (attention_mask == 0).view({attention_mask.size(0), 1, 1, seq});
-    auto hidden_mask = future.view({1, 1, seq, seq}).logical_or(padding);
+    {
+      RECORD_USER_SCOPE("llama.mask");
+      // A key is hidden from a query if it lies in the future or is padding.
+      const auto bool_options = torch::TensorOptions().dtype(torch::kBool).device(x.device());
+      auto future = torch::ones({seq, seq}, bool_options).triu(1);
+      // Mistral's window: query t sees keys t - window + 1 .. t.
+      if (sliding_window > 0) {
+        auto position =
+            torch::arange(seq, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
+        future = future.logical_or(position.view({seq, 1}) - position.view({1, seq}) >=
+                                   sliding_window);
+      }
+      auto padding = (attention_mask == 0).view({attention_mask.size(0), 1, 1, seq});
+      hidden_mask = future.view({1, 1, seq, seq}).logical_or(padding);
+    }
     for (const auto& layer : *layers) {
       DecoderLayerImpl* block = layer->as<DecoderLayer>();
       if (recompute()) {
