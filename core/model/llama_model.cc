@@ -3,9 +3,12 @@
 // parameter names match their state dicts. One implementation; the families differ only in
 // ModelConfig switches: q/k/v and o biases, MLP biases, per-head q/k norms (Qwen3), RoPE
 // frequency scaling (Llama 3, linear) and a sliding attention window (Mistral).
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <numeric>
 #include <tuple>
 #include <vector>
@@ -34,13 +37,73 @@ struct RMSNormImpl : torch::nn::Module {
 };
 TORCH_MODULE(RMSNorm);
 
-torch::Tensor RotateHalf(const torch::Tensor& x) {
-  auto halves = x.chunk(2, -1);
-  return torch::cat({-halves[1], halves[0]}, -1);
+// RoPE in rotate-half form, x * cos + rotate_half(x) * sin with rotate_half([x1, x2]) =
+// [-x2, x1], computed as x * cos + [x2, x1] * signed_sin where signed_sin = [-sin, sin]
+// (RopeTables): the same products, one flip where a negation and a concatenation were.
+torch::Tensor Rotate(const torch::Tensor& x, const torch::Tensor& cos,
+                     const torch::Tensor& signed_sin) {
+  std::vector<int64_t> halves = x.sizes().vec();
+  const int64_t head_dim = halves.back();
+  halves.back() = 2;
+  halves.push_back(head_dim / 2);
+  auto swapped = x.view(halves).flip({-2}).view(x.sizes());
+  return torch::addcmul(x * cos, swapped, signed_sin);
 }
+
+// The rotary tables one forward uses, [positions, 1, head_dim] (broadcast over heads): cos and
+// signed sin for keys, and the queries' own, scaled by 1 / sqrt(head_dim) so that the
+// attention scores need no division.
+struct Rope {
+  torch::Tensor cos, sin, query_cos, query_sin;
+
+  Rope Narrow(int64_t length) const {
+    return {cos.narrow(0, 0, length), sin.narrow(0, 0, length), query_cos.narrow(0, 0, length),
+            query_sin.narrow(0, 0, length)};
+  }
+  Rope Select(const torch::Tensor& positions) const {
+    return {cos.index_select(0, positions), sin.index_select(0, positions),
+            query_cos.index_select(0, positions), query_sin.index_select(0, positions)};
+  }
+};
 
 // The backbone's projections, which may carry LoRA adapters (lora_linear.h).
 LoraLinear MakeLinear(int64_t in, int64_t out, bool bias) { return LoraLinear(in, out, bias); }
+
+// `layers` applied to x in one matmul (their weights and biases concatenated per call, so that
+// gradients still reach each layer's own Hugging Face parameters), split back into one output
+// per layer. Adapters' terms are added to the fused output (zeros for a layer without one),
+// so the outputs keep one memory layout with or without adapters: kernels whose rounding
+// depends on the layout (silu's vectorised loop and its scalar tail) then give bit-identical
+// results for a fresh adapter, whose term is 0.
+std::vector<torch::Tensor> FusedLinear(const torch::Tensor& x,
+                                       const std::vector<LoraLinearImpl*>& layers) {
+  std::vector<torch::Tensor> weights, biases;
+  std::vector<int64_t> sizes;
+  bool adapters = false;
+  for (LoraLinearImpl* layer : layers) {
+    weights.push_back(layer->weight);
+    if (layer->bias.defined()) biases.push_back(layer->bias);
+    sizes.push_back(layer->out_features);
+    adapters = adapters || layer->has_adapter();
+  }
+  auto fused = torch::nn::functional::linear(
+      x, torch::cat(weights),
+      biases.size() == layers.size() ? torch::cat(biases) : torch::Tensor());
+  if (adapters) {
+    std::vector<torch::Tensor> terms;
+    for (LoraLinearImpl* layer : layers) {
+      if (layer->has_adapter()) {
+        terms.push_back(layer->AdapterDelta(x).to(fused.scalar_type()));
+      } else {
+        std::vector<int64_t> shape = fused.sizes().vec();
+        shape.back() = layer->out_features;
+        terms.push_back(torch::zeros(shape, fused.options()));
+      }
+    }
+    fused = fused + torch::cat(terms, -1);
+  }
+  return fused.split_with_sizes(sizes, -1);
+}
 
 // RoPE inverse frequencies `rope_theta^(-2i/head_dim)`, rescaled as config.rope_scaling says
 // (transformers' _compute_llama3_parameters / _compute_linear_scaling_rope_parameters).
@@ -69,6 +132,48 @@ torch::Tensor InverseFrequencies(const ModelConfig& c) {
   }
   return torch::tensor(out, torch::kFloat32);
 }
+
+// Rope tables for positions 0..n-1, built once per (device, dtype) and grown (doubling) when a
+// longer sequence comes; each position's values do not depend on n, so a forward gets the
+// numbers it would have computed itself. Thread-safe (forwards run on several threads).
+class RopeTables {
+ public:
+  RopeTables(torch::Tensor inv_freq, int64_t head_dim)
+      : inv_freq_(std::move(inv_freq)), head_dim_(head_dim) {}
+
+  Rope Get(int64_t length, const c10::Device& device, c10::ScalarType dtype) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Rope& rope = tables_[{device.str(), dtype}];
+    const int64_t have = rope.cos.defined() ? rope.cos.size(0) : 0;
+    if (have < length) rope = Build(std::max<int64_t>(length, 2 * have), device, dtype);
+    return rope.Narrow(length);
+  }
+
+ private:
+  Rope Build(int64_t length, const c10::Device& device, c10::ScalarType dtype) const {
+    // Ordinary tensors even when the first forward runs under inference mode: training
+    // saves them for the backward pass.
+    c10::InferenceMode not_inference(false);
+    // Angles in float32, then cos and sin in the activations' dtype, as Hugging Face does.
+    auto float_options = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+    auto freqs =
+        torch::arange(length, float_options).unsqueeze(1) * inv_freq_.to(device).unsqueeze(0);
+    auto angles = torch::cat({freqs, freqs}, -1);
+    auto cos = angles.cos().to(dtype);
+    auto sin = angles.sin().to(dtype);
+    auto signed_sin = torch::cat({-sin.narrow(1, 0, head_dim_ / 2),
+                                  sin.narrow(1, head_dim_ / 2, head_dim_ / 2)},
+                                 1);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim_));
+    return {cos.unsqueeze(1), signed_sin.unsqueeze(1), (cos * scale).unsqueeze(1),
+            (signed_sin * scale).unsqueeze(1)};
+  }
+
+  const torch::Tensor inv_freq_;  // float32, CPU
+  const int64_t head_dim_;
+  std::mutex mu_;
+  std::map<std::pair<std::string, c10::ScalarType>, Rope> tables_;
+};
 
 // Where each group of ForwardShared's packed tokens lies, and the masks its attention needs
 // (built once per forward, shared by the layers).
@@ -116,18 +221,25 @@ struct AttentionImpl : torch::nn::Module {
     }
   }
 
-  // cos, sin: [seq, head_dim]; hidden_mask: [batch, 1, seq, seq], true where a query may not
-  // see a key.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+  // q, k, v projections ([..., heads × head_dim] each) in one matmul.
+  std::vector<torch::Tensor> ProjectQkv(const torch::Tensor& x) {
+    return FusedLinear(x, {q_proj.get(), k_proj.get(), v_proj.get()});
+  }
+
+  // rope: [seq, 1, head_dim] tables; hidden_mask: [batch, 1, seq, seq], true where a query
+  // may not see a key. Grouped-query heads read their key-value head by reshaping the queries
+  // to [batch, kv_heads, group × seq, head_dim], so keys and values are never repeated.
+  torch::Tensor forward(const torch::Tensor& x, const Rope& rope,
                         const torch::Tensor& hidden_mask) {
     RECORD_USER_SCOPE("llama.attention");
-    const int64_t batch = x.size(0), seq = x.size(1);
+    const int64_t batch = x.size(0), seq = x.size(1), group = num_heads / num_kv_heads;
     torch::Tensor q, k, v, context;
     {
       RECORD_USER_SCOPE("llama.attention.qkv_proj");
-      q = q_proj(x).view({batch, seq, num_heads, head_dim});
-      k = k_proj(x).view({batch, seq, num_kv_heads, head_dim});
-      v = v_proj(x).view({batch, seq, num_kv_heads, head_dim}).transpose(1, 2);
+      std::vector<torch::Tensor> qkv = ProjectQkv(x);
+      q = qkv[0].view({batch, seq, num_heads, head_dim});
+      k = qkv[1].view({batch, seq, num_kv_heads, head_dim});
+      v = qkv[2].view({batch, seq, num_kv_heads, head_dim});
       // Qwen3: each head's query and key normalised over head_dim, before the rotation.
       if (q_norm) {
         q = q_norm(q);
@@ -136,25 +248,26 @@ struct AttentionImpl : torch::nn::Module {
     }
     {
       RECORD_USER_SCOPE("llama.attention.rotary");
-      q = q.transpose(1, 2);
-      k = k.transpose(1, 2);
-      q = q * cos + RotateHalf(q) * sin;
-      k = k * cos + RotateHalf(k) * sin;
+      q = Rotate(q, rope.query_cos, rope.query_sin);  // scaled by 1 / sqrt(head_dim)
+      k = Rotate(k, rope.cos, rope.sin);
     }
     {
       RECORD_USER_SCOPE("llama.attention.core");
-      if (num_kv_heads != num_heads) {
-        // Query head h reads key-value head h / (num_heads / num_kv_heads).
-        const int64_t group = num_heads / num_kv_heads;
-        k = k.repeat_interleave(group, 1);
-        v = v.repeat_interleave(group, 1);
-      }
-      auto scores =
-          torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_dim));
-      scores = scores.to(torch::kFloat32)
-                   .masked_fill(hidden_mask, -std::numeric_limits<float>::infinity());
+      // [batch, seq, kv, group, d] -> [batch, kv, group × seq, d]; query head h is
+      // kv * group + g, reading key-value head h / group as Hugging Face's repeat_kv does.
+      auto queries = q.view({batch, seq, num_kv_heads, group, head_dim})
+                         .permute({0, 2, 3, 1, 4})
+                         .reshape({batch, num_kv_heads, group * seq, head_dim});
+      auto scores = torch::matmul(queries, k.permute({0, 2, 3, 1}))  // [b, kv, g × seq, seq]
+                        .view({batch, num_kv_heads, group, seq, seq});
+      if (scores.scalar_type() != torch::kFloat32) scores = scores.to(torch::kFloat32);
+      scores.masked_fill_(hidden_mask.unsqueeze(1), -std::numeric_limits<float>::infinity());
       auto weights = torch::softmax(scores, -1).to(v.scalar_type());
-      context = torch::matmul(weights, v).transpose(1, 2).reshape({batch, seq, -1});
+      context = torch::matmul(weights.view({batch, num_kv_heads, group * seq, seq}),
+                              v.transpose(1, 2))                     // [b, kv, g × seq, d]
+                    .view({batch, num_kv_heads, group, seq, head_dim})
+                    .permute({0, 3, 1, 2, 4})
+                    .reshape({batch, seq, num_heads * head_dim});
     }
     {
       RECORD_USER_SCOPE("llama.attention.o_proj");
@@ -168,27 +281,27 @@ struct AttentionImpl : torch::nn::Module {
   // is the causal mask shifted by the prompt's length. Grouped-query heads read their
   // key-value head by reshaping the queries ([kv_heads, group × tokens, head_dim]) rather
   // than copying keys and values per query head.
-  torch::Tensor forward_shared(const torch::Tensor& x, const torch::Tensor& cos,
-                               const torch::Tensor& sin, const SharedLayout& layout) {
+  torch::Tensor forward_shared(const torch::Tensor& x, const Rope& rope,
+                               const SharedLayout& layout) {
     const int64_t total = x.size(0), group = num_heads / num_kv_heads;
-    auto q = q_proj(x).view({total, num_heads, head_dim});
-    auto k = k_proj(x).view({total, num_kv_heads, head_dim});
-    auto v = v_proj(x).view({total, num_kv_heads, head_dim}).transpose(0, 1);
+    std::vector<torch::Tensor> qkv = ProjectQkv(x);
+    auto q = qkv[0].view({total, num_heads, head_dim});
+    auto k = qkv[1].view({total, num_kv_heads, head_dim});
+    auto v = qkv[2].view({total, num_kv_heads, head_dim}).transpose(0, 1);
     if (q_norm) {
       q = q_norm(q);
       k = k_norm(k);
     }
-    const auto cos3 = cos.unsqueeze(1), sin3 = sin.unsqueeze(1);
-    q = (q * cos3 + RotateHalf(q) * sin3).transpose(0, 1).contiguous();  // [heads, total, d]
-    k = (k * cos3 + RotateHalf(k) * sin3).transpose(0, 1);               // [kv, total, d]
-    const double scale = std::sqrt(static_cast<double>(head_dim));
+    // Queries scaled by 1 / sqrt(head_dim) through their tables.
+    q = Rotate(q, rope.query_cos, rope.query_sin).transpose(0, 1).contiguous();  // [heads, total, d]
+    k = Rotate(k, rope.cos, rope.sin).transpose(0, 1);                           // [kv, total, d]
     // Queries [offset, offset + length) against `keys`, `values` ([kv, keys, d]), of which
     // key j is hidden from query i when j > i + shift (or outside the sliding window).
     auto attend = [&](int64_t offset, int64_t length, const torch::Tensor& keys,
                       const torch::Tensor& values, int64_t shift) {
       const int64_t key_count = keys.size(1);
       auto queries = q.narrow(1, offset, length).reshape({num_kv_heads, group * length, head_dim});
-      auto scores = (torch::matmul(queries, keys.transpose(-1, -2)) / scale)
+      auto scores = torch::matmul(queries, keys.transpose(-1, -2))
                         .view({num_kv_heads, group, length, key_count})
                         .to(torch::kFloat32)
                         .masked_fill(layout.HiddenKeys(length, key_count, shift, x.device()),
@@ -233,9 +346,11 @@ struct MlpImpl : torch::nn::Module {
     up_proj = register_module("up_proj", MakeLinear(c.hidden_size, c.intermediate_size, bias));
     down_proj = register_module("down_proj", MakeLinear(c.intermediate_size, c.hidden_size, bias));
   }
+  // gate_proj and up_proj in one matmul (FusedLinear).
   torch::Tensor forward(const torch::Tensor& x) {
     RECORD_USER_SCOPE("llama.mlp");
-    return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+    std::vector<torch::Tensor> gate_up = FusedLinear(x, {gate_proj.get(), up_proj.get()});
+    return down_proj(torch::silu(gate_up[0]) * gate_up[1]);
   }
   LoraLinear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
@@ -249,14 +364,12 @@ struct DecoderLayerImpl : torch::nn::Module {
     post_attention_layernorm =
         register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.norm_eps));
   }
-  torch::Tensor forward(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
-                        const torch::Tensor& hidden_mask) {
-    x = x + self_attn(input_layernorm(x), cos, sin, hidden_mask);
+  torch::Tensor forward(torch::Tensor x, const Rope& rope, const torch::Tensor& hidden_mask) {
+    x = x + self_attn(input_layernorm(x), rope, hidden_mask);
     return x + mlp(post_attention_layernorm(x));
   }
-  torch::Tensor forward_shared(torch::Tensor x, const torch::Tensor& cos, const torch::Tensor& sin,
-                               const SharedLayout& layout) {
-    x = x + self_attn->forward_shared(input_layernorm(x), cos, sin, layout);
+  torch::Tensor forward_shared(torch::Tensor x, const Rope& rope, const SharedLayout& layout) {
+    x = x + self_attn->forward_shared(input_layernorm(x), rope, layout);
     return x + mlp(post_attention_layernorm(x));
   }
   Attention self_attn{nullptr};
@@ -267,7 +380,8 @@ TORCH_MODULE(DecoderLayer);
 
 struct LlamaImpl : torch::nn::Module {
   explicit LlamaImpl(const ModelConfig& c)
-      : inv_freq(InverseFrequencies(c)), sliding_window(c.sliding_window) {
+      : rope_tables(std::make_shared<RopeTables>(InverseFrequencies(c), c.head_dim)),
+        sliding_window(c.sliding_window) {
     auto embed_options = torch::nn::EmbeddingOptions(c.vocab_size, c.hidden_size);
     if (c.pad_token_id >= 0 && c.pad_token_id < c.vocab_size) {
       embed_options.padding_idx(c.pad_token_id);
@@ -281,15 +395,11 @@ struct LlamaImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask) {
     const int64_t seq = input_ids.size(1);
     auto x = embed_tokens(input_ids);
-    torch::Tensor cos, sin, hidden_mask;
+    Rope rope;
+    torch::Tensor hidden_mask;
     {
       RECORD_USER_SCOPE("llama.rope_tables");
-      // Rotary tables in float32 (then the activations' dtype), rotate-half form.
-      auto float_options = torch::TensorOptions().dtype(torch::kFloat32).device(x.device());
-      auto freqs = torch::outer(torch::arange(seq, float_options), inv_freq.to(x.device()));
-      auto angles = torch::cat({freqs, freqs}, -1);
-      cos = angles.cos().to(x.scalar_type());
-      sin = angles.sin().to(x.scalar_type());
+      rope = rope_tables->Get(seq, x.device(), x.scalar_type());
     }
     {
       RECORD_USER_SCOPE("llama.mask");
@@ -309,37 +419,36 @@ struct LlamaImpl : torch::nn::Module {
     for (const auto& layer : *layers) {
       DecoderLayerImpl* block = layer->as<DecoderLayer>();
       if (recompute()) {
-        auto run = [block, cos, sin, hidden_mask](const torch::Tensor& h) {
-          return block->forward(h, cos, sin, hidden_mask);
+        auto run = [block, rope, hidden_mask](const torch::Tensor& h) {
+          return block->forward(h, rope, hidden_mask);
         };
         x = CheckpointedForward(run, x, block->parameters());
       } else {
-        x = block->forward(x, cos, sin, hidden_mask);
+        x = block->forward(x, rope, hidden_mask);
       }
     }
     return norm(x);
   }
 
   // [total, hidden] final hidden states of a shared-prefix layout, `position_ids` [total] on
-  // the model's device.
+  // the model's device, all below `position_limit`.
   torch::Tensor forward_shared(const torch::Tensor& packed_ids, const torch::Tensor& position_ids,
-                               const SharedLayout& layout) {
+                               int64_t position_limit, const SharedLayout& layout) {
     auto x = embed_tokens(packed_ids);
-    auto freqs = torch::outer(position_ids.to(torch::kFloat32), inv_freq.to(x.device()));
-    auto angles = torch::cat({freqs, freqs}, -1);
-    auto cos = angles.cos().to(x.scalar_type()), sin = angles.sin().to(x.scalar_type());
+    const Rope rope =
+        rope_tables->Get(position_limit, x.device(), x.scalar_type()).Select(position_ids);
     // The recomputation runs after ForwardShared returns: it gets its own copy of the layout.
     std::shared_ptr<const SharedLayout> kept;
     if (recompute()) kept = std::make_shared<const SharedLayout>(layout);
     for (const auto& layer : *layers) {
       DecoderLayerImpl* block = layer->as<DecoderLayer>();
       if (kept) {
-        auto run = [block, cos, sin, kept](const torch::Tensor& h) {
-          return block->forward_shared(h, cos, sin, *kept);
+        auto run = [block, rope, kept](const torch::Tensor& h) {
+          return block->forward_shared(h, rope, *kept);
         };
         x = CheckpointedForward(run, x, block->parameters());
       } else {
-        x = block->forward_shared(x, cos, sin, layout);
+        x = block->forward_shared(x, rope, layout);
       }
     }
     return norm(x);
@@ -350,7 +459,8 @@ struct LlamaImpl : torch::nn::Module {
     return checkpoint_layers && is_training() && torch::GradMode::is_enabled();
   }
 
-  torch::Tensor inv_freq;  // float32, CPU; not a parameter or buffer (stays float32 in bf16)
+  // Not parameters or buffers: built per device and dtype as forwards ask for them.
+  std::shared_ptr<RopeTables> rope_tables;
   int64_t sliding_window;
   bool checkpoint_layers = false;  // RewardModel::set_gradient_checkpointing
   torch::nn::Embedding embed_tokens{nullptr};
@@ -445,7 +555,10 @@ class LlamaRewardModel : public ModuleRewardModel<LlamaReward> {
     TORCH_CHECK(offset == total, "shared-prefix lengths do not sum to the ids");
     const at::Tensor position_ids = torch::tensor(positions, torch::kLong).to(device);
     const at::Tensor pooled_ids = torch::tensor(pooled, torch::kLong).to(device);
-    auto hidden = net_->model->forward_shared(ids.to(device), position_ids, layout);
+    const int64_t position_limit =
+        positions.empty() ? 1 : *std::max_element(positions.begin(), positions.end()) + 1;
+    auto hidden =
+        net_->model->forward_shared(ids.to(device), position_ids, position_limit, layout);
     return net_->score(hidden.index_select(0, pooled_ids)).squeeze(-1).to(torch::kFloat32);
   }
 };

@@ -26,8 +26,12 @@ struct LoraLinearImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x) {
     torch::Tensor y = torch::nn::functional::linear(x, weight, bias);
     if (!has_adapter()) return y;
-    return y + scale * lora_B(lora_A(x));
+    return y + AdapterDelta(x);
   }
+
+  // The adapter's term (alpha / rank) * (x A^T) B^T, for callers that compute x W^T + b
+  // themselves (the decoder's fused q/k/v and gate/up projections). Only with an adapter.
+  torch::Tensor AdapterDelta(const torch::Tensor& x) { return scale * lora_B(lora_A(x)); }
 
   // Adds an adapter of `rank` (> 0) scaled by alpha / rank: A drawn as PEFT draws it
   // (kaiming_uniform with a = sqrt(5), i.e. U(-1/sqrt(in), 1/sqrt(in))), B zero. On the
