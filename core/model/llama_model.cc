@@ -258,13 +258,19 @@ struct AttentionImpl : torch::nn::Module {
       auto queries = q.view({batch, seq, num_kv_heads, group, head_dim})
                          .permute({0, 2, 3, 1, 4})
                          .reshape({batch, num_kv_heads, group * seq, head_dim});
-      auto scores = torch::matmul(queries, k.permute({0, 2, 3, 1}))  // [b, kv, g × seq, seq]
-                        .view({batch, num_kv_heads, group, seq, seq});
+      auto scores = torch::matmul(queries, k.permute({0, 2, 3, 1}));  // [b, kv, g × seq, seq]
       if (scores.scalar_type() != torch::kFloat32) scores = scores.to(torch::kFloat32);
-      scores.masked_fill_(hidden_mask.unsqueeze(1), -std::numeric_limits<float>::infinity());
+      // The mask repeated for each query head of a group, [batch, 1, group × seq, seq], so the
+      // fill is in place on the scores themselves: in place on a view of them, the backward
+      // pass would copy the whole gradient of the scores (CopySlices).
+      const torch::Tensor hidden =
+          group == 1 ? hidden_mask
+                     : hidden_mask.unsqueeze(1)
+                           .expand({batch, 1, group, seq, seq})
+                           .reshape({batch, 1, group * seq, seq});
+      scores.masked_fill_(hidden, -std::numeric_limits<float>::infinity());
       auto weights = torch::softmax(scores, -1).to(v.scalar_type());
-      context = torch::matmul(weights.view({batch, num_kv_heads, group * seq, seq}),
-                              v.transpose(1, 2))                     // [b, kv, g × seq, d]
+      context = torch::matmul(weights, v.transpose(1, 2))  // [b, kv, g × seq, d]
                     .view({batch, num_kv_heads, group, seq, head_dim})
                     .permute({0, 3, 1, 2, 4})
                     .reshape({batch, seq, num_heads * head_dim});
@@ -275,8 +281,8 @@ struct AttentionImpl : torch::nn::Module {
     }
   }
 
-  // The same attention over a shared-prefix layout: x is [total, hidden], cos and sin
-  // [total, head_dim] at each token's own position. A prompt attends causally to itself; a
+  // The same attention over a shared-prefix layout: x is [total, hidden], rope's tables
+  // [total, 1, head_dim] at each token's own position. A prompt attends causally to itself; a
   // continuation to its prompt and causally to itself, which in keys [prompt; continuation]
   // is the causal mask shifted by the prompt's length. Grouped-query heads read their
   // key-value head by reshaping the queries ([kv_heads, group × tokens, head_dim]) rather
