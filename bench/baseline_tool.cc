@@ -10,8 +10,8 @@
 //                           model.safetensors and the tokenizer;
 //       DIR/pairs.jsonl     every training pair as token ids, {"chosen": [...], "rejected":
 //                           [...]}, encoded exactly as the trainer encodes them;
-//       DIR/items.jsonl     (prompt, chosen response) texts of the first 256 training pairs,
-//                           the scoring load;
+//       DIR/items.jsonl     (prompt, chosen response, rejected response) texts of the first
+//                           256 training pairs, the scoring load (load.py);
 //       DIR/check.json      the pair indices of the trainer's first batch (plain shuffled,
 //                           seed 42) and the loss the trainer reported for it: the Python
 //                           loop must compute the same loss on the same weights and ids.
@@ -128,7 +128,10 @@ absl::Status Export(const std::string& data, const std::string& out) {
     pairs_jsonl += nlohmann::json{{"chosen", chosen.ids}, {"rejected", rejected.ids}}.dump() + "\n";
     if (i < 256) {
       items_jsonl +=
-          nlohmann::json{{"prompt", pair.prompt}, {"response", pair.chosen}}.dump() + "\n";
+          nlohmann::json{
+              {"prompt", pair.prompt}, {"response", pair.chosen}, {"rejected", pair.rejected}}
+              .dump() +
+          "\n";
     }
     pairs.push_back(EncodedPair{std::move(chosen.ids), std::move(rejected.ids), 0.0f});
   }

@@ -45,7 +45,9 @@ ABSL_FLAG(int64_t, max_dataset_bytes, int64_t{1} << 30, "Largest dataset upload.
 ABSL_FLAG(int64_t, max_items_per_request, 1024, "Items per ScoreBatch request.");
 ABSL_FLAG(int64_t, max_item_bytes, 256 << 10, "Text bytes per ScoreBatch item.");
 ABSL_FLAG(int64_t, max_batch_tokens, 2048,
-          "Padded tokens per scoring forward pass (CPU default; raise it on a GPU, e.g. 32768).");
+          "Tokens one scoring forward pass computes: real tokens for encoders (packed), for "
+          "decoders a shared prompt once plus its completions, padding included where rows are "
+          "padded (CPU default; raise it on a GPU, e.g. 32768).");
 ABSL_FLAG(int64_t, max_batch_items, 256, "Sequences per scoring forward pass.");
 ABSL_FLAG(double, max_queue_delay_ms, 2.0, "How long a scoring request may wait for others to batch with.");
 ABSL_FLAG(int64_t, max_queued_items, 4096, "Sequences waiting per model before RESOURCE_EXHAUSTED.");

@@ -264,7 +264,7 @@ absl::StatusOr<std::shared_ptr<LoadedModel>> ModelRegistry::LoadVersion(const v1
     // The observer owns the token: the series live as long as the batcher reports to them.
     observer.on_batch = [metrics, series, queue_gauges, gauge_id](const BatchStats& stats) {
       metrics->RecordScoringBatch(series->name(), series->version(), stats.items,
-                                  stats.padded_tokens, stats.compute_time, stats.ok);
+                                  stats.computed_tokens, stats.compute_time, stats.ok);
       queue_gauges->Set(gauge_id, stats.queued_sequences);
     };
     observer.on_rows_dropped = [queue_gauges, gauge_id](int64_t queued_sequences) {

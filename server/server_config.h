@@ -44,7 +44,9 @@ struct ServerConfig {
   int64_t max_item_bytes = 256 << 10;
 
   // Scoring batcher, per loaded model.
-  int64_t max_batch_tokens = 2048;  // on CPU larger batches score fewer items/s (bench/RESULTS.md)
+  // Tokens a scoring forward computes (ScoringModel::ForwardTokens: padding included, a shared
+  // prompt once); on CPU larger batches score fewer items/s (bench/RESULTS.md).
+  int64_t max_batch_tokens = 2048;
   int64_t max_batch_items = 256;
   absl::Duration max_queue_delay = absl::Milliseconds(2);
   int64_t max_queued_items = 4096;

@@ -132,8 +132,10 @@ ServerMetrics::ServerMetrics(Registry& registry, const BuildInfo& build_info, ab
                                             "Forward pass time of one scoring batch.")),
       scoring_batch_items_(
           AddHistogram(registry, "verdict_scoring_batch_items", "Items per scoring batch.")),
-      scoring_batch_tokens_(AddHistogram(registry, "verdict_scoring_batch_tokens",
-                                         "Tokens (padding included) per scoring batch.")),
+      scoring_batch_tokens_(
+          AddHistogram(registry, "verdict_scoring_batch_tokens",
+                       "Tokens a scoring batch's forward computes (padding included, a shared "
+                       "prompt once).")),
       scoring_items_(AddCounter(registry, "verdict_scoring_items_total",
                                 "Items scored, by model and version.")),
       scoring_rejected_(AddCounter(

@@ -12,11 +12,13 @@
 4. Scoring: verdictd (its defaults; the model imported and loaded over gRPC) and scorer.py
    (per request, no cross-request batching) serve the model our first training run produced;
    the same load.py closed loop (N clients x B items) runs against each in turn; items/s,
-   p50 and p99. Both servers' scores of one request are compared first.
+   p50 and p99. Both servers' scores of one request are compared first. --group=G makes the
+   load GRPO-shaped for both arms: each request holds B/G prompts with G completions each.
 
   bench/baseline/compare.py                          # encoder-tiny, 3 reps, ~5 min
   bench/baseline/compare.py --preset=encoder-small --train_steps=8
   bench/baseline/compare.py --preset=decoder-tiny                 # the Llama layout
+  bench/baseline/compare.py --preset=decoder-tiny --group=8 --skip_training   # GRPO scoring
   bench/baseline/compare.py --base_model=tests/data/models/stories260K-hf
 
 Needs build/bench/baseline_tool and build/server/verdictd, and Debian's python3-torch,
@@ -98,18 +100,25 @@ def main():
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--batch", type=int, default=16, help="scoring items per request")
     parser.add_argument("--seconds", type=float, default=8, help="scoring phase length")
+    parser.add_argument("--group", type=int, default=1,
+                        help="GRPO-shaped scoring load: completions of one prompt per group, "
+                             "--batch / --group groups per request (1: independent items)")
     parser.add_argument("--scorer_concurrency", type=int, default=1)
     parser.add_argument("--skip_training", action="store_true")
     parser.add_argument("--skip_scoring", action="store_true")
     args = parser.parse_args()
+    if args.group < 1 or args.batch % args.group != 0:
+        parser.error(f"--batch ({args.batch}) must be a multiple of --group ({args.group})")
 
     tool = Path(args.build) / "bench/baseline_tool"
     verdictd = Path(args.build) / "server/verdictd"
     work = Path(tempfile.mkdtemp(prefix="verdict_baseline_"))
     print(f"compare: {machine()}")
+    shape = (f" ({args.batch // args.group} prompts x {args.group} completions)"
+             if args.group > 1 else "")
     print(f"model {args.base_model or args.preset}, max_length {args.max_length}, "
           f"training batch {args.batch_size} pairs x {args.train_steps} steps, scoring "
-          f"{args.clients} clients x {args.batch} items x {args.seconds:.0f} s, {args.reps} reps, "
+          f"{args.clients} clients x {args.batch} items{shape} x {args.seconds:.0f} s, {args.reps} reps, "
           f"A = verdict, B = Python baseline")
     processes = []
     try:
@@ -174,8 +183,8 @@ def main():
                     model=v1.common_pb2.ModelRef(name="bl")))
             items = read_items(work / "items.jsonl")
             targets = {"A": f"127.0.0.1:{ours_port}", "B": f"127.0.0.1:{base_port}"}
-            ours = score(targets["A"], "bl", items, args.batch)
-            theirs = score(targets["B"], "bl", items, args.batch)
+            ours = score(targets["A"], "bl", items, args.batch, group=args.group)
+            theirs = score(targets["B"], "bl", items, args.batch, group=args.group)
             agreement = max(abs(a - b) for a, b in zip(ours, theirs))
             print(f"\nscores of one {args.batch}-item request, verdictd vs scorer.py: max |diff| "
                   f"{agreement:.2e}")
@@ -183,7 +192,7 @@ def main():
             for rep in range(args.reps):
                 for arm in ("A", "B"):
                     r = run_load(targets[arm], "bl", items, args.clients, args.batch,
-                                 args.seconds)
+                                 args.seconds, group=args.group)
                     r["load"] = os.getloadavg()[0]
                     score_rows.append((arm, r))
                     print(f"{arm} rep {rep}  items/s {r['items_per_second']:7.2f}  p50 ms "

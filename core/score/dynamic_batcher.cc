@@ -63,9 +63,7 @@ class DynamicBatcher::Worker {
     int64_t batches = 0;
     bool finished = false;
 
-    int64_t RowLength(size_t k) const {
-      return static_cast<int64_t>(request.sequences[order[k]].size());
-    }
+    absl::Span<const int32_t> Row(size_t k) const { return request.sequences[order[k]]; }
   };
 
   // Rows of one request in the next forward.
@@ -238,27 +236,54 @@ void DynamicBatcher::Worker::Run() {
 }
 
 bool DynamicBatcher::Worker::PlanBatch(std::vector<Take>* plan) const {
-  int64_t rows = 0, longest = 0;
+  // The batch's rows so far, and what their forward computes (ScoringModel::ForwardTokens).
+  std::vector<absl::Span<const int32_t>> rows;
+  int64_t cost = 0;
+  // The cost of the batch with the next `k` rows of `pending` added.
+  auto cost_with = [&](const Pending& pending, size_t k) {
+    const size_t base = rows.size();
+    for (size_t i = 0; i < k; ++i) rows.push_back(pending.Row(pending.dispatched + i));
+    const int64_t tokens = model_->ForwardTokens(rows);
+    rows.resize(base);
+    return tokens;
+  };
   for (const auto& pending : active_) {
-    size_t taken = 0;
-    for (size_t k = pending->dispatched; k < pending->order.size(); ++k) {
-      const int64_t widest = std::max(longest, pending->RowLength(k));
-      // The first row always goes in, however long: a long row runs alone, never stuck.
-      if (rows > 0 && (rows + 1 > options_.max_batch_items ||
-                       (rows + 1) * widest > options_.max_batch_tokens)) {
-        if (taken > 0) plan->push_back({pending.get(), taken});
-        return true;
+    const size_t remaining = pending->order.size() - pending->dispatched;
+    const size_t room =
+        std::min<size_t>(remaining, static_cast<size_t>(options_.max_batch_items) - rows.size());
+    size_t take = room;
+    int64_t take_cost = cost_with(*pending, room);
+    if (take_cost > options_.max_batch_tokens) {
+      // The most rows that fit: the cost grows with the rows taken, so a bisection finds it
+      // (and whatever it finds was measured to fit).
+      size_t fits = 0, fails = room;
+      int64_t fits_cost = cost;
+      while (fails - fits > 1) {
+        const size_t mid = fits + (fails - fits) / 2;
+        const int64_t mid_cost = cost_with(*pending, mid);
+        if (mid_cost <= options_.max_batch_tokens) {
+          fits = mid;
+          fits_cost = mid_cost;
+        } else {
+          fails = mid;
+        }
       }
-      ++rows;
-      ++taken;
-      longest = widest;
+      take = fits;
+      take_cost = fits_cost;
+      // The first row always goes in, however long: a long row runs alone, never stuck.
+      if (rows.empty() && take == 0) {
+        take = 1;
+        take_cost = cost_with(*pending, 1);
+      }
     }
-    if (taken > 0) plan->push_back({pending.get(), taken});
-    if (rows >= options_.max_batch_items || rows * longest >= options_.max_batch_tokens) {
-      return true;
-    }
+    for (size_t i = 0; i < take; ++i) rows.push_back(pending->Row(pending->dispatched + i));
+    cost = take_cost;
+    if (take > 0) plan->push_back({pending.get(), take});
+    // Rows of this request left out: the budget or the item limit is reached.
+    if (take < remaining) return true;
   }
-  return false;
+  return static_cast<int64_t>(rows.size()) >= options_.max_batch_items ||
+         cost >= options_.max_batch_tokens;
 }
 
 void DynamicBatcher::Worker::RunBatch(const std::vector<Take>& plan) {
@@ -289,6 +314,7 @@ void DynamicBatcher::Worker::RunBatch(const std::vector<Take>& plan) {
     queued_rows_ -= static_cast<int64_t>(rows.size());
     stats.queued_sequences = queued_rows_;
   }
+  stats.computed_tokens = model_->ForwardTokens(sequences);
   absl::StatusOr<std::vector<float>> scores = model_->ScoreEncodedSpans(sequences);
   stats.compute_time = absl::Now() - start;
   stats.items = static_cast<int64_t>(rows.size());

@@ -7,10 +7,13 @@
 //     less, when the queue already holds a full batch (max_batch_tokens or max_batch_items);
 //   - completes requests whose deadline has passed (DeadlineExceeded) or whose is_cancelled()
 //     says so (Cancelled) without running them;
-//   - takes rows from the oldest request onward while the batch's padded size (rows × longest
-//     row) stays within max_batch_tokens and its rows within max_batch_items. A request's rows
-//     are taken shortest first, so a request too big for one forward is split over several,
-//     each holding rows of similar length. A single row longer than the budget runs alone;
+//   - takes rows from the oldest request onward while the tokens the batch's forward computes
+//     (ScoringModel::ForwardTokens: real tokens for a packed encoder; for a decoder each shared
+//     prompt once plus every continuation, and the padded forwards of the other rows) stay
+//     within max_batch_tokens and its rows within max_batch_items. A request's rows are taken
+//     shortest first, so a request too big for one forward is split over several, each holding
+//     rows of similar length; the model sorts a forward's rows by length again where it pads
+//     them. A single row longer than the budget runs alone;
 //   - runs one forward per batch and routes each score back to its request and index;
 //   - calls each request's `done` once all its rows are scored (or at the first error).
 //
@@ -68,9 +71,12 @@ absl::string_view RejectionReasonName(RejectionReason reason);
 
 // One forward pass, as the observer sees it.
 struct BatchStats {
-  int64_t items = 0;          // rows
-  int64_t padded_tokens = 0;  // rows × longest row: the tokens the forward computes
-  int64_t real_tokens = 0;    // tokens that are not padding
+  int64_t items = 0;  // rows
+  // The tokens the forward computes (ScoringModel::ForwardTokens): what max_batch_tokens
+  // bounds. Below real_tokens where rows share a prompt; above it for padded forwards.
+  int64_t computed_tokens = 0;
+  int64_t padded_tokens = 0;  // rows × longest row: what one padded forward would compute
+  int64_t real_tokens = 0;    // the rows' tokens, each row counted whole
   int64_t requests = 0;       // requests with at least one row in it
   // Sequences still queued once this batch's rows were taken out (what queued_sequences()
   // said at that moment), so that an observer can keep a queue-depth gauge current.
@@ -95,7 +101,8 @@ struct DynamicBatcherObserver {
 class DynamicBatcher {
  public:
   struct Options {
-    // Padded tokens (rows × longest row) per forward. A row longer than this runs alone.
+    // Tokens the forward computes (ScoringModel::ForwardTokens: padding included, a shared
+    // prompt once), per forward. A row longer than this runs alone.
     int64_t max_batch_tokens = 8192;
     // Rows per forward.
     int64_t max_batch_items = 256;

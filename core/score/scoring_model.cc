@@ -23,6 +23,39 @@ constexpr int64_t kPaddedChunkTokens = 2048;
 // so this only bounds memory.
 constexpr int64_t kSharedChunkTokens = 8192;
 
+// Where the padded forwards of `order` (rows sorted by length, shortest first) end: the
+// chunk k holds order[ends[k-1] .. ends[k]). Padded forwards cost rows × longest row (and
+// attention rows × longest²): rows of similar length go together, in chunks no wider than
+// the forward runs best at.
+std::vector<size_t> PaddedChunkEnds(absl::Span<const absl::Span<const int32_t>> sequences,
+                                    absl::Span<const uint32_t> order) {
+  std::vector<size_t> ends;
+  size_t begin = 0;
+  int64_t chunk_real = 0;
+  for (size_t k = 0; k < order.size(); ++k) {
+    const int64_t length = static_cast<int64_t>(sequences[order[k]].size());
+    const int64_t rows = static_cast<int64_t>(k - begin) + 1;
+    // Sorted ascending, so this row is the chunk's longest: rows × length is its cost.
+    const bool too_wide = rows * length > kPaddedChunkTokens;
+    const bool too_padded = rows * length * 8 > (chunk_real + length) * 9;
+    if (k > begin && (too_wide || too_padded)) {
+      ends.push_back(k);
+      begin = k;
+      chunk_real = 0;
+    }
+    chunk_real += length;
+  }
+  if (!order.empty()) ends.push_back(order.size());
+  return ends;
+}
+
+void SortByLength(absl::Span<const absl::Span<const int32_t>> sequences,
+                  std::vector<uint32_t>& order) {
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return sequences[a].size() < sequences[b].size();
+  });
+}
+
 absl::Status TorchErrorToStatus(const c10::Error& e) {
   if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr) {
     return absl::ResourceExhaustedError(
@@ -192,34 +225,46 @@ absl::StatusOr<std::vector<float>> ScoringModel::ScoreEncodedSpans(
       RETURN_IF_ERROR(ScoreSharedPrefixes(sequences, scores, order));
       if (order.empty()) return scores;
     }
-    // Padded forwards cost rows × longest row (and attention rows × longest²): rows of
-    // similar length go together, in chunks no wider than the forward runs best at.
-    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-      return sequences[a].size() < sequences[b].size();
-    });
-    std::vector<absl::Span<const int32_t>> chunk;
+    SortByLength(sequences, order);
     size_t begin = 0;
-    int64_t chunk_real = 0;
-    for (size_t k = 0; k < order.size(); ++k) {
-      const int64_t length = static_cast<int64_t>(sequences[order[k]].size());
-      const int64_t rows = static_cast<int64_t>(k - begin) + 1;
-      // Sorted ascending, so this row is the chunk's longest: rows × length is its cost.
-      const bool too_wide = rows * length > kPaddedChunkTokens;
-      const bool too_padded = rows * length * 8 > (chunk_real + length) * 9;
-      if (k > begin && (too_wide || too_padded)) {
-        RETURN_IF_ERROR(ScorePaddedChunk(sequences, absl::MakeConstSpan(order).subspan(
-                                                        begin, k - begin), scores));
-        begin = k;
-        chunk_real = 0;
-      }
-      chunk_real += length;
+    for (size_t end : PaddedChunkEnds(sequences, order)) {
+      RETURN_IF_ERROR(ScorePaddedChunk(
+          sequences, absl::MakeConstSpan(order).subspan(begin, end - begin), scores));
+      begin = end;
     }
-    RETURN_IF_ERROR(ScorePaddedChunk(
-        sequences, absl::MakeConstSpan(order).subspan(begin), scores));
     return scores;
   } catch (const c10::Error& e) {
     return TorchErrorToStatus(e);
   }
+}
+
+int64_t ScoringModel::ForwardTokens(absl::Span<const absl::Span<const int32_t>> sequences) const {
+  int64_t tokens = 0;
+  if (model_->packs_sequences()) {
+    for (const auto& sequence : sequences) tokens += static_cast<int64_t>(sequence.size());
+    return tokens;
+  }
+  std::vector<uint32_t> rest(sequences.size());
+  std::iota(rest.begin(), rest.end(), 0u);
+  if (settings_.share_prefixes && model_->shares_prefixes()) {
+    SharedPrefixPlan plan = PlanSharedPrefixes(sequences, kMinSharedPrefix);
+    for (const SharedPrefixPlan::Group& group : plan.groups) {
+      tokens += group.prefix_length;
+      for (uint32_t row : group.rows) {
+        tokens += static_cast<int64_t>(sequences[row].size()) - group.prefix_length;
+      }
+    }
+    rest = std::move(plan.alone);
+  }
+  SortByLength(sequences, rest);
+  size_t begin = 0;
+  for (size_t end : PaddedChunkEnds(sequences, rest)) {
+    // Sorted ascending: the chunk's last row is its longest.
+    tokens +=
+        static_cast<int64_t>(end - begin) * static_cast<int64_t>(sequences[rest[end - 1]].size());
+    begin = end;
+  }
+  return tokens;
 }
 
 absl::StatusOr<std::vector<float>> ScoringModel::ScorePacked(

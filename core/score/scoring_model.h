@@ -119,6 +119,14 @@ class ScoringModel {
   absl::StatusOr<std::vector<float>> ScoreEncodedSpans(
       absl::Span<const absl::Span<const int32_t>> sequences) const;
 
+  // The tokens the forwards of ScoreEncodedSpans(sequences) compute, padding included: the
+  // real tokens for a packed encoder; for a decoder, each shared prompt once plus every
+  // continuation, and rows × longest row of each padded forward of the other rows. What a
+  // scoring batcher's token budget counts, so that a GRPO group (one prompt, G completions)
+  // costs what it computes, not G padded copies of the prompt. Cheap next to a forward: no
+  // tensor work, O(n log n) over the token ids. 0 for an empty list.
+  int64_t ForwardTokens(absl::Span<const absl::Span<const int32_t>> sequences) const;
+
   // (r - mean) / std with the saved statistics; FailedPrecondition when there are none.
   absl::StatusOr<std::vector<float>> Normalize(absl::Span<const float> raw) const;
 

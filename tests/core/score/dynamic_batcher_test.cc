@@ -306,11 +306,12 @@ TEST_P(DynamicBatcherFamilyTest, KeepsEveryForwardWithinTheTokenBudget) {
   bool saw_over_budget_row = false;
   for (const BatchStats& batch : recorder.batches()) {
     EXPECT_LE(batch.items, options.max_batch_items);
-    if (batch.padded_tokens > options.max_batch_tokens) {
+    if (batch.computed_tokens > options.max_batch_tokens) {
       EXPECT_EQ(batch.items, 1) << "only a lone row may exceed the budget";
       saw_over_budget_row = true;
     }
     EXPECT_LE(batch.real_tokens, batch.padded_tokens);
+    EXPECT_GT(batch.computed_tokens, 0);
     EXPECT_TRUE(batch.ok);
     seen_rows += batch.items;
     seen_real += batch.real_tokens;
@@ -356,12 +357,81 @@ TEST_F(DynamicBatcherTest, SplitsARequestLargerThanTheBudgetAcrossForwards) {
   // Each forward says what it left in the queue: the rows of later forwards.
   int64_t left = static_cast<int64_t>(sequences.size());
   for (const BatchStats& batch : recorder.batches()) {
-    EXPECT_LE(batch.padded_tokens, options.max_batch_tokens);
+    EXPECT_LE(batch.computed_tokens, options.max_batch_tokens);
     left -= batch.items;
     EXPECT_EQ(batch.queued_sequences, left);
   }
   EXPECT_EQ(left, 0);
   EXPECT_GT(result->compute_time, absl::ZeroDuration());
+}
+
+// The encoder's forward is packed: the budget counts real tokens, so one long row does not make
+// its short neighbours cost its length. 1 row of 100 and 9 of 10 tokens: 190 computed, 1000
+// padded; a budget of 250 runs them in one forward, answers in request order.
+TEST_F(DynamicBatcherTest, APackedForwardFillsToRealTokensNotPaddedOnes) {
+  auto reference = LoadGolden("distilbert");
+  ASSERT_NE(reference, nullptr);
+  Batcher::Options options;
+  options.max_batch_tokens = 250;
+  options.max_queue_delay = absl::ZeroDuration();
+  Recorder recorder;
+  auto batcher = CreateOrDie(model_, options, recorder.Observer());
+  ASSERT_NE(batcher, nullptr);
+  std::mt19937 rng(41);
+  auto sequences = RandomSequences(rng, 9, 10, 10);
+  sequences.insert(sequences.begin() + 4, RandomSequence(rng, 100));
+  Results results;
+  ASSERT_TRUE(batcher->Submit(MakeRequest(sequences, results.Callback(0))).ok());
+  ASSERT_TRUE(results.WaitFor(1));
+  auto result = results.Get(0);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->batches, 1);
+  auto batches = recorder.batches();
+  ASSERT_EQ(batches.size(), 1u);
+  EXPECT_EQ(batches[0].computed_tokens, 190);
+  EXPECT_EQ(batches[0].real_tokens, 190);
+  EXPECT_EQ(batches[0].padded_tokens, 1000);
+  ASSERT_EQ(result->scores.size(), sequences.size());
+  for (size_t i = 0; i < sequences.size(); ++i) {
+    EXPECT_NEAR(result->scores[i], SingleForward(*reference, sequences[i]), 1e-5) << "item " << i;
+  }
+}
+
+// Two requests of 120 real tokens each under a budget of 200: the second's rows that fit join
+// the first's forward (shortest first), the rest run next; both answer in their own order.
+TEST_F(DynamicBatcherTest, FillsAForwardWithAsManyOfTheNextRequestsRowsAsFit) {
+  Batcher::Options options = HoldingOptions();
+  options.max_batch_tokens = 200;
+  Recorder recorder;
+  auto batcher = CreateOrDie(model_, options, recorder.Observer());
+  ASSERT_NE(batcher, nullptr);
+  std::mt19937 rng(43);
+  const std::vector<std::vector<int32_t>> first = {RandomSequence(rng, 60),
+                                                   RandomSequence(rng, 60)};
+  const std::vector<std::vector<int32_t>> second = {
+      RandomSequence(rng, 50), RandomSequence(rng, 20), RandomSequence(rng, 30),
+      RandomSequence(rng, 20)};
+  Results results;
+  ASSERT_TRUE(batcher->Submit(MakeRequest(first, results.Callback(0))).ok());
+  ASSERT_TRUE(batcher->Submit(MakeRequest(second, results.Callback(1))).ok());
+  batcher->Drain();
+  auto batches = recorder.batches();
+  ASSERT_EQ(batches.size(), 2u);
+  // 120 + 20 + 20 + 30 = 190; adding the 50-token row would make 240.
+  EXPECT_EQ(batches[0].computed_tokens, 190);
+  EXPECT_EQ(batches[0].requests, 2);
+  EXPECT_EQ(batches[1].computed_tokens, 50);
+  for (int id : {0, 1}) {
+    const auto& sequences = id == 0 ? first : second;
+    auto result = results.Get(id);
+    ASSERT_TRUE(result.ok()) << result.status();
+    auto direct = model_->ScoreEncoded(sequences);
+    ASSERT_TRUE(direct.ok());
+    ASSERT_EQ(result->scores.size(), sequences.size());
+    for (size_t i = 0; i < sequences.size(); ++i) {
+      EXPECT_NEAR(result->scores[i], (*direct)[i], 1e-5) << "request " << id << " item " << i;
+    }
+  }
 }
 
 TEST_F(DynamicBatcherTest, WaitsUpToMaxQueueDelayForCompanyAndMergesRequests) {

@@ -171,6 +171,75 @@ TEST_P(PrefixSharingTest, AGroupOfCompletionsRunsTheSharedForward) {
   }
 }
 
+// The batcher's token budget counts what the forward computes: a GRPO group of 8 completions
+// of one long prompt is 100 + 80 tokens shared, 8 × 117 padded. Under a budget of 300 the
+// shared forward takes the whole request at once, where the padded count (and the model
+// without sharing) needs several forwards; either way each answer lands in its item's place.
+TEST_P(PrefixSharingTest, AGrpoRequestRunsInOneForwardUnderABudgetItsPaddedSizeWouldSplit) {
+  auto shared = GoldenScoringModel(GetParam(), /*share=*/true);
+  auto unshared = GoldenScoringModel(GetParam(), /*share=*/false);
+  ASSERT_NE(shared, nullptr);
+  ASSERT_NE(unshared, nullptr);
+  std::mt19937 rng(37);
+  const std::vector<int32_t> prompt = RandomIds(rng, 100);
+  std::vector<std::vector<int32_t>> request;
+  int64_t longest = 0;
+  for (int length : {9, 3, 17, 11, 5, 15, 7, 13}) {  // 80 completion tokens, unsorted
+    request.push_back(prompt);
+    const auto completion = RandomIds(rng, length);
+    request.back().insert(request.back().end(), completion.begin(), completion.end());
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(request.back().size()));
+  }
+  const std::vector<absl::Span<const int32_t>> spans(request.begin(), request.end());
+  EXPECT_EQ(shared->ForwardTokens(spans), 100 + 80);
+  // Without sharing: one padded forward of 8 rows (their lengths are within 12.5%).
+  EXPECT_EQ(unshared->ForwardTokens(spans), 8 * longest);
+
+  constexpr int64_t kBudget = 300;
+  ASSERT_GT(8 * longest, 2 * kBudget);  // the padded count needs three forwards or more
+  for (const bool share : {true, false}) {
+    DynamicBatcher::Options options;
+    options.max_batch_tokens = kBudget;
+    options.max_queue_delay = absl::ZeroDuration();
+    absl::Mutex mu;
+    std::vector<BatchStats> batches;
+    DynamicBatcherObserver observer;
+    observer.on_batch = [&](const BatchStats& stats) {
+      absl::MutexLock lock(&mu);
+      batches.push_back(stats);
+    };
+    auto batcher = DynamicBatcher::Create(share ? shared : unshared, options, observer);
+    ASSERT_TRUE(batcher.ok()) << batcher.status();
+    absl::StatusOr<DynamicBatcher::Result> result = absl::UnknownError("not called");
+    DynamicBatcher::Request submitted;
+    submitted.sequences = request;
+    submitted.done = [&](absl::StatusOr<DynamicBatcher::Result> r) {
+      absl::MutexLock lock(&mu);
+      result = std::move(r);
+    };
+    ASSERT_TRUE((*batcher)->Submit(std::move(submitted)).ok());
+    (*batcher)->Drain();
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(result.ok()) << result.status();
+    if (share) {
+      EXPECT_EQ(result->batches, 1);
+      ASSERT_EQ(batches.size(), 1u);
+      EXPECT_EQ(batches[0].computed_tokens, 180);
+      EXPECT_EQ(batches[0].padded_tokens, 8 * longest);
+      EXPECT_EQ(batches[0].real_tokens, 8 * 100 + 80);
+    } else {
+      EXPECT_GE(result->batches, 3);
+      for (const BatchStats& batch : batches) EXPECT_LE(batch.computed_tokens, kBudget);
+    }
+    ASSERT_EQ(result->scores.size(), request.size());
+    for (size_t i = 0; i < request.size(); ++i) {
+      auto alone = unshared->ScoreEncoded({request[i]});
+      ASSERT_TRUE(alone.ok()) << alone.status();
+      EXPECT_NEAR(result->scores[i], (*alone)[0], 1e-5) << "share " << share << " item " << i;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Decoders, PrefixSharingTest,
                          ::testing::Values("llama", "llama3", "qwen2", "qwen3"));
 
