@@ -82,7 +82,8 @@ run_asan() {
   local dir=${VERDICT_ASAN_BUILD_DIR:-build-asan}
   configure "$dir" address,undefined -DVERDICT_FUZZ=ON
   local targets=(all)
-  if [ "$scope" = ci ]; then targets=(tests/core/all "${ci_fuzzers[@]}"); fi
+  # verdict-train: tests/core/train's CLI tests run the tool (it lives in core/train).
+  if [ "$scope" = ci ]; then targets=(tests/core/all verdict-train "${ci_fuzzers[@]}"); fi
   # A failed build must stop here (errexit does not apply inside `run_asan || status=1`).
   timed "asan build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}" || return 1
   export ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:suppressions=$supp/asan.supp"
