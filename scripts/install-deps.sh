@@ -27,8 +27,12 @@ packages=(
   python3-torch python3-sentencepiece
 )
 # --with-sanitizers (scripts/sanitize.sh, scripts/fuzz.sh): clang with its sanitizer and
-# libFuzzer runtimes, llvm-symbolizer for readable sanitizer reports.
-if [ "${1:-}" = --with-sanitizers ]; then packages+=(clang-14 libclang-rt-14-dev llvm-14); fi
+# libFuzzer runtimes, llvm-symbolizer for readable sanitizer reports, and LLVM's OpenMP
+# (core/score's find_package(OpenMP) needs omp.h and libomp with clang; clang-14 does not
+# depend on it).
+if [ "${1:-}" = --with-sanitizers ]; then
+  packages+=(clang-14 libclang-rt-14-dev llvm-14 libomp-14-dev)
+fi
 # kubectl renders deploy/k8s in the tests; some images already ship it from another source,
 # and Debian's package would collide with that binary.
 command -v kubectl >/dev/null || packages+=(kubernetes-client)

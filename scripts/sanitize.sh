@@ -14,8 +14,14 @@
 #         dynamic_batcher_test had 588 warnings, with it 0; event_hub_test, job_manager_test and
 #         model_registry_test 0; scoring_integration_test still 208, with gRPC / gpr /
 #         protobuf frames (uninstrumented), not yet triaged; training and restart tests not run.
-#   ci    what .ci/run runs: asan limited to tests/core, tests/server (but the soak test) and
-#         the fuzz targets' seed corpora, building only their targets; then tsan.
+#   ci    what .ci/run runs, sized to its time limit (CI: 2 cores, no ccache, ~30 min for this
+#         step): asan over tests/core and the seed corpora of the six fuzz targets that need no
+#         server library, building only their targets; then ./scripts/fuzz.sh 10 runs those six
+#         in the same tree. Measured (no ccache, user+sys CPU of the build; idle 2-core wall is
+#         about half of it): see .ci/run. Not in ci, for lack of time on 2 cores: tests/server
+#         and tests/e2e under asan (the server library and its tests are another ~60 TUs),
+#         training_job_spec_fuzzer (needs the server library), and tsan (a second tree of
+#         core + server). Run `asan`, `tsan` or `all` for those.
 # Usage: ./scripts/sanitize.sh [asan|tsan|ci|all] [extra ctest arguments...]   (default: all)
 # Trees: $VERDICT_ASAN_BUILD_DIR (build-asan), $VERDICT_TSAN_BUILD_DIR (build-tsan). Both use
 # -O1 -gline-tables-only and skip bench/. The sentencepiece module is loaded under ASan and
@@ -63,29 +69,38 @@ timed() {
 # Tests run more slowly instrumented; a stuck one still ends.
 ctest_args=(--output-on-failure -j "$jobs" --timeout 1800)
 
+# The ci scope: the fuzz targets that link only core libraries (training_job_spec_fuzzer needs
+# verdict_server_lib) and the test directories whose targets ci builds.
+ci_fuzzers=(preference_reader_fuzzer safetensors_fuzzer model_config_fuzzer
+            sentencepiece_model_fuzzer tokenizer_json_fuzzer tokenizer_text_fuzzer)
+
 run_asan() {
-  # $1: "all" (every target, every test) or "ci" (tests/core, tests/server without the soak
-  # test, tests/fuzz: their targets only); the rest: extra ctest arguments.
+  # $1: "all" (every target, every test) or "ci" (tests/core and the ci fuzzers' seed corpora,
+  # their targets only); the rest: extra ctest arguments.
   local scope=$1
   shift
   local dir=${VERDICT_ASAN_BUILD_DIR:-build-asan}
   configure "$dir" address,undefined -DVERDICT_FUZZ=ON
-  local targets=(all) test_dirs=("$dir") filters=()
-  if [ "$scope" = ci ]; then
-    targets=(tests/core/all tests/server/all tests/fuzz/all)
-    test_dirs=("$dir/tests/core" "$dir/tests/server" "$dir/tests/fuzz")
-    filters=(-LE soak)
-  fi
-  timed "asan build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}"
+  local targets=(all)
+  # verdict-train: tests/core/train's CLI tests run the tool (it lives in core/train).
+  if [ "$scope" = ci ]; then targets=(tests/core/all verdict-train "${ci_fuzzers[@]}"); fi
+  # A failed build must stop here (errexit does not apply inside `run_asan || status=1`).
+  timed "asan build" cmake --build "$dir" -j "$jobs" --target "${targets[@]}" || return 1
   export ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:suppressions=$supp/asan.supp"
   export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp"
   if [ -n "$symbolizer" ]; then export ASAN_SYMBOLIZER_PATH=$symbolizer; fi
-  local status=0 test_dir
-  for test_dir in "${test_dirs[@]}"; do
-    timed "asan tests in $test_dir" \
-      ctest --test-dir "$test_dir" "${ctest_args[@]}" "${filters[@]}" "$@" || status=1
-  done
+  local status=0
+  if [ "$scope" = ci ]; then
+    local seeds
+    seeds=$(printf '|%s_seeds' "${ci_fuzzers[@]}")
+    timed "asan tests in $dir/tests/core" \
+      ctest --test-dir "$dir/tests/core" "${ctest_args[@]}" "$@" || status=1
+    timed "asan fuzz seed corpora" ctest --test-dir "$dir/tests/fuzz" "${ctest_args[@]}" \
+      -R "^(${seeds:1})\$" "$@" || status=1
+  else
+    timed "asan tests in $dir" ctest --test-dir "$dir" "${ctest_args[@]}" "$@" || status=1
+  fi
   unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
   return $status
 }
@@ -116,7 +131,11 @@ status=0
 case $mode in
   asan) run_asan all "$@" || status=1 ;;
   tsan) run_tsan "$@" || status=1 ;;
-  ci) run_asan ci "$@" || status=1; run_tsan "$@" || status=1 ;;
+  ci)
+    run_asan ci "$@" || status=1
+    # Same tree, already built: a short libFuzzer search (10 s per target) on each seed corpus.
+    timed "fuzz.sh 10" ./scripts/fuzz.sh 10 "${ci_fuzzers[@]}" || status=1
+    ;;
   all) run_asan all "$@" || status=1; run_tsan "$@" || status=1 ;;
 esac
 exit $status
