@@ -7,6 +7,8 @@ set -euo pipefail
 packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config git ca-certificates
+  # lld: links the test binaries ~8x faster than GNU ld (CMakeLists.txt uses it when present)
+  lld
   # core: tensors (with a fast BLAS), tokenizers, JSON, gzip
   libtorch-dev libgloo-dev libopenblas0-pthread libsentencepiece-dev libutf8proc-dev libpcre2-dev nlohmann-json3-dev zlib1g-dev
   # server: RPC, flags/status, HTTP scoring, metrics, job store, hashing
