@@ -19,6 +19,7 @@
 #include "server/sqlite_job_store.h"
 #include "tests/server/server_test_util.h"
 #include "tests/server/verdictd_process.h"
+#include "tests/testing/sanitizers.h"
 #include "tests/testing/test_paths.h"
 
 namespace verdict::testing {
@@ -123,12 +124,16 @@ TEST(WatcherMemoryTest, StalledWatchersOfALongJobHoldLittleAndGiveItBackOnClose)
             << "-event job: before " << before / 1024 << " KiB, with them " << peak / 1024
             << " KiB (" << per_watcher / 1024 << " KiB per watcher), after they closed "
             << after / 1024 << " KiB" << std::endl;
-  // A watcher queues at most a page of the replay, gRPC its flow-control window (~34 KiB
-  // measured; old main 1,271 KiB).
-  EXPECT_LT(per_watcher, 96 * 1024);
-  // What the watchers held is returned, to within 6 MiB of the start (+2.5 MiB measured; old
-  // main +255 MiB, i.e. none of it).
-  EXPECT_LT(after - before, 6 << 20);
+  // Under ASan the RSS is redzones and the freed-memory quarantine (1,110 KiB per watcher and
+  // +236 MiB after close measured, with no leak reported): the bounds hold for the real build.
+  if (!VERDICT_SANITIZER_ALLOCATOR) {
+    // A watcher queues at most a page of the replay, gRPC its flow-control window (~34 KiB
+    // measured; old main 1,271 KiB).
+    EXPECT_LT(per_watcher, 96 * 1024);
+    // What the watchers held is returned, to within 6 MiB of the start (+2.5 MiB measured;
+    // old main +255 MiB, i.e. none of it).
+    EXPECT_LT(after - before, 6 << 20);
+  }
   process->Signal(SIGTERM);
   EXPECT_EQ(process->Wait(absl::Seconds(30)), 0) << process->Logs();
 }

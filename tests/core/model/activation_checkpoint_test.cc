@@ -21,14 +21,9 @@
 #include "tests/core/model/golden_fixtures.h"
 #include "tests/testing/test_paths.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#include "tests/testing/sanitizers.h"
+#if VERDICT_SANITIZER_ALLOCATOR
 #include <sanitizer/allocator_interface.h>
-#define VERDICT_SANITIZER_ALLOCATOR 1
-#endif
-#endif
-#ifndef VERDICT_SANITIZER_ALLOCATOR
-#define VERDICT_SANITIZER_ALLOCATOR 0
 #endif
 
 namespace verdict {
