@@ -450,5 +450,51 @@ TEST_F(JobManagerTest, CancelsAQueuedJobBeforeItRunsAndARunningOneAfterItsStep) 
   EXPECT_EQ(VersionsOf("tiny"), 0);
 }
 
+// What SIGTERM does to training (verdictd drains its jobs before it exits), in one process so
+// that the ThreadSanitizer tree runs it (scripts/sanitize.sh tsan): the running job stops after
+// its step, checkpoints there and goes back to QUEUED; a queued job is not started; the next
+// manager resumes the first from that checkpoint, and every step is recorded once.
+TEST_F(JobManagerTest, DrainRequeuesTheRunningJobWhichTheNextManagerResumesAtItsStep) {
+  StartManager(sqlite_.get());
+  v1::TrainingJobSpec spec = TinyJobSpec(kDataset, 100000);
+  spec.set_save_steps(100000);  // the only checkpoint is the one the drain writes
+  absl::StatusOr<v1::Job> running = Submit(spec);
+  ASSERT_TRUE(running.ok()) << running.status();
+  absl::StatusOr<v1::Job> queued = Submit(TinyJobSpec(kDataset, 3));
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  WaitFor(running->id(), [](const v1::Job& job) { return job.progress().step() >= 2; });
+
+  manager_->Drain();
+  absl::StatusOr<v1::Job> drained = sqlite_->GetJob(running->id());
+  ASSERT_TRUE(drained.ok()) << drained.status();
+  EXPECT_EQ(drained->state(), v1::JOB_STATE_QUEUED);
+  const int64_t drained_step = drained->progress().step();
+  EXPECT_GE(drained_step, 2);
+  absl::StatusOr<v1::Job> not_started = sqlite_->GetJob(queued->id());
+  ASSERT_TRUE(not_started.ok()) << not_started.status();
+  EXPECT_EQ(not_started->attempt(), 0);
+  manager_.reset();
+
+  StartManager(sqlite_.get());
+  const v1::Job resumed = WaitFor(running->id(), [drained_step](const v1::Job& job) {
+    return job.attempt() == 2 && job.progress().step() >= drained_step + 2;
+  });
+  EXPECT_EQ(resumed.resumed_from_step(), drained_step);
+  ASSERT_TRUE(manager_->Cancel(running->id(), "enough").ok());
+  EXPECT_EQ(WaitForTerminal(running->id()).state(), v1::JOB_STATE_CANCELLED);
+
+  absl::StatusOr<std::vector<v1::MetricsEvent>> events =
+      sqlite_->ReadEvents(running->id(), /*after_sequence=*/0, /*limit=*/0);
+  ASSERT_TRUE(events.ok()) << events.status();
+  std::vector<int64_t> steps;
+  for (const v1::MetricsEvent& event : *events) {
+    if (event.has_train()) steps.push_back(event.step());
+  }
+  ASSERT_GE(steps.size(), static_cast<size_t>(drained_step + 2));
+  for (size_t i = 0; i < steps.size(); ++i) {
+    ASSERT_EQ(steps[i], static_cast<int64_t>(i) + 1) << "train events out of order or repeated";
+  }
+}
+
 }  // namespace
 }  // namespace verdict::server
