@@ -30,7 +30,7 @@ compiler=()
 if [ ! -f "$dir/CMakeCache.txt" ]; then compiler=(-DCMAKE_CXX_COMPILER=clang++-14); fi
 cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${compiler[@]}" \
   -DVERDICT_SANITIZE=address,undefined -DVERDICT_BUILD_BENCH=OFF -DVERDICT_FUZZ=ON \
-  "${launcher[@]}" >/dev/null
+  -DVERDICT_CTEST_PER_BINARY=ON "${launcher[@]}" >/dev/null
 start=$(date +%s)
 cmake --build "$dir" -j "$(nproc)" --target "${targets[@]}"
 echo "fuzz.sh: build took $(( $(date +%s) - start )) s"
