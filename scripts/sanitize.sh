@@ -7,10 +7,11 @@
 #         tree has VERDICT_FUZZ=ON, so scripts/fuzz.sh reuses it instead of building a third one.
 #   tsan  the concurrency tests under ThreadSanitizer, in build-tsan; only their binaries are
 #         built: the scoring queue and dynamic batcher, the job queue and manager (cancels,
-#         restarts), the event hub and metrics watchers, and the model registry (shared loads,
+#         restarts, and the drain that SIGTERM starts: the running job checkpoints and is
+#         resumed), the event hub and metrics watchers, and the model registry (shared loads,
 #         unloads and alias swaps under load, DrainAll while draining).
 #         Not the tests that run a gRPC server in the process or as verdictd (scoring and
-#         training integration, restart and SIGTERM drain; ASan covers them). gRPC's C++ API is
+#         training integration, verdictd restarts; ASan covers them). gRPC's C++ API is
 #         header code, compiled instrumented into the test, while the core that hands a call
 #         between gRPC's threads (completion queues, combiners, call arenas) is Debian's
 #         uninstrumented libgrpc, so TSan sees no order between those threads. Triage,
